@@ -1,0 +1,93 @@
+/* codec.c -- protobuf conversion and byte-buffer framing. See codec.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+
+#include "codec.h"
+
+void docq_codec_timestamp(int64_t ms, Google__Protobuf__Timestamp *ts) {
+    google__protobuf__timestamp__init(ts);
+    ts->seconds = ms / 1000;
+    ts->nanos = (int32_t)(ms % 1000) * 1000000;
+}
+
+/* Set *field to ts filled from ms, or leave it NULL (unset) when ms is 0. */
+static void set_time(int64_t ms, Google__Protobuf__Timestamp *ts, Google__Protobuf__Timestamp **field) {
+    if (!ms) return;
+    docq_codec_timestamp(ms, ts);
+    *field = ts;
+}
+
+void docq_codec_task_msg(const docq_task *t, docq_task_msg *out) {
+    Docq__V1__Task *m = &out->msg;
+    docq__v1__task__init(m);
+    m->task_id = (char *)t->task_id;
+    m->doc_id = (char *)t->doc_id;
+    m->state = (Docq__V1__Task__State)t->state;
+    m->result = t->result ? t->result : (char *)protobuf_c_empty_string;
+    m->error = t->error ? t->error : (char *)protobuf_c_empty_string;
+    m->attempts = t->attempts;
+    set_time(t->created_at_ms, &out->created, &m->created_at);
+    set_time(t->started_at_ms, &out->started, &m->started_at);
+    set_time(t->finished_at_ms, &out->finished, &m->finished_at);
+}
+
+static int64_t ts_ms(const Google__Protobuf__Timestamp *ts) {
+    return ts ? ts->seconds * 1000 + ts->nanos / 1000000 : 0;
+}
+
+/* Duplicate a non-empty string; empty strings stay NULL. */
+static int dup_opt(const char *s, char **out) {
+    if (!s || !*s) return DOCQ_OK;
+    *out = strdup(s);
+    return *out ? DOCQ_OK : DOCQ_ERR;
+}
+
+int docq_codec_task_from_msg(const Docq__V1__Task *m, docq_task *out, docq_error *err) {
+    docq_task_clear(out);
+    if (strlen(m->task_id) >= sizeof(out->task_id) || strlen(m->doc_id) >= sizeof(out->doc_id))
+        return docq_error_set(err, DOCQ_EINVAL, "task_id or doc_id too long");
+    strcpy(out->task_id, m->task_id);
+    strcpy(out->doc_id, m->doc_id);
+    out->state = (docq_task_state)m->state;
+    out->attempts = m->attempts;
+    out->created_at_ms = ts_ms(m->created_at);
+    out->started_at_ms = ts_ms(m->started_at);
+    out->finished_at_ms = ts_ms(m->finished_at);
+    if (dup_opt(m->result, &out->result) != DOCQ_OK || dup_opt(m->error, &out->error) != DOCQ_OK) {
+        docq_task_clear(out);
+        return docq_error_set(err, DOCQ_ERR, "out of memory");
+    }
+    out->result_len = out->result ? strlen(out->result) : 0;
+    return DOCQ_OK;
+}
+
+grpc_byte_buffer *docq_codec_pack(const ProtobufCMessage *m) {
+    size_t n = protobuf_c_message_get_packed_size(m);
+    grpc_slice s = grpc_slice_malloc(n);
+    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+ProtobufCMessage *docq_codec_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb) {
+    grpc_byte_buffer_reader reader;
+    if (!bb || !grpc_byte_buffer_reader_init(&reader, bb)) return NULL;
+    grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    return m;
+}
+
+const char *docq_grpc_status_name(int code) {
+    static const char *names[] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    return code >= 0 && code <= 16 ? names[code] : "UNKNOWN";
+}

@@ -1,0 +1,303 @@
+/* config.c -- settings table, environment and flag parsing. See config.h. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+typedef enum { KIND_STRING, KIND_INT } setting_kind;
+
+/* Extra validation for string settings beyond "fits and is not empty". */
+typedef int (*string_check)(docq_config *cfg, const char *value, docq_error *err);
+
+typedef struct setting {
+    const char *env;     /* Environment variable; the flag is derived from it. */
+    unsigned bins;       /* DOCQ_BIN_* mask of the binaries that read it. */
+    setting_kind kind;
+    size_t offset;       /* Where the value lives in docq_config. */
+    size_t size;         /* Capacity of a string field. */
+    long min, max;       /* Inclusive range of an integer. */
+    const char *def;     /* Default, as text. */
+    string_check check;  /* Optional, for strings. */
+    const char *help;
+} setting;
+
+static int check_listen(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    return docq_hostport_check(v, 1, err);
+}
+
+static int check_server(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    return docq_hostport_check(v, 0, err);
+}
+
+static int check_redis_url(docq_config *cfg, const char *v, docq_error *err) {
+    return docq_redis_url_parse(v, &cfg->redis, err);
+}
+
+static int check_http_url(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+        return docq_error_set(err, DOCQ_EINVAL, "expected an http:// or https:// URL");
+    return DOCQ_OK;
+}
+
+/* Key parts become parts of Redis keys: keep them free of the characters that
+ * separate key parts or form hash tags. */
+static int check_key_part(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    for (const char *p = v; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+            return docq_error_set(err, DOCQ_EINVAL, "use only letters, digits, '_', '-' and '.'");
+    }
+    return DOCQ_OK;
+}
+
+static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    docq_log_level level;
+    if (docq_log_level_parse(v, &level) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "expected debug, info, warn or error");
+    return DOCQ_OK;
+}
+
+#define S DOCQ_BIN_SERVER
+#define W DOCQ_BIN_WORKER
+#define C DOCQ_BIN_CLI
+#define STR(field) KIND_STRING, offsetof(docq_config, field), \
+    sizeof(((docq_config *)0)->field), 0, 0
+#define INT(field, lo, hi) KIND_INT, offsetof(docq_config, field), 0, lo, hi
+
+static const setting settings[] = {
+    {"DOCQ_LISTEN", S, STR(listen), "0.0.0.0:50051", check_listen,
+     "address the gRPC server listens on (host:port; port 0 picks one)"},
+    {"DOCQ_REDIS_URL", S | W, STR(redis_url), "redis://127.0.0.1:6379", check_redis_url,
+     "Redis holding queues and tasks: redis://[:password@]host:port[/db]"},
+    {"DOCQ_REDIS_TIMEOUT_MS", S | W, INT(redis_timeout_ms, 10, 600000), "2000", NULL,
+     "Redis connect and command timeout, milliseconds"},
+    {"DOCQ_AI_URL", W, STR(ai_url), "http://127.0.0.1:8080/process", check_http_url,
+     "AI service endpoint the worker POSTs each document to"},
+    {"DOCQ_AI_TIMEOUT_MS", W, INT(ai_timeout_ms, 1, 86400000), "300000", NULL,
+     "limit on one whole AI call, milliseconds (AI calls can take minutes)"},
+    {"DOCQ_AI_CONNECT_TIMEOUT_MS", W, INT(ai_connect_timeout_ms, 1, 600000), "5000", NULL,
+     "limit on connecting to the AI service, milliseconds"},
+    {"DOCQ_KEY_PREFIX", S | W, STR(key_prefix), "docq", check_key_part,
+     "first part of every Redis key docq uses"},
+    {"DOCQ_SHARDS", S | W, INT(shards, 1, 1024), "16", NULL,
+     "number of queue streams; a caller's tasks go to one of them"},
+    {"DOCQ_GROUP", W, STR(group), "workers", check_key_part,
+     "consumer group the workers share"},
+    {"DOCQ_RESULT_TTL_S", W, INT(result_ttl_s, 1, 315360000), "86400", NULL,
+     "seconds a finished task's record is kept"},
+    {"DOCQ_THREADS", S, INT(threads, 1, 256), "2", NULL,
+     "server threads, each polling its own completion queue"},
+    {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
+     "AI calls one worker keeps in flight at once"},
+    {"DOCQ_SERVER", C, STR(server), "127.0.0.1:50051", check_server,
+     "docq server address (host:port)"},
+    {"DOCQ_DEADLINE_MS", C, INT(deadline_ms, 1, 86400000), "10000", NULL,
+     "deadline of each call the CLI makes, milliseconds"},
+    {"DOCQ_LOG_LEVEL", S | W | C, STR(log_level), "info", check_log_level,
+     "lowest log level written: debug, info, warn or error"},
+};
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+#undef S
+#undef W
+#undef C
+
+/* The flag of a setting: DOCQ_REDIS_URL -> --redis-url. */
+static void flag_name(const setting *s, char *buf, size_t cap) {
+    size_t n = 0;
+    const char *p = s->env + 5;
+    buf[n++] = '-';
+    buf[n++] = '-';
+    for (; *p && n + 1 < cap; p++) buf[n++] = (*p == '_') ? '-' : (char)tolower((unsigned char)*p);
+    buf[n] = '\0';
+}
+
+/* Store value into the setting's field after validating it. Returns DOCQ_OK
+ * or DOCQ_EINVAL with a message naming the setting and the value. */
+static int apply(docq_config *cfg, const setting *s, const char *value, docq_error *err) {
+    char *field = (char *)cfg + s->offset;
+    char flag[64];
+    docq_error why = {0};
+    flag_name(s, flag, sizeof(flag));
+    /* Never echo a value that may hold a password. */
+    const char *shown = strstr(s->env, "URL") && strchr(value, '@') ? "(hidden: it holds a password)" : value;
+
+    if (s->kind == KIND_INT) {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < s->min || v > s->max)
+            return docq_error_set(err, DOCQ_EINVAL,
+                                  "invalid %s (%s) '%s': expected an integer from %ld to %ld",
+                                  s->env, flag, value, s->min, s->max);
+        *(long *)field = v;
+        return DOCQ_OK;
+    }
+    if (value[0] == '\0' || strlen(value) >= s->size)
+        return docq_error_set(err, DOCQ_EINVAL, "invalid %s (%s) '%s': must be 1 to %zu characters",
+                              s->env, flag, shown, s->size - 1);
+    if (s->check && s->check(cfg, value, &why) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "invalid %s (%s) '%s': %s", s->env, flag, shown,
+                              why.msg);
+    memcpy(field, value, strlen(value) + 1);
+    return DOCQ_OK;
+}
+
+/* Find the setting whose flag is the text before any '=' in arg. */
+static const setting *find_flag(unsigned bin, const char *arg) {
+    size_t len = strcspn(arg, "=");
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        char flag[64];
+        if (!(settings[i].bins & bin)) continue;
+        flag_name(&settings[i], flag, sizeof(flag));
+        if (strlen(flag) == len && strncmp(flag, arg, len) == 0) return &settings[i];
+    }
+    return NULL;
+}
+
+/* Apply the flags in argv[1..], collecting positional arguments. */
+static int apply_flags(docq_config *cfg, unsigned bin, int argc, char **argv, docq_error *err) {
+    int only_args = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (only_args || a[0] != '-' || a[1] == '\0') {
+            if (cfg->nargs == DOCQ_MAX_ARGS)
+                return docq_error_set(err, DOCQ_EINVAL, "too many arguments");
+            cfg->args[cfg->nargs++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_args = 1;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return DOCQ_EHELP;
+        const setting *s = find_flag(bin, a);
+        if (!s) return docq_error_set(err, DOCQ_EINVAL, "unknown option '%s' (see --help)", a);
+        const char *eq = strchr(a, '=');
+        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!value) return docq_error_set(err, DOCQ_EINVAL, "option '%s' needs a value", a);
+        if (apply(cfg, s, value, err) != DOCQ_OK) return DOCQ_EINVAL;
+    }
+    return DOCQ_OK;
+}
+
+int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq_error *err) {
+    memset(cfg, 0, sizeof(*cfg));
+    /* Defaults are applied for every setting so that the struct is complete
+     * even for settings another binary uses (e.g. the CLI's key prefix). */
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (apply(cfg, &settings[i], settings[i].def, err) != DOCQ_OK) return DOCQ_EINVAL;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *v = (settings[i].bins & bin) ? getenv(settings[i].env) : NULL;
+        if (v && apply(cfg, &settings[i], v, err) != DOCQ_OK) return DOCQ_EINVAL;
+    }
+    int rc = apply_flags(cfg, bin, argc, argv, err);
+    if (rc != DOCQ_OK) return rc;
+    docq_log_level level;
+    docq_log_level_parse(cfg->log_level, &level);
+    docq_log_set_level(level);
+    return DOCQ_OK;
+}
+
+size_t docq_config_help(unsigned bin, char *buf, size_t cap) {
+    size_t len = 0;
+    if (cap == 0) return 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < NSETTINGS && len + 1 < cap; i++) {
+        char flag[64];
+        if (!(settings[i].bins & bin)) continue;
+        flag_name(&settings[i], flag, sizeof(flag));
+        int n = snprintf(buf + len, cap - len, "  %-28s %s\n  %-28s %s (default %s)\n", flag,
+                         settings[i].env, "", settings[i].help, settings[i].def);
+        if (n < 0) break;
+        len += (size_t)n;
+    }
+    if (len >= cap) len = cap - 1;
+    return len;
+}
+
+/* Parse a decimal port from p (up to end). Returns the port or -1. */
+static long parse_port(const char *p, const char *end) {
+    if (p == end || end - p > 5) return -1;
+    long port = 0;
+    for (; p < end; p++) {
+        if (!isdigit((unsigned char)*p)) return -1;
+        port = port * 10 + (*p - '0');
+    }
+    return port <= 65535 ? port : -1;
+}
+
+/* Split "host:port" or "[v6]:port" at s..end into host and port. */
+static int split_hostport(const char *s, const char *end, char *host, size_t hcap, long *port,
+                          docq_error *err) {
+    const char *colon, *hs = s, *he;
+    if (*s == '[') {
+        he = memchr(s, ']', (size_t)(end - s));
+        if (!he) return docq_error_set(err, DOCQ_EINVAL, "unclosed '[' in address");
+        hs = s + 1;
+        colon = he + 1 < end && he[1] == ':' ? he + 1 : NULL;
+        if (!colon && he + 1 != end) return docq_error_set(err, DOCQ_EINVAL, "expected ':' after ']'");
+    } else {
+        colon = memrchr(s, ':', (size_t)(end - s));
+        he = colon ? colon : end;
+    }
+    if (he == hs) return docq_error_set(err, DOCQ_EINVAL, "missing host");
+    if ((size_t)(he - hs) >= hcap) return docq_error_set(err, DOCQ_EINVAL, "host too long");
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = '\0';
+    *port = colon ? parse_port(colon + 1, end) : -2;
+    if (*port == -1) return docq_error_set(err, DOCQ_EINVAL, "bad port");
+    return DOCQ_OK;
+}
+
+int docq_hostport_check(const char *s, int allow_zero, docq_error *err) {
+    char host[256];
+    long port;
+    if (split_hostport(s, s + strlen(s), host, sizeof(host), &port, err) != DOCQ_OK) return DOCQ_EINVAL;
+    if (port == -2) return docq_error_set(err, DOCQ_EINVAL, "expected host:port");
+    if (port == 0 && !allow_zero) return docq_error_set(err, DOCQ_EINVAL, "port 0 is not allowed");
+    return DOCQ_OK;
+}
+
+int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err) {
+    const char *p = url, *end;
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (strncmp(p, "redis://", 8) != 0) return docq_error_set(err, DOCQ_EINVAL, "expected redis://");
+    p += 8;
+    const char *slash = strchr(p, '/');
+    end = slash ? slash : p + strlen(p);
+    const char *at = memrchr(p, '@', (size_t)(end - p));
+    if (at) {
+        const char *pw = memchr(p, ':', (size_t)(at - p));
+        if (!pw) return docq_error_set(err, DOCQ_EINVAL, "expected ':password@' before the host");
+        pw++;
+        if ((size_t)(at - pw) >= sizeof(out->password))
+            return docq_error_set(err, DOCQ_EINVAL, "password too long");
+        memcpy(out->password, pw, (size_t)(at - pw));
+        out->password[at - pw] = '\0';
+        p = at + 1;
+    }
+    long port;
+    if (split_hostport(p, end, out->host, sizeof(out->host), &port, err) != DOCQ_OK) return DOCQ_EINVAL;
+    if (port == 0) return docq_error_set(err, DOCQ_EINVAL, "port 0 is not allowed");
+    if (port > 0) out->port = (int)port;
+    if (slash && slash[1]) {
+        char *dend;
+        errno = 0;
+        long db = strtol(slash + 1, &dend, 10);
+        if (errno || *dend || db < 0 || db > 1000000 || !isdigit((unsigned char)slash[1]))
+            return docq_error_set(err, DOCQ_EINVAL, "bad database number");
+        out->db = (int)db;
+    }
+    return DOCQ_OK;
+}

@@ -1,0 +1,77 @@
+/* config.h -- settings of every docq binary, from the environment and flags.
+ *
+ * Each setting has one environment variable (DOCQ_SHARDS) and one flag
+ * (--shards VALUE or --shards=VALUE); a flag overrides the environment, which
+ * overrides the default. docq_config_load validates every value the binary
+ * uses and names the first bad one. The table of settings in config.c is the
+ * single place that lists names, defaults, limits and help texts. */
+#ifndef DOCQ_CONFIG_H
+#define DOCQ_CONFIG_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/* Which binary is loading: a setting is accepted only by the binaries that
+ * use it, and --help lists only those. */
+#define DOCQ_BIN_SERVER 1u
+#define DOCQ_BIN_WORKER 2u
+#define DOCQ_BIN_CLI 4u
+
+#define DOCQ_MAX_ARGS 16
+
+/* A parsed redis://[:password@]host:port[/db] URL. */
+typedef struct docq_redis_addr {
+    char host[256];     /* Host name or IP address, without brackets. */
+    int port;           /* TCP port, 1..65535 (default 6379). */
+    char password[256]; /* Empty when no password was given. */
+    int db;             /* Database number (default 0). */
+} docq_redis_addr;
+
+typedef struct docq_config {
+    char listen[256];          /* DOCQ_LISTEN: server's gRPC address, host:port. */
+    char redis_url[512];       /* DOCQ_REDIS_URL, as given. */
+    docq_redis_addr redis;     /* DOCQ_REDIS_URL, parsed. */
+    long redis_timeout_ms;     /* DOCQ_REDIS_TIMEOUT_MS: connect and command timeout. */
+    char ai_url[1024];         /* DOCQ_AI_URL: where the worker POSTs documents. */
+    long ai_timeout_ms;        /* DOCQ_AI_TIMEOUT_MS: whole AI call, ms. */
+    long ai_connect_timeout_ms;/* DOCQ_AI_CONNECT_TIMEOUT_MS: TCP connect to the AI, ms. */
+    char key_prefix[64];       /* DOCQ_KEY_PREFIX: first part of every Redis key. */
+    long shards;               /* DOCQ_SHARDS: number of queue streams. */
+    char group[64];            /* DOCQ_GROUP: the workers' consumer group. */
+    long result_ttl_s;         /* DOCQ_RESULT_TTL_S: life of a finished task record. */
+    long threads;              /* DOCQ_THREADS: server completion-queue threads. */
+    long concurrency;          /* DOCQ_WORKER_CONCURRENCY: AI calls in flight per worker. */
+    char server[256];          /* DOCQ_SERVER: the CLI's server address. */
+    long deadline_ms;          /* DOCQ_DEADLINE_MS: the CLI's per-call deadline. */
+    char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
+
+    /* Positional arguments (not settings), in order; they point into argv. */
+    int nargs;
+    char *args[DOCQ_MAX_ARGS];
+} docq_config;
+
+/* Fill cfg with defaults, then the environment, then the flags in argv[1..]
+ * for the binary `bin` (a DOCQ_BIN_* value). Arguments that are not flags
+ * are collected in cfg->args; "--" ends flag parsing.
+ *
+ * Returns DOCQ_OK; DOCQ_EHELP when --help or -h was given; DOCQ_EINVAL with a
+ * one-line message naming the setting and the bad value (or the unknown
+ * flag). cfg points into argv afterwards, so argv must outlive it. */
+int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq_error *err);
+
+/* Write the list of the binary's settings with their flags, defaults and
+ * help texts into buf (capacity cap, NUL-terminated, truncated if needed).
+ * Returns the length written. */
+size_t docq_config_help(unsigned bin, char *buf, size_t cap);
+
+/* Parse redis://[:password@]host[:port][/db] (also [v6addr]). Returns DOCQ_OK
+ * and fills out, or DOCQ_EINVAL with the reason (the password is never
+ * copied into the message). */
+int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err);
+
+/* Check that s is host:port with a port from 0 to 65535 (0 only when
+ * allow_zero). Returns DOCQ_OK or DOCQ_EINVAL with the reason. */
+int docq_hostport_check(const char *s, int allow_zero, docq_error *err);
+
+#endif

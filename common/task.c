@@ -1,0 +1,172 @@
+/* task.c -- task states, ids and record fields. See task.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "task.h"
+
+static const char *state_names[] = {"STATE_UNSPECIFIED", "PENDING", "STARTED", "SUCCESS", "FAILURE"};
+
+const char *docq_task_state_name(docq_task_state s) {
+    return (s >= DOCQ_STATE_PENDING && s <= DOCQ_STATE_FAILURE) ? state_names[s] : state_names[0];
+}
+
+int docq_task_state_parse(const char *name, size_t len, docq_task_state *out) {
+    for (int i = DOCQ_STATE_PENDING; i <= DOCQ_STATE_FAILURE; i++) {
+        if (strlen(state_names[i]) == len && memcmp(state_names[i], name, len) == 0) {
+            *out = (docq_task_state)i;
+            return DOCQ_OK;
+        }
+    }
+    return DOCQ_EINVAL;
+}
+
+int docq_task_state_terminal(docq_task_state s) {
+    return s == DOCQ_STATE_SUCCESS || s == DOCQ_STATE_FAILURE;
+}
+
+/* Decode one UTF-8 sequence at s (n bytes available). Returns its length and
+ * sets *cp, or 0 for an invalid, overlong, surrogate or out-of-range one. */
+static size_t utf8_decode(const unsigned char *s, size_t n, unsigned *cp) {
+    size_t len;
+    unsigned c = s[0], min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if ((c & 0xe0) == 0xc0) {
+        len = 2, c &= 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3, c &= 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4, c &= 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
+    *cp = c;
+    return len;
+}
+
+int docq_doc_id_validate(const char *s, size_t len, docq_error *err) {
+    if (len == 0) return docq_error_set(err, DOCQ_EINVAL, "doc_id is empty");
+    if (len > DOCQ_DOC_ID_MAX)
+        return docq_error_set(err, DOCQ_EINVAL, "doc_id is %zu bytes long, the limit is %d", len,
+                              DOCQ_DOC_ID_MAX);
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned cp;
+        size_t n = utf8_decode(p + i, len - i, &cp);
+        if (n == 0)
+            return docq_error_set(err, DOCQ_EINVAL, "doc_id is not valid UTF-8 (at byte %zu)", i);
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return docq_error_set(err, DOCQ_EINVAL,
+                                  "doc_id contains control character U+%04X at byte %zu", cp, i);
+        i += n;
+    }
+    return DOCQ_OK;
+}
+
+int docq_task_id_new(int shard, char *buf, size_t cap, docq_error *err) {
+    unsigned char rnd[16];
+    size_t got = 0;
+    while (got < sizeof(rnd)) {
+        ssize_t n = getrandom(rnd + got, sizeof(rnd) - got, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return docq_error_set(err, DOCQ_ERR, "getrandom: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    int n = snprintf(buf, cap, "s%d-", shard);
+    if (n < 0 || (size_t)n + 33 > cap) return docq_error_set(err, DOCQ_ERR, "task id buffer too small");
+    for (int i = 0; i < 16; i++) snprintf(buf + n + 2 * i, 3, "%02x", rnd[i]);
+    return DOCQ_OK;
+}
+
+int docq_task_id_parse(const char *s, size_t len, int *shard, docq_error *err) {
+    size_t i = 1;
+    int v = 0;
+    if (len == 0) return docq_error_set(err, DOCQ_EINVAL, "task_id is empty");
+    if (s[0] != 's') goto bad;
+    for (; i < len && i < 6 && s[i] >= '0' && s[i] <= '9'; i++) v = v * 10 + (s[i] - '0');
+    if (i == 1 || i >= len || s[i] != '-' || (s[1] == '0' && i > 2)) goto bad;
+    if (len - i - 1 != 32) goto bad;
+    for (i++; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) goto bad;
+    *shard = v;
+    return DOCQ_OK;
+bad:
+    return docq_error_set(err, DOCQ_EINVAL,
+                          "task_id is malformed: expected s<shard>-<32 hex digits>, as SubmitDoc returns");
+}
+
+int docq_shard_for(const char *caller, size_t len, int shards) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, 64 bits. */
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)caller[i];
+        h *= 1099511628211ULL;
+    }
+    return (int)(h % (uint64_t)shards);
+}
+
+/* Parse a non-negative decimal integer of exactly vlen bytes. */
+static int parse_i64(const char *v, size_t vlen, int64_t *out) {
+    int64_t x = 0;
+    if (vlen == 0 || vlen > 18) return DOCQ_EINVAL;
+    for (size_t i = 0; i < vlen; i++) {
+        if (v[i] < '0' || v[i] > '9') return DOCQ_EINVAL;
+        x = x * 10 + (v[i] - '0');
+    }
+    *out = x;
+    return DOCQ_OK;
+}
+
+/* Replace *dst with an owned, NUL-terminated copy of v. */
+static int set_owned(char **dst, size_t *dlen, const char *v, size_t vlen) {
+    char *copy = malloc(vlen + 1);
+    if (!copy) return DOCQ_ERR;
+    memcpy(copy, v, vlen);
+    copy[vlen] = '\0';
+    free(*dst);
+    *dst = copy;
+    if (dlen) *dlen = vlen;
+    return DOCQ_OK;
+}
+
+#define FIELD_IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
+
+int docq_task_set_field(docq_task *t, const char *name, size_t nlen, const char *val, size_t vlen) {
+    int64_t n;
+    if (FIELD_IS("doc_id")) {
+        if (vlen > DOCQ_DOC_ID_MAX) return DOCQ_EINVAL;
+        memcpy(t->doc_id, val, vlen);
+        t->doc_id[vlen] = '\0';
+    } else if (FIELD_IS("state")) {
+        return docq_task_state_parse(val, vlen, &t->state);
+    } else if (FIELD_IS("result")) {
+        return set_owned(&t->result, &t->result_len, val, vlen);
+    } else if (FIELD_IS("error")) {
+        return set_owned(&t->error, NULL, val, vlen);
+    } else if (FIELD_IS("attempts")) {
+        if (parse_i64(val, vlen, &n) != DOCQ_OK || n > UINT32_MAX) return DOCQ_EINVAL;
+        t->attempts = (uint32_t)n;
+    } else if (FIELD_IS("created_at")) {
+        return parse_i64(val, vlen, &t->created_at_ms);
+    } else if (FIELD_IS("started_at")) {
+        return parse_i64(val, vlen, &t->started_at_ms);
+    } else if (FIELD_IS("finished_at")) {
+        return parse_i64(val, vlen, &t->finished_at_ms);
+    }
+    return DOCQ_OK;
+}
+
+void docq_task_clear(docq_task *t) {
+    free(t->result);
+    free(t->error);
+    memset(t, 0, sizeof(*t));
+}

@@ -1,0 +1,102 @@
+/* task.h -- the task model: states, ids, document ids and the task record.
+ *
+ * The life of a task
+ * ------------------
+ * A task is one document's trip through docq. Its record lives in Redis as a
+ * hash (see store.h for the keys) and its place in the queue is one entry of
+ * its shard's stream. The states, and who moves a task between them:
+ *
+ *   PENDING   SubmitDoc stores the record and adds the stream entry in one
+ *             atomic script: a task is never half-created, and a task that
+ *             exists is always queued or finished.
+ *   STARTED   A worker read the entry (XREADGROUP, so it is now in the
+ *             group's pending list under that worker's name) and, in one
+ *             script, set started_at and attempts + 1. The worker then calls
+ *             the AI service. A task whose worker dies stays STARTED with its
+ *             entry pending; when another worker re-reads it, the task starts
+ *             again (STARTED -> STARTED, attempts + 1).
+ *   SUCCESS   The AI answered 2xx; result holds its body.
+ *   FAILURE   The AI answered an error or could not be reached; error says
+ *             which. SUCCESS and FAILURE are terminal: the finishing script
+ *             writes the outcome, acknowledges and deletes the stream entry
+ *             and sets the record's expiry (DOCQ_RESULT_TTL_S) in one atomic
+ *             step, and refuses to write when the record is already terminal
+ *             or was started again by a newer attempt (fencing by attempt).
+ *
+ * At-least-once: an entry leaves the stream only with its outcome, so a crash
+ * anywhere before that leaves it pending and it is delivered again; the
+ * fencing above makes the first outcome the only one. An AI call may thus be
+ * repeated after a crash, never lost.
+ *
+ * Task ids: "s<shard>-<32 hex digits>", 128 random bits from getrandom. The
+ * shard prefix lets any server find the record without a lookup. */
+#ifndef DOCQ_TASK_H
+#define DOCQ_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* Numbers match docq.v1.Task.State. */
+typedef enum docq_task_state {
+    DOCQ_STATE_UNSPECIFIED = 0,
+    DOCQ_STATE_PENDING = 1,
+    DOCQ_STATE_STARTED = 2,
+    DOCQ_STATE_SUCCESS = 3,
+    DOCQ_STATE_FAILURE = 4
+} docq_task_state;
+
+#define DOCQ_DOC_ID_MAX 256   /* Longest doc_id, in bytes. */
+#define DOCQ_TASK_ID_MAX 48   /* Room for any task id and its NUL. */
+#define DOCQ_MAX_SHARDS 1024
+
+typedef struct docq_task {
+    char task_id[DOCQ_TASK_ID_MAX];
+    char doc_id[DOCQ_DOC_ID_MAX + 1];
+    docq_task_state state;
+    char *result;           /* AI answer (owned, NUL-terminated) or NULL. */
+    size_t result_len;      /* Bytes in result, which may hold NULs. */
+    char *error;            /* Failure reason (owned) or NULL. */
+    uint32_t attempts;      /* Starts by workers, retries and re-deliveries included. */
+    int64_t created_at_ms;  /* Unix milliseconds; 0 when unset. */
+    int64_t started_at_ms;
+    int64_t finished_at_ms;
+} docq_task;
+
+/* Name of a state ("PENDING"...), "STATE_UNSPECIFIED" for unknown values. */
+const char *docq_task_state_name(docq_task_state s);
+
+/* Parse a state name as stored in Redis. Returns DOCQ_OK or DOCQ_EINVAL. */
+int docq_task_state_parse(const char *name, size_t len, docq_task_state *out);
+
+/* 1 for SUCCESS and FAILURE, else 0. */
+int docq_task_state_terminal(docq_task_state s);
+
+/* Check a client-supplied doc_id: 1 to DOCQ_DOC_ID_MAX bytes of valid UTF-8
+ * without control characters (C0, DEL, C1). Returns DOCQ_OK or DOCQ_EINVAL
+ * with a message saying what is wrong and where. */
+int docq_doc_id_validate(const char *s, size_t len, docq_error *err);
+
+/* Make a new task id for shard into buf (at least DOCQ_TASK_ID_MAX bytes).
+ * Returns DOCQ_OK, or DOCQ_ERR if the system has no randomness to give. */
+int docq_task_id_new(int shard, char *buf, size_t cap, docq_error *err);
+
+/* Check a client-supplied task id and return its shard through *shard.
+ * Returns DOCQ_OK or DOCQ_EINVAL with the reason. The shard is not checked
+ * against the configured count (the caller does that). */
+int docq_task_id_parse(const char *s, size_t len, int *shard, docq_error *err);
+
+/* The shard for a caller: a stable hash of its identity mod shards. */
+int docq_shard_for(const char *caller, size_t len, int shards);
+
+/* Set one field of t from a stored record's field/value pair (names as in
+ * store.h). Unknown fields are ignored so that newer writers can add some.
+ * Returns DOCQ_OK, DOCQ_EINVAL for a malformed value, DOCQ_ERR when out of
+ * memory. */
+int docq_task_set_field(docq_task *t, const char *name, size_t nlen, const char *val, size_t vlen);
+
+/* Free what t owns and reset it to all zeros. */
+void docq_task_clear(docq_task *t);
+
+#endif
