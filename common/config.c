@@ -98,6 +98,8 @@ static const setting settings[] = {
      "server threads, each polling its own completion queue"},
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
+    {"DOCQ_SHUTDOWN_GRACE_MS", S | W, INT(shutdown_grace_ms, 0, 3600000), "30000", NULL,
+     "on SIGTERM, how long calls in flight may finish before they are cut off, ms"},
     {"DOCQ_SERVER", C, STR(server), "127.0.0.1:50051", check_server,
      "docq server address (host:port)"},
     {"DOCQ_DEADLINE_MS", C, INT(deadline_ms, 1, 86400000), "10000", NULL,

@@ -42,6 +42,7 @@ typedef struct docq_config {
     long result_ttl_s;         /* DOCQ_RESULT_TTL_S: life of a finished task record. */
     long threads;              /* DOCQ_THREADS: server completion-queue threads. */
     long concurrency;          /* DOCQ_WORKER_CONCURRENCY: AI calls in flight per worker. */
+    long shutdown_grace_ms;    /* DOCQ_SHUTDOWN_GRACE_MS: drain time on SIGTERM. */
     char server[256];          /* DOCQ_SERVER: the CLI's server address. */
     long deadline_ms;          /* DOCQ_DEADLINE_MS: the CLI's per-call deadline. */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */

@@ -105,8 +105,17 @@ static redisReply *check_reply(docq_redis *r, redisReply *rep, docq_error *err) 
 
 redisReply *docq_redis_command(docq_redis *r, int argc, const char **argv, const size_t *argvlen,
                                docq_error *err) {
+    int reused = r->ctx != NULL;
     if (docq_redis_connect(r, err) != DOCQ_OK) return NULL;
-    return check_reply(r, redisCommandArgv(r->ctx, argc, argv, argvlen), err);
+    redisReply *rep = redisCommandArgv(r->ctx, argc, argv, argvlen);
+    if (!rep && reused) {
+        /* The connection may have died while idle (Redis restarted): one
+         * more try on a fresh one. Callers' commands are safe to repeat. */
+        docq_redis_disconnect(r);
+        if (docq_redis_connect(r, err) != DOCQ_OK) return NULL;
+        rep = redisCommandArgv(r->ctx, argc, argv, argvlen);
+    }
+    return check_reply(r, rep, err);
 }
 
 /* SCRIPT LOAD the script on this connection and remember its SHA. */

@@ -44,6 +44,9 @@ void docq_redis_disconnect(docq_redis *r);
 redisContext *docq_redis_context(docq_redis *r);
 
 /* Run one command given as an argument vector (binary-safe).
+ * A command that fails on a connection that was already open (it may have
+ * died while idle) is sent once more on a fresh one, so commands must be safe
+ * to repeat (docq's scripts are written so).
  * Returns the reply (the caller frees it with freeReplyObject), or NULL with
  * err set: DOCQ_EUNAVAIL when Redis cannot be reached (the connection is
  * dropped), DOCQ_ERR when Redis answered an error (err->msg holds its text,

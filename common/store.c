@@ -9,8 +9,11 @@
 /* Milliseconds from Redis TIME, as a Lua integer-valued number. */
 #define LUA_NOW "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
-/* KEYS: record, stream. ARGV: task_id, doc_id. Returns created_at. */
+/* KEYS: record, stream. ARGV: task_id, doc_id. Returns created_at. A repeat
+ * (the reply was lost and the command sent again) changes nothing. */
 static const docq_script submit_script = {0,
+    "local old = redis.call('HGET', KEYS[1], 'created_at') "
+    "if old then return tonumber(old) end "
     LUA_NOW
     "redis.call('HSET', KEYS[1], 'doc_id', ARGV[2], 'state', 'PENDING', 'attempts', 0, "
     "  'created_at', string.format('%d', now)) "

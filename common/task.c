@@ -73,6 +73,17 @@ int docq_doc_id_validate(const char *s, size_t len, docq_error *err) {
     return DOCQ_OK;
 }
 
+int docq_utf8_valid(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned cp;
+        size_t n = p[i] < 0x80 ? 1 : utf8_decode(p + i, len - i, &cp);
+        if (n == 0) return 0;
+        i += n;
+    }
+    return 1;
+}
+
 int docq_task_id_new(int shard, char *buf, size_t cap, docq_error *err) {
     unsigned char rnd[16];
     size_t got = 0;

@@ -78,6 +78,11 @@ int docq_task_state_terminal(docq_task_state s);
  * with a message saying what is wrong and where. */
 int docq_doc_id_validate(const char *s, size_t len, docq_error *err);
 
+/* 1 when the len bytes at s are valid UTF-8 (no overlong forms, surrogates
+ * or code points above U+10FFFF; NULs allowed), else 0. For text that goes
+ * into a proto3 string field, such as an AI answer. */
+int docq_utf8_valid(const char *s, size_t len);
+
 /* Make a new task id for shard into buf (at least DOCQ_TASK_ID_MAX bytes).
  * Returns DOCQ_OK, or DOCQ_ERR if the system has no randomness to give. */
 int docq_task_id_new(int shard, char *buf, size_t cap, docq_error *err);

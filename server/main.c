@@ -1,0 +1,78 @@
+/* main.c -- docq-server: settings, signals, start and graceful stop. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+/* Load settings; returns -1 to go on, or the exit code. */
+static int load_config(docq_config *cfg, int argc, char **argv) {
+    docq_error err = {0};
+    int rc = docq_config_load(cfg, DOCQ_BIN_SERVER, argc, argv, &err);
+    if (rc == DOCQ_EHELP) {
+        static char help[8192];
+        docq_config_help(DOCQ_BIN_SERVER, help, sizeof(help));
+        printf("usage: docq-server [options]\n\nThe docq gRPC service (docq.v1.DocQueue).\n"
+               "Every option can also be set through its environment variable.\n\n%s", help);
+        return 0;
+    }
+    if (rc != DOCQ_OK) {
+        fprintf(stderr, "docq-server: %s\n", err.msg);
+        return 2;
+    }
+    if (cfg->nargs) {
+        fprintf(stderr, "docq-server: unexpected argument '%s' (see --help)\n", cfg->args[0]);
+        return 2;
+    }
+    return -1;
+}
+
+/* Wait (bounded) until gRPC's background cleanup after grpc_shutdown is
+ * done, so that it does not race the process exit. */
+static void wait_grpc_cleanup(void) {
+    for (int i = 0; i < 5000 && grpc_is_initialized(); i++) usleep(1000);
+}
+
+int main(int argc, char **argv) {
+    docq_config cfg;
+    int rc = load_config(&cfg, argc, argv);
+    if (rc >= 0) return rc;
+
+    /* Block the stop signals in every thread (gRPC's included) before any
+     * exists; main takes them with sigwait. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    grpc_init();
+    docq_error err = {0};
+    docq_server *srv = docq_server_create(&cfg, &err);
+    if (!srv || docq_server_start(srv, &err) != DOCQ_OK) {
+        docq_log_error("%s", err.msg);
+        if (srv) docq_server_shutdown_and_free(srv, 0);
+        grpc_shutdown();
+        wait_grpc_cleanup();
+        return 1;
+    }
+    docq_log_info("docq-server listening on %s (port %d), %ld threads, redis %s:%d, %ld shards",
+                  cfg.listen, docq_server_port(srv), cfg.threads, cfg.redis.host, cfg.redis.port,
+                  cfg.shards);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    docq_log_info("received %s: stopping (grace %ld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                  cfg.shutdown_grace_ms);
+    docq_server_shutdown_and_free(srv, cfg.shutdown_grace_ms);
+    grpc_shutdown();
+    wait_grpc_cleanup();
+    docq_log_info("docq-server stopped");
+    return 0;
+}

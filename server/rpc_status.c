@@ -1,0 +1,43 @@
+/* rpc_status.c -- GetStatus: the stored task, or NOT_FOUND. */
+#include <string.h>
+
+#include "codec.h"
+#include "rpc.h"
+#include "store.h"
+
+/* See rpc.h; shared by the RPCs that read a task. */
+int rpc_task_id_check(server_thread *t, const char *task_id, int *shard, rpc_reply *out) {
+    docq_error err = {0};
+    if (docq_task_id_parse(task_id, strlen(task_id), shard, &err) != DOCQ_OK) {
+        rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+        return DOCQ_ERR;
+    }
+    if (*shard >= docq_server_config(t->srv)->shards) {
+        rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "task %s not found", task_id);
+        return DOCQ_ERR;
+    }
+    return DOCQ_OK;
+}
+
+/* Read the record. An id that was never issued, or whose finished record
+ * has expired, is NOT_FOUND: never "PENDING forever". */
+void rpc_get_status(server_thread *t, grpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+    const Docq__V1__GetStatusRequest *r = (const Docq__V1__GetStatusRequest *)req;
+    docq_error err = {0};
+    docq_task task = {0};
+    int shard;
+    (void)call;
+    if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return;
+    int rc = docq_store_get(t->redis, docq_server_config(t->srv)->key_prefix, r->task_id, &task, &err);
+    if (rc == DOCQ_ENOTFOUND) {
+        rpc_reply_error(out, GRPC_STATUS_NOT_FOUND,
+                        "task %s not found: unknown id, or finished and expired", r->task_id);
+    } else if (rc != DOCQ_OK) {
+        rpc_reply_store_error(out, &err);
+    } else {
+        docq_task_msg msg;
+        docq_codec_task_msg(&task, &msg);
+        rpc_reply_message(out, &msg.msg.base);
+    }
+    docq_task_clear(&task);
+}

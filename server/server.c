@@ -1,0 +1,298 @@
+/* server.c -- completion queues, threads and call contexts of docq-server.
+ *
+ * Each call is driven by a call_ctx that is the tag of every operation on it:
+ *
+ *   CALL_WAITING    requested from gRPC (grpc_server_request_*_call), no call
+ *                   yet. success=1: a call arrived with its first message;
+ *                   a fresh context is requested at once to replace this one,
+ *                   the handler runs and the answer is sent. success=0: the
+ *                   server is shutting down; the context is freed.
+ *   CALL_ANSWERING  the answer batch (initial metadata, message, status,
+ *                   close) is in flight; when it completes the context is
+ *                   freed, whatever its success.
+ *
+ * One context per method kind is always waiting on each thread's queue
+ * (WAITING_PER_METHOD of them, so bursts need not wait for a request), plus
+ * one catch-all that answers UNIMPLEMENTED to unknown methods (without it
+ * they would hang until the client's deadline). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "codec.h"
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+
+#define WAITING_PER_METHOD 16
+
+static const rpc_def rpcs[] = {
+    {"/docq.v1.DocQueue/SubmitDoc", &docq__v1__submit_doc_request__descriptor, rpc_submit_doc},
+    {"/docq.v1.DocQueue/GetStatus", &docq__v1__get_status_request__descriptor, rpc_get_status},
+    {"/docq.v1.DocQueue/WatchStatus", &docq__v1__watch_status_request__descriptor, rpc_watch_status},
+};
+#define NRPCS (int)(sizeof(rpcs) / sizeof(rpcs[0]))
+
+struct docq_server {
+    const docq_config *cfg;
+    grpc_server *server;
+    grpc_completion_queue *shutdown_cq; /* Receives the shutdown notification. */
+    void *methods[NRPCS];               /* Registered method handles, as rpcs[]. */
+    server_thread *threads;
+    int nthreads;
+    int started_threads;
+    int port;
+};
+
+typedef enum call_state { CALL_WAITING, CALL_ANSWERING } call_state;
+
+typedef struct call_ctx {
+    call_state state;
+    server_thread *thread;           /* Owner: the thread whose queue carries the call. */
+    int rpc;                         /* Index in rpcs[], or -1 for the catch-all. */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array request_md;
+    grpc_call_details details;       /* Catch-all only: the method asked for. */
+    grpc_byte_buffer *payload;       /* The request message (registered methods). */
+    grpc_byte_buffer *response;      /* The answer while CALL_ANSWERING. */
+    int cancelled;                   /* Set by RECV_CLOSE_ON_SERVER. */
+} call_ctx;
+
+void rpc_reply_error(rpc_reply *out, grpc_status_code code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out->details, sizeof(out->details), fmt, ap);
+    va_end(ap);
+    out->code = code;
+}
+
+void rpc_reply_message(rpc_reply *out, const ProtobufCMessage *msg) {
+    out->code = GRPC_STATUS_OK;
+    out->details[0] = '\0';
+    out->message = docq_codec_pack(msg);
+}
+
+void rpc_reply_store_error(rpc_reply *out, const docq_error *err) {
+    if (err->code == DOCQ_EUNAVAIL)
+        rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "task store unavailable: %s", err->msg);
+    else
+        rpc_reply_error(out, GRPC_STATUS_INTERNAL, "task store error: %s", err->msg);
+}
+
+static void call_free(call_ctx *c) {
+    grpc_metadata_array_destroy(&c->request_md);
+    grpc_call_details_destroy(&c->details);
+    if (c->payload) grpc_byte_buffer_destroy(c->payload);
+    if (c->response) grpc_byte_buffer_destroy(c->response);
+    if (c->call) grpc_call_unref(c->call);
+    free(c);
+}
+
+/* Ask gRPC for the next call of kind rpc (-1: any unregistered method) on
+ * thread t's queue. Logs and gives up when gRPC refuses (shutting down). */
+static void request_call(server_thread *t, int rpc) {
+    call_ctx *c = calloc(1, sizeof(*c));
+    if (!c) {
+        docq_log_error("out of memory requesting a call");
+        return;
+    }
+    c->state = CALL_WAITING;
+    c->thread = t;
+    c->rpc = rpc;
+    grpc_metadata_array_init(&c->request_md);
+    grpc_call_details_init(&c->details);
+    grpc_call_error e;
+    if (rpc >= 0)
+        e = grpc_server_request_registered_call(t->srv->server, t->srv->methods[rpc], &c->call,
+                                                &c->deadline, &c->request_md, &c->payload, t->cq,
+                                                t->cq, c);
+    else
+        e = grpc_server_request_call(t->srv->server, &c->call, &c->details, &c->request_md, t->cq,
+                                     t->cq, c);
+    if (e != GRPC_CALL_OK) {
+        docq_log_debug("request_call refused (%d): shutting down", e);
+        call_free(c);
+    }
+}
+
+/* Send the answer in one batch. An error is sent Trailers-Only (initial
+ * metadata and status together, no message) so clients may retry it. */
+static void send_answer(call_ctx *c, rpc_reply *reply) {
+    grpc_op ops[4];
+    grpc_slice details = grpc_slice_from_copied_string(reply->details);
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n++].data.send_initial_metadata.count = 0;
+    if (reply->code == GRPC_STATUS_OK && reply->message) {
+        c->response = reply->message;
+        reply->message = NULL;
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->response;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = reply->code;
+    ops[n++].data.send_status_from_server.status_details = &details;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->state = CALL_ANSWERING;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    grpc_slice_unref(details);
+    if (e != GRPC_CALL_OK) {
+        docq_log_error("cannot answer call: start_batch error %d", e);
+        call_free(c);
+    }
+}
+
+/* A call arrived: decode its request, run its handler, answer. */
+static void handle_call(call_ctx *c) {
+    rpc_reply reply = {GRPC_STATUS_OK, "", NULL};
+    if (c->rpc < 0) {
+        rpc_reply_error(&reply, GRPC_STATUS_UNIMPLEMENTED, "unknown method %.*s",
+                        (int)GRPC_SLICE_LENGTH(c->details.method),
+                        (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    } else {
+        const rpc_def *rpc = &rpcs[c->rpc];
+        ProtobufCMessage *req = docq_codec_unpack(rpc->input, c->payload);
+        if (!req) {
+            rpc_reply_error(&reply, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s message",
+                            rpc->input->name);
+        } else {
+            rpc->handler(c->thread, c->call, req, &reply);
+            protobuf_c_message_free_unpacked(req, NULL);
+        }
+    }
+    if (reply.code != GRPC_STATUS_OK)
+        docq_log_debug("%s -> %s: %s", c->rpc >= 0 ? rpcs[c->rpc].path : "unknown method",
+                       docq_grpc_status_name(reply.code), reply.details);
+    send_answer(c, &reply);
+    if (reply.message) grpc_byte_buffer_destroy(reply.message);
+}
+
+static void on_event(call_ctx *c, int success) {
+    if (c->state == CALL_ANSWERING || !success) {
+        call_free(c);
+        return;
+    }
+    request_call(c->thread, c->rpc);
+    handle_call(c);
+}
+
+static void *thread_main(void *arg) {
+    server_thread *t = arg;
+    for (int i = 0; i < NRPCS; i++)
+        for (int k = 0; k < WAITING_PER_METHOD; k++) request_call(t, i);
+    request_call(t, -1);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type == GRPC_OP_COMPLETE) on_event(ev.tag, ev.success);
+    }
+    return NULL;
+}
+
+/* Drain a shut-down queue that no thread polls, then destroy it. */
+static void drain_and_destroy(grpc_completion_queue *cq) {
+    grpc_completion_queue_shutdown(cq);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type == GRPC_OP_COMPLETE) on_event(ev.tag, 0);
+    }
+    grpc_completion_queue_destroy(cq);
+}
+
+/* Free what create made. Threads that were started must have been joined;
+ * the queues of the others are drained here. */
+static void server_free(docq_server *srv) {
+    if (srv->server) grpc_server_destroy(srv->server);
+    for (int i = 0; i < srv->nthreads; i++) {
+        server_thread *t = &srv->threads[i];
+        if (i < srv->started_threads)
+            grpc_completion_queue_destroy(t->cq);
+        else
+            drain_and_destroy(t->cq);
+        docq_redis_free(t->redis);
+    }
+    free(srv->threads);
+    srv->threads = NULL;
+    srv->nthreads = 0;
+    grpc_completion_queue_shutdown(srv->shutdown_cq);
+    while (grpc_completion_queue_next(srv->shutdown_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(srv->shutdown_cq);
+    free(srv);
+}
+
+docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
+    docq_server *srv = calloc(1, sizeof(*srv));
+    if (!srv) return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
+    srv->cfg = cfg;
+    srv->nthreads = (int)cfg->threads;
+    srv->threads = calloc((size_t)srv->nthreads, sizeof(server_thread));
+    if (!srv->threads) {
+        free(srv);
+        return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
+    }
+    /* A second server on the same port must fail, not share it silently. */
+    grpc_arg args[] = {{GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}}};
+    grpc_channel_args chargs = {1, args};
+    srv->server = grpc_server_create(&chargs, NULL);
+    srv->shutdown_cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(srv->server, srv->shutdown_cq, NULL);
+    for (int i = 0; i < srv->nthreads; i++) {
+        server_thread *t = &srv->threads[i];
+        t->srv = srv;
+        t->index = i;
+        t->cq = grpc_completion_queue_create_for_next(NULL);
+        t->redis = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
+        grpc_server_register_completion_queue(srv->server, t->cq, NULL);
+    }
+    for (int i = 0; i < NRPCS; i++)
+        srv->methods[i] = grpc_server_register_method(srv->server, rpcs[i].path, NULL,
+                                                      GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    srv->port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (srv->port == 0) {
+        docq_error_set(err, DOCQ_ERR, "cannot listen on %s (address in use or not available)", cfg->listen);
+        server_free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+int docq_server_port(const docq_server *srv) { return srv->port; }
+
+const docq_config *docq_server_config(const docq_server *srv) { return srv->cfg; }
+
+int docq_server_start(docq_server *srv, docq_error *err) {
+    grpc_server_start(srv->server);
+    for (int i = 0; i < srv->nthreads; i++) {
+        if (pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]) != 0)
+            return docq_error_set(err, DOCQ_ERR, "cannot start server thread %d", i);
+        srv->started_threads++;
+    }
+    return DOCQ_OK;
+}
+
+void docq_server_shutdown_and_free(docq_server *srv, long grace_ms) {
+    grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq, srv);
+    gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
+    if (grpc_completion_queue_next(srv->shutdown_cq, grace, NULL).type == GRPC_QUEUE_TIMEOUT) {
+        docq_log_warn("calls still open after %ld ms: cancelling them", grace_ms);
+        grpc_server_cancel_all_calls(srv->server);
+        grpc_completion_queue_next(srv->shutdown_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+    grpc_server_destroy(srv->server);
+    srv->server = NULL;
+    for (int i = 0; i < srv->nthreads; i++) grpc_completion_queue_shutdown(srv->threads[i].cq);
+    for (int i = 0; i < srv->started_threads; i++) pthread_join(srv->threads[i].tid, NULL);
+    server_free(srv);
+}

@@ -1,0 +1,79 @@
+/* server.h -- the gRPC plumbing of docq-server: threads, completion queues
+ * and per-call contexts. Business rules live in the rpc_*.c files, which see
+ * only a decoded request and fill an rpc_reply.
+ *
+ * Threads: DOCQ_THREADS threads, each polling its own completion queue with
+ * grpc_completion_queue_next and owning its own Redis connection (hiredis
+ * contexts are not thread-safe). A call is requested on, arrives on and is
+ * answered on one thread's queue, so a call context is only ever touched by
+ * the thread that owns its queue. */
+#ifndef DOCQ_SERVER_H
+#define DOCQ_SERVER_H
+
+#include <pthread.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "config.h"
+#include "redis.h"
+
+typedef struct docq_server docq_server;
+
+/* One server thread and what it owns. */
+typedef struct server_thread {
+    docq_server *srv;          /* Back pointer; the server outlives its threads. */
+    grpc_completion_queue *cq; /* This thread's queue (create_for_next). */
+    docq_redis *redis;         /* This thread's Redis connection. */
+    pthread_t tid;
+    int index;
+} server_thread;
+
+/* What a handler answers: a status and, when the status is OK, a message. */
+typedef struct rpc_reply {
+    grpc_status_code code;     /* GRPC_STATUS_OK or the error to send. */
+    char details[512];         /* Error message for the client (empty on OK). */
+    grpc_byte_buffer *message; /* Response on OK; owned by the reply until sent. */
+} rpc_reply;
+
+/* A unary-style handler: reads req (owned by the caller), fills out. */
+typedef void (*rpc_handler)(server_thread *t, grpc_call *call, const ProtobufCMessage *req,
+                            rpc_reply *out);
+
+/* One registered method of docq.v1.DocQueue. */
+typedef struct rpc_def {
+    const char *path;                        /* "/docq.v1.DocQueue/SubmitDoc". */
+    const ProtobufCMessageDescriptor *input; /* Request message type. */
+    rpc_handler handler;
+} rpc_def;
+
+/* Set reply to an error status with a printf-style message. */
+void rpc_reply_error(rpc_reply *out, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Set reply to OK with msg packed as the response. */
+void rpc_reply_message(rpc_reply *out, const ProtobufCMessage *msg);
+
+/* Map a failed store call (DOCQ_EUNAVAIL, DOCQ_ERR...) to the reply. */
+void rpc_reply_store_error(rpc_reply *out, const docq_error *err);
+
+/* Create a server for cfg (which must outlive it): binds DOCQ_LISTEN and
+ * registers the methods, but starts nothing. Returns NULL and fills err when
+ * the address cannot be bound. */
+docq_server *docq_server_create(const docq_config *cfg, docq_error *err);
+
+/* The configuration the server was created with. */
+const docq_config *docq_server_config(const docq_server *srv);
+
+/* The port actually bound (useful with port 0). */
+int docq_server_port(const docq_server *srv);
+
+/* Start serving: grpc_server_start and the threads. Returns DOCQ_OK or
+ * DOCQ_ERR (threads could not be started; the server must still be freed). */
+int docq_server_start(docq_server *srv, docq_error *err);
+
+/* Stop accepting calls, let calls in flight finish for up to grace_ms, cancel
+ * the rest, stop the threads and free everything. srv is gone afterwards. */
+void docq_server_shutdown_and_free(docq_server *srv, long grace_ms);
+
+#endif
