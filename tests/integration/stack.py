@@ -1,0 +1,213 @@
+"""A throwaway docq stack for integration tests: a private redis-server on a
+free port, docq-fake-ai, docq-server and docq-workers, all real binaries.
+
+Everything a Stack starts is stopped by Stack.stop() (tests call it from
+tearDown/addCleanup), and its files live in a temporary directory that is
+removed afterwards unless DOCQ_TEST_KEEP=1.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+BIN_DIR = os.environ.get("DOCQ_BIN_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin"))
+PYGEN = os.environ.get("DOCQ_PYGEN", os.path.join(BIN_DIR, "..", "gen", "python"))
+sys.path.insert(0, PYGEN)
+
+import grpc  # noqa: E402
+from docq.v1 import docq_pb2 as pb  # noqa: E402,F401
+from docq.v1 import docq_pb2_grpc as pb_grpc  # noqa: E402
+
+
+def free_port():
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
+    """Poll cond() until it returns a truthy value; return it or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class Proc:
+    """A started process whose stderr goes to a log file."""
+
+    def __init__(self, name, argv, env, log_path, wrap=None):
+        self.name, self.log_path = name, log_path
+        self.log = open(log_path, "wb")
+        full = list(wrap or []) + argv
+        self.p = subprocess.Popen(full, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def wait(self, timeout=30):
+        try:
+            return self.p.wait(timeout=timeout)
+        finally:
+            self.log.close()
+
+    def kill(self):
+        if self.alive():
+            self.p.kill()
+        self.wait()
+
+
+class Stack:
+    """Starts and stops the parts of a docq deployment for one test."""
+
+    def __init__(self, shards=4, result_ttl_s=86400):
+        self.dir = tempfile.mkdtemp(prefix="docq-test-")
+        self.procs = []
+        self.shards = shards
+        self.result_ttl_s = result_ttl_s
+        self.redis = None
+        self.redis_port = free_port()
+        self.ai = None
+        self.ai_port = None
+        self.server = None
+        self.server_port = None
+        self.workers = []
+        self._channel = None
+
+    # -- processes ---------------------------------------------------------
+    def _start(self, name, argv, env=None, wrap=None):
+        e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        e.update(env or {})
+        p = Proc(name, argv, e, os.path.join(self.dir, name + ".log"), wrap)
+        self.procs.append(p)
+        return p
+
+    def common_env(self):
+        return {
+            "DOCQ_REDIS_URL": "redis://127.0.0.1:%d" % self.redis_port,
+            "DOCQ_SHARDS": str(self.shards),
+            "DOCQ_LOG_LEVEL": "debug",
+            "DOCQ_REDIS_TIMEOUT_MS": "1000",
+        }
+
+    def start_redis(self):
+        """Start (or restart, on the same port) a redis-server with no
+        persistence, so that a restart loses every key and group."""
+        self.redis = self._start("redis-%d" % len(self.procs), [
+            "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", self.dir])
+        wait_for(lambda: self.redis_cli("PING") == "PONG", what="redis-server to answer")
+        return self
+
+    def stop_redis(self):
+        self.redis.signal(signal.SIGKILL)
+        self.redis.wait()
+
+    def redis_cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.redis_port)] + [str(a) for a in args],
+                           capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def start_ai(self, *extra):
+        port_file = os.path.join(self.dir, "ai.port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        self.ai = self._start("fake-ai", [os.path.join(BIN_DIR, "docq-fake-ai"), "--listen", "127.0.0.1:0",
+                                          "--port-file", port_file] + list(extra))
+        self.ai_port = int(wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(),
+                                    what="docq-fake-ai to listen"))
+        return self
+
+    def ai_stats(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/stats" % self.ai_port, timeout=5) as r:
+            return json.loads(r.read())
+
+    def start_server(self, wrap=None, **env):
+        e = self.common_env()
+        e["DOCQ_LISTEN"] = "127.0.0.1:0"
+        e.update(env)
+        self.server = self._start("server", [os.path.join(BIN_DIR, "docq-server")], e, wrap)
+        m = wait_for(lambda: re.search(r"listening on \S+ \(port (\d+)\)", self.server.text()),
+                     timeout=30, what="docq-server to listen")
+        self.server_port = int(m.group(1))
+        return self
+
+    def start_worker(self, wrap=None, **env):
+        e = self.common_env()
+        e["DOCQ_AI_URL"] = "http://127.0.0.1:%d/process" % self.ai_port
+        e["DOCQ_RESULT_TTL_S"] = str(self.result_ttl_s)
+        e.update(env)
+        w = self._start("worker-%d" % len(self.workers), [os.path.join(BIN_DIR, "docq-worker")], e, wrap)
+        self.workers.append(w)
+        return w
+
+    def start_all(self, workers=2, ai_args=(), **worker_env):
+        self.start_redis().start_ai(*ai_args).start_server()
+        for _ in range(workers):
+            self.start_worker(**worker_env)
+        return self
+
+    def stop(self):
+        if self._channel:
+            self._channel.close()
+        for p in reversed(self.procs):
+            if p.alive():
+                p.signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if os.environ.get("DOCQ_TEST_KEEP") == "1":
+            print("kept test files in", self.dir, file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def logs(self):
+        """Every process log, for a failing test's message."""
+        return "\n".join("== %s ==\n%s" % (p.name, p.text()[-4000:]) for p in self.procs)
+
+    # -- clients -------------------------------------------------------------
+    def address(self):
+        return "127.0.0.1:%d" % self.server_port
+
+    def stub(self, new_channel=False):
+        """A generated docq.v1.DocQueue client (Python grpcio)."""
+        if new_channel:
+            return pb_grpc.DocQueueStub(grpc.insecure_channel(self.address()))
+        if not self._channel:
+            self._channel = grpc.insecure_channel(self.address())
+        return pb_grpc.DocQueueStub(self._channel)
+
+    def cli(self, *args, timeout=30):
+        """Run the docq CLI against this stack; returns CompletedProcess."""
+        return subprocess.run([os.path.join(BIN_DIR, "docq"), "--server", self.address()] + list(args),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def wait_terminal(self, task_id, timeout=30):
+        """Poll GetStatus until the task is SUCCESS or FAILURE; return it."""
+        stub = self.stub()
+
+        def done():
+            t = stub.GetStatus(pb.GetStatusRequest(task_id=task_id), timeout=5)
+            return t if t.state in (pb.Task.SUCCESS, pb.Task.FAILURE) else None
+        return wait_for(done, timeout=timeout, interval=0.1, what="task %s to finish" % task_id)
