@@ -1,0 +1,255 @@
+/* client.c -- blocking calls on gRPC core. See client.h.
+ *
+ * Every call is a call_ctx driven by four helpers, which a server-streaming
+ * call shares with the unary one:
+ *
+ *   call_open    make the call's pluck queue and the call, with its deadline
+ *   call_start   start one batch of ops on the call
+ *   call_wait    wait for that batch, cancelling the call if the deadline
+ *                passes first
+ *   call_close   release everything the call holds, whatever state it is in
+ *
+ * and call_status, which copies the received status out. A unary call is one
+ * batch of six ops (see unary_batch). A stream is several batches on the same
+ * call_ctx: its request with SEND_CLOSE_FROM_CLIENT, RECV_STATUS_ON_CLIENT in
+ * a batch of its own, and one RECV_MESSAGE batch per message until a NULL
+ * message ends the stream; each batch gets its own tag to pluck. */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+
+#include "client.h"
+#include "codec.h"
+
+struct docq_client {
+    grpc_channel *channel; /* Owned; thread-safe and shared by every call. */
+};
+
+/* One call and everything core writes back into it. Core keeps pointers into
+ * this struct while a batch is in flight, so it must not move between
+ * call_open and call_close (keep it on the caller's stack). */
+typedef struct call_ctx {
+    grpc_completion_queue *cq;       /* This call's pluck queue; owned. */
+    grpc_call *call;                 /* Owned (one ref); NULL if it could not be made. */
+    gpr_timespec deadline;           /* Monotonic; infinite when there is none. */
+    void *pending[4];                /* Tags of batches started and not yet waited for. */
+    int npending;
+    grpc_byte_buffer *send;          /* Request message; owned, kept until call_close. */
+    grpc_byte_buffer *recv;          /* Message received, NULL when none; owned. */
+    grpc_metadata_array initial_md;  /* Server's initial and trailing metadata: the */
+    grpc_metadata_array trailing_md; /* arrays are ours, their entries the call's. */
+    grpc_status_code status;         /* Written by RECV_STATUS_ON_CLIENT. */
+    grpc_slice details;              /* Written by RECV_STATUS_ON_CLIENT; owned. */
+} call_ctx;
+
+/* Fill st with a status made on this side of the wire. Returns DOCQ_ERR. */
+static int local_status(docq_rpc_status *st, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int local_status(docq_rpc_status *st, grpc_status_code code, const char *fmt, ...) {
+    va_list ap;
+    st->code = code;
+    va_start(ap, fmt);
+    vsnprintf(st->details, sizeof(st->details), fmt, ap);
+    va_end(ap);
+    return DOCQ_ERR;
+}
+
+/* The DOCQ_* value docq_client_call returns for a status that is not OK. */
+static int status_result(grpc_status_code code) {
+    switch (code) {
+    case GRPC_STATUS_NOT_FOUND: return DOCQ_ENOTFOUND;
+    case GRPC_STATUS_INVALID_ARGUMENT: return DOCQ_EINVAL;
+    case GRPC_STATUS_UNAVAILABLE: return DOCQ_EUNAVAIL;
+    default: return DOCQ_ERR;
+    }
+}
+
+docq_client *docq_client_create(const char *target, long connect_timeout_ms, docq_error *err) {
+    docq_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        docq_error_set(err, DOCQ_ERR, "out of memory");
+        return NULL;
+    }
+    /* A connection attempt lasts max(min connect timeout, first backoff),
+     * 20 s and 1 s by default: set both (gRPC raises values under 100 ms). */
+    int ms = connect_timeout_ms > INT_MAX ? INT_MAX : (int)connect_timeout_ms;
+    grpc_arg args[2] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, .value.integer = ms},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, .value.integer = ms},
+    };
+    grpc_channel_args chargs = {.num_args = 2, .args = args};
+    /* The channel takes its own references to the credentials and copies
+     * the arguments. */
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    c->channel = grpc_channel_create(target, creds, connect_timeout_ms > 0 ? &chargs : NULL);
+    grpc_channel_credentials_release(creds);
+    if (!c->channel) {
+        free(c);
+        docq_error_set(err, DOCQ_ERR, "cannot create a channel to '%s'", target);
+        return NULL;
+    }
+    return c;
+}
+
+void docq_client_free(docq_client *c) {
+    if (!c) return;
+    grpc_channel_destroy(c->channel);
+    free(c);
+}
+
+/* Prepare cx and make a call to method on c's channel that ends by itself
+ * deadline_ms from now (never when deadline_ms <= 0). Returns DOCQ_OK, or
+ * DOCQ_ERR with st filled. Either way the caller must call call_close(cx)
+ * afterwards. */
+static int call_open(docq_client *c, const char *method, long deadline_ms, call_ctx *cx,
+                     docq_rpc_status *st) {
+    memset(cx, 0, sizeof(*cx));
+    grpc_metadata_array_init(&cx->initial_md);
+    grpc_metadata_array_init(&cx->trailing_md);
+    cx->details = grpc_empty_slice();
+    cx->status = GRPC_STATUS_UNKNOWN;
+    cx->deadline = deadline_ms > 0
+                       ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                      gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
+                       : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    cx->cq = grpc_completion_queue_create_for_pluck(NULL);
+    if (!cx->cq) return local_status(st, GRPC_STATUS_INTERNAL, "cannot create a completion queue");
+    /* The call takes its own reference to the method slice. */
+    grpc_slice path = grpc_slice_from_copied_string(method);
+    cx->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cx->cq, path,
+                                        NULL, cx->deadline, NULL);
+    grpc_slice_unref(path);
+    if (!cx->call) return local_status(st, GRPC_STATUS_INTERNAL, "cannot create a call to %s", method);
+    return DOCQ_OK;
+}
+
+/* Start a batch of n ops on cx's call, to be waited for with call_wait(cx,
+ * tag). Returns DOCQ_OK, or DOCQ_ERR with st filled when gRPC refused the
+ * batch (then it never completes and must not be waited for). */
+static int call_start(call_ctx *cx, const grpc_op *ops, size_t n, void *tag, docq_rpc_status *st) {
+    if (cx->npending == (int)(sizeof(cx->pending) / sizeof(cx->pending[0])))
+        return local_status(st, GRPC_STATUS_INTERNAL, "too many batches in flight");
+    grpc_call_error e = grpc_call_start_batch(cx->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK)
+        return local_status(st, GRPC_STATUS_INTERNAL, "gRPC refused the batch (grpc_call_error %d)",
+                            (int)e);
+    cx->pending[cx->npending++] = tag;
+    return DOCQ_OK;
+}
+
+/* Wait for the batch started with tag. When the deadline passes first (the
+ * call's own deadline timer and this wait race), the call is cancelled with
+ * DEADLINE_EXCEEDED, which completes the batch at once. Returns the batch's
+ * success flag (1 or 0), or -1 when the queue failed and the batch is still
+ * in flight (call_close then cancels the call and waits for it). */
+static int call_wait(call_ctx *cx, void *tag) {
+    grpc_event ev = grpc_completion_queue_pluck(cx->cq, tag, cx->deadline, NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        grpc_call_cancel_with_status(cx->call, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded",
+                                     NULL);
+        ev = grpc_completion_queue_pluck(cx->cq, tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    }
+    if (ev.type != GRPC_OP_COMPLETE) return -1;
+    for (int i = 0; i < cx->npending; i++) {
+        if (cx->pending[i] == tag) {
+            cx->pending[i] = cx->pending[--cx->npending];
+            break;
+        }
+    }
+    return ev.success;
+}
+
+/* Copy the status received by RECV_STATUS_ON_CLIENT into st. Only valid after
+ * the batch that held that op has completed. */
+static void call_status(const call_ctx *cx, docq_rpc_status *st) {
+    size_t n = GRPC_SLICE_LENGTH(cx->details);
+    if (n >= sizeof(st->details)) n = sizeof(st->details) - 1;
+    st->code = cx->status;
+    memcpy(st->details, GRPC_SLICE_START_PTR(cx->details), n);
+    st->details[n] = '\0';
+}
+
+/* Release everything cx holds. A call with batches still in flight (a wait
+ * that failed, or a stream abandoned midway) is cancelled first and each of
+ * its completions collected, so that no batch outlives the buffers it writes
+ * into. Safe after a failed call_open. */
+static void call_close(call_ctx *cx) {
+    if (cx->call && cx->npending > 0) {
+        grpc_call_cancel(cx->call, NULL);
+        for (int i = 0; i < cx->npending; i++)
+            grpc_completion_queue_pluck(cx->cq, cx->pending[i], gpr_inf_future(GPR_CLOCK_MONOTONIC),
+                                        NULL);
+    }
+    if (cx->cq) {
+        grpc_event ev;
+        grpc_completion_queue_shutdown(cx->cq);
+        /* Every completion has been plucked: this returns GRPC_QUEUE_SHUTDOWN
+         * at once (it would wait for any batch still in flight). */
+        do {
+            ev = grpc_completion_queue_pluck(cx->cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        } while (ev.type != GRPC_QUEUE_SHUTDOWN);
+    }
+    if (cx->call) grpc_call_unref(cx->call);
+    if (cx->cq) grpc_completion_queue_destroy(cx->cq);
+    if (cx->send) grpc_byte_buffer_destroy(cx->send);
+    if (cx->recv) grpc_byte_buffer_destroy(cx->recv);
+    grpc_metadata_array_destroy(&cx->initial_md);
+    grpc_metadata_array_destroy(&cx->trailing_md);
+    grpc_slice_unref(cx->details);
+    memset(cx, 0, sizeof(*cx));
+}
+
+/* Run the whole unary exchange on an open call: send req, half-close, and
+ * receive the initial metadata, one message and the status, in one batch.
+ * Returns as docq_client_call does. */
+static int unary_batch(call_ctx *cx, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                       docq_rpc_status *st) {
+    grpc_op ops[6];
+    cx->send = docq_codec_pack(req);
+    if (!cx->send) return local_status(st, GRPC_STATUS_INTERNAL, "out of memory");
+
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = cx->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &cx->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &cx->recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &cx->trailing_md;
+    ops[5].data.recv_status_on_client.status = &cx->status;
+    ops[5].data.recv_status_on_client.status_details = &cx->details;
+    if (call_start(cx, ops, 6, cx, st) != DOCQ_OK) return DOCQ_ERR;
+
+    int ok = call_wait(cx, cx);
+    if (ok < 0) return local_status(st, GRPC_STATUS_INTERNAL, "the completion queue failed");
+    call_status(cx, st);
+    if (st->code != GRPC_STATUS_OK) return status_result(st->code);
+    if (!ok) return local_status(st, GRPC_STATUS_UNKNOWN, "the call failed without a status");
+    if (!cx->recv) return local_status(st, GRPC_STATUS_INTERNAL, "no response message");
+    *resp = docq_codec_unpack(resp_desc, cx->recv);
+    if (!*resp) return local_status(st, GRPC_STATUS_INTERNAL, "malformed response");
+    return DOCQ_OK;
+}
+
+int docq_client_call(docq_client *c, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, long deadline_ms,
+                     ProtobufCMessage **resp, docq_rpc_status *st) {
+    call_ctx cx;
+    *resp = NULL;
+    int rc = call_open(c, method, deadline_ms, &cx, st);
+    if (rc == DOCQ_OK) rc = unary_batch(&cx, req, resp_desc, resp, st);
+    call_close(&cx);
+    return rc;
+}

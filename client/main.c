@@ -1,0 +1,241 @@
+/* main.c -- docq, the command-line client of a docq server.
+ *
+ *   docq [options] submit DOC_ID [DOC_ID...]   one task id per line on stdout
+ *   docq [options] status TASK_ID              the task as a readable block
+ *
+ * Exit status: 0 when every call succeeded, 1 when a call failed (one line
+ * "docq: STATUS_NAME: details" on stderr), 2 for a usage error or a bad
+ * setting. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+
+#include "client.h"
+#include "codec.h"
+#include "config.h"
+#include "log.h"
+
+#define EXIT_RPC 1   /* A call failed, or the output could not be written. */
+#define EXIT_USAGE 2 /* Bad command line or setting. */
+
+/* One command: its name, how many arguments it takes after the name, and
+ * the function that runs it. run returns the exit status. */
+typedef struct command {
+    const char *name;
+    int min_args, max_args;
+    int (*run)(docq_client *c, const docq_config *cfg, char **args, int nargs);
+} command;
+
+static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs);
+
+static const command commands[] = {
+    {"submit", 1, DOCQ_MAX_ARGS - 1, cmd_submit},
+    {"status", 1, 1, cmd_status},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out) {
+    char help[4096];
+    docq_config_help(DOCQ_BIN_CLI, help, sizeof(help));
+    fprintf(out,
+            "usage: docq [options] <command> [args]\n"
+            "\n"
+            "commands:\n"
+            "  submit DOC_ID [DOC_ID...]    queue each document; print each new task id on\n"
+            "                               its own line, in order\n"
+            "  status TASK_ID               print the task: state, attempts, times (UTC),\n"
+            "                               and its result or error\n"
+            "\n"
+            "options (a flag overrides its environment variable):\n"
+            "  -h, --help                   print this help\n"
+            "%s"
+            "\n"
+            "exit status: 0 on success, 1 when a call fails, 2 for a usage error.\n",
+            help);
+}
+
+/* Print a failed call as one line on stderr. The details are the server's
+ * text: control characters are replaced so that the line stays one line. */
+static int rpc_failed(const docq_rpc_status *st) {
+    char details[sizeof(st->details)];
+    size_t n = strlen(st->details);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)st->details[i];
+        details[i] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
+    }
+    details[n] = '\0';
+    fprintf(stderr, "docq: %s: %s\n", docq_grpc_status_name(st->code),
+            n ? details : "(no details)");
+    return EXIT_RPC;
+}
+
+/* docq_client_call with a debug log line giving the outcome and the time
+ * taken. */
+static int call(docq_client *c, const docq_config *cfg, const char *method,
+                const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                ProtobufCMessage **resp, docq_rpc_status *st) {
+    gpr_timespec t0 = gpr_now(GPR_CLOCK_MONOTONIC);
+    int rc = docq_client_call(c, method, req, resp_desc, cfg->deadline_ms, resp, st);
+    gpr_timespec dt = gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), t0);
+    docq_log_debug("%s to %s: %s in %lld ms", method, cfg->server, docq_grpc_status_name(st->code),
+                   (long long)gpr_time_to_millis(dt));
+    return rc;
+}
+
+/* SubmitDoc for each argument in order, printing each task id as soon as it
+ * is known. Every doc_id is checked before the first call, so a typo queues
+ * nothing; the first failed call stops the run, so the ids printed are those
+ * of the first documents, one line each. */
+static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    for (int i = 0; i < nargs; i++) {
+        docq_error err = {0};
+        if (docq_doc_id_validate(args[i], strlen(args[i]), &err) != DOCQ_OK) {
+            fprintf(stderr, "docq: invalid DOC_ID %d: %s\n", i + 1, err.msg);
+            return EXIT_USAGE;
+        }
+    }
+    for (int i = 0; i < nargs; i++) {
+        Docq__V1__SubmitDocRequest req = DOCQ__V1__SUBMIT_DOC_REQUEST__INIT;
+        ProtobufCMessage *m;
+        docq_rpc_status st;
+        req.doc_id = args[i];
+        if (call(c, cfg, DOCQ_METHOD_SUBMIT_DOC, &req.base, &docq__v1__submit_doc_response__descriptor,
+                 &m, &st) != DOCQ_OK) {
+            fflush(stdout);
+            return rpc_failed(&st);
+        }
+        printf("%s\n", ((Docq__V1__SubmitDocResponse *)m)->task_id);
+        fflush(stdout);
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    return 0;
+}
+
+/* Format ts as UTC ISO 8601 with milliseconds, 2024-05-01T12:00:00.123Z. */
+static void format_time(const Google__Protobuf__Timestamp *ts, char *buf, size_t cap) {
+    struct tm tm;
+    time_t secs = (time_t)ts->seconds;
+    int ms = ts->nanos >= 0 && ts->nanos < 1000000000 ? ts->nanos / 1000000 : 0;
+    if (!gmtime_r(&secs, &tm) || strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(buf, cap, "(%lld seconds since 1970)", (long long)ts->seconds);
+        return;
+    }
+    size_t len = strlen(buf);
+    snprintf(buf + len, cap - len, ".%03dZ", ms);
+}
+
+static void print_time(const char *label, const Google__Protobuf__Timestamp *ts) {
+    char when[64];
+    if (!ts) return;
+    format_time(ts, when, sizeof(when));
+    printf("%-9s %s\n", label, when);
+}
+
+/* Print a text field; text that does not end its last line gets a newline. */
+static void print_text(const char *label, const char *text) {
+    size_t n = strlen(text);
+    printf("%-9s %s%s", label, text, n && text[n - 1] == '\n' ? "" : "\n");
+}
+
+static void print_task(const Docq__V1__Task *t) {
+    docq_task_state state = (docq_task_state)t->state;
+    printf("%-9s %s\n", "task_id:", t->task_id);
+    printf("%-9s %s\n", "doc_id:", t->doc_id);
+    if (state >= DOCQ_STATE_UNSPECIFIED && state <= DOCQ_STATE_FAILURE)
+        printf("%-9s %s\n", "state:", docq_task_state_name(state));
+    else
+        printf("%-9s UNKNOWN (%d)\n", "state:", (int)t->state);
+    printf("%-9s %u\n", "attempts:", (unsigned)t->attempts);
+    print_time("created:", t->created_at);
+    print_time("started:", t->started_at);
+    print_time("finished:", t->finished_at);
+    if (state == DOCQ_STATE_SUCCESS || t->result[0]) print_text("result:", t->result);
+    if (state == DOCQ_STATE_FAILURE || t->error[0]) print_text("error:", t->error);
+}
+
+static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    Docq__V1__GetStatusRequest req = DOCQ__V1__GET_STATUS_REQUEST__INIT;
+    ProtobufCMessage *m;
+    docq_rpc_status st;
+    (void)nargs;
+    req.task_id = args[0];
+    if (call(c, cfg, DOCQ_METHOD_GET_STATUS, &req.base, &docq__v1__task__descriptor, &m, &st) !=
+        DOCQ_OK)
+        return rpc_failed(&st);
+    print_task((Docq__V1__Task *)m);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+static const command *find_command(const char *name) {
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+/* grpc_shutdown finishes its cleanup on another thread, and only once no
+ * connection attempt is left (each is bounded by the client's connect
+ * timeout): wait for it so that the process does not exit under it, but give
+ * up after limit_ms rather than hang. */
+static void grpc_shutdown_and_wait(long limit_ms) {
+    gpr_timespec end = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                    gpr_time_from_millis(limit_ms, GPR_TIMESPAN));
+    grpc_shutdown();
+    while (grpc_is_initialized() && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), end) < 0) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
+int main(int argc, char **argv) {
+    docq_config cfg;
+    docq_error err = {0};
+    int rc = docq_config_load(&cfg, DOCQ_BIN_CLI, argc, argv, &err);
+    if (rc == DOCQ_EHELP) {
+        usage(stdout);
+        return fflush(stdout) == 0 ? 0 : EXIT_RPC;
+    }
+    if (rc != DOCQ_OK) {
+        fprintf(stderr, "docq: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    if (cfg.nargs == 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const command *cmd = find_command(cfg.args[0]);
+    if (!cmd) {
+        fprintf(stderr, "docq: unknown command '%s'\n\n", cfg.args[0]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    int nargs = cfg.nargs - 1;
+    if (nargs < cmd->min_args || nargs > cmd->max_args) {
+        fprintf(stderr, "docq: wrong number of arguments for '%s'\n\n", cmd->name);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    grpc_init();
+    /* A connection attempt cannot serve a call after its deadline, and an
+     * unfinished one would hold up grpc_shutdown: give it the same limit. */
+    docq_client *c = docq_client_create(cfg.server, cfg.deadline_ms, &err);
+    if (!c) {
+        fprintf(stderr, "docq: %s\n", err.msg);
+        rc = EXIT_RPC;
+    } else {
+        rc = cmd->run(c, &cfg, cfg.args + 1, nargs);
+        docq_client_free(c);
+    }
+    grpc_shutdown_and_wait(cfg.deadline_ms + 5000);
+
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "docq: cannot write the output\n");
+        if (rc == 0) rc = EXIT_RPC;
+    }
+    return rc;
+}

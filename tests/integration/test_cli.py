@@ -46,11 +46,13 @@ class Cli(unittest.TestCase):
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("UNAVAILABLE", out.stderr)
 
-    def test_docq_submit_of_an_invalid_doc_id_prints_invalid_argument(self):
+    def test_docq_submit_of_an_invalid_doc_id_queues_nothing_and_says_why(self):
         s = self.stack.start_redis().start_server()
-        out = s.cli("submit", "x" * 300)
-        self.assertNotEqual(out.returncode, 0)
-        self.assertIn("INVALID_ARGUMENT", out.stderr)
+        out = s.cli("submit", "doc_ok", "x" * 300)
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("300 bytes", out.stderr)
+        self.assertEqual(out.stdout, "")
+        self.assertEqual(s.redis_cli("DBSIZE"), "0")
 
 
 class Settings(unittest.TestCase):

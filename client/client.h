@@ -1,0 +1,71 @@
+/* client.h -- a synchronous gRPC client for docq.v1.DocQueue on gRPC core.
+ *
+ * A docq_client owns one channel to one server. Calls made through it block
+ * until they end; each has its own completion queue and the channel is
+ * thread-safe, so several threads may make calls on one client at once.
+ *
+ * The client knows gRPC (channels, calls, batches, statuses) and protobuf-c
+ * messages, not docq's rules: the caller picks the method, builds the request
+ * and reads the response. grpc_init must have been called before
+ * docq_client_create, and grpc_shutdown may only be called after
+ * docq_client_free. */
+#ifndef DOCQ_CLIENT_H
+#define DOCQ_CLIENT_H
+
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "error.h"
+
+/* Method paths of docq.v1.DocQueue, for docq_client_call. */
+#define DOCQ_METHOD_SUBMIT_DOC "/docq.v1.DocQueue/SubmitDoc"
+#define DOCQ_METHOD_GET_STATUS "/docq.v1.DocQueue/GetStatus"
+
+typedef struct docq_client docq_client;
+
+/* How a call ended, as the server (or the client's own gRPC stack, for
+ * UNAVAILABLE and DEADLINE_EXCEEDED) reported it. */
+typedef struct docq_rpc_status {
+    grpc_status_code code; /* GRPC_STATUS_OK when the call succeeded. */
+    char details[512];     /* The status message, copied and truncated to fit; always
+                            * NUL-terminated, "" when there was none. It is the
+                            * server's text: it may hold any bytes but NUL. */
+} docq_rpc_status;
+
+/* Open a client for target ("host:port", or any gRPC target URI) over an
+ * insecure channel. No connection is made yet: the first call connects, so a
+ * server that is down shows up as UNAVAILABLE from docq_client_call, not
+ * here.
+ *
+ * connect_timeout_ms bounds each connection attempt (TCP connect and HTTP/2
+ * handshake; 0 or less keeps gRPC's 20 s). An attempt outlives the calls
+ * that started it: against a server that accepts connections but never
+ * answers (a hung process), grpc_shutdown waits for the attempt to time out.
+ * A short-lived program should therefore pass its longest call deadline.
+ *
+ * Returns the client (free with docq_client_free) or NULL with err filled. */
+docq_client *docq_client_create(const char *target, long connect_timeout_ms, docq_error *err);
+
+/* Close the channel and free c. Every call made through c must have
+ * returned. NULL is accepted. */
+void docq_client_free(docq_client *c);
+
+/* Make one unary call: send req to method (a path such as
+ * DOCQ_METHOD_SUBMIT_DOC) and wait for the response, parsed as resp_desc.
+ * deadline_ms bounds the whole call, connecting included; 0 or less means no
+ * deadline.
+ *
+ * Returns DOCQ_OK with st->code GRPC_STATUS_OK and *resp set to the response,
+ * which the caller owns and frees with protobuf_c_message_free_unpacked(*resp,
+ * NULL). Otherwise *resp is NULL, st holds the status and its details, and the
+ * return value tells the caller's likely next step: DOCQ_ENOTFOUND for
+ * NOT_FOUND, DOCQ_EINVAL for INVALID_ARGUMENT, DOCQ_EUNAVAIL for UNAVAILABLE
+ * (the server could not be reached or asked to be retried) and DOCQ_ERR for
+ * every other status. A response that does not parse as resp_desc is INTERNAL
+ * "malformed response"; a client-side failure (out of memory, a call gRPC
+ * would not start) is INTERNAL with a reason. req stays the caller's. */
+int docq_client_call(docq_client *c, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, long deadline_ms,
+                     ProtobufCMessage **resp, docq_rpc_status *st);
+
+#endif
