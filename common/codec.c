@@ -1,4 +1,5 @@
 /* codec.c -- protobuf conversion and byte-buffer framing. See codec.h. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,12 +74,62 @@ grpc_byte_buffer *docq_codec_pack(const ProtobufCMessage *m) {
     return bb;
 }
 
+/* Read a base-128 varint at *p (below end); advances *p. Returns 0 when it
+ * is truncated or longer than 10 bytes. */
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; *p < end && shift < 70; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when a top-level string field of d in the encoded bytes holds a NUL
+ * byte. protobuf-c hands strings over as C strings, so such a value would be
+ * cut short silently; docq refuses it instead. Malformed bytes give 0 and are
+ * left to the real parser. */
+static int string_has_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n) {
+    const uint8_t *end = p + n;
+    while (p < end) {
+        uint64_t tag, len;
+        if (!read_varint(&p, end, &tag)) return 0;
+        switch (tag & 7) {
+        case 0:
+            if (!read_varint(&p, end, &len)) return 0;
+            break;
+        case 1:
+            p += 8;
+            break;
+        case 5:
+            p += 4;
+            break;
+        case 2: {
+            if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p)) return 0;
+            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3));
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, (size_t)len)) return 1;
+            p += len;
+            break;
+        }
+        default:
+            return 0;
+        }
+    }
+    return 0;
+}
+
 ProtobufCMessage *docq_codec_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb) {
     grpc_byte_buffer_reader reader;
     if (!bb || !grpc_byte_buffer_reader_init(&reader, bb)) return NULL;
     grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
-    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    const uint8_t *bytes = GRPC_SLICE_START_PTR(s);
+    size_t n = GRPC_SLICE_LENGTH(s);
+    ProtobufCMessage *m = string_has_nul(d, bytes, n) ? NULL : protobuf_c_message_unpack(d, NULL, n, bytes);
     grpc_slice_unref(s);
     return m;
 }

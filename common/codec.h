@@ -33,8 +33,9 @@ grpc_byte_buffer *docq_codec_pack(const ProtobufCMessage *m);
 
 /* Parse a received byte buffer (decompressed as needed) as message type d.
  * Returns the message (free with protobuf_c_message_free_unpacked(m, NULL))
- * or NULL when bb is NULL or its bytes are not a valid message. bb stays the
- * caller's. */
+ * or NULL when bb is NULL or its bytes are not a valid message. A string
+ * field holding a NUL byte counts as invalid (protobuf-c's C strings would
+ * silently cut it short). bb stays the caller's. */
 ProtobufCMessage *docq_codec_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb);
 
 /* Unix milliseconds to a Timestamp. */

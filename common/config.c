@@ -154,20 +154,23 @@ static int apply(docq_config *cfg, const setting *s, const char *value, docq_err
     return DOCQ_OK;
 }
 
-/* Find the setting whose flag is the text before any '=' in arg. */
-static const setting *find_flag(unsigned bin, const char *arg) {
+/* Find the index of the setting whose flag is the text before any '=' in
+ * arg, or -1. */
+static int find_flag(unsigned bin, const char *arg) {
     size_t len = strcspn(arg, "=");
     for (size_t i = 0; i < NSETTINGS; i++) {
         char flag[64];
         if (!(settings[i].bins & bin)) continue;
         flag_name(&settings[i], flag, sizeof(flag));
-        if (strlen(flag) == len && strncmp(flag, arg, len) == 0) return &settings[i];
+        if (strlen(flag) == len && strncmp(flag, arg, len) == 0) return (int)i;
     }
-    return NULL;
+    return -1;
 }
 
-/* Apply the flags in argv[1..], collecting positional arguments. */
-static int apply_flags(docq_config *cfg, unsigned bin, int argc, char **argv, docq_error *err) {
+/* Record the flags in argv[1..] into vals (by setting index), collecting
+ * positional arguments. Values are validated later, once each. */
+static int read_flags(docq_config *cfg, unsigned bin, int argc, char **argv, const char **vals,
+                      docq_error *err) {
     int only_args = 0;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
@@ -182,28 +185,32 @@ static int apply_flags(docq_config *cfg, unsigned bin, int argc, char **argv, do
             continue;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return DOCQ_EHELP;
-        const setting *s = find_flag(bin, a);
-        if (!s) return docq_error_set(err, DOCQ_EINVAL, "unknown option '%s' (see --help)", a);
+        int s = find_flag(bin, a);
+        /* Name the flag, not its value: the value may hold a password. */
+        if (s < 0)
+            return docq_error_set(err, DOCQ_EINVAL, "unknown option '%.*s' (see --help)",
+                                  (int)strcspn(a, "="), a);
         const char *eq = strchr(a, '=');
-        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!value) return docq_error_set(err, DOCQ_EINVAL, "option '%s' needs a value", a);
-        if (apply(cfg, s, value, err) != DOCQ_OK) return DOCQ_EINVAL;
+        vals[s] = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!vals[s]) return docq_error_set(err, DOCQ_EINVAL, "option '%s' needs a value", a);
     }
     return DOCQ_OK;
 }
 
 int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq_error *err) {
+    const char *vals[NSETTINGS];
     memset(cfg, 0, sizeof(*cfg));
-    /* Defaults are applied for every setting so that the struct is complete
-     * even for settings another binary uses (e.g. the CLI's key prefix). */
-    for (size_t i = 0; i < NSETTINGS; i++)
-        if (apply(cfg, &settings[i], settings[i].def, err) != DOCQ_OK) return DOCQ_EINVAL;
+    /* Every setting gets a value, so that the struct is complete even for
+     * settings only other binaries read; the last source wins: default,
+     * environment, flag. Only the winning value is validated. */
     for (size_t i = 0; i < NSETTINGS; i++) {
-        const char *v = (settings[i].bins & bin) ? getenv(settings[i].env) : NULL;
-        if (v && apply(cfg, &settings[i], v, err) != DOCQ_OK) return DOCQ_EINVAL;
+        const char *env = (settings[i].bins & bin) ? getenv(settings[i].env) : NULL;
+        vals[i] = env ? env : settings[i].def;
     }
-    int rc = apply_flags(cfg, bin, argc, argv, err);
+    int rc = read_flags(cfg, bin, argc, argv, vals, err);
     if (rc != DOCQ_OK) return rc;
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (apply(cfg, &settings[i], vals[i], err) != DOCQ_OK) return DOCQ_EINVAL;
     docq_log_level level;
     docq_log_level_parse(cfg->log_level, &level);
     docq_log_set_level(level);

@@ -95,10 +95,13 @@ void docq_log(docq_log_level level, const char *task_id, const char *fmt, ...) {
     append_raw(line, cap, &len, "\",\"level\":\"");
     append_raw(line, cap, &len, level_names[level]);
     append_raw(line, cap, &len, "\",\"msg\":\"");
-    docq_json_escape(line, cap, &len, msg, strlen(msg));
+    /* A long message is cut short so that what follows it always fits: the
+     * closing "} and, with a task id, its key and at least 115 bytes of it. */
+    size_t end = cap - 2;
+    docq_json_escape(line, task_id ? end - 128 : end, &len, msg, strlen(msg));
     if (task_id) {
-        append_raw(line, cap, &len, "\",\"task_id\":\"");
-        docq_json_escape(line, cap, &len, task_id, strlen(task_id));
+        append_raw(line, end, &len, "\",\"task_id\":\"");
+        docq_json_escape(line, end, &len, task_id, strlen(task_id));
     }
     append_raw(line, cap, &len, "\"}");
     line[len++] = '\n';

@@ -117,7 +117,7 @@ bad:
 }
 
 int docq_shard_for(const char *caller, size_t len, int shards) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a, 64 bits. */
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a, 64 bits. */
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)caller[i];
         h *= 1099511628211ULL;

@@ -160,7 +160,7 @@ static void handle_call(call_ctx *c) {
         const rpc_def *rpc = &rpcs[c->rpc];
         ProtobufCMessage *req = docq_codec_unpack(rpc->input, c->payload);
         if (!req) {
-            rpc_reply_error(&reply, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s message",
+            rpc_reply_error(&reply, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s message (malformed bytes, or a string with a NUL byte)",
                             rpc->input->name);
         } else {
             rpc->handler(c->thread, c->call, req, &reply);

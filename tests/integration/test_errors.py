@@ -53,10 +53,14 @@ class Errors(unittest.TestCase):
         self.assertEqual(ok.state, pb.Task.PENDING)
 
     def test_a_doc_id_with_control_characters_is_invalid_argument(self):
-        for doc in ["a\nb", "tab\there", "nul\x00x", "del\x7f", "c1\x85"]:
+        for doc in ["a\nb", "tab\there", "del\x7f", "c1\x85"]:
             code, details = self.submit_error(doc)
             self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, repr(doc))
             self.assertIn("control character", details)
+        # A NUL must not be silently cut off (protobuf-c strings are C strings).
+        code, details = self.submit_error("nul\x00x")
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("NUL", details)
 
     def test_a_refused_submit_leaves_nothing_in_redis(self):
         before = self.stack.redis_cli("DBSIZE")
