@@ -103,11 +103,12 @@ static int string_has_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p,
             if (!read_varint(&p, end, &len)) return 0;
             break;
         case 1:
-            p += 8;
+        case 5: {
+            size_t width = (tag & 7) == 1 ? 8 : 4;
+            if ((size_t)(end - p) < width) return 0;
+            p += width;
             break;
-        case 5:
-            p += 4;
-            break;
+        }
         case 2: {
             if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p)) return 0;
             const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3));

@@ -1,0 +1,571 @@
+/* test_config.c -- defaults, environment, flags and value checks of every
+ * binary's settings (common/config.c). Each case starts from an environment
+ * without DOCQ_* variables and removes what it sets. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "config.h"
+
+extern char **environ;
+
+/* Unset every DOCQ_* variable, so that the caller's shell cannot change the
+ * outcome. */
+static void clean_env(void) {
+    for (;;) {
+        char name[128];
+        const char *found = NULL;
+        for (char **e = environ; *e; e++)
+            if (strncmp(*e, "DOCQ_", 5) == 0) {
+                found = *e;
+                break;
+            }
+        if (!found) return;
+        size_t n = strcspn(found, "=");
+        if (n >= sizeof(name)) n = sizeof(name) - 1;
+        memcpy(name, found, n);
+        name[n] = '\0';
+        unsetenv(name);
+    }
+}
+
+/* Load for bin with argv = {"prog", args..., NULL}. */
+#define LOAD(cfg, bin, err, ...)                                                 \
+    load((cfg), (bin), (err), (const char *[]){"prog", __VA_ARGS__, NULL})
+#define LOAD0(cfg, bin, err) load((cfg), (bin), (err), (const char *[]){"prog", NULL})
+
+static int load(docq_config *cfg, unsigned bin, docq_error *err, const char **argv) {
+    int argc = 0;
+    while (argv[argc]) argc++;
+    memset(err, 0, sizeof(*err));
+    return docq_config_load(cfg, bin, argc, (char **)argv, err);
+}
+
+static void defaults_server(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.listen, "0.0.0.0:50051");
+    CHECK_STR_EQ(cfg.redis_url, "redis://127.0.0.1:6379");
+    CHECK_STR_EQ(cfg.redis.host, "127.0.0.1");
+    CHECK_INT_EQ(cfg.redis.port, 6379);
+    CHECK_STR_EQ(cfg.redis.password, "");
+    CHECK_INT_EQ(cfg.redis.db, 0);
+    CHECK_INT_EQ(cfg.redis_timeout_ms, 2000);
+    CHECK_STR_EQ(cfg.key_prefix, "docq");
+    CHECK_INT_EQ(cfg.shards, 16);
+    CHECK_INT_EQ(cfg.threads, 2);
+    CHECK_INT_EQ(cfg.shutdown_grace_ms, 30000);
+    CHECK_STR_EQ(cfg.log_level, "info");
+    CHECK_INT_EQ(cfg.nargs, 0);
+}
+
+static void defaults_worker(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.ai_url, "http://127.0.0.1:8080/process");
+    CHECK_INT_EQ(cfg.ai_timeout_ms, 300000);
+    CHECK_INT_EQ(cfg.ai_connect_timeout_ms, 5000);
+    CHECK_INT_EQ(cfg.concurrency, 64);
+    CHECK_STR_EQ(cfg.group, "workers");
+    CHECK_INT_EQ(cfg.result_ttl_s, 86400);
+    CHECK_INT_EQ(cfg.shards, 16);
+    CHECK_STR_EQ(cfg.redis.host, "127.0.0.1");
+    CHECK_STR_EQ(cfg.key_prefix, "docq");
+    CHECK_INT_EQ(cfg.shutdown_grace_ms, 30000);
+}
+
+static void defaults_cli(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_CLI, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.server, "127.0.0.1:50051");
+    CHECK_INT_EQ(cfg.deadline_ms, 10000);
+    CHECK_STR_EQ(cfg.log_level, "info");
+    /* Settings of other binaries still hold their defaults. */
+    CHECK_STR_EQ(cfg.key_prefix, "docq");
+    CHECK_INT_EQ(cfg.shards, 16);
+}
+
+static void env_overrides_default(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    setenv("DOCQ_SHARDS", "8", 1);
+    setenv("DOCQ_LISTEN", "127.0.0.1:0", 1);
+    setenv("DOCQ_REDIS_URL", "redis://:pw@cache.internal:6380/2", 1);
+    setenv("DOCQ_KEY_PREFIX", "staging.docq-2", 1);
+    setenv("DOCQ_LOG_LEVEL", "debug", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 8);
+    CHECK_STR_EQ(cfg.listen, "127.0.0.1:0");
+    CHECK_STR_EQ(cfg.redis.host, "cache.internal");
+    CHECK_INT_EQ(cfg.redis.port, 6380);
+    CHECK_STR_EQ(cfg.redis.password, "pw");
+    CHECK_INT_EQ(cfg.redis.db, 2);
+    CHECK_STR_EQ(cfg.key_prefix, "staging.docq-2");
+    CHECK_STR_EQ(cfg.log_level, "debug");
+
+    setenv("DOCQ_AI_TIMEOUT_MS", "600000", 1);
+    setenv("DOCQ_WORKER_CONCURRENCY", "1", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.ai_timeout_ms, 600000);
+    CHECK_INT_EQ(cfg.concurrency, 1);
+    CHECK_INT_EQ(cfg.shards, 8);
+    clean_env();
+}
+
+static void env_of_other_binary_ignored(void) {
+    /* A variable the binary does not read cannot break it, even when bad. */
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    setenv("DOCQ_AI_URL", "ftp://nowhere", 1);
+    setenv("DOCQ_SERVER", "nohost", 1);
+    setenv("DOCQ_DEADLINE_MS", "soon", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.ai_url, "http://127.0.0.1:8080/process");
+    CHECK_STR_EQ(cfg.server, "127.0.0.1:50051");
+    clean_env();
+    setenv("DOCQ_SHARDS", "0", 1);
+    setenv("DOCQ_REDIS_URL", "nonsense", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_CLI, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 16);
+    clean_env();
+}
+
+static void flag_overrides_env(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    setenv("DOCQ_SHARDS", "4", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--shards", "8"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 8);
+    CHECK_INT_EQ(cfg.nargs, 0);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--shards=8"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 8);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 4);
+    /* The last of repeated flags wins. */
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--shards=2", "--shards", "3"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 3);
+    /* A value after '=' may itself hold '='. */
+    setenv("DOCQ_KEY_PREFIX", "envprefix", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--ai-url=http://ai/run?a=1", "--key-prefix", "flagprefix"),
+                 DOCQ_OK);
+    CHECK_STR_EQ(cfg.ai_url, "http://ai/run?a=1");
+    CHECK_STR_EQ(cfg.key_prefix, "flagprefix");
+    /* The parsed Redis address follows the winning URL. */
+    setenv("DOCQ_REDIS_URL", "redis://envhost:1111", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--redis-url", "redis://flaghost:2222"), DOCQ_OK);
+    CHECK_STR_EQ(cfg.redis.host, "flaghost");
+    CHECK_INT_EQ(cfg.redis.port, 2222);
+    clean_env();
+}
+
+static void flag_overrides_bad_env(void) {
+    /* Only the value in force is checked: a flag rescues a bad variable. */
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    setenv("DOCQ_SHARDS", "abc", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--shards", "8"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 8);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_SHARDS");
+    clean_env();
+}
+
+static void positional_args_in_order(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "submit", "doc-1", "--deadline-ms", "50", "doc-2", "-"),
+                 DOCQ_OK);
+    CHECK_INT_EQ(cfg.deadline_ms, 50);
+    CHECK_INT_EQ(cfg.nargs, 4);
+    if (cfg.nargs == 4) {
+        CHECK_STR_EQ(cfg.args[0], "submit");
+        CHECK_STR_EQ(cfg.args[1], "doc-1");
+        CHECK_STR_EQ(cfg.args[2], "doc-2");
+        CHECK_STR_EQ(cfg.args[3], "-"); /* A lone dash is an argument. */
+    }
+}
+
+static void double_dash_ends_flags(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--deadline-ms=7", "submit", "--", "--deadline-ms", "9",
+                      "-h", "--"),
+                 DOCQ_OK);
+    CHECK_INT_EQ(cfg.deadline_ms, 7);
+    CHECK_INT_EQ(cfg.nargs, 5);
+    if (cfg.nargs == 5) {
+        CHECK_STR_EQ(cfg.args[0], "submit");
+        CHECK_STR_EQ(cfg.args[1], "--deadline-ms");
+        CHECK_STR_EQ(cfg.args[2], "9");
+        CHECK_STR_EQ(cfg.args[3], "-h");
+        CHECK_STR_EQ(cfg.args[4], "--");
+    }
+}
+
+static void too_many_args(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11",
+                      "12", "13", "14", "15", "16"),
+                 DOCQ_OK);
+    CHECK_INT_EQ(cfg.nargs, DOCQ_MAX_ARGS);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11",
+                      "12", "13", "14", "15", "16", "17"),
+                 DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "too many arguments");
+}
+
+static void help_flag(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--help"), DOCQ_EHELP);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "-h"), DOCQ_EHELP);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "status", "--deadline-ms", "5", "--help"), DOCQ_EHELP);
+    /* Help is given even when the environment holds a bad value. */
+    setenv("DOCQ_SHARDS", "abc", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--help"), DOCQ_EHELP);
+    clean_env();
+    /* But not after "--", and not for look-alikes. */
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--", "--help"), DOCQ_OK);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--helpme"), DOCQ_EINVAL);
+}
+
+static void unknown_flag(void) {
+    static const char *bad[] = {"--nope", "-x", "--SHARDS", "--shard", "--shards8", "---shards", "--docq-shards"};
+    clean_env();
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        docq_config cfg;
+        docq_error err;
+        int rc = LOAD(&cfg, DOCQ_BIN_SERVER, &err, bad[i], "8");
+        CHECK_MSG(rc == DOCQ_EINVAL, "'%s' gave %d", bad[i], rc);
+        CHECK_STR_CONTAINS(err.msg, "unknown option");
+        CHECK_STR_CONTAINS(err.msg, bad[i]);
+    }
+}
+
+static void flag_of_other_binary(void) {
+    static const struct {
+        unsigned bin;
+        const char *flag;
+    } bad[] = {
+        {DOCQ_BIN_SERVER, "--ai-url"},      {DOCQ_BIN_SERVER, "--group"},
+        {DOCQ_BIN_SERVER, "--server"},      {DOCQ_BIN_WORKER, "--listen"},
+        {DOCQ_BIN_WORKER, "--threads"},     {DOCQ_BIN_CLI, "--shards"},
+        {DOCQ_BIN_CLI, "--redis-url"},
+    };
+    clean_env();
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        docq_config cfg;
+        docq_error err;
+        int rc = LOAD(&cfg, bad[i].bin, &err, bad[i].flag, "http://x");
+        CHECK_MSG(rc == DOCQ_EINVAL, "%s for bin %u gave %d", bad[i].flag, bad[i].bin, rc);
+        CHECK_STR_CONTAINS(err.msg, bad[i].flag);
+    }
+}
+
+static void flag_needs_value(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--shards"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "'--shards' needs a value");
+    /* An empty value after '=' is a value, and a bad one. */
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--shards="), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_SHARDS");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--listen="), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_LISTEN");
+}
+
+static const char long_prefix[] = "p123456789012345678901234567890123456789012345678901234567890123";
+
+static void bad_env_values(void) {
+    static const struct {
+        unsigned bin;
+        const char *env, *value, *why;
+    } bad[] = {
+        {DOCQ_BIN_SERVER, "DOCQ_SHARDS", "abc", "integer from 1 to 1024"},
+        {DOCQ_BIN_SERVER, "DOCQ_SHARDS", "0", "integer from 1 to 1024"},
+        {DOCQ_BIN_SERVER, "DOCQ_SHARDS", "1025", "integer from 1 to 1024"},
+        {DOCQ_BIN_SERVER, "DOCQ_SHARDS", "8x", "integer"},
+        {DOCQ_BIN_SERVER, "DOCQ_SHARDS", "", "integer"},
+        {DOCQ_BIN_SERVER, "DOCQ_SHARDS", "99999999999999999999", "integer"},
+        {DOCQ_BIN_WORKER, "DOCQ_SHARDS", "-1", "integer"},
+        {DOCQ_BIN_SERVER, "DOCQ_LISTEN", "nohost", "host:port"},
+        {DOCQ_BIN_SERVER, "DOCQ_LISTEN", "host:99999", "port"},
+        {DOCQ_BIN_SERVER, "DOCQ_LISTEN", ":50051", "host"},
+        {DOCQ_BIN_SERVER, "DOCQ_LISTEN", "", "1 to"},
+        {DOCQ_BIN_SERVER, "DOCQ_REDIS_URL", "http://x", "redis://"},
+        {DOCQ_BIN_WORKER, "DOCQ_REDIS_URL", "redis://host:0", "port 0"},
+        {DOCQ_BIN_SERVER, "DOCQ_LOG_LEVEL", "loud", "debug, info, warn or error"},
+        {DOCQ_BIN_CLI, "DOCQ_LOG_LEVEL", "verbose", "debug"},
+        {DOCQ_BIN_SERVER, "DOCQ_KEY_PREFIX", "docq{1}", "letters, digits"},
+        {DOCQ_BIN_SERVER, "DOCQ_KEY_PREFIX", "docq:x", "letters, digits"},
+        {DOCQ_BIN_WORKER, "DOCQ_KEY_PREFIX", "do cq", "letters, digits"},
+        {DOCQ_BIN_SERVER, "DOCQ_KEY_PREFIX", long_prefix, "1 to 63 characters"},
+        {DOCQ_BIN_WORKER, "DOCQ_GROUP", "w:1", "letters, digits"},
+        {DOCQ_BIN_WORKER, "DOCQ_AI_URL", "ftp://ai/x", "http://"},
+        {DOCQ_BIN_WORKER, "DOCQ_AI_TIMEOUT_MS", "0", "integer from 1"},
+        {DOCQ_BIN_WORKER, "DOCQ_WORKER_CONCURRENCY", "10001", "integer"},
+        {DOCQ_BIN_SERVER, "DOCQ_THREADS", "257", "integer"},
+        {DOCQ_BIN_CLI, "DOCQ_SERVER", "localhost:0", "port 0"},
+        {DOCQ_BIN_CLI, "DOCQ_SERVER", "localhost", "host:port"},
+        {DOCQ_BIN_CLI, "DOCQ_DEADLINE_MS", "1s", "integer"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        docq_config cfg;
+        docq_error err;
+        char quoted[128];
+        clean_env();
+        setenv(bad[i].env, bad[i].value, 1);
+        int rc = LOAD0(&cfg, bad[i].bin, &err);
+        CHECK_MSG(rc == DOCQ_EINVAL, "%s='%s' gave %d", bad[i].env, bad[i].value, rc);
+        snprintf(quoted, sizeof(quoted), "'%s'", bad[i].value);
+        CHECK_MSG(strstr(err.msg, bad[i].env) != NULL, "%s='%s': '%s'", bad[i].env, bad[i].value, err.msg);
+        CHECK_MSG(strstr(err.msg, quoted) != NULL, "%s='%s': '%s'", bad[i].env, bad[i].value, err.msg);
+        CHECK_MSG(strstr(err.msg, bad[i].why) != NULL, "%s='%s': '%s' lacks '%s'", bad[i].env,
+                  bad[i].value, err.msg, bad[i].why);
+    }
+    clean_env();
+}
+
+static void limit_values_accepted(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    setenv("DOCQ_SHARDS", "1024", 1);
+    setenv("DOCQ_KEY_PREFIX", long_prefix + 1, 1); /* 63 characters. */
+    setenv("DOCQ_SHUTDOWN_GRACE_MS", "0", 1);
+    setenv("DOCQ_LISTEN", "[::]:65535", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 1024);
+    CHECK_INT_EQ(strlen(cfg.key_prefix), 63);
+    CHECK_INT_EQ(cfg.shutdown_grace_ms, 0);
+    CHECK_STR_EQ(cfg.listen, "[::]:65535");
+    setenv("DOCQ_SHARDS", "1", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.shards, 1);
+    clean_env();
+}
+
+static void bad_flag_value(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--shards=0"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "--shards");
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_SHARDS");
+    CHECK_STR_CONTAINS(err.msg, "'0'");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--log-level", "loud"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "--log-level");
+    CHECK_STR_CONTAINS(err.msg, "'loud'");
+}
+
+static void redis_url_parse(void) {
+    static const struct {
+        const char *url, *host, *password;
+        int port, db;
+    } good[] = {
+        {"redis://cache", "cache", "", 6379, 0},
+        {"redis://cache:6380", "cache", "", 6380, 0},
+        {"redis://:secret@cache:6380/3", "cache", "secret", 6380, 3},
+        {"redis://:p@ss:w0rd@cache", "cache", "p@ss:w0rd", 6379, 0},
+        {"redis://[::1]:6380", "::1", "", 6380, 0},
+        {"redis://[::1]", "::1", "", 6379, 0},
+        {"redis://10.0.0.5:65535/15", "10.0.0.5", "", 65535, 15},
+        {"redis://cache/", "cache", "", 6379, 0},
+        {"redis://cache:1/0", "cache", "", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        docq_redis_addr a;
+        docq_error err = {0};
+        int rc = docq_redis_url_parse(good[i].url, &a, &err);
+        CHECK_MSG(rc == DOCQ_OK, "%s: %s", good[i].url, err.msg);
+        if (rc != DOCQ_OK) continue;
+        CHECK_STR_EQ(a.host, good[i].host);
+        CHECK_STR_EQ(a.password, good[i].password);
+        CHECK_MSG(a.port == good[i].port, "%s: port %d", good[i].url, a.port);
+        CHECK_MSG(a.db == good[i].db, "%s: db %d", good[i].url, a.db);
+    }
+
+    static const struct {
+        const char *url, *why;
+    } bad[] = {
+        {"http://cache", "redis://"},
+        {"rediss://cache", "redis://"},
+        {"cache:6379", "redis://"},
+        {"redis://cache:70000", "bad port"},
+        {"redis://cache:0", "port 0"},
+        {"redis://cache:", "bad port"},
+        {"redis://cache:63a9", "bad port"},
+        {"redis://cache:-1", "bad port"},
+        {"redis://cache/x", "database"},
+        {"redis://cache/-1", "database"},
+        {"redis://cache/3x", "database"},
+        {"redis://cache/ 3", "database"},
+        {"redis://", "missing host"},
+        {"redis://:6379", "missing host"},
+        {"redis://:secret@:6379", "missing host"},
+        {"redis:///3", "missing host"},
+        {"redis://secret@cache", "password"},
+        {"redis://[::1", "unclosed"},
+        {"redis://[::1]6379", "':' after ']'"},
+        {"redis://[]:6379", "missing host"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        docq_redis_addr a;
+        docq_error err = {0};
+        int rc = docq_redis_url_parse(bad[i].url, &a, &err);
+        CHECK_MSG(rc == DOCQ_EINVAL, "%s was accepted", bad[i].url);
+        CHECK_MSG(strstr(err.msg, bad[i].why) != NULL, "%s: '%s' lacks '%s'", bad[i].url, err.msg,
+                  bad[i].why);
+        CHECK_MSG(strstr(err.msg, "secret") == NULL, "%s: '%s' shows the password", bad[i].url, err.msg);
+    }
+}
+
+static void password_never_shown(void) {
+    static const char *urls[] = {
+        "redis://:s3cret@cache:70000",
+        "redis://:s3cret@:6379",
+        "redis://:s3cret@cache/db",
+        "redis://s3cret@cache",
+        "redis://:s3cret@cache:0",
+    };
+    clean_env();
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        docq_config cfg;
+        docq_error err;
+        char flag[128];
+        setenv("DOCQ_REDIS_URL", urls[i], 1);
+        CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_EINVAL);
+        CHECK_STR_CONTAINS(err.msg, "DOCQ_REDIS_URL");
+        CHECK_STR_NOT_CONTAINS(err.msg, "s3cret");
+        unsetenv("DOCQ_REDIS_URL");
+        snprintf(flag, sizeof(flag), "--redis-url=%s", urls[i]);
+        CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, flag), DOCQ_EINVAL);
+        CHECK_STR_CONTAINS(err.msg, "--redis-url");
+        CHECK_STR_NOT_CONTAINS(err.msg, "s3cret");
+        /* Nor when the flag itself is refused: misspelt, or given to the
+         * CLI, which has no Redis. */
+        snprintf(flag, sizeof(flag), "--redis=%s", urls[i]);
+        CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, flag), DOCQ_EINVAL);
+        CHECK_STR_CONTAINS(err.msg, "--redis");
+        CHECK_STR_NOT_CONTAINS(err.msg, "s3cret");
+        snprintf(flag, sizeof(flag), "--redis-url=%s", urls[i]);
+        CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, flag), DOCQ_EINVAL);
+        CHECK_STR_CONTAINS(err.msg, "--redis-url");
+        CHECK_STR_NOT_CONTAINS(err.msg, "s3cret");
+    }
+    /* A password of a URL that is too long is not shown either. */
+    char url[600];
+    snprintf(url, sizeof(url), "redis://:s3cret@%0500d", 0);
+    setenv("DOCQ_REDIS_URL", url, 1);
+    docq_config cfg;
+    docq_error err;
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_EINVAL);
+    CHECK_STR_NOT_CONTAINS(err.msg, "s3cret");
+    clean_env();
+}
+
+static void help_lists_own_settings(void) {
+    char buf[8192];
+    size_t n = docq_config_help(DOCQ_BIN_WORKER, buf, sizeof(buf));
+    CHECK_INT_EQ(n, strlen(buf));
+    CHECK_STR_CONTAINS(buf, "DOCQ_AI_URL");
+    CHECK_STR_CONTAINS(buf, "--ai-url");
+    CHECK_STR_CONTAINS(buf, "(default 300000)");
+    CHECK_STR_CONTAINS(buf, "DOCQ_REDIS_URL");
+    CHECK_STR_NOT_CONTAINS(buf, "DOCQ_LISTEN");
+
+    n = docq_config_help(DOCQ_BIN_SERVER, buf, sizeof(buf));
+    CHECK_INT_EQ(n, strlen(buf));
+    CHECK_STR_NOT_CONTAINS(buf, "DOCQ_AI_URL");
+    CHECK_STR_NOT_CONTAINS(buf, "--ai-url");
+    CHECK_STR_CONTAINS(buf, "DOCQ_LISTEN");
+    CHECK_STR_CONTAINS(buf, "--listen");
+    CHECK_STR_CONTAINS(buf, "(default 0.0.0.0:50051)");
+    CHECK_STR_CONTAINS(buf, "--shards");
+    CHECK_STR_CONTAINS(buf, "DOCQ_LOG_LEVEL");
+
+    n = docq_config_help(DOCQ_BIN_CLI, buf, sizeof(buf));
+    CHECK_STR_CONTAINS(buf, "DOCQ_SERVER");
+    CHECK_STR_CONTAINS(buf, "DOCQ_DEADLINE_MS");
+    CHECK_STR_NOT_CONTAINS(buf, "DOCQ_REDIS_URL");
+    CHECK_STR_NOT_CONTAINS(buf, "DOCQ_SHARDS");
+}
+
+static void help_truncates(void) {
+    char buf[64];
+    memset(buf, '#', sizeof(buf));
+    size_t n = docq_config_help(DOCQ_BIN_SERVER, buf, 20);
+    CHECK(n <= 19);
+    CHECK_INT_EQ(strlen(buf), n);
+    for (size_t i = 20; i < sizeof(buf); i++) CHECK_MSG(buf[i] == '#', "byte %zu written", i);
+    buf[0] = '#';
+    CHECK_INT_EQ(docq_config_help(DOCQ_BIN_SERVER, buf, 0), 0);
+    CHECK(buf[0] == '#');
+    CHECK_INT_EQ(docq_config_help(DOCQ_BIN_SERVER, buf, 1), 0);
+    CHECK(buf[0] == '\0');
+}
+
+static void hostport_check(void) {
+    static const struct {
+        const char *s;
+        int allow_zero, ok;
+    } cases[] = {
+        {"localhost:50051", 0, 1},
+        {"0.0.0.0:50051", 0, 1},
+        {"[::1]:50051", 0, 1},
+        {"[::]:0", 1, 1},
+        {"host:0", 1, 1},
+        {"host:65535", 0, 1},
+        {"host:0", 0, 0},
+        {"host:65536", 1, 0},
+        {"host", 1, 0},
+        {"host:", 1, 0},
+        {":50051", 1, 0},
+        {"", 1, 0},
+        {"host:port", 1, 0},
+        {"host:-1", 1, 0},
+        {"host:123456", 1, 0},
+        {"[::1]50051", 1, 0},
+        {"[::1", 1, 0},
+        {"[::1]", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        docq_error err = {0};
+        int rc = docq_hostport_check(cases[i].s, cases[i].allow_zero, &err);
+        CHECK_MSG(rc == (cases[i].ok ? DOCQ_OK : DOCQ_EINVAL), "'%s' (allow_zero %d) gave %d: %s",
+                  cases[i].s, cases[i].allow_zero, rc, err.msg);
+        if (!cases[i].ok) CHECK_MSG(err.msg[0] != '\0', "'%s' refused without a reason", cases[i].s);
+    }
+    docq_error err = {0};
+    docq_hostport_check("host:0", 0, &err);
+    CHECK_STR_CONTAINS(err.msg, "port 0");
+    docq_hostport_check("host", 0, &err);
+    CHECK_STR_CONTAINS(err.msg, "host:port");
+}
+
+CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(defaults_cli),
+           CHECK_CASE(env_overrides_default), CHECK_CASE(env_of_other_binary_ignored),
+           CHECK_CASE(flag_overrides_env), CHECK_CASE(flag_overrides_bad_env),
+           CHECK_CASE(positional_args_in_order), CHECK_CASE(double_dash_ends_flags),
+           CHECK_CASE(too_many_args), CHECK_CASE(help_flag), CHECK_CASE(unknown_flag),
+           CHECK_CASE(flag_of_other_binary), CHECK_CASE(flag_needs_value),
+           CHECK_CASE(bad_env_values), CHECK_CASE(limit_values_accepted),
+           CHECK_CASE(bad_flag_value), CHECK_CASE(redis_url_parse),
+           CHECK_CASE(password_never_shown), CHECK_CASE(help_lists_own_settings),
+           CHECK_CASE(help_truncates), CHECK_CASE(hostport_check))
