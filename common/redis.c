@@ -137,7 +137,7 @@ redisReply *docq_redis_eval(docq_redis *r, const docq_script *script, int nkeys,
     enum { MAX_ARGS = 32 };
     const char *av[MAX_ARGS + 3];
     size_t al[MAX_ARGS + 3];
-    char nk[16];
+    char nk[16], sha[41];
     if (argc > MAX_ARGS) {
         docq_error_set(err, DOCQ_ERR, "too many script arguments");
         return NULL;
@@ -145,8 +145,10 @@ redisReply *docq_redis_eval(docq_redis *r, const docq_script *script, int nkeys,
     for (int attempt = 0; attempt < 2; attempt++) {
         if (docq_redis_connect(r, err) != DOCQ_OK) return NULL;
         if (!r->shas[script->slot][0] && load_script(r, script, err) != DOCQ_OK) return NULL;
+        /* A copy: a reconnect inside docq_redis_command clears r->shas. */
+        memcpy(sha, r->shas[script->slot], sizeof(sha));
         av[0] = "EVALSHA", al[0] = 7;
-        av[1] = r->shas[script->slot], al[1] = 40;
+        av[1] = sha, al[1] = 40;
         al[2] = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys), av[2] = nk;
         for (int i = 0; i < argc; i++) {
             av[i + 3] = argv[i];

@@ -1,0 +1,63 @@
+/* loop.h -- the worker's single-threaded event loop.
+ *
+ * One loop drives up to DOCQ_WORKER_CONCURRENCY AI calls at once. It holds a
+ * fixed table of slots; a slot is busy from the moment its stream entry is
+ * read until the task's outcome is written to Redis, so the loop never reads
+ * more entries than it has free slots. Each turn of the loop:
+ *
+ *   1. while Redis is unusable, tries again to connect both Redis
+ *      connections (with a backoff of 100 ms growing to 2 s), re-creates the
+ *      consumer groups and then re-reads its own pending entries;
+ *   2. writes the outcomes that are waiting (kept in their slots until Redis
+ *      takes them, so no finished task is lost while Redis is down);
+ *   3. unless stopping, sends one XREADGROUP for as many entries as it has
+ *      free slots on the `rd` connection, without waiting for the reply;
+ *   4. waits in ai_client_poll for AI traffic, the reply on `rd` or the stop
+ *      descriptor, then starts the tasks read (docq_store_start on the `cmd`
+ *      connection, then the AI call) and finishes the calls that completed
+ *      (docq_store_finish on `cmd`).
+ *
+ * Redis applies XREADGROUP's COUNT to each stream, so a read over k streams
+ * may return k * COUNT entries. To stay within its free slots the loop reads:
+ *
+ *   - with at least as many free slots as shards: every shard at once with
+ *     COUNT free / shards, blocking up to 1 s (a blocked read is served by
+ *     the first stream that gets entries, Redis serving each in turn);
+ *   - with fewer free slots than shards (a busy worker, or one configured
+ *     with a concurrency below the shard count): `free` shards at a time with
+ *     COUNT 1, without blocking, each read starting where the last one
+ *     stopped; after a round over every shard that found nothing it pauses
+ *     100 ms. (Blocking on some shards would leave the others' entries
+ *     waiting for the BLOCK to end.)
+ *
+ * Stopping: when the stop descriptor becomes readable the loop reads no new
+ * entries, lets the calls in flight finish and their outcomes be written for
+ * up to DOCQ_SHUTDOWN_GRACE_MS, then returns. Tasks still unfinished stay
+ * STARTED with their entries pending in Redis, to be delivered again (see
+ * task.h): that is the at-least-once contract, not a failure. */
+#ifndef DOCQ_WORKER_LOOP_H
+#define DOCQ_WORKER_LOOP_H
+
+#include "config.h"
+#include "error.h"
+
+typedef struct worker_loop worker_loop;
+
+/* Create a loop for cfg (borrowed: it must outlive the loop). stop_fd is a
+ * descriptor that becomes readable when the worker must stop (main passes a
+ * signalfd); the loop only polls it and never reads or closes it. Nothing is
+ * connected yet. curl_global_init must have been called. Returns NULL with
+ * err set when memory runs out or the HTTP client cannot be set up. */
+worker_loop *worker_loop_create(const docq_config *cfg, int stop_fd, docq_error *err);
+
+/* Serve tasks until stop_fd becomes readable and the shutdown is complete
+ * (see above). Redis outages are ridden out, never returned. Returns DOCQ_OK
+ * after a stop, or DOCQ_ERR with err set when the HTTP client's poll fails
+ * (calls in flight are then abandoned to be delivered again). */
+int worker_loop_run(worker_loop *w, docq_error *err);
+
+/* Abort any call still in flight, close both Redis connections and free w.
+ * NULL is fine. */
+void worker_loop_free(worker_loop *w);
+
+#endif
