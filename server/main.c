@@ -71,6 +71,7 @@ int main(int argc, char **argv) {
     docq_log_info("received %s: stopping (grace %ld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                   cfg.shutdown_grace_ms);
     docq_server_shutdown_and_free(srv, cfg.shutdown_grace_ms);
+    docq_log_debug("shutdown: server freed");
     grpc_shutdown();
     wait_grpc_cleanup();
     docq_log_info("docq-server stopped");

@@ -290,6 +290,7 @@ void docq_server_shutdown_and_free(docq_server *srv, long grace_ms) {
         grpc_server_cancel_all_calls(srv->server);
         grpc_completion_queue_next(srv->shutdown_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     }
+    docq_log_debug("shutdown: every call has ended");
     grpc_server_destroy(srv->server);
     srv->server = NULL;
     for (int i = 0; i < srv->nthreads; i++) grpc_completion_queue_shutdown(srv->threads[i].cq);
