@@ -58,7 +58,8 @@ typedef struct docq_task {
     char *result;           /* AI answer (owned, NUL-terminated) or NULL. */
     size_t result_len;      /* Bytes in result, which may hold NULs. */
     char *error;            /* Failure reason (owned) or NULL. */
-    uint32_t attempts;      /* Starts by workers, retries and re-deliveries included. */
+    uint32_t attempts;      /* AI calls started, retries and re-deliveries included. */
+    uint32_t deliveries;    /* Times the queue handed the task to a worker (1 unless one stopped). */
     int64_t created_at_ms;  /* Unix milliseconds; 0 when unset. */
     int64_t started_at_ms;
     int64_t finished_at_ms;
