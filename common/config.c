@@ -99,21 +99,17 @@ static const setting settings[] = {
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
     {"DOCQ_HEARTBEAT_MS", W, INT(heartbeat_ms, 10, 3600000), "5000", NULL,
-     "how often a worker refreshes its claim on the tasks it holds, and looks for "
-     "abandoned ones, ms; below DOCQ_VISIBILITY_TIMEOUT_MS"},
+     "how often a worker refreshes its claim on its tasks and looks for abandoned ones, ms"},
     {"DOCQ_VISIBILITY_TIMEOUT_MS", W, INT(visibility_timeout_ms, 100, 86400000), "30000", NULL,
-     "a task whose claim was not refreshed for this long belongs to a dead worker and is "
-     "taken over, ms"},
+     "a task whose claim is not refreshed for this long is taken over by another worker, ms"},
     {"DOCQ_MAX_ATTEMPTS", W, INT(max_attempts, 1, 1000), "5", NULL,
-     "AI calls per task before a transient failure (timeout, connection error, 429, 5xx) "
-     "is final"},
+     "AI calls per task before a transient failure (no answer, 429, 5xx) is final"},
     {"DOCQ_RETRY_BASE_MS", W, INT(retry_base_ms, 1, 3600000), "1000", NULL,
      "backoff before the first retry, ms; doubles for each retry, with jitter"},
     {"DOCQ_RETRY_MAX_MS", W, INT(retry_max_ms, 1, 86400000), "60000", NULL,
      "longest backoff before a retry, ms; also caps the AI's Retry-After"},
     {"DOCQ_MAX_DELIVERIES", W, INT(max_deliveries, 1, 1000000), "10", NULL,
-     "a task delivered to workers more often than this (each one stopped before finishing "
-     "it) goes to the dead-letter stream and fails"},
+     "a task delivered more often than this (its workers kept dying) is dead-lettered and fails"},
     {"DOCQ_DEAD_STREAM", W, STR(dead_stream), "dead", check_key_part,
      "dead-letter stream of shard N: <DOCQ_KEY_PREFIX>:{sN}:<this>"},
     {"DOCQ_SHUTDOWN_GRACE_MS", S | W, INT(shutdown_grace_ms, 0, 3600000), "30000", NULL,

@@ -90,7 +90,8 @@ int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, co
                      docq_start *out, docq_error *err);
 
 /* Write a task's outcome: state SUCCESS with value as result, or FAILURE
- * with value as error; set finished_at and the record's expiry (ttl_s);
+ * with value as error (a SUCCESS also clears the error an earlier, failed
+ * attempt left); set finished_at and the record's expiry (ttl_s);
  * acknowledge and delete the stream entry entry_id of group, all in one step.
  * The write happens only while the task is STARTED by this same attempt;
  * otherwise nothing is written and DOCQ_ECONFLICT is returned (the entry is

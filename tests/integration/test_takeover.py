@@ -72,6 +72,24 @@ class Takeover(unittest.TestCase):
             self.assertEqual(t.deliveries, 2)
         self.assertEqual(s.pending_count(), 0)
 
+    def test_a_worker_presumed_dead_that_comes_back_cannot_overwrite_the_newer_outcome(self):
+        s = self.start(("--latency-ms", "1500"), workers=1)
+        tid, = self.submit("zombie")
+        s.wait_task(tid, lambda t: t.state == pb.Task.STARTED, what="the task to start")
+        zombie = s.workers[0]
+        zombie.signal(signal.SIGSTOP)  # Alive but silent: no heartbeat, so presumed dead.
+        self.addCleanup(zombie.signal, signal.SIGCONT)
+        s.start_worker(**FAST)
+        done = s.wait_terminal(tid, timeout=30)
+        self.assertEqual((done.state, done.attempts, done.deliveries), (pb.Task.SUCCESS, 2, 2), s.logs())
+        zombie.signal(signal.SIGCONT)
+        # The zombie's own AI answer arrived meanwhile; its write is refused by the fencing.
+        wait_for(lambda: "outcome of attempt 1 not written" in zombie.text(), timeout=10,
+                 what="the zombie's refused write")
+        self.assertEqual(s.task(tid), done)
+        self.assertEqual(s.ai_stats()["requests"], 2)
+        self.assertEqual(s.pending_count(), 0)
+
     def test_an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_and_its_task_fails(self):
         env = {"DOCQ_MAX_DELIVERIES": "2"}
         s = self.start(("--latency-ms", "60000"), workers=1, **env)
