@@ -145,6 +145,10 @@ class Stack:
     def start_server(self, wrap=None, **env):
         e = self.common_env()
         e["DOCQ_LISTEN"] = "127.0.0.1:0"
+        # Most tests submit many documents from 127.0.0.1: lift the rate
+        # limits (default 5 per 60 s) unless a test sets its own.
+        e["DOCQ_RATE_LIMIT"] = "1000000"
+        e["DOCQ_READ_RATE_LIMIT"] = "1000000"
         e.update(env)
         self.server = self._start("server", [os.path.join(BIN_DIR, "docq-server")], e, wrap)
         m = wait_for(lambda: re.search(r"listening on \S+ \(port (\d+)\)", self.server.text()),
