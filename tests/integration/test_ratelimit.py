@@ -409,6 +409,32 @@ class ApiKeys(unittest.TestCase):
         self.assertEqual((md["ratelimit-limit"], md["ratelimit-remaining"]), ("5", "4"))
         self.assertEqual(r.task_id.split("-")[0], "s%d" % shard_of("beta"))
 
+    def test_the_server_reloads_keys_and_stops_with_no_leaks_under_valgrind(self):
+        from test_shutdown import VALGRIND, leak_summary
+        self.write_keys([("acme", "1")])
+        s = self.stack.start_server(wrap=VALGRIND, DOCQ_API_KEYS_FILE=self.path)
+        stub = s.stub()
+        stub.SubmitDoc(pb.SubmitDocRequest(doc_id="vg"), timeout=60, metadata=self.bearer("acme"))
+        with self.assertRaises(grpc.RpcError) as cm:   # A refusal, with its status details.
+            stub.SubmitDoc(pb.SubmitDocRequest(doc_id="vg2"), timeout=60, metadata=self.bearer("acme"))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        for n, lines in enumerate([[("acme", "1"), ("beta", "")], [("beta", "")]]):
+            self.write_keys(lines)
+            s.server.signal(signal.SIGHUP)
+            wait_for(lambda: s.server.text().count("reloaded") == n + 1, timeout=60, what="reload %d" % n)
+        with open(self.path, "a") as f:
+            f.write("broken\n")
+        s.server.signal(signal.SIGHUP)
+        wait_for(lambda: "keys not reloaded" in s.server.text(), timeout=60, what="the refused reload")
+        stub.SubmitDoc(pb.SubmitDocRequest(doc_id="vg3"), timeout=60, metadata=self.bearer("beta"))
+        with self.assertRaises(grpc.RpcError) as cm:
+            stub.SubmitDoc(pb.SubmitDocRequest(doc_id="vg4"), timeout=60, metadata=self.bearer("acme"))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        s.server.signal(signal.SIGTERM)
+        self.assertEqual(s.server.wait(timeout=60), 0, s.server.text()[-3000:])
+        self.assertEqual(leak_summary(s.server.text()), 0, s.server.text()[-3000:])
+        self.assertIn("ERROR SUMMARY: 0 errors", s.server.text())
+
     def test_sighup_reloads_the_keys_file_and_a_broken_file_keeps_the_previous_keys(self):
         self.write_keys([("acme", ""), ("beta", "")])
         s = self.start()
