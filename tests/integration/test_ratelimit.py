@@ -196,10 +196,16 @@ class Limits(unittest.TestCase):
                 refusals.append((Refusal(self, e).retry_ms, sent, now_ms()))
                 return False
 
-        edge = (math.floor(now_ms() / 2000) + 1) * 2000
-        sleep_until_ms(edge + 1750)
-        self.assertTrue(all([attempt("w%d" % i) for i in range(3)]))
-        t1, t3 = admitted[0], admitted[2]
+        for _ in range(3):
+            edge = (math.floor(now_ms() / 2000) + 1) * 2000
+            sleep_until_ms(edge + 1750)
+            self.assertTrue(all([attempt("w%d" % i) for i in range(3)]))
+            t1, t3 = admitted[-3], admitted[-1]
+            if t1 // 2000 == t3 // 2000:
+                break
+            time.sleep(2.2)  # A stall pushed them over the edge: let them expire, aim again.
+        else:
+            self.fail("three requests never landed in one fixed window: %s" % admitted)
         next_edge = (math.floor(t3 / 2000) + 1) * 2000
         sleep_until_ms(next_edge + 100)
         self.assertFalse(attempt("fourth"), "the fourth request in 2 s was admitted")
@@ -211,10 +217,12 @@ class Limits(unittest.TestCase):
         # Just before the first request is 2 s old the caller is still refused,
         # and from then on admitted.
         sleep_until_ms(t1 + 2000 - 150)
-        attempt("early")
+        early = attempt("early")
         sleep_until_ms(t1 + 2000 + 30)
-        self.assertTrue(attempt("on-time"), "refused after the first request left the window")
-        self.assertGreaterEqual(admitted[-1], t1 + 2000)
+        on_time = attempt("on-time")
+        if not early:  # (A stalled "early" may have taken the slot: check_decisions judges it.)
+            self.assertTrue(on_time, "refused after the first request left the window")
+            self.assertGreaterEqual(admitted[-1], t1 + 2000)
 
         before = (len(admitted), len(refusals))
         end = now_ms() + 4000
