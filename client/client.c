@@ -27,9 +27,11 @@
 
 #include "client.h"
 #include "codec.h"
+#include "richstatus.h"
 
 struct docq_client {
     grpc_channel *channel; /* Owned; thread-safe and shared by every call. */
+    char *authorization;   /* "Bearer <key>", owned, or NULL: no key sent. */
 };
 
 /* One call and everything core writes back into it. Core keeps pointers into
@@ -56,6 +58,7 @@ static int local_status(docq_rpc_status *st, grpc_status_code code, const char *
 static int local_status(docq_rpc_status *st, grpc_status_code code, const char *fmt, ...) {
     va_list ap;
     st->code = code;
+    st->retry_ms = -1;
     va_start(ap, fmt);
     vsnprintf(st->details, sizeof(st->details), fmt, ap);
     va_end(ap);
@@ -68,6 +71,7 @@ static int status_result(grpc_status_code code) {
     case GRPC_STATUS_NOT_FOUND: return DOCQ_ENOTFOUND;
     case GRPC_STATUS_INVALID_ARGUMENT: return DOCQ_EINVAL;
     case GRPC_STATUS_UNAVAILABLE: return DOCQ_EUNAVAIL;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED: return DOCQ_ELIMITED;
     default: return DOCQ_ERR;
     }
 }
@@ -99,9 +103,21 @@ docq_client *docq_client_create(const char *target, long connect_timeout_ms, doc
     return c;
 }
 
+int docq_client_set_api_key(docq_client *c, const char *key) {
+    free(c->authorization);
+    c->authorization = NULL;
+    if (!key || !key[0]) return DOCQ_OK;
+    size_t n = strlen(key) + sizeof("Bearer ");
+    c->authorization = malloc(n);
+    if (!c->authorization) return DOCQ_ERR;
+    snprintf(c->authorization, n, "Bearer %s", key);
+    return DOCQ_OK;
+}
+
 void docq_client_free(docq_client *c) {
     if (!c) return;
     grpc_channel_destroy(c->channel);
+    free(c->authorization);
     free(c);
 }
 
@@ -167,6 +183,28 @@ static int call_wait(call_ctx *cx, void *tag) {
     return ev.success;
 }
 
+/* The retry delay the trailers md ask for: the RetryInfo in
+ * grpc-status-details-bin, else grpc-retry-pushback-ms; -1 when neither. */
+static long retry_delay(const grpc_metadata_array *md) {
+    long pushback = -1, ms;
+    for (size_t i = 0; i < md->count; i++) {
+        const grpc_slice *k = &md->metadata[i].key, *v = &md->metadata[i].value;
+        if (grpc_slice_str_cmp(*k, "grpc-status-details-bin") == 0 &&
+            docq_richstatus_retry_ms(GRPC_SLICE_START_PTR(*v), GRPC_SLICE_LENGTH(*v), &ms) == DOCQ_OK)
+            return ms;
+        if (grpc_slice_str_cmp(*k, "grpc-retry-pushback-ms") == 0) {
+            char text[24];
+            size_t n = GRPC_SLICE_LENGTH(*v) < sizeof(text) ? GRPC_SLICE_LENGTH(*v) : sizeof(text) - 1;
+            memcpy(text, GRPC_SLICE_START_PTR(*v), n);
+            text[n] = '\0';
+            char *end;
+            long p = strtol(text, &end, 10);
+            if (end != text && *end == '\0' && p >= 0) pushback = p;
+        }
+    }
+    return pushback;
+}
+
 /* Copy the status received by RECV_STATUS_ON_CLIENT into st. Only valid after
  * the batch that held that op has completed. */
 static void call_status(const call_ctx *cx, docq_rpc_status *st) {
@@ -175,6 +213,7 @@ static void call_status(const call_ctx *cx, docq_rpc_status *st) {
     st->code = cx->status;
     memcpy(st->details, GRPC_SLICE_START_PTR(cx->details), n);
     st->details[n] = '\0';
+    st->retry_ms = retry_delay(&cx->trailing_md);
 }
 
 /* Release everything cx holds. A call with batches still in flight (a wait
@@ -210,15 +249,25 @@ static void call_close(call_ctx *cx) {
 /* Run the whole unary exchange on an open call: send req, half-close, and
  * receive the initial metadata, one message and the status, in one batch.
  * Returns as docq_client_call does. */
-static int unary_batch(call_ctx *cx, const ProtobufCMessage *req,
+static int unary_batch(call_ctx *cx, const char *authorization, const ProtobufCMessage *req,
                        const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                        docq_rpc_status *st) {
     grpc_op ops[6];
+    grpc_metadata auth;
     cx->send = docq_codec_pack(req);
     if (!cx->send) return local_status(st, GRPC_STATUS_INTERNAL, "out of memory");
 
     memset(ops, 0, sizeof(ops));
+    memset(&auth, 0, sizeof(auth));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (authorization) {
+        /* Static slices: core may keep pointing at their bytes, a literal and
+         * the client's copy of the key, which outlive every call. */
+        auth.key = grpc_slice_from_static_string("authorization");
+        auth.value = grpc_slice_from_static_string(authorization);
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &auth;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = cx->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -248,8 +297,9 @@ int docq_client_call(docq_client *c, const char *method, const ProtobufCMessage 
                      ProtobufCMessage **resp, docq_rpc_status *st) {
     call_ctx cx;
     *resp = NULL;
+    st->retry_ms = -1;
     int rc = call_open(c, method, deadline_ms, &cx, st);
-    if (rc == DOCQ_OK) rc = unary_batch(&cx, req, resp_desc, resp, st);
+    if (rc == DOCQ_OK) rc = unary_batch(&cx, c->authorization, req, resp_desc, resp, st);
     call_close(&cx);
     return rc;
 }

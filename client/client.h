@@ -30,6 +30,9 @@ typedef struct docq_rpc_status {
     char details[512];     /* The status message, copied and truncated to fit; always
                             * NUL-terminated, "" when there was none. It is the
                             * server's text: it may hold any bytes but NUL. */
+    long retry_ms;         /* How long the server asks the client to wait before
+                            * retrying: the RetryInfo of grpc-status-details-bin,
+                            * else grpc-retry-pushback-ms; -1 when it said nothing. */
 } docq_rpc_status;
 
 /* Open a client for target ("host:port", or any gRPC target URI) over an
@@ -46,6 +49,12 @@ typedef struct docq_rpc_status {
  * Returns the client (free with docq_client_free) or NULL with err filled. */
 docq_client *docq_client_create(const char *target, long connect_timeout_ms, docq_error *err);
 
+/* Send key with every call made through c from now on, as "authorization:
+ * Bearer <key>" metadata (key is copied; NULL or "" sends none). Not to be
+ * called while calls are in flight. Returns DOCQ_OK, or DOCQ_ERR when out of
+ * memory. */
+int docq_client_set_api_key(docq_client *c, const char *key);
+
 /* Close the channel and free c. Every call made through c must have
  * returned. NULL is accepted. */
 void docq_client_free(docq_client *c);
@@ -60,8 +69,9 @@ void docq_client_free(docq_client *c);
  * NULL). Otherwise *resp is NULL, st holds the status and its details, and the
  * return value tells the caller's likely next step: DOCQ_ENOTFOUND for
  * NOT_FOUND, DOCQ_EINVAL for INVALID_ARGUMENT, DOCQ_EUNAVAIL for UNAVAILABLE
- * (the server could not be reached or asked to be retried) and DOCQ_ERR for
- * every other status. A response that does not parse as resp_desc is INTERNAL
+ * (the server could not be reached or asked to be retried), DOCQ_ELIMITED for
+ * RESOURCE_EXHAUSTED (a rate limit: st->retry_ms says when to come back) and
+ * DOCQ_ERR for every other status. A response that does not parse as resp_desc is INTERNAL
  * "malformed response"; a client-side failure (out of memory, a call gRPC
  * would not start) is INTERNAL with a reason. req stays the caller's. */
 int docq_client_call(docq_client *c, const char *method, const ProtobufCMessage *req,

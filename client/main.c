@@ -3,6 +3,9 @@
  *   docq [options] submit DOC_ID [DOC_ID...]   one task id per line on stdout
  *   docq [options] status TASK_ID              the task as a readable block
  *
+ * A rate-limit refusal prints the delay the server asks for; with --retry,
+ * submit waits that long and sends the document again.
+ *
  * Exit status: 0 when every call succeeded, 1 when a call failed (one line
  * "docq: STATUS_NAME: details" on stderr), 2 for a usage error or a bad
  * setting. */
@@ -39,14 +42,15 @@ static const command commands[] = {
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out) {
-    char help[4096];
+    char help[8192];
     docq_config_help(DOCQ_BIN_CLI, help, sizeof(help));
     fprintf(out,
             "usage: docq [options] <command> [args]\n"
             "\n"
             "commands:\n"
             "  submit DOC_ID [DOC_ID...]    queue each document; print each new task id on\n"
-            "                               its own line, in order\n"
+            "                               its own line, in order (--retry: wait out\n"
+            "                               rate-limit refusals)\n"
             "  status TASK_ID               print the task: state, attempts, times (UTC),\n"
             "                               and its result or error\n"
             "\n"
@@ -70,7 +74,16 @@ static int rpc_failed(const docq_rpc_status *st) {
     details[n] = '\0';
     fprintf(stderr, "docq: %s: %s\n", docq_grpc_status_name(st->code),
             n ? details : "(no details)");
+    if (st->retry_ms >= 0)
+        fprintf(stderr, "docq: the server asks to wait %ld ms before retrying (submit --retry waits)\n",
+                st->retry_ms);
     return EXIT_RPC;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
 }
 
 /* docq_client_call with a debug log line giving the outcome and the time
@@ -89,7 +102,9 @@ static int call(docq_client *c, const docq_config *cfg, const char *method,
 /* SubmitDoc for each argument in order, printing each task id as soon as it
  * is known. Every doc_id is checked before the first call, so a typo queues
  * nothing; the first failed call stops the run, so the ids printed are those
- * of the first documents, one line each. */
+ * of the first documents, one line each. With --retry, a document refused by
+ * the rate limit is sent again after the delay the server gave, as often as
+ * it takes. */
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs) {
     for (int i = 0; i < nargs; i++) {
         docq_error err = {0};
@@ -103,8 +118,14 @@ static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int n
         ProtobufCMessage *m;
         docq_rpc_status st;
         req.doc_id = args[i];
-        if (call(c, cfg, DOCQ_METHOD_SUBMIT_DOC, &req.base, &docq__v1__submit_doc_response__descriptor,
-                 &m, &st) != DOCQ_OK) {
+        int rc;
+        while ((rc = call(c, cfg, DOCQ_METHOD_SUBMIT_DOC, &req.base,
+                          &docq__v1__submit_doc_response__descriptor, &m, &st)) == DOCQ_ELIMITED &&
+               cfg->retry && st.retry_ms >= 0) {
+            fprintf(stderr, "docq: %s: rate limit exceeded; retrying in %ld ms\n", args[i], st.retry_ms);
+            sleep_ms(st.retry_ms);
+        }
+        if (rc != DOCQ_OK) {
             fflush(stdout);
             return rpc_failed(&st);
         }
@@ -224,8 +245,9 @@ int main(int argc, char **argv) {
     /* A connection attempt cannot serve a call after its deadline, and an
      * unfinished one would hold up grpc_shutdown: give it the same limit. */
     docq_client *c = docq_client_create(cfg.server, cfg.deadline_ms, &err);
-    if (!c) {
-        fprintf(stderr, "docq: %s\n", err.msg);
+    if (!c || docq_client_set_api_key(c, cfg.api_key) != DOCQ_OK) {
+        fprintf(stderr, "docq: %s\n", c ? "out of memory" : err.msg);
+        docq_client_free(c);
         rc = EXIT_RPC;
     } else {
         rc = cmd->run(c, &cfg, cfg.args + 1, nargs);

@@ -9,7 +9,9 @@
 #include "config.h"
 #include "log.h"
 
-typedef enum { KIND_STRING, KIND_INT } setting_kind;
+/* KIND_OPTSTRING may be empty (its default often is); KIND_BOOL is 0 or 1 and
+ * its flag may stand alone (--retry means --retry=1). */
+typedef enum { KIND_STRING, KIND_INT, KIND_OPTSTRING, KIND_BOOL } setting_kind;
 
 /* Extra validation for string settings beyond "fits and is not empty". */
 typedef int (*string_check)(docq_config *cfg, const char *value, docq_error *err);
@@ -58,6 +60,10 @@ static int check_key_part(docq_config *cfg, const char *v, docq_error *err) {
     return DOCQ_OK;
 }
 
+static int check_proxies(docq_config *cfg, const char *v, docq_error *err) {
+    return docq_proxies_parse(v, &cfg->proxies, err);
+}
+
 static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
     (void)cfg;
     docq_log_level level;
@@ -72,6 +78,9 @@ static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
 #define STR(field) KIND_STRING, offsetof(docq_config, field), \
     sizeof(((docq_config *)0)->field), 0, 0
 #define INT(field, lo, hi) KIND_INT, offsetof(docq_config, field), 0, lo, hi
+#define OPTSTR(field) KIND_OPTSTRING, offsetof(docq_config, field), \
+    sizeof(((docq_config *)0)->field), 0, 0
+#define BOOL(field) KIND_BOOL, offsetof(docq_config, field), 0, 0, 1
 
 static const setting settings[] = {
     {"DOCQ_LISTEN", S, STR(listen), "0.0.0.0:50051", check_listen,
@@ -96,6 +105,19 @@ static const setting settings[] = {
      "seconds a finished task's record is kept"},
     {"DOCQ_THREADS", S, INT(threads, 1, 256), "2", NULL,
      "server threads, each polling its own completion queue"},
+    {"DOCQ_RATE_LIMIT", S, INT(rate_limit, 0, 1000000000), "5", NULL,
+     "SubmitDocs one caller may make in any rolling window of DOCQ_RATE_WINDOW_S; 0: no limit"},
+    {"DOCQ_RATE_WINDOW_S", S, INT(rate_window_s, 1, 86400), "60", NULL,
+     "the rolling window of DOCQ_RATE_LIMIT, seconds"},
+    {"DOCQ_READ_RATE_LIMIT", S, INT(read_rate_limit, 0, 1000000000), "600", NULL,
+     "GetStatus and WatchStatus calls one caller may make per DOCQ_READ_RATE_WINDOW_S; 0: no limit"},
+    {"DOCQ_READ_RATE_WINDOW_S", S, INT(read_rate_window_s, 1, 86400), "60", NULL,
+     "the rolling window of DOCQ_READ_RATE_LIMIT, seconds"},
+    {"DOCQ_API_KEYS_FILE", S, OPTSTR(api_keys_file), "", NULL,
+     "file of API keys (caller id, SHA-256 of the key, optional limit and window); "
+     "when set, callers must send a key; re-read on SIGHUP"},
+    {"DOCQ_TRUSTED_PROXIES", S, OPTSTR(trusted_proxies), "", check_proxies,
+     "proxies (IPs or CIDR ranges, comma-separated) whose x-forwarded-for names the caller"},
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
     {"DOCQ_HEARTBEAT_MS", W, INT(heartbeat_ms, 10, 3600000), "5000", NULL,
@@ -118,6 +140,10 @@ static const setting settings[] = {
      "docq server address (host:port)"},
     {"DOCQ_DEADLINE_MS", C, INT(deadline_ms, 1, 86400000), "10000", NULL,
      "deadline of each call the CLI makes, milliseconds"},
+    {"DOCQ_API_KEY", C, OPTSTR(api_key), "", NULL,
+     "API key sent as 'authorization: Bearer <key>' (servers with DOCQ_API_KEYS_FILE)"},
+    {"DOCQ_RETRY", C, BOOL(retry), "0", NULL,
+     "submit: when the rate limit refuses a document, wait the delay the server gives and retry"},
     {"DOCQ_LOG_LEVEL", S | W | C, STR(log_level), "info", check_log_level,
      "lowest log level written: debug, info, warn or error"},
 };
@@ -144,10 +170,11 @@ static int apply(docq_config *cfg, const setting *s, const char *value, docq_err
     char flag[64];
     docq_error why = {0};
     flag_name(s, flag, sizeof(flag));
-    /* Never echo a value that may hold a password. */
+    /* Never echo a value that may hold a password or a key. */
     const char *shown = strstr(s->env, "URL") && strchr(value, '@') ? "(hidden: it holds a password)" : value;
+    if (strcmp(s->env, "DOCQ_API_KEY") == 0) shown = "(hidden: it is a key)";
 
-    if (s->kind == KIND_INT) {
+    if (s->kind == KIND_INT || s->kind == KIND_BOOL) {
         char *end;
         errno = 0;
         long v = strtol(value, &end, 10);
@@ -158,9 +185,9 @@ static int apply(docq_config *cfg, const setting *s, const char *value, docq_err
         *(long *)field = v;
         return DOCQ_OK;
     }
-    if (value[0] == '\0' || strlen(value) >= s->size)
-        return docq_error_set(err, DOCQ_EINVAL, "invalid %s (%s) '%s': must be 1 to %zu characters",
-                              s->env, flag, shown, s->size - 1);
+    if ((value[0] == '\0' && s->kind == KIND_STRING) || strlen(value) >= s->size)
+        return docq_error_set(err, DOCQ_EINVAL, "invalid %s (%s) '%s': must be %d to %zu characters",
+                              s->env, flag, shown, s->kind == KIND_STRING, s->size - 1);
     if (s->check && s->check(cfg, value, &why) != DOCQ_OK)
         return docq_error_set(err, DOCQ_EINVAL, "invalid %s (%s) '%s': %s", s->env, flag, shown,
                               why.msg);
@@ -205,7 +232,10 @@ static int read_flags(docq_config *cfg, unsigned bin, int argc, char **argv, con
             return docq_error_set(err, DOCQ_EINVAL, "unknown option '%.*s' (see --help)",
                                   (int)strcspn(a, "="), a);
         const char *eq = strchr(a, '=');
-        vals[s] = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (settings[s].kind == KIND_BOOL)
+            vals[s] = eq ? eq + 1 : "1";
+        else
+            vals[s] = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!vals[s]) return docq_error_set(err, DOCQ_EINVAL, "option '%s' needs a value", a);
     }
     return DOCQ_OK;
@@ -245,7 +275,8 @@ size_t docq_config_help(unsigned bin, char *buf, size_t cap) {
         if (!(settings[i].bins & bin)) continue;
         flag_name(&settings[i], flag, sizeof(flag));
         int n = snprintf(buf + len, cap - len, "  %-28s %s\n  %-28s %s (default %s)\n", flag,
-                         settings[i].env, "", settings[i].help, settings[i].def);
+                         settings[i].env, "", settings[i].help,
+                         settings[i].def[0] ? settings[i].def : "unset");
         if (n < 0) break;
         len += (size_t)n;
     }

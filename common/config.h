@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "proxies.h"
 
 /* Which binary is loading: a setting is accepted only by the binaries that
  * use it, and --help lists only those. */
@@ -41,6 +42,13 @@ typedef struct docq_config {
     char group[64];            /* DOCQ_GROUP: the workers' consumer group. */
     long result_ttl_s;         /* DOCQ_RESULT_TTL_S: life of a finished task record. */
     long threads;              /* DOCQ_THREADS: server completion-queue threads. */
+    long rate_limit;           /* DOCQ_RATE_LIMIT: SubmitDocs per caller per window (0: none). */
+    long rate_window_s;        /* DOCQ_RATE_WINDOW_S: its rolling window, seconds. */
+    long read_rate_limit;      /* DOCQ_READ_RATE_LIMIT: GetStatus/WatchStatus per caller per window. */
+    long read_rate_window_s;   /* DOCQ_READ_RATE_WINDOW_S: its rolling window, seconds. */
+    char api_keys_file[1024];  /* DOCQ_API_KEYS_FILE: caller keys; empty: callers are IPs. */
+    char trusted_proxies[1024];/* DOCQ_TRUSTED_PROXIES, as given. */
+    docq_proxies proxies;      /* DOCQ_TRUSTED_PROXIES, parsed. */
     long concurrency;          /* DOCQ_WORKER_CONCURRENCY: AI calls in flight per worker. */
     long heartbeat_ms;         /* DOCQ_HEARTBEAT_MS: how often a worker refreshes its claims. */
     long visibility_timeout_ms;/* DOCQ_VISIBILITY_TIMEOUT_MS: idle time after which an entry is reclaimed. */
@@ -52,6 +60,8 @@ typedef struct docq_config {
     long shutdown_grace_ms;    /* DOCQ_SHUTDOWN_GRACE_MS: drain time on SIGTERM. */
     char server[256];          /* DOCQ_SERVER: the CLI's server address. */
     long deadline_ms;          /* DOCQ_DEADLINE_MS: the CLI's per-call deadline. */
+    char api_key[512];         /* DOCQ_API_KEY: the key the CLI sends; empty: none. */
+    long retry;                /* DOCQ_RETRY: 1 to wait out rate-limit refusals (CLI). */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
 
     /* Positional arguments (not settings), in order; they point into argv. */

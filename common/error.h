@@ -13,6 +13,7 @@
 #define DOCQ_EINVAL -4     /* The input is malformed. */
 #define DOCQ_ECONFLICT -5  /* The record moved on; the write was refused. */
 #define DOCQ_EHELP -6      /* --help was asked for (config only). */
+#define DOCQ_ELIMITED -7   /* Refused by a rate limit; the result says when to retry. */
 
 typedef struct docq_error {
     int code;       /* One of the DOCQ_E* values above, DOCQ_OK when unset. */

@@ -9,16 +9,28 @@
 /* Milliseconds from Redis TIME, as a Lua integer-valued number. */
 #define LUA_NOW "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
-/* KEYS: record, stream. ARGV: task_id, doc_id. Returns created_at. A repeat
- * (the reply was lost and the command sent again) changes nothing. */
+/* KEYS: record, stream, the caller's rate-limit key (ratelimit.h). ARGV:
+ * task_id, doc_id, limit (0: none), window ms. The limit check and the task
+ * creation are one step: a refused request writes nothing but the trimming
+ * of expired limit entries. Returns {admitted, created_at (or now when
+ * refused), n, wait} as docq_rate_from_reply reads it. A repeat (the reply
+ * was lost and the command sent again) changes nothing and is not counted
+ * twice. */
 static const docq_script submit_script = {0,
-    "local old = redis.call('HGET', KEYS[1], 'created_at') "
-    "if old then return tonumber(old) end "
+    DOCQ_RATE_LUA
     LUA_NOW
+    "local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4]) "
+    "local old = redis.call('HGET', KEYS[1], 'created_at') "
+    "if old then "
+    "  local _, n, wait = docq_rate(KEYS[3], limit, window, now, ARGV[1], false) "
+    "  return {1, tonumber(old), n, wait} "
+    "end "
+    "local ok, n, wait = docq_rate(KEYS[3], limit, window, now, ARGV[1], true) "
+    "if not ok then return {0, now, n, wait} end "
     "redis.call('HSET', KEYS[1], 'doc_id', ARGV[2], 'state', 'PENDING', 'attempts', 0, "
     "  'created_at', string.format('%d', now)) "
     "redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'doc_id', ARGV[2]) "
-    "return now"};
+    "return {1, now, n, wait}"};
 
 /* KEYS: record, stream, dead-letter stream. ARGV: group, entry id, max
  * deliveries, ttl, task_id. Returns {attempt, failures, deliveries} when
@@ -162,16 +174,27 @@ static int eval_ints(docq_redis *r, const docq_script *s, int nkeys, int argc, c
 }
 
 int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *task_id,
-                      const char *doc_id, size_t doc_len, int64_t *created_at_ms, docq_error *err) {
-    char rkey[128], skey[96];
+                      const char *doc_id, size_t doc_len, const char *caller,
+                      const docq_rate_policy *limit, int64_t *created_at_ms,
+                      docq_rate_result *rate, docq_error *err) {
+    char rkey[128], skey[96], lkey[512], lim[24], win[24];
     docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard);
     docq_key_stream(skey, sizeof(skey), prefix, shard);
-    const char *argv[] = {rkey, skey, task_id, doc_id};
-    size_t lens[] = {strlen(rkey), strlen(skey), strlen(task_id), doc_len};
-    long long now;
-    int rc = eval_int(r, &submit_script, 2, 4, argv, lens, &now, err);
-    if (rc == DOCQ_OK) *created_at_ms = now;
-    return rc;
+    if (docq_rate_key(lkey, sizeof(lkey), prefix, shard, DOCQ_RATE_SUBMIT, caller) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
+    snprintf(lim, sizeof(lim), "%ld", limit->limit > 0 ? limit->limit : 0);
+    snprintf(win, sizeof(win), "%ld", limit->window_s * 1000);
+    const char *argv[] = {rkey, skey, lkey, task_id, doc_id, lim, win};
+    size_t lens[] = {strlen(rkey), strlen(skey), strlen(lkey), strlen(task_id), doc_len,
+                     strlen(lim), strlen(win)};
+    redisReply *rep = docq_redis_eval(r, &submit_script, 3, 7, argv, lens, err);
+    if (!rep) return err ? err->code : DOCQ_ERR;
+    int rc = docq_rate_from_reply(rep, limit, rate, created_at_ms, err);
+    freeReplyObject(rep);
+    if (rc != DOCQ_OK) return rc;
+    if (!rate->admitted)
+        return docq_error_set(err, DOCQ_ELIMITED, "rate limit exceeded, retry in %ld ms", rate->retry_ms);
+    return DOCQ_OK;
 }
 
 int docq_store_get(docq_redis *r, const char *prefix, const char *task_id, docq_task *out,

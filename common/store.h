@@ -22,6 +22,9 @@
  *                         dead_at. Only ever appended to by docq; inspect and
  *                         trim it by hand.
  *
+ *   P:{sN}:rate:<caller>  Sorted set: the caller's SubmitDoc rate limit, a
+ *                         sliding log (ratelimit.h), N = the caller's shard.
+ *
  * Every key of one task and of its queue share the hash tag {sN}, so each
  * script below touches one hash slot and runs unchanged on Redis Cluster.
  *
@@ -34,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
 #include "redis.h"
 #include "task.h"
 
@@ -43,12 +47,18 @@ void docq_key_stream(char *buf, size_t cap, const char *prefix, int shard);
 /* Write the record key of task_id (which carries its shard) into buf. */
 void docq_key_task(char *buf, size_t cap, const char *prefix, const char *task_id, int shard);
 
-/* Store a new PENDING task and queue it, atomically. task_id must come from
- * docq_task_id_new for shard. On DOCQ_OK, *created_at_ms is the stored
- * creation time. Either both the record and the entry exist afterwards or
+/* Check caller's SubmitDoc limit and, when it admits the request, store a
+ * new PENDING task and queue it: one script, one round trip, atomically.
+ * task_id must come from docq_task_id_new for shard, which must be caller's
+ * shard (the limit key lives in it). limit may have limit 0 (no limit).
+ * Returns DOCQ_OK with *created_at_ms the stored creation time, or
+ * DOCQ_ELIMITED when the limit refused (nothing was stored); *rate is filled
+ * in both cases. Either both the record and the entry exist afterwards or
  * neither does. */
 int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *task_id,
-                      const char *doc_id, size_t doc_len, int64_t *created_at_ms, docq_error *err);
+                      const char *doc_id, size_t doc_len, const char *caller,
+                      const docq_rate_policy *limit, int64_t *created_at_ms,
+                      docq_rate_result *rate, docq_error *err);
 
 /* Read a task into out (cleared first; free with docq_task_clear).
  * Returns DOCQ_ENOTFOUND when there is no such record (never created, or

@@ -1,10 +1,35 @@
-/* caller.h -- who is calling: the identity rate limits and shards use. */
+/* caller.h -- who is calling: the identity rate limits and shards use.
+ *
+ * With an API keys file (DOCQ_API_KEYS_FILE) the caller is the id its key
+ * belongs to, and that id picks its shard; a call without a known key is
+ * refused. Without one the caller is the peer's IP address, or the client
+ * address in x-forwarded-for when the peer is a trusted proxy
+ * (DOCQ_TRUSTED_PROXIES). */
 #ifndef DOCQ_CALLER_H
 #define DOCQ_CALLER_H
 
 #include <stddef.h>
 
 #include <grpc/grpc.h>
+
+#include "auth.h"
+#include "config.h"
+#include "ratelimit.h"
+
+#define DOCQ_CALLER_MAX 128
+
+typedef struct docq_caller {
+    char id[DOCQ_CALLER_MAX];  /* Caller id or IP address; never a key. */
+    docq_rate_policy submit;   /* SubmitDoc limit: the key's own, or DOCQ_RATE_LIMIT. */
+} docq_caller;
+
+/* Identify the caller of call, whose client metadata is md, for a server
+ * with settings cfg and keys auth. Returns DOCQ_OK and fills out, or
+ * DOCQ_ENOTFOUND with a message for the client when keys are in use and the
+ * call has none or an unknown one (the key is never copied into the
+ * message). */
+int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *call,
+                         const grpc_metadata_array *md, docq_caller *out, docq_error *err);
 
 /* Write the caller identity of call into buf: the peer's IP address without
  * the port ("127.0.0.1", "::1"), or the whole peer string for other

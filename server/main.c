@@ -33,6 +33,20 @@ static int load_config(docq_config *cfg, int argc, char **argv) {
     return -1;
 }
 
+/* SIGHUP: re-read the API keys file; a file that does not parse leaves the
+ * keys in force unchanged. */
+static void reload_keys(docq_server *srv, const docq_config *cfg) {
+    docq_error err = {0};
+    size_t count;
+    if (!cfg->api_keys_file[0]) {
+        docq_log_info("received SIGHUP: no DOCQ_API_KEYS_FILE, nothing to reload");
+    } else if (docq_auth_reload(docq_server_auth(srv), &count, &err) != DOCQ_OK) {
+        docq_log_error("received SIGHUP: keys not reloaded, the previous keys stay in force: %s", err.msg);
+    } else {
+        docq_log_info("received SIGHUP: reloaded %zu API keys from %s", count, cfg->api_keys_file);
+    }
+}
+
 /* Wait (bounded) until gRPC's background cleanup after grpc_shutdown is
  * done, so that it does not race the process exit. */
 static void wait_grpc_cleanup(void) {
@@ -44,12 +58,13 @@ int main(int argc, char **argv) {
     int rc = load_config(&cfg, argc, argv);
     if (rc >= 0) return rc;
 
-    /* Block the stop signals in every thread (gRPC's included) before any
-     * exists; main takes them with sigwait. */
+    /* Block the stop and reload signals in every thread (gRPC's included)
+     * before any exists; main takes them with sigwait. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -66,8 +81,11 @@ int main(int argc, char **argv) {
     docq_log_info("docq-server listening on %s (port %d), %ld threads, redis %s:%d, %ld shards",
                   cfg.listen, docq_server_port(srv), cfg.threads, cfg.redis.host, cfg.redis.port,
                   cfg.shards);
+    docq_log_info("callers: %s; SubmitDoc limit %ld per %ld s, reads %ld per %ld s (0: no limit)",
+                  cfg.api_keys_file[0] ? "API keys" : cfg.proxies.count ? "IP, x-forwarded-for from trusted proxies" : "IP",
+                  cfg.rate_limit, cfg.rate_window_s, cfg.read_rate_limit, cfg.read_rate_window_s);
     int sig = 0;
-    sigwait(&stop, &sig);
+    while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) reload_keys(srv, &cfg);
     docq_log_info("received %s: stopping (grace %ld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                   cfg.shutdown_grace_ms);
     docq_server_shutdown_and_free(srv, cfg.shutdown_grace_ms);

@@ -2,7 +2,9 @@
 #ifndef DOCQ_RPC_H
 #define DOCQ_RPC_H
 
+#include "caller.h"
 #include "codec.h"
+#include "ratelimit.h"
 #include "server.h"
 
 /* Check a client-supplied task id and return its shard. Returns DOCQ_OK, or
@@ -10,13 +12,37 @@
  * deployment does not have) and returns DOCQ_ERR (rpc_status.c). */
 int rpc_task_id_check(server_thread *t, const char *task_id, int *shard, rpc_reply *out);
 
-/* SubmitDoc: validate doc_id, store and queue a PENDING task (rpc_submit.c). */
-void rpc_submit_doc(server_thread *t, grpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+/* Identify the caller (caller.h). Returns DOCQ_OK, or fills out with
+ * UNAUTHENTICATED and returns DOCQ_ERR (rpc_limit.c). */
+int rpc_caller(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out);
+
+/* Add ratelimit-limit, ratelimit-remaining and ratelimit-reset (seconds) to
+ * the answer, when a limit applied (rpc_limit.c). */
+void rpc_reply_rate_headers(rpc_reply *out, const docq_rate_result *rate);
+
+/* Fill out with a rate-limit refusal: RESOURCE_EXHAUSTED "rate limit
+ * exceeded, retry in N ms", the ratelimit-* metadata, grpc-retry-pushback-ms
+ * and grpc-status-details-bin (google.rpc.Status with RetryInfo and
+ * QuotaFailure{subject: caller id, description: the limit of policy on what})
+ * (rpc_limit.c). */
+void rpc_reply_rate_limited(rpc_reply *out, const docq_caller *caller, const char *what,
+                            const docq_rate_policy *policy, const docq_rate_result *rate);
+
+/* The gate of GetStatus and WatchStatus: identify the caller and count the
+ * call against its read limit (DOCQ_READ_RATE_LIMIT). Returns DOCQ_OK to go
+ * on (the ratelimit-* metadata already added), or DOCQ_ERR with out filled:
+ * UNAUTHENTICATED, RESOURCE_EXHAUSTED, or UNAVAILABLE when Redis is down
+ * (rpc_limit.c). */
+int rpc_read_allowed(server_thread *t, const rpc_call *call, rpc_reply *out);
+
+/* SubmitDoc: validate doc_id, check the caller's limit, store and queue a
+ * PENDING task (rpc_submit.c). */
+void rpc_submit_doc(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
 
 /* GetStatus: the stored task, NOT_FOUND for unknown ids (rpc_status.c). */
-void rpc_get_status(server_thread *t, grpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
 
 /* WatchStatus: declared in the API, not served yet (rpc_watch.c). */
-void rpc_watch_status(server_thread *t, grpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+void rpc_watch_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
 
 #endif

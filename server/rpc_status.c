@@ -19,14 +19,15 @@ int rpc_task_id_check(server_thread *t, const char *task_id, int *shard, rpc_rep
     return DOCQ_OK;
 }
 
-/* Read the record. An id that was never issued, or whose finished record
- * has expired, is NOT_FOUND: never "PENDING forever". */
-void rpc_get_status(server_thread *t, grpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+/* Count the call against the caller's read limit, then read the record. An
+ * id that was never issued, or whose finished record has expired, is
+ * NOT_FOUND: never "PENDING forever". */
+void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     const Docq__V1__GetStatusRequest *r = (const Docq__V1__GetStatusRequest *)req;
     docq_error err = {0};
     docq_task task = {0};
     int shard;
-    (void)call;
+    if (rpc_read_allowed(t, call, out) != DOCQ_OK) return;
     if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return;
     int rc = docq_store_get(t->redis, docq_server_config(t->srv)->key_prefix, r->task_id, &task, &err);
     if (rc == DOCQ_ENOTFOUND) {

@@ -1,4 +1,5 @@
-/* rpc_submit.c -- SubmitDoc: store a PENDING task and queue it, at once. */
+/* rpc_submit.c -- SubmitDoc: check the caller's limit, store a PENDING task
+ * and queue it, all at once. */
 #include <string.h>
 
 #include "caller.h"
@@ -7,34 +8,47 @@
 #include "rpc.h"
 #include "store.h"
 
-/* Validate the request, pick the caller's shard, then store the record and
- * queue the entry in one atomic script (store.h). Answers INVALID_ARGUMENT for
- * a bad doc_id and UNAVAILABLE when Redis is down (nothing was stored). */
-void rpc_submit_doc(server_thread *t, grpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+/* Identify the caller, validate the request, then check the caller's rate
+ * limit, store the record and queue the entry in one atomic script in the
+ * caller's shard (store.h). Answers UNAUTHENTICATED for a missing or unknown
+ * key, INVALID_ARGUMENT for a bad doc_id, RESOURCE_EXHAUSTED when the limit
+ * refuses and UNAVAILABLE when Redis is down (nothing was stored or counted
+ * in those cases). Every answer that passed the limit check carries the
+ * ratelimit-* metadata. */
+void rpc_submit_doc(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     const Docq__V1__SubmitDocRequest *r = (const Docq__V1__SubmitDocRequest *)req;
     const docq_config *cfg = docq_server_config(t->srv);
     docq_error err = {0};
+    docq_caller caller;
+    if (rpc_caller(t, call, &caller, out) != DOCQ_OK) return;
     size_t len = strlen(r->doc_id);
     if (docq_doc_id_validate(r->doc_id, len, &err) != DOCQ_OK) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
         return;
     }
-    char caller[256], task_id[DOCQ_TASK_ID_MAX];
-    docq_caller_of(call, caller, sizeof(caller));
-    int shard = docq_shard_for(caller, strlen(caller), (int)cfg->shards);
+    char task_id[DOCQ_TASK_ID_MAX];
+    int shard = docq_shard_for(caller.id, strlen(caller.id), (int)cfg->shards);
     if (docq_task_id_new(shard, task_id, sizeof(task_id), &err) != DOCQ_OK) {
         rpc_reply_error(out, GRPC_STATUS_INTERNAL, "%s", err.msg);
         return;
     }
     int64_t created_at;
-    if (docq_store_submit(t->redis, cfg->key_prefix, shard, task_id, r->doc_id, len, &created_at,
-                          &err) != DOCQ_OK) {
+    docq_rate_result rate;
+    int rc = docq_store_submit(t->redis, cfg->key_prefix, shard, task_id, r->doc_id, len, caller.id,
+                               &caller.submit, &created_at, &rate, &err);
+    if (rc == DOCQ_ELIMITED) {
+        docq_log_debug("SubmitDoc by %s refused by the rate limit", caller.id);
+        rpc_reply_rate_limited(out, &caller, "SubmitDoc calls", &caller.submit, &rate);
+        return;
+    }
+    if (rc != DOCQ_OK) {
         rpc_reply_store_error(out, &err);
         return;
     }
-    docq_log(DOCQ_LOG_DEBUG, task_id, "submitted by %s", caller);
+    docq_log(DOCQ_LOG_DEBUG, task_id, "submitted by %s", caller.id);
     Docq__V1__SubmitDocResponse resp = DOCQ__V1__SUBMIT_DOC_RESPONSE__INIT;
     resp.task_id = task_id;
     resp.state = DOCQ__V1__TASK__STATE__PENDING;
     rpc_reply_message(out, &resp.base);
+    rpc_reply_rate_headers(out, &rate);
 }

@@ -39,6 +39,7 @@ static const rpc_def rpcs[] = {
 
 struct docq_server {
     const docq_config *cfg;
+    docq_auth *auth;                    /* API keys; reloaded by the main thread. */
     grpc_server *server;
     grpc_completion_queue *shutdown_cq; /* Receives the shutdown notification. */
     void *methods[NRPCS];               /* Registered method handles, as rpcs[]. */
@@ -84,6 +85,41 @@ void rpc_reply_store_error(rpc_reply *out, const docq_error *err) {
         rpc_reply_error(out, GRPC_STATUS_INTERNAL, "task store error: %s", err->msg);
 }
 
+/* Append key = value to md (capacity RPC_MAX_METADATA, *n used). */
+static void add_metadata(grpc_metadata *md, size_t *n, const char *key, const void *value, size_t len) {
+    if (*n == RPC_MAX_METADATA) {
+        docq_log_warn("metadata %s dropped: more than %d entries", key, RPC_MAX_METADATA);
+        return;
+    }
+    memset(&md[*n], 0, sizeof(md[*n]));
+    md[*n].key = grpc_slice_from_static_string(key);
+    md[*n].value = grpc_slice_from_copied_buffer(value, len);
+    (*n)++;
+}
+
+void rpc_reply_add_metadata(rpc_reply *out, const char *key, const void *value, size_t len) {
+    add_metadata(out->initial, &out->ninitial, key, value, len);
+}
+
+void rpc_reply_add_trailer(rpc_reply *out, const char *key, const void *value, size_t len) {
+    add_metadata(out->trailing, &out->ntrailing, key, value, len);
+}
+
+static void unref_metadata(grpc_metadata *md, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        grpc_slice_unref(md[i].key);
+        grpc_slice_unref(md[i].value);
+    }
+}
+
+void rpc_reply_clear(rpc_reply *out) {
+    unref_metadata(out->initial, out->ninitial);
+    unref_metadata(out->trailing, out->ntrailing);
+    out->ninitial = out->ntrailing = 0;
+    if (out->message) grpc_byte_buffer_destroy(out->message);
+    out->message = NULL;
+}
+
 static void call_free(call_ctx *c) {
     grpc_metadata_array_destroy(&c->request_md);
     grpc_call_details_destroy(&c->details);
@@ -120,16 +156,30 @@ static void request_call(server_thread *t, int rpc) {
     }
 }
 
-/* Send the answer in one batch. An error is sent Trailers-Only (initial
- * metadata and status together, no message) so clients may retry it. */
+/* Send the answer in one batch. An error is sent Trailers-Only (empty
+ * initial metadata and the status together, no message) so clients may
+ * retry it; its answer metadata then travels in the trailers. Core takes its
+ * own references to the metadata: the reply still owns (and clears) its. */
 static void send_answer(call_ctx *c, rpc_reply *reply) {
     grpc_op ops[4];
+    grpc_metadata trailing[2 * RPC_MAX_METADATA];
+    size_t ntrailing = 0;
     grpc_slice details = grpc_slice_from_copied_string(reply->details);
     size_t n = 0;
+    int with_message = reply->code == GRPC_STATUS_OK && reply->message;
     memset(ops, 0, sizeof(ops));
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[n++].data.send_initial_metadata.count = 0;
-    if (reply->code == GRPC_STATUS_OK && reply->message) {
+    if (with_message) {
+        ops[n].data.send_initial_metadata.count = reply->ninitial;
+        ops[n].data.send_initial_metadata.metadata = reply->initial;
+    } else {
+        memcpy(trailing, reply->initial, reply->ninitial * sizeof(grpc_metadata));
+        ntrailing = reply->ninitial;
+    }
+    n++;
+    memcpy(trailing + ntrailing, reply->trailing, reply->ntrailing * sizeof(grpc_metadata));
+    ntrailing += reply->ntrailing;
+    if (with_message) {
         c->response = reply->message;
         reply->message = NULL;
         ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -137,6 +187,8 @@ static void send_answer(call_ctx *c, rpc_reply *reply) {
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = reply->code;
+    ops[n].data.send_status_from_server.trailing_metadata_count = ntrailing;
+    ops[n].data.send_status_from_server.trailing_metadata = ntrailing ? trailing : NULL;
     ops[n++].data.send_status_from_server.status_details = &details;
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
@@ -151,7 +203,7 @@ static void send_answer(call_ctx *c, rpc_reply *reply) {
 
 /* A call arrived: decode its request, run its handler, answer. */
 static void handle_call(call_ctx *c) {
-    rpc_reply reply = {GRPC_STATUS_OK, "", NULL};
+    rpc_reply reply = RPC_REPLY_INIT;
     if (c->rpc < 0) {
         rpc_reply_error(&reply, GRPC_STATUS_UNIMPLEMENTED, "unknown method %.*s",
                         (int)GRPC_SLICE_LENGTH(c->details.method),
@@ -163,7 +215,8 @@ static void handle_call(call_ctx *c) {
             rpc_reply_error(&reply, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s message (malformed bytes, or a string with a NUL byte)",
                             rpc->input->name);
         } else {
-            rpc->handler(c->thread, c->call, req, &reply);
+            rpc_call call = {c->call, &c->request_md};
+            rpc->handler(c->thread, &call, req, &reply);
             protobuf_c_message_free_unpacked(req, NULL);
         }
     }
@@ -171,7 +224,7 @@ static void handle_call(call_ctx *c) {
         docq_log_debug("%s -> %s: %s", c->rpc >= 0 ? rpcs[c->rpc].path : "unknown method",
                        docq_grpc_status_name(reply.code), reply.details);
     send_answer(c, &reply);
-    if (reply.message) grpc_byte_buffer_destroy(reply.message);
+    rpc_reply_clear(&reply);
 }
 
 static void on_event(call_ctx *c, int success) {
@@ -211,6 +264,7 @@ static void drain_and_destroy(grpc_completion_queue *cq) {
  * the queues of the others are drained here. */
 static void server_free(docq_server *srv) {
     if (srv->server) grpc_server_destroy(srv->server);
+    docq_auth_free(srv->auth);
     for (int i = 0; i < srv->nthreads; i++) {
         server_thread *t = &srv->threads[i];
         if (i < srv->started_threads)
@@ -239,6 +293,12 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
     if (!srv->threads) {
         free(srv);
         return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
+    }
+    srv->auth = docq_auth_create(cfg->api_keys_file, err);
+    if (!srv->auth) {
+        free(srv->threads);
+        free(srv);
+        return NULL;
     }
     /* A second server on the same port must fail, not share it silently. */
     grpc_arg args[] = {{GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}}};
@@ -269,6 +329,8 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
 }
 
 int docq_server_port(const docq_server *srv) { return srv->port; }
+
+docq_auth *docq_server_auth(const docq_server *srv) { return srv->auth; }
 
 const docq_config *docq_server_config(const docq_server *srv) { return srv->cfg; }
 

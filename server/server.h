@@ -15,6 +15,7 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "auth.h"
 #include "config.h"
 #include "redis.h"
 
@@ -29,15 +30,29 @@ typedef struct server_thread {
     int index;
 } server_thread;
 
-/* What a handler answers: a status and, when the status is OK, a message. */
+#define RPC_MAX_METADATA 8
+
+/* What a handler answers: a status, when the status is OK a message, and
+ * metadata. Initialize with RPC_REPLY_INIT; rpc_reply_clear releases it. */
 typedef struct rpc_reply {
     grpc_status_code code;     /* GRPC_STATUS_OK or the error to send. */
     char details[512];         /* Error message for the client (empty on OK). */
     grpc_byte_buffer *message; /* Response on OK; owned by the reply until sent. */
+    grpc_metadata initial[RPC_MAX_METADATA];  /* See rpc_reply_add_metadata; the */
+    size_t ninitial;                          /* key and value slices are owned */
+    grpc_metadata trailing[RPC_MAX_METADATA]; /* by the reply. */
+    size_t ntrailing;
 } rpc_reply;
+#define RPC_REPLY_INIT {.code = GRPC_STATUS_OK}
+
+/* What a handler may know of the call besides its message. */
+typedef struct rpc_call {
+    grpc_call *call;                     /* The call (grpc_call_get_peer...). */
+    const grpc_metadata_array *metadata; /* The client's metadata; entries owned by the call. */
+} rpc_call;
 
 /* A unary-style handler: reads req (owned by the caller), fills out. */
-typedef void (*rpc_handler)(server_thread *t, grpc_call *call, const ProtobufCMessage *req,
+typedef void (*rpc_handler)(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
                             rpc_reply *out);
 
 /* One registered method of docq.v1.DocQueue. */
@@ -57,6 +72,19 @@ void rpc_reply_message(rpc_reply *out, const ProtobufCMessage *msg);
 /* Map a failed store call (DOCQ_EUNAVAIL, DOCQ_ERR...) to the reply. */
 void rpc_reply_store_error(rpc_reply *out, const docq_error *err);
 
+/* Add answer metadata key (a static string: lowercase, "-bin" for binary
+ * values) = value (len bytes, copied). It goes with the response headers when
+ * the answer is a message, and in the trailers when it is an error (which is
+ * sent Trailers-Only: there are no separate headers). Entries beyond
+ * RPC_MAX_METADATA are dropped. */
+void rpc_reply_add_metadata(rpc_reply *out, const char *key, const void *value, size_t len);
+
+/* Add trailing metadata (always sent in the trailers), as above. */
+void rpc_reply_add_trailer(rpc_reply *out, const char *key, const void *value, size_t len);
+
+/* Release the reply's message and metadata. */
+void rpc_reply_clear(rpc_reply *out);
+
 /* Create a server for cfg (which must outlive it): binds DOCQ_LISTEN and
  * registers the methods, but starts nothing. Returns NULL and fills err when
  * the address cannot be bound. */
@@ -64,6 +92,9 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err);
 
 /* The configuration the server was created with. */
 const docq_config *docq_server_config(const docq_server *srv);
+
+/* The API keys of the server (never NULL; it may hold no key file). */
+docq_auth *docq_server_auth(const docq_server *srv);
 
 /* The port actually bound (useful with port 0). */
 int docq_server_port(const docq_server *srv);

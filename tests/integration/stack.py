@@ -144,14 +144,22 @@ class Stack:
             return json.loads(r.read())
 
     def start_server(self, wrap=None, **env):
+        self.server, self.server_port = self.start_replica("server", wrap, **env)
+        return self
+
+    def start_replica(self, name, wrap=None, **env):
+        """Start a docq-server named name; returns (Proc, port)."""
         e = self.common_env()
         e["DOCQ_LISTEN"] = "127.0.0.1:0"
+        # Most tests submit many documents from 127.0.0.1: lift the rate
+        # limits (default 5 per 60 s) unless a test sets its own.
+        e["DOCQ_RATE_LIMIT"] = "1000000"
+        e["DOCQ_READ_RATE_LIMIT"] = "1000000"
         e.update(env)
-        self.server = self._start("server", [os.path.join(BIN_DIR, "docq-server")], e, wrap)
-        m = wait_for(lambda: re.search(r"listening on \S+ \(port (\d+)\)", self.server.text()),
-                     timeout=30, what="docq-server to listen")
-        self.server_port = int(m.group(1))
-        return self
+        proc = self._start(name, [os.path.join(BIN_DIR, "docq-server")], e, wrap)
+        m = wait_for(lambda: re.search(r"listening on \S+ \(port (\d+)\)", proc.text()),
+                     timeout=30, what="%s to listen" % name)
+        return proc, int(m.group(1))
 
     def start_worker(self, wrap=None, **env):
         e = self.common_env()

@@ -593,6 +593,63 @@ static void hostport_check(void) {
     CHECK_STR_CONTAINS(err.msg, "host:port");
 }
 
+static void defaults_rate_limits(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.rate_limit, 5);
+    CHECK_INT_EQ(cfg.rate_window_s, 60);
+    CHECK_INT_EQ(cfg.read_rate_limit, 600);
+    CHECK_INT_EQ(cfg.read_rate_window_s, 60);
+    CHECK_STR_EQ(cfg.api_keys_file, "");
+    CHECK_INT_EQ(cfg.proxies.count, 0);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--rate-limit", "0", "--trusted-proxies",
+                      "10.0.0.0/8,::1", "--api-keys-file=/etc/docq/keys"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.rate_limit, 0);
+    CHECK_INT_EQ(cfg.proxies.count, 2);
+    CHECK_STR_EQ(cfg.api_keys_file, "/etc/docq/keys");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--rate-window-s", "0"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_RATE_WINDOW_S");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--trusted-proxies", "10.0.0.0/8,proxy.local"),
+                 DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_TRUSTED_PROXIES");
+    CHECK_STR_CONTAINS(err.msg, "'proxy.local' is not an IP address");
+}
+
+static void bool_flag_stands_alone(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "submit", "--retry", "doc_1"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.retry, 1);
+    CHECK_INT_EQ(cfg.nargs, 2);
+    if (cfg.nargs == 2) CHECK_STR_EQ(cfg.args[1], "doc_1");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--retry=0", "submit", "d"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.retry, 0);
+    setenv("DOCQ_RETRY", "1", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "submit", "d"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.retry, 1);
+    setenv("DOCQ_RETRY", "yes", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "submit", "d"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_RETRY");
+    unsetenv("DOCQ_RETRY");
+}
+
+static void api_key_never_shown(void) {
+    docq_config cfg;
+    docq_error err;
+    char key[600];
+    clean_env();
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--api-key", key, "status", "x"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_API_KEY");
+    CHECK_STR_NOT_CONTAINS(err.msg, "kkkk");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--api-key", "s3cret", "status", "x"), DOCQ_OK);
+    CHECK_STR_EQ(cfg.api_key, "s3cret");
+}
+
 CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(defaults_cli),
            CHECK_CASE(defaults_worker_reliability), CHECK_CASE(heartbeat_below_visibility),
            CHECK_CASE(env_overrides_default), CHECK_CASE(env_of_other_binary_ignored),
@@ -603,4 +660,6 @@ CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(
            CHECK_CASE(bad_env_values), CHECK_CASE(limit_values_accepted),
            CHECK_CASE(bad_flag_value), CHECK_CASE(redis_url_parse),
            CHECK_CASE(password_never_shown), CHECK_CASE(help_lists_own_settings),
-           CHECK_CASE(help_truncates), CHECK_CASE(hostport_check))
+           CHECK_CASE(help_truncates), CHECK_CASE(hostport_check),
+           CHECK_CASE(defaults_rate_limits), CHECK_CASE(bool_flag_stands_alone),
+           CHECK_CASE(api_key_never_shown))

@@ -1,0 +1,81 @@
+/* ratelimit.c -- the sliding-log rate limit. See ratelimit.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "ratelimit.h"
+
+/* KEYS: limit key. ARGV: limit, window ms, member. Returns {ok, now, n,
+ * wait}. Its slot counts down from the top of the script table so that
+ * store.c's scripts can count up without meeting it. */
+static const docq_script check_script = {DOCQ_MAX_SCRIPTS - 1,
+    DOCQ_RATE_LUA
+    "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "local ok, n, wait = docq_rate(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now, ARGV[3], true) "
+    "return {ok and 1 or 0, now, n, wait}"};
+
+int docq_rate_key(char *buf, size_t cap, const char *prefix, int shard, const char *kind,
+                  const char *caller) {
+    int n = snprintf(buf, cap, "%s:{s%d}:%s:%s", prefix, shard, kind, caller);
+    if (n < 0 || (size_t)n >= cap) return DOCQ_EINVAL;
+    return DOCQ_OK;
+}
+
+int docq_rate_from_reply(const redisReply *rep, const docq_rate_policy *p, docq_rate_result *out,
+                         int64_t *now_ms, docq_error *err) {
+    memset(out, 0, sizeof(*out));
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4)
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply shape from a rate-limit script");
+    for (int i = 0; i < 4; i++)
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+            return docq_error_set(err, DOCQ_ERR, "unexpected reply type from a rate-limit script");
+    long long ok = rep->element[0]->integer, n = rep->element[2]->integer;
+    long long wait = rep->element[3]->integer;
+    if (now_ms) *now_ms = rep->element[1]->integer;
+    out->limited = p->limit > 0;
+    out->admitted = ok != 0;
+    out->limit = p->limit;
+    out->remaining = n < p->limit ? (long)(p->limit - n) : 0;
+    if (wait < 0) wait = 0;
+    out->retry_ms = out->admitted ? 0 : (wait > 0 ? (long)wait : 1);
+    out->reset_s = (long)((wait + 999) / 1000);
+    return DOCQ_OK;
+}
+
+/* A member for a request that has no id of its own: 64 random bits. */
+static int random_member(char *buf, size_t cap, docq_error *err) {
+    unsigned char rnd[8];
+    size_t got = 0;
+    while (got < sizeof(rnd)) {
+        ssize_t n = getrandom(rnd + got, sizeof(rnd) - got, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return docq_error_set(err, DOCQ_ERR, "getrandom: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof(rnd) && 2 * i + 2 < cap; i++) snprintf(buf + 2 * i, 3, "%02x", rnd[i]);
+    return DOCQ_OK;
+}
+
+int docq_rate_check(docq_redis *r, const char *prefix, int shard, const char *kind,
+                    const char *caller, const docq_rate_policy *p, docq_rate_result *out,
+                    docq_error *err) {
+    char key[512], limit[24], window[24], member[24];
+    memset(out, 0, sizeof(*out));
+    if (p->limit <= 0) {
+        out->admitted = 1;
+        return DOCQ_OK;
+    }
+    if (docq_rate_key(key, sizeof(key), prefix, shard, kind, caller) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
+    if (random_member(member, sizeof(member), err) != DOCQ_OK) return DOCQ_ERR;
+    snprintf(limit, sizeof(limit), "%ld", p->limit);
+    snprintf(window, sizeof(window), "%ld", p->window_s * 1000);
+    const char *argv[] = {key, limit, window, member};
+    redisReply *rep = docq_redis_eval(r, &check_script, 1, 4, argv, NULL, err);
+    if (!rep) return err ? err->code : DOCQ_ERR;
+    int rc = docq_rate_from_reply(rep, p, out, NULL, err);
+    freeReplyObject(rep);
+    if (rc != DOCQ_OK) return rc;
+    return out->admitted ? DOCQ_OK : DOCQ_ELIMITED;
+}

@@ -1,0 +1,101 @@
+/* ratelimit.h -- per-caller rate limits kept in Redis: an exact sliding log.
+ *
+ * Algorithm. Each caller has one sorted set per limit: member = one admitted
+ * request (the task id for SubmitDoc, a random id for reads), score = the
+ * Redis TIME (ms) at which it was admitted. A check, in one Lua script:
+ *   1. drops the members older than the window (score <= now - window);
+ *   2. counts what is left, n;
+ *   3. admits when n < limit (ZADD now, PEXPIRE window), else refuses.
+ * So there are never more than `limit` admitted requests in any window of
+ * `window` ms, wherever it starts (a fixed INCR+EXPIRE window admits up to
+ * twice the limit across its edge). A refused caller is told exactly when to
+ * come back: when the member that must leave for n to fall below the limit
+ * (the (n - limit + 1)-th oldest) leaves the window. Memory is one member per
+ * admitted request in the window, so at most `limit` per caller; the key
+ * expires one window after its newest member. Every replica uses Redis TIME,
+ * so all share one clock and one count.
+ *
+ * Keys (P = DOCQ_KEY_PREFIX, N = the caller's shard):
+ *   P:{sN}:rate:<caller>       SubmitDoc's limit, in the shard's hash slot so
+ *                              that the submit script (store.c) checks it and
+ *                              stores the task in one step;
+ *   P:{sN}:rate-read:<caller>  GetStatus and WatchStatus, checked alone.
+ *
+ * A policy with limit 0 is "no limit": nothing is read or written. */
+#ifndef DOCQ_RATELIMIT_H
+#define DOCQ_RATELIMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "redis.h"
+
+/* Lua: docq_rate(key, limit, window_ms, now, member, take) -> ok, n, wait.
+ * With take, admits member when there is room (ok = true) or refuses (ok =
+ * false, nothing written but the trimming of expired members); without take,
+ * only looks. n = requests counted in the window afterwards; wait = ms until
+ * the next one leaves it (refused: until the caller would be admitted), 0
+ * when there is none. Scripts that check a limit embed this text. */
+#define DOCQ_RATE_LUA                                                                  \
+    "local function docq_rate(key, limit, window, now, member, take) "                \
+    "  if limit <= 0 then return true, 0, 0 end "                                      \
+    "  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window) "                     \
+    "  local n = redis.call('ZCARD', key) "                                            \
+    "  if take and n >= limit then "                                                   \
+    "    local e = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES') "     \
+    "    return false, n, tonumber(e[2]) + window - now "                              \
+    "  end "                                                                           \
+    "  if take then "                                                                  \
+    "    redis.call('ZADD', key, now, member) "                                        \
+    "    redis.call('PEXPIRE', key, window) "                                          \
+    "    n = n + 1 "                                                                   \
+    "  end "                                                                           \
+    "  if n == 0 then return true, 0, 0 end "                                          \
+    "  local e = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES') "                       \
+    "  return true, n, tonumber(e[2]) + window - now "                                 \
+    "end "
+
+/* A limit: at most `limit` requests in any rolling window of window_s
+ * seconds; limit 0 means no limit. */
+typedef struct docq_rate_policy {
+    long limit;
+    long window_s;
+} docq_rate_policy;
+
+/* The outcome of a check, ready to be told to the caller. */
+typedef struct docq_rate_result {
+    int limited;      /* 1 when a limit applied (the policy's limit > 0). */
+    int admitted;     /* 1 when the request was let through. */
+    long limit;       /* The policy's limit. */
+    long remaining;   /* Requests the caller may still make right now. */
+    long retry_ms;    /* Refused: ms until a retry is admitted (>= 1); else 0. */
+    long reset_s;     /* Seconds (rounded up) until the oldest request counted
+                       * leaves the window, raising remaining; 0 when none. */
+} docq_rate_result;
+
+/* The kinds of limit, which name their keys. */
+#define DOCQ_RATE_SUBMIT "rate"
+#define DOCQ_RATE_READ "rate-read"
+
+/* Write the key of caller's limit of kind (DOCQ_RATE_SUBMIT or
+ * DOCQ_RATE_READ) in shard into buf: "P:{sN}:<kind>:<caller>". Returns
+ * DOCQ_OK, or DOCQ_EINVAL when it does not fit cap. */
+int docq_rate_key(char *buf, size_t cap, const char *prefix, int shard, const char *kind,
+                  const char *caller);
+
+/* Read the reply {ok, now_ms, n, wait_ms} of a script that ran docq_rate
+ * into out (for policy p) and *now_ms (may be NULL). Returns DOCQ_OK, or
+ * DOCQ_ERR when the reply has another shape. */
+int docq_rate_from_reply(const redisReply *rep, const docq_rate_policy *p, docq_rate_result *out,
+                         int64_t *now_ms, docq_error *err);
+
+/* Check caller's limit of kind in shard alone (one script, one round trip),
+ * counting this request when it is admitted. Returns DOCQ_OK when admitted
+ * (or p has no limit), DOCQ_ELIMITED when refused, or the errors of
+ * docq_redis_eval (DOCQ_EUNAVAIL: Redis unreachable, nothing admitted). out
+ * is filled on DOCQ_OK and DOCQ_ELIMITED. */
+int docq_rate_check(docq_redis *r, const char *prefix, int shard, const char *kind,
+                    const char *caller, const docq_rate_policy *p, docq_rate_result *out,
+                    docq_error *err);
+
+#endif

@@ -1,0 +1,80 @@
+/* test_proxies.c -- trusted proxy ranges and x-forwarded-for (common/proxies.c). */
+#include <string.h>
+
+#include "check.h"
+#include "proxies.h"
+
+static void parse_lists(void) {
+    docq_proxies p;
+    docq_error err = {0};
+    CHECK_INT_EQ(docq_proxies_parse("", &p, &err), DOCQ_OK);
+    CHECK_INT_EQ(p.count, 0);
+    CHECK_INT_EQ(docq_proxies_parse("10.0.0.0/8, 192.168.1.7 ::1,fd00::/8", &p, &err), DOCQ_OK);
+    CHECK_INT_EQ(p.count, 4);
+    static const char *bad[] = {"10.0.0.0/33", "::1/129", "300.1.1.1", "10.0.0.1/", "10.0.0.1/x",
+                                "localhost", "10.0.0.0/8/8"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_MSG(docq_proxies_parse(bad[i], &p, &err) == DOCQ_EINVAL, "%s", bad[i]);
+        CHECK_STR_CONTAINS(err.msg, "not an IP address or CIDR range");
+    }
+}
+
+static void ranges_match(void) {
+    docq_proxies p;
+    docq_error err = {0};
+    CHECK_INT_EQ(docq_proxies_parse("10.1.0.0/16 127.0.0.1 2001:db8::/32 172.16.0.0/12", &p, &err), DOCQ_OK);
+    CHECK(docq_proxies_trusts(&p, "10.1.255.3"));
+    CHECK(!docq_proxies_trusts(&p, "10.2.0.1"));
+    CHECK(docq_proxies_trusts(&p, "127.0.0.1"));
+    CHECK(!docq_proxies_trusts(&p, "127.0.0.2"));
+    CHECK(docq_proxies_trusts(&p, "2001:db8:1::5"));
+    CHECK(!docq_proxies_trusts(&p, "2001:db9::5"));
+    CHECK(docq_proxies_trusts(&p, "172.31.255.255"));
+    CHECK(!docq_proxies_trusts(&p, "172.32.0.0"));
+    CHECK(docq_proxies_trusts(&p, "::ffff:127.0.0.1")); /* IPv4-mapped counts as IPv4. */
+    CHECK(!docq_proxies_trusts(&p, "not-an-ip"));
+}
+
+/* The client of peer with header xff under trusted list. */
+static const char *client(const char *list, const char *peer, const char *xff) {
+    static char buf[DOCQ_IP_MAX];
+    docq_proxies p;
+    docq_error err = {0};
+    docq_proxies_parse(list, &p, &err);
+    docq_proxies_client(&p, peer, xff, xff ? strlen(xff) : 0, buf, sizeof(buf));
+    return buf;
+}
+
+static void forwarded_for_only_from_trusted_peers(void) {
+    CHECK_STR_EQ(client("", "127.0.0.1", "203.0.113.7"), "127.0.0.1");
+    CHECK_STR_EQ(client("10.0.0.1", "127.0.0.1", "203.0.113.7"), "127.0.0.1");
+    CHECK_STR_EQ(client("127.0.0.1", "127.0.0.1", "203.0.113.7"), "203.0.113.7");
+    CHECK_STR_EQ(client("127.0.0.1", "127.0.0.1", NULL), "127.0.0.1");
+}
+
+static void forwarded_for_walks_trusted_hops(void) {
+    /* The client forged the first entry; the trusted proxies 10.0.0.2 and
+     * the peer appended what they saw: 198.51.100.4 is the client. */
+    CHECK_STR_EQ(client("10.0.0.0/8", "10.0.0.1", "6.6.6.6, 198.51.100.4, 10.0.0.2"), "198.51.100.4");
+    /* Every hop trusted: the leftmost address. */
+    CHECK_STR_EQ(client("10.0.0.0/8", "10.0.0.1", "10.0.0.9,10.0.0.2"), "10.0.0.9");
+    /* Canonical forms, spaces and IPv6. */
+    CHECK_STR_EQ(client("::1", "::1", " 2001:DB8:0:0::1 "), "2001:db8::1");
+    CHECK_STR_EQ(client("127.0.0.1", "127.0.0.1", "::ffff:192.0.2.1"), "192.0.2.1");
+}
+
+static void forwarded_for_garbage_blames_the_last_trusted_hop(void) {
+    CHECK_STR_EQ(client("127.0.0.1", "127.0.0.1", "garbage"), "127.0.0.1");
+    CHECK_STR_EQ(client("127.0.0.1", "127.0.0.1", ""), "127.0.0.1");
+    CHECK_STR_EQ(client("10.0.0.0/8", "10.0.0.1", "198.51.100.4, junk, 10.0.0.2"), "10.0.0.2");
+    CHECK_STR_EQ(client("127.0.0.1", "127.0.0.1", "1.2.3.4,"), "127.0.0.1");
+    CHECK_STR_EQ(client("127.0.0.1", "127.0.0.1", "{s1}:x"), "127.0.0.1");
+}
+
+static void non_ip_peers_are_kept(void) {
+    CHECK_STR_EQ(client("127.0.0.1", "unix:/tmp/sock", "203.0.113.7"), "unix:/tmp/sock");
+}
+
+CHECK_MAIN(CHECK_CASE(parse_lists), CHECK_CASE(ranges_match),
+           CHECK_CASE(forwarded_for_only_from_trusted_peers), CHECK_CASE(forwarded_for_walks_trusted_hops),
+           CHECK_CASE(forwarded_for_garbage_blames_the_last_trusted_hop), CHECK_CASE(non_ip_peers_are_kept))
