@@ -62,6 +62,11 @@ typedef struct docq_task {
     int64_t created_at_ms;  /* Unix milliseconds; 0 when unset. */
     int64_t started_at_ms;
     int64_t finished_at_ms;
+    uint64_t version;       /* Grows by 1 with each change of the record; 1 when submitted. */
+    uint64_t seq;           /* The queue entry's number in its stream (entries-added after
+                             * its XADD); 0 when unknown. */
+    uint32_t queue_position;/* While PENDING: 1 = next to be taken; 0 = not pending or
+                             * unknown. Computed, not stored in the record. */
 } docq_task;
 
 /* Name of a state ("PENDING"...), "STATE_UNSPECIFIED" for unknown values. */
