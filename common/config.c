@@ -9,7 +9,7 @@
 #include "config.h"
 #include "log.h"
 
-typedef enum { KIND_STRING, KIND_INT } setting_kind;
+typedef enum { KIND_STRING, KIND_INT, KIND_BOOL } setting_kind;
 
 /* Extra validation for string settings beyond "fits and is not empty". */
 typedef int (*string_check)(docq_config *cfg, const char *value, docq_error *err);
@@ -72,6 +72,9 @@ static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
 #define STR(field) KIND_STRING, offsetof(docq_config, field), \
     sizeof(((docq_config *)0)->field), 0, 0
 #define INT(field, lo, hi) KIND_INT, offsetof(docq_config, field), 0, lo, hi
+/* A switch: its flag alone (--wait) means true; --wait=false, or the
+ * variable set to 0/false/no/off, means false. */
+#define BOOL(field) KIND_BOOL, offsetof(docq_config, field), 0, 0, 1
 
 static const setting settings[] = {
     {"DOCQ_LISTEN", S, STR(listen), "0.0.0.0:50051", check_listen,
@@ -90,12 +93,18 @@ static const setting settings[] = {
      "first part of every Redis key docq uses"},
     {"DOCQ_SHARDS", S | W, INT(shards, 1, 1024), "16", NULL,
      "number of queue streams; a caller's tasks go to one of them"},
-    {"DOCQ_GROUP", W, STR(group), "workers", check_key_part,
-     "consumer group the workers share"},
+    {"DOCQ_GROUP", S | W, STR(group), "workers", check_key_part,
+     "consumer group the workers share (the server reads its progress for queue positions)"},
     {"DOCQ_RESULT_TTL_S", W, INT(result_ttl_s, 1, 315360000), "86400", NULL,
      "seconds a finished task's record is kept"},
     {"DOCQ_THREADS", S, INT(threads, 1, 256), "2", NULL,
      "server threads, each polling its own completion queue"},
+    {"DOCQ_POSITION_REFRESH_MS", S, INT(position_refresh_ms, 50, 3600000), "2000", NULL,
+     "how often watchers of PENDING tasks get their queue position refreshed, ms"},
+    {"DOCQ_KEEPALIVE_MS", S | C, INT(keepalive_ms, 1000, 86400000), "30000", NULL,
+     "HTTP/2 keepalive ping interval on idle connections (long watches), ms"},
+    {"DOCQ_MAX_CONNECTION_AGE_MS", S, INT(max_connection_age_ms, 0, 2147483647), "0", NULL,
+     "close client connections after this age so they rebalance, ms (0: never)"},
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
     {"DOCQ_SHUTDOWN_GRACE_MS", S | W, INT(shutdown_grace_ms, 0, 3600000), "30000", NULL,
@@ -104,6 +113,8 @@ static const setting settings[] = {
      "docq server address (host:port)"},
     {"DOCQ_DEADLINE_MS", C, INT(deadline_ms, 1, 86400000), "10000", NULL,
      "deadline of each call the CLI makes, milliseconds"},
+    {"DOCQ_WAIT", C, BOOL(wait), "false", NULL,
+     "submit: then watch each task until it ends (exit 1 if one fails)"},
     {"DOCQ_LOG_LEVEL", S | W | C, STR(log_level), "info", check_log_level,
      "lowest log level written: debug, info, warn or error"},
 };
@@ -133,6 +144,17 @@ static int apply(docq_config *cfg, const setting *s, const char *value, docq_err
     /* Never echo a value that may hold a password. */
     const char *shown = strstr(s->env, "URL") && strchr(value, '@') ? "(hidden: it holds a password)" : value;
 
+    if (s->kind == KIND_BOOL) {
+        static const char *yes[] = {"1", "true", "yes", "on"}, *no[] = {"0", "false", "no", "off"};
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+                *(int *)field = strcmp(value, yes[i]) == 0;
+                return DOCQ_OK;
+            }
+        }
+        return docq_error_set(err, DOCQ_EINVAL, "invalid %s (%s) '%s': expected true or false",
+                              s->env, flag, value);
+    }
     if (s->kind == KIND_INT) {
         char *end;
         errno = 0;
@@ -191,6 +213,10 @@ static int read_flags(docq_config *cfg, unsigned bin, int argc, char **argv, con
             return docq_error_set(err, DOCQ_EINVAL, "unknown option '%.*s' (see --help)",
                                   (int)strcspn(a, "="), a);
         const char *eq = strchr(a, '=');
+        if (!eq && settings[s].kind == KIND_BOOL) {
+            vals[s] = "true";
+            continue;
+        }
         vals[s] = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!vals[s]) return docq_error_set(err, DOCQ_EINVAL, "option '%s' needs a value", a);
     }

@@ -41,10 +41,14 @@ typedef struct docq_config {
     char group[64];            /* DOCQ_GROUP: the workers' consumer group. */
     long result_ttl_s;         /* DOCQ_RESULT_TTL_S: life of a finished task record. */
     long threads;              /* DOCQ_THREADS: server completion-queue threads. */
+    long position_refresh_ms;  /* DOCQ_POSITION_REFRESH_MS: queue position refresh for watchers. */
+    long keepalive_ms;         /* DOCQ_KEEPALIVE_MS: HTTP/2 keepalive ping interval. */
+    long max_connection_age_ms;/* DOCQ_MAX_CONNECTION_AGE_MS: 0 = connections never age out. */
     long concurrency;          /* DOCQ_WORKER_CONCURRENCY: AI calls in flight per worker. */
     long shutdown_grace_ms;    /* DOCQ_SHUTDOWN_GRACE_MS: drain time on SIGTERM. */
     char server[256];          /* DOCQ_SERVER: the CLI's server address. */
     long deadline_ms;          /* DOCQ_DEADLINE_MS: the CLI's per-call deadline. */
+    int wait;                  /* DOCQ_WAIT (--wait): submit, then watch until the end. */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
 
     /* Positional arguments (not settings), in order; they point into argv. */

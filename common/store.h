@@ -10,8 +10,13 @@
  *                         (PENDING, STARTED, SUCCESS, FAILURE), attempts,
  *                         created_at, started_at, finished_at (Unix ms, from
  *                         Redis TIME so that every process shares one clock),
- *                         result, error. No expiry until the task finishes,
- *                         then DOCQ_RESULT_TTL_S.
+ *                         result, error, version (1 when submitted, + 1 with
+ *                         each change), seq (the entry's number in its stream:
+ *                         entries-added after its XADD). No expiry until the
+ *                         task finishes, then DOCQ_RESULT_TTL_S.
+ *   P:{sN}:events         Pub/sub channel (not a key): every script that
+ *                         changes a record of the shard publishes the whole
+ *                         record there in the same atomic step (event.h).
  *
  * Every key of one task and of its queue share the hash tag {sN}, so each
  * script below touches one hash slot and runs unchanged on Redis Cluster.
@@ -34,6 +39,15 @@ void docq_key_stream(char *buf, size_t cap, const char *prefix, int shard);
 /* Write the record key of task_id (which carries its shard) into buf. */
 void docq_key_task(char *buf, size_t cap, const char *prefix, const char *task_id, int shard);
 
+/* Write the events channel of shard into buf: "P:{sN}:events". */
+void docq_key_events(char *buf, size_t cap, const char *prefix, int shard);
+
+/* The queue position of a PENDING task whose entry is number seq of its
+ * stream, when the consumer group has read `read` entries of it: seq - read,
+ * at least 1 (an entry read but not yet started is next in line), 1 = next.
+ * 0 (unknown) when seq is 0 or read is negative. Pure. */
+uint32_t docq_queue_position(uint64_t seq, int64_t read);
+
 /* Store a new PENDING task and queue it, atomically. task_id must come from
  * docq_task_id_new for shard. On DOCQ_OK, *created_at_ms is the stored
  * creation time. Either both the record and the entry exist afterwards or
@@ -41,11 +55,19 @@ void docq_key_task(char *buf, size_t cap, const char *prefix, const char *task_i
 int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *task_id,
                       const char *doc_id, size_t doc_len, int64_t *created_at_ms, docq_error *err);
 
-/* Read a task into out (cleared first; free with docq_task_clear).
- * Returns DOCQ_ENOTFOUND when there is no such record (never created, or
- * finished and expired). */
-int docq_store_get(docq_redis *r, const char *prefix, const char *task_id, docq_task *out,
-                   docq_error *err);
+/* Read a task into out (cleared first; free with docq_task_clear), with its
+ * queue position in the consumer group `group` while it is PENDING, in one
+ * round trip. Returns DOCQ_ENOTFOUND when there is no such record (never
+ * created, or finished and expired). */
+int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id,
+                   docq_task *out, docq_error *err);
+
+/* How many entries of shard's stream the consumer group has read, into
+ * *read; -1 when Redis cannot tell (no stream or group yet). One round trip;
+ * with docq_queue_position it refreshes the position of every PENDING task
+ * of the shard at once. */
+int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const char *group,
+                          int64_t *read, docq_error *err);
 
 /* Mark a task STARTED by a worker that has just read its entry: attempts + 1
  * and started_at = now, atomically. On DOCQ_OK, *attempt is the new attempt
