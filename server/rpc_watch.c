@@ -1,13 +1,13 @@
-/* rpc_watch.c -- WatchStatus: part of the API, served by a later change. */
+/* rpc_watch.c -- WatchStatus: the task as it is now, then every change. */
 #include "rpc.h"
+#include "watch.h"
 
-/* Answers UNIMPLEMENTED (after checking the id, so that clients already get
- * INVALID_ARGUMENT and NOT_FOUND right). */
-void rpc_watch_status(server_thread *t, grpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+/* Check the id as GetStatus does (INVALID_ARGUMENT, NOT_FOUND for a shard
+ * this deployment does not have), then hand the call to the watch hub,
+ * which answers NOT_FOUND for an unknown task and otherwise streams it. */
+int rpc_watch_status(server_thread *t, grpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     const Docq__V1__WatchStatusRequest *r = (const Docq__V1__WatchStatusRequest *)req;
     int shard;
-    (void)call;
-    if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return;
-    rpc_reply_error(out, GRPC_STATUS_UNIMPLEMENTED,
-                    "WatchStatus is not served by this version of docq yet; poll GetStatus");
+    if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return DOCQ_ERR;
+    return watch_open(docq_server_watch_hub(t->srv), t, call, r->task_id, r->after_version, out);
 }
