@@ -1,6 +1,7 @@
 /* subscriber.c -- the events subscription thread. See subscriber.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define CHANNEL_MAX 96
+#define TRIM_AFTER_CLOSED 512  /* Watches ended since the peak that make a memory trim worth it. */
 
 struct subscriber {
     const docq_config *cfg;
@@ -157,6 +159,25 @@ static void refresh_positions(subscriber *s) {
     watch_hub_positions(s->hub, s->read, n);
 }
 
+/* After a wave of watches has ended, hand the memory they used back to the
+ * operating system. glibc's malloc keeps freed memory in its arenas (one per
+ * thread that allocated, and gRPC's streams are allocated by several), so
+ * without this the server's RSS would stay at its peak for good although
+ * the heap in use is back to where it was. Runs on this thread, outside any
+ * lock the calls need. */
+static void trim_memory(subscriber *s) {
+#ifdef __GLIBC__
+    if (!watch_hub_trim_due(s->hub, TRIM_AFTER_CLOSED)) return;
+    int64_t t0 = now_ms();
+    malloc_trim(0);
+    struct mallinfo2 mi = mallinfo2();
+    docq_log_debug("memory: trimmed after a wave of watches ended, in %lld ms; heap in use %zu KiB",
+                   (long long)(now_ms() - t0), mi.uordblks / 1024);
+#else
+    (void)s;
+#endif
+}
+
 /* Subscribe and resync; on failure schedule the next attempt. */
 static void try_subscribe(subscriber *s) {
     docq_error err = {0};
@@ -223,6 +244,7 @@ static void *run(void *arg) {
         }
         if (now_ms() >= next_refresh) {
             if (s->subscribed) refresh_positions(s);
+            trim_memory(s);
             next_refresh = now_ms() + s->cfg->position_refresh_ms;
         }
     }

@@ -80,6 +80,7 @@ struct watch_hub {
     size_t nbuckets;             /* A power of two. */
     size_t ntasks;               /* Entries in the index. */
     size_t nwatches;             /* Registered watches: the open-watch gauge. */
+    size_t high_water;           /* Most watches open since the last memory trim. */
     int shutting_down;           /* New watches are refused. */
     subscriber *sub;             /* Owned; NULL until started. */
 };
@@ -148,7 +149,7 @@ static int register_watch(watch_hub *h, watch *w, const char *task_id) {
     w->next = e->watches;
     if (e->watches) e->watches->prev = w;
     e->watches = w;
-    h->nwatches++;
+    if (++h->nwatches > h->high_water) h->high_water = h->nwatches;
     return DOCQ_OK;
 }
 
@@ -487,6 +488,14 @@ size_t watch_hub_open_count(watch_hub *h) {
     size_t n = h->nwatches;
     pthread_mutex_unlock(&h->lock);
     return n;
+}
+
+int watch_hub_trim_due(watch_hub *h, size_t closed) {
+    pthread_mutex_lock(&h->lock);
+    int due = h->high_water >= h->nwatches + closed;
+    if (due) h->high_water = h->nwatches;
+    pthread_mutex_unlock(&h->lock);
+    return due;
 }
 
 int watch_hub_watching(watch_hub *h, const char *id, size_t len) {

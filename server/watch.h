@@ -69,6 +69,11 @@ size_t watch_hub_open_count(watch_hub *h);
 
 /* -- For the subscriber thread (subscriber.c) -------------------------------- */
 
+/* 1 when at least `closed` watches have ended since the most watches were
+ * open (counting from the last time this returned 1), else 0: time to give
+ * the memory they used back to the operating system. */
+int watch_hub_trim_due(watch_hub *h, size_t closed);
+
 /* 1 when at least one watch follows the task whose id is the len bytes at
  * id, else 0. */
 int watch_hub_watching(watch_hub *h, const char *id, size_t len);
