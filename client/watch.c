@@ -132,7 +132,8 @@ int cli_watch(docq_client *c, const docq_config *cfg, const char *task_id, FILE 
     view v = {out, tty, task_id, gpr_now(GPR_CLOCK_MONOTONIC), 0, 0, DOCQ_STATE_UNSPECIFIED, 0, 0, 0};
     uint64_t after = 0;
     long pause = FIRST_PAUSE_MS;
-    (void)cfg;
+    docq_client *fresh = NULL; /* The channel of the last reopen, if any. */
+    int rc;
     for (int tries = 0;;) {
         Docq__V1__WatchStatusRequest req = DOCQ__V1__WATCH_STATUS_REQUEST__INIT;
         docq_stream *s;
@@ -141,20 +142,23 @@ int cli_watch(docq_client *c, const docq_config *cfg, const char *task_id, FILE 
         req.after_version = after;
         /* No deadline: a watch lasts as long as the task (AI calls may take
          * minutes); keepalive pings notice a dead connection. */
-        if (docq_stream_open(c, DOCQ_METHOD_WATCH_STATUS, &req.base, 0, &s, st) != DOCQ_OK) return -1;
-        int rc = read_stream(s, &v, &after, &got, st);
+        if (docq_stream_open(fresh ? fresh : c, DOCQ_METHOD_WATCH_STATUS, &req.base, 0, &s, st) != DOCQ_OK) {
+            rc = -1;
+            break;
+        }
+        rc = read_stream(s, &v, &after, &got, st);
         docq_stream_close(s);
         if (rc == DOCQ_OK) {
-            close_line(&v);
-            return v.state == DOCQ_STATE_SUCCESS ? 0 : 1;
+            rc = v.state == DOCQ_STATE_SUCCESS ? 0 : 1;
+            break;
         }
         if (got) { /* The reopen that worked has used up no tries. */
             tries = 0;
             pause = FIRST_PAUSE_MS;
         }
         if (rc != DOCQ_EUNAVAIL || tries == REOPEN_TRIES) {
-            close_line(&v);
-            return -1;
+            rc = -1;
+            break;
         }
         tries++;
         close_line(&v);
@@ -164,5 +168,14 @@ int cli_watch(docq_client *c, const docq_config *cfg, const char *task_id, FILE 
                 REOPEN_TRIES);
         pause_ms(pause);
         pause *= 2;
+        /* A new channel: the old one, having failed to connect, would wait
+         * out its reconnect backoff (as long as a call's deadline) before
+         * trying again, failing each call at once meanwhile. */
+        docq_error err = {0};
+        docq_client_free(fresh);
+        fresh = docq_client_create(cfg->server, cfg->deadline_ms, cfg->keepalive_ms, &err);
     }
+    close_line(&v);
+    docq_client_free(fresh);
+    return rc;
 }

@@ -330,9 +330,11 @@ int docq_server_start(docq_server *srv, docq_error *err) {
 }
 
 void docq_server_shutdown_and_free(docq_server *srv, long grace_ms) {
-    /* Open streams would hold up the shutdown: end them first. */
-    watch_hub_shutdown(srv->watch);
     grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq, srv);
+    /* Open streams would hold up the shutdown: end them now that no new call
+     * can come in (clients reopening their watches get UNAVAILABLE from the
+     * closed listener, not a call cancelled mid-shutdown). */
+    watch_hub_shutdown(srv->watch);
     gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     if (grpc_completion_queue_next(srv->shutdown_cq, grace, NULL).type == GRPC_QUEUE_TIMEOUT) {
         docq_log_warn("calls still open after %ld ms: cancelling them", grace_ms);
