@@ -21,7 +21,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define CHANNEL_MAX 96
-#define TRIM_AFTER_CLOSED 512  /* Watches ended since the peak that make a memory trim worth it. */
+#define TRIM_AFTER_CLOSED 512  /* Fewest watches ended since the peak that make a memory trim worth it. */
 
 struct subscriber {
     const docq_config *cfg;
@@ -167,12 +167,13 @@ static void refresh_positions(subscriber *s) {
  * lock the calls need. */
 static void trim_memory(subscriber *s) {
 #ifdef __GLIBC__
-    if (!watch_hub_trim_due(s->hub, TRIM_AFTER_CLOSED)) return;
+    size_t peak, open;
+    if (!watch_hub_trim_due(s->hub, TRIM_AFTER_CLOSED, &peak, &open)) return;
     int64_t t0 = now_ms();
     malloc_trim(0);
     struct mallinfo2 mi = mallinfo2();
-    docq_log_debug("memory: trimmed after a wave of watches ended, in %lld ms; heap in use %zu KiB",
-                   (long long)(now_ms() - t0), mi.uordblks / 1024);
+    docq_log_info("memory: trimmed after open watches fell from %zu to %zu, in %lld ms; heap in use %zu KiB",
+                  peak, open, (long long)(now_ms() - t0), mi.uordblks / 1024);
 #else
     (void)s;
 #endif

@@ -490,9 +490,13 @@ size_t watch_hub_open_count(watch_hub *h) {
     return n;
 }
 
-int watch_hub_trim_due(watch_hub *h, size_t closed) {
+int watch_hub_trim_due(watch_hub *h, size_t min_closed, size_t *peak, size_t *open) {
     pthread_mutex_lock(&h->lock);
-    int due = h->high_water >= h->nwatches + closed;
+    *peak = h->high_water;
+    *open = h->nwatches;
+    size_t closed = h->high_water - h->nwatches;
+    int due = (closed >= min_closed && h->nwatches <= h->high_water / 2) ||
+              (h->nwatches == 0 && closed >= min_closed / 8);
     if (due) h->high_water = h->nwatches;
     pthread_mutex_unlock(&h->lock);
     return due;

@@ -69,10 +69,13 @@ size_t watch_hub_open_count(watch_hub *h);
 
 /* -- For the subscriber thread (subscriber.c) -------------------------------- */
 
-/* 1 when at least `closed` watches have ended since the most watches were
- * open (counting from the last time this returned 1), else 0: time to give
- * the memory they used back to the operating system. */
-int watch_hub_trim_due(watch_hub *h, size_t closed);
+/* 1 when, since the most watches were open (*peak, counted from the last
+ * time this returned 1), at least min_closed and at least half of them have
+ * ended (*open are left), or when none is left and at least min_closed / 8
+ * ended; else 0. Then it is time to give the memory they used back to the
+ * operating system. Halving makes a wave of N ending watches cost at most
+ * log2(N) + 1 trims. */
+int watch_hub_trim_due(watch_hub *h, size_t min_closed, size_t *peak, size_t *open);
 
 /* 1 when at least one watch follows the task whose id is the len bytes at
  * id, else 0. */

@@ -155,9 +155,9 @@ class Watch(unittest.TestCase):
             return peak
 
         def trimmed(n):
-            # The server hands freed memory back to the system after a wave
-            # of watches ends (at its next position-refresh tick).
-            return wait_for(lambda: s.server.text().count("memory: trimmed") >= n, timeout=20,
+            # The server hands freed memory back to the system once a wave of
+            # watches has ended (at its next position-refresh tick).
+            return wait_for(lambda: s.server.text().count(" to 0, in ") >= n, timeout=20,
                             what="the server to trim its memory")
 
         before = s.rss_kib()
