@@ -83,7 +83,10 @@ docq_client *docq_client_create(const char *target, long connect_timeout_ms, lon
      * 20 s and 1 s by default: set both (gRPC raises values under 100 ms). */
     int ms = connect_timeout_ms > INT_MAX ? INT_MAX : (int)connect_timeout_ms;
     int ka = keepalive_ms > INT_MAX ? INT_MAX : (int)keepalive_ms;
-    grpc_arg args[5] = {
+    grpc_arg args[6] = {
+        /* Its own connection and reconnect backoff: a client made to retry
+         * after a failure must not inherit another's backoff. */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, .value.integer = ms},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, .value.integer = ms},
         /* Keepalive pings while a call is open, however long nothing is
@@ -92,19 +95,15 @@ docq_client *docq_client_create(const char *target, long connect_timeout_ms, lon
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS, .value.integer = 20000},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, .value.integer = 0},
     };
-    grpc_channel_args chargs = {.num_args = 0, .args = args};
-    if (connect_timeout_ms > 0) {
-        chargs.args = args;
-        chargs.num_args = 2;
-    }
-    if (keepalive_ms > 0) {
-        if (chargs.num_args == 0) chargs.args = args + 2;
-        chargs.num_args += 3;
-    }
+    grpc_arg chosen[6];
+    grpc_channel_args chargs = {.num_args = 0, .args = chosen};
+    chosen[chargs.num_args++] = args[0];
+    for (int i = 1; i <= 2 && connect_timeout_ms > 0; i++) chosen[chargs.num_args++] = args[i];
+    for (int i = 3; i <= 5 && keepalive_ms > 0; i++) chosen[chargs.num_args++] = args[i];
     /* The channel takes its own references to the credentials and copies
      * the arguments. */
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    c->channel = grpc_channel_create(target, creds, chargs.num_args ? &chargs : NULL);
+    c->channel = grpc_channel_create(target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     if (!c->channel) {
         free(c);

@@ -11,6 +11,7 @@
 #define REOPEN_TRIES 5       /* Reopens in a row after UNAVAILABLE before giving up. */
 #define FIRST_PAUSE_MS 250   /* Pause before the first reopen; doubles each time. */
 #define TICK_MS 1000         /* How often the live line's elapsed time moves. */
+#define REOPEN_CONNECT_MS 2000 /* Connect timeout (and reconnect backoff) of a reopen's channel. */
 
 /* What the watch has shown so far. */
 typedef struct view {
@@ -170,10 +171,12 @@ int cli_watch(docq_client *c, const docq_config *cfg, const char *task_id, FILE 
         pause *= 2;
         /* A new channel: the old one, having failed to connect, would wait
          * out its reconnect backoff (as long as a call's deadline) before
-         * trying again, failing each call at once meanwhile. */
+         * trying again, failing each call at once meanwhile. Its own backoff
+         * is short, because grpc_shutdown waits for a pending one at exit. */
         docq_error err = {0};
+        long connect_ms = cfg->deadline_ms < REOPEN_CONNECT_MS ? cfg->deadline_ms : REOPEN_CONNECT_MS;
         docq_client_free(fresh);
-        fresh = docq_client_create(cfg->server, cfg->deadline_ms, cfg->keepalive_ms, &err);
+        fresh = docq_client_create(cfg->server, connect_ms, cfg->keepalive_ms, &err);
     }
     close_line(&v);
     docq_client_free(fresh);
