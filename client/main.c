@@ -185,6 +185,9 @@ static void print_task(const Docq__V1__Task *t) {
     else
         printf("%-9s UNKNOWN (%d)\n", "state:", (int)t->state);
     printf("%-9s %u\n", "attempts:", (unsigned)t->attempts);
+    printf("%-9s %llu\n", "version:", (unsigned long long)t->version);
+    if (state == DOCQ_STATE_PENDING && t->queue_position)
+        printf("%-9s %u (1 = next)\n", "position:", (unsigned)t->queue_position);
     print_time("created:", t->created_at);
     print_time("started:", t->started_at);
     print_time("finished:", t->finished_at);
