@@ -12,6 +12,8 @@
 #define FIRST_PAUSE_MS 250   /* Pause before the first reopen; doubles each time. */
 #define TICK_MS 1000         /* How often the live line's elapsed time moves. */
 #define REOPEN_CONNECT_MS 2000 /* Connect timeout (and reconnect backoff) of a reopen's channel. */
+#define STABLE_MS 5000       /* A stream that lasted this long was established: a failed
+                              * connect ends sooner (REOPEN_CONNECT_MS), so it never counts. */
 
 /* What the watch has shown so far. */
 typedef struct view {
@@ -143,6 +145,7 @@ int cli_watch(docq_client *c, const docq_config *cfg, const char *task_id, FILE 
         req.after_version = after;
         /* No deadline: a watch lasts as long as the task (AI calls may take
          * minutes); keepalive pings notice a dead connection. */
+        gpr_timespec opened = gpr_now(GPR_CLOCK_MONOTONIC);
         if (docq_stream_open(fresh ? fresh : c, DOCQ_METHOD_WATCH_STATUS, &req.base, 0, &s, st) != DOCQ_OK) {
             rc = -1;
             break;
@@ -153,7 +156,9 @@ int cli_watch(docq_client *c, const docq_config *cfg, const char *task_id, FILE 
             rc = v.state == DOCQ_STATE_SUCCESS ? 0 : 1;
             break;
         }
-        if (got) { /* The reopen that worked has used up no tries. */
+        /* A stream that worked for a while (it brought a change, or lasted:
+         * a connection aged out, a proxy's idle timeout) used up no tries. */
+        if (got || gpr_time_to_millis(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), opened)) >= STABLE_MS) {
             tries = 0;
             pause = FIRST_PAUSE_MS;
         }

@@ -19,8 +19,10 @@
  * (the time is when the change arrived, UTC; control characters in the
  * result or error are shown as spaces so that each change stays one line).
  * When the stream breaks with UNAVAILABLE (the server restarts or shuts
- * down) the watch is reopened after the last version seen, up to 5 times in
- * a row with a growing pause, so nothing is missed or repeated.
+ * down, a connection ages out) the watch is reopened after the last version
+ * seen, so nothing is missed or repeated: up to 5 times in a row with a
+ * growing pause, the count starting again after a stream that brought a
+ * change or lasted 5 s.
  *
  * Returns 0 when the task ended SUCCESS, 1 when it ended FAILURE, and -1
  * when the watch failed (st holds the status to report). */

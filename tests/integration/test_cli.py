@@ -205,6 +205,23 @@ class WatchCli(unittest.TestCase):
         self.assertEqual(versions[-2:], [2, 3], r.lines)
         self.assertEqual(parse_lines(self, r.lines)[-1][1], "SUCCESS")
 
+    def test_docq_watch_resumes_when_the_server_ages_its_connection_out(self):
+        s = self.stack.start_redis().start_ai("--latency-ms", "9000")
+        s.start_server(DOCQ_MAX_CONNECTION_AGE_MS="4000", DOCQ_SHUTDOWN_GRACE_MS="1500")
+        s.start_worker()
+        tid = s.stub(new_channel=True).SubmitDoc(pb.SubmitDocRequest(doc_id="doc_age"), timeout=10).task_id
+        r = self.watch("watch", tid)
+        code, err = r.wait(timeout=60)
+        self.assertEqual(code, 0, (r.lines, err))
+        # The connection was closed at 4 s (+-10 %) + 1.5 s, mid-AI call; the
+        # watch came back after the version it had seen and got the rest.
+        self.assertIn("reopening the watch after version 2", err)
+        rows = parse_lines(self, r.lines)
+        versions = [row[2] for row in rows]
+        self.assertEqual(versions, sorted(set(versions)), r.lines)
+        self.assertEqual(versions[-2:], [2, 3], r.lines)
+        self.assertEqual(rows[-1][1], "SUCCESS")
+
     def test_docq_watch_of_an_unknown_id_prints_not_found_and_exits_1(self):
         s = self.stack.start_redis().start_server()
         out = s.cli("watch", "s0-" + "0" * 32)
