@@ -30,6 +30,7 @@ void docq_codec_task_msg(const docq_task *t, docq_task_msg *out) {
     m->result = t->result ? t->result : (char *)protobuf_c_empty_string;
     m->error = t->error ? t->error : (char *)protobuf_c_empty_string;
     m->attempts = t->attempts;
+    m->deliveries = t->deliveries;
     m->version = t->version;
     m->queue_position = t->queue_position;
     set_time(t->created_at_ms, &out->created, &m->created_at);
@@ -56,6 +57,7 @@ int docq_codec_task_from_msg(const Docq__V1__Task *m, docq_task *out, docq_error
     strcpy(out->doc_id, m->doc_id);
     out->state = (docq_task_state)m->state;
     out->attempts = m->attempts;
+    out->deliveries = m->deliveries;
     out->version = m->version;
     out->queue_position = m->queue_position;
     out->created_at_ms = ts_ms(m->created_at);

@@ -107,6 +107,20 @@ static const setting settings[] = {
      "close client connections after this age so they rebalance, ms (0: never)"},
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
+    {"DOCQ_HEARTBEAT_MS", W, INT(heartbeat_ms, 10, 3600000), "5000", NULL,
+     "how often a worker refreshes its claim on its tasks and looks for abandoned ones, ms"},
+    {"DOCQ_VISIBILITY_TIMEOUT_MS", W, INT(visibility_timeout_ms, 100, 86400000), "30000", NULL,
+     "a task whose claim is not refreshed for this long is taken over by another worker, ms"},
+    {"DOCQ_MAX_ATTEMPTS", W, INT(max_attempts, 1, 1000), "5", NULL,
+     "AI calls per task before a transient failure (no answer, 429, 5xx) is final"},
+    {"DOCQ_RETRY_BASE_MS", W, INT(retry_base_ms, 1, 3600000), "1000", NULL,
+     "backoff before the first retry, ms; doubles for each retry, with jitter"},
+    {"DOCQ_RETRY_MAX_MS", W, INT(retry_max_ms, 1, 86400000), "60000", NULL,
+     "longest backoff before a retry, ms; also caps the AI's Retry-After"},
+    {"DOCQ_MAX_DELIVERIES", W, INT(max_deliveries, 1, 1000000), "10", NULL,
+     "a task delivered more often than this (its workers kept dying) is dead-lettered and fails"},
+    {"DOCQ_DEAD_STREAM", W, STR(dead_stream), "dead", check_key_part,
+     "dead-letter stream of shard N: <DOCQ_KEY_PREFIX>:{sN}:<this>"},
     {"DOCQ_SHUTDOWN_GRACE_MS", S | W, INT(shutdown_grace_ms, 0, 3600000), "30000", NULL,
      "on SIGTERM, how long calls in flight may finish before they are cut off, ms"},
     {"DOCQ_SERVER", C, STR(server), "127.0.0.1:50051", check_server,
@@ -237,6 +251,11 @@ int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq
     if (rc != DOCQ_OK) return rc;
     for (size_t i = 0; i < NSETTINGS; i++)
         if (apply(cfg, &settings[i], vals[i], err) != DOCQ_OK) return DOCQ_EINVAL;
+    if ((bin & DOCQ_BIN_WORKER) && cfg->heartbeat_ms >= cfg->visibility_timeout_ms)
+        return docq_error_set(err, DOCQ_EINVAL,
+                              "invalid DOCQ_HEARTBEAT_MS (--heartbeat-ms) '%ld': must be below "
+                              "DOCQ_VISIBILITY_TIMEOUT_MS (%ld)",
+                              cfg->heartbeat_ms, cfg->visibility_timeout_ms);
     docq_log_level level;
     docq_log_level_parse(cfg->log_level, &level);
     docq_log_set_level(level);

@@ -45,6 +45,13 @@ typedef struct docq_config {
     long keepalive_ms;         /* DOCQ_KEEPALIVE_MS: HTTP/2 keepalive ping interval. */
     long max_connection_age_ms;/* DOCQ_MAX_CONNECTION_AGE_MS: 0 = connections never age out. */
     long concurrency;          /* DOCQ_WORKER_CONCURRENCY: AI calls in flight per worker. */
+    long heartbeat_ms;         /* DOCQ_HEARTBEAT_MS: how often a worker refreshes its claims. */
+    long visibility_timeout_ms;/* DOCQ_VISIBILITY_TIMEOUT_MS: idle time after which an entry is reclaimed. */
+    long max_attempts;         /* DOCQ_MAX_ATTEMPTS: AI calls per task before a transient failure is final. */
+    long retry_base_ms;        /* DOCQ_RETRY_BASE_MS: first backoff before a retry. */
+    long retry_max_ms;         /* DOCQ_RETRY_MAX_MS: longest backoff (and cap on Retry-After). */
+    long max_deliveries;       /* DOCQ_MAX_DELIVERIES: deliveries before an entry is dead-lettered. */
+    char dead_stream[64];      /* DOCQ_DEAD_STREAM: last key part of each shard's dead-letter stream. */
     long shutdown_grace_ms;    /* DOCQ_SHUTDOWN_GRACE_MS: drain time on SIGTERM. */
     char server[256];          /* DOCQ_SERVER: the CLI's server address. */
     long deadline_ms;          /* DOCQ_DEADLINE_MS: the CLI's per-call deadline. */
@@ -59,6 +66,8 @@ typedef struct docq_config {
 /* Fill cfg with defaults, then the environment, then the flags in argv[1..]
  * for the binary `bin` (a DOCQ_BIN_* value). Arguments that are not flags
  * are collected in cfg->args; "--" ends flag parsing.
+ * For the worker, DOCQ_HEARTBEAT_MS must also be below
+ * DOCQ_VISIBILITY_TIMEOUT_MS, or live workers would lose their entries.
  *
  * Returns DOCQ_OK; DOCQ_EHELP when --help or -h was given; DOCQ_EINVAL with a
  * one-line message naming the setting and the bad value (or the unknown

@@ -77,18 +77,40 @@ static const docq_script submit_script = {0,
     "docq_publish(KEYS[1]) "
     "return now"};
 
-/* KEYS: record. Returns the new attempt, -1 when the record is missing, -2
- * when the task is terminal. A start is a change: version + 1, published. */
+/* KEYS: record, stream, dead-letter stream. ARGV: group, entry id, max
+ * deliveries, ttl, task_id. Returns {attempt, failures, deliveries} when
+ * started, {-1} when the record is missing, {-2} when the task is terminal,
+ * {-3, deliveries} when the entry was dead-lettered. The delivery count is
+ * the group's own (XPENDING), which XREADGROUP and XAUTOCLAIM raise and the
+ * heartbeat's XCLAIM JUSTID does not. A start, or a dead-lettering, is a
+ * change: version + 1, published. */
 static const docq_script start_script = {1,
     LUA_CHANGED
-    "local s = redis.call('HGET', KEYS[1], 'state') "
-    "if not s then return -1 end "
-    "if s == 'SUCCESS' or s == 'FAILURE' then return -2 end "
+    "local cur = redis.call('HMGET', KEYS[1], 'state', 'failures', 'doc_id') "
+    "if not cur[1] then return {-1} end "
+    "if cur[1] == 'SUCCESS' or cur[1] == 'FAILURE' then return {-2} end "
+    "local p = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) "
+    "local n = 1 "
+    "if p[1] then n = p[1][4] end "
     LUA_NOW
+    "if n > tonumber(ARGV[3]) then "
+    "  redis.call('XADD', KEYS[3], '*', 'task_id', ARGV[5], 'doc_id', cur[3] or '', "
+    "    'entry_id', ARGV[2], 'deliveries', n, 'dead_at', string.format('%d', now)) "
+    "  redis.call('HSET', KEYS[1], 'state', 'FAILURE', 'deliveries', n, "
+    "    'finished_at', string.format('%d', now), 'error', 'moved to the dead-letter stream ' .. "
+    "    KEYS[3] .. ' after ' .. n .. ' deliveries: no worker finished it (each crashed, was "
+    "killed or lost it)') "
+    "  redis.call('EXPIRE', KEYS[1], ARGV[4]) "
+    "  docq_changed(KEYS[1]) "
+    "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) "
+    "  redis.call('XDEL', KEYS[2], ARGV[2]) "
+    "  return {-3, n} "
+    "end "
     "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1) "
-    "redis.call('HSET', KEYS[1], 'state', 'STARTED', 'started_at', string.format('%d', now)) "
+    "redis.call('HSET', KEYS[1], 'state', 'STARTED', 'started_at', string.format('%d', now), "
+    "  'deliveries', n) "
     "docq_changed(KEYS[1]) "
-    "return a"};
+    "return {a, tonumber(cur[2] or '0'), n}"};
 
 /* KEYS: record, stream. ARGV: group, entry id, attempt, state, field name,
  * value, ttl. Returns 1 when written, 0 when refused. Only a write is a
@@ -101,6 +123,7 @@ static const docq_script finish_script = {2,
     "  redis.call('HSET', KEYS[1], 'state', ARGV[4], ARGV[5], ARGV[6], "
     "    'finished_at', string.format('%d', now)) "
     "  redis.call('EXPIRE', KEYS[1], ARGV[7]) "
+    "  if ARGV[4] == 'SUCCESS' then redis.call('HDEL', KEYS[1], 'error') end "
     "  docq_changed(KEYS[1]) "
     "elseif cur[1] == 'STARTED' or cur[1] == 'PENDING' then "
     "  return 0 "
@@ -140,6 +163,49 @@ static const docq_script group_read_script = {15,
     "if read then return read end "
     "return -1"};
 
+/* KEYS: record. ARGV: attempt, error. Returns the new failure count, or -1
+ * when the task is not STARTED by that attempt. A change (the error shows):
+ * version + 1, published. */
+static const docq_script retry_script = {10,
+    LUA_CHANGED
+    "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts') "
+    "if cur[1] ~= 'STARTED' or cur[2] ~= ARGV[1] then return -1 end "
+    "redis.call('HSET', KEYS[1], 'error', ARGV[2]) "
+    "local f = redis.call('HINCRBY', KEYS[1], 'failures', 1) "
+    "docq_changed(KEYS[1]) "
+    "return f"};
+
+/* KEYS: record. ARGV: attempt. Returns the new attempt, or -1 when the task
+ * is not STARTED by that attempt. A change: version + 1, published. */
+static const docq_script restart_script = {11,
+    LUA_CHANGED
+    "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts') "
+    "if cur[1] ~= 'STARTED' or cur[2] ~= ARGV[1] then return -1 end "
+    LUA_NOW
+    "redis.call('HSET', KEYS[1], 'started_at', string.format('%d', now)) "
+    "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1) "
+    "docq_changed(KEYS[1]) "
+    "return a"};
+
+/* KEYS: stream. ARGV: group, consumer, entry ids. Returns, per id, 0 when its
+ * idle time was reset and 1 when it is not pending under consumer. */
+static const docq_script heartbeat_script = {12,
+    "local lost = {} "
+    "for i = 3, #ARGV do "
+    "  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1) "
+    "  if p[1] and p[1][2] == ARGV[2] then "
+    "    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID') "
+    "    lost[i - 2] = 0 "
+    "  else "
+    "    lost[i - 2] = 1 "
+    "  end "
+    "end "
+    "return lost"};
+
+/* Most entry ids one heartbeat script call takes (docq_redis_eval's limit on
+ * arguments, less the key and the group and consumer). */
+#define HEARTBEAT_BATCH 24
+
 void docq_key_stream(char *buf, size_t cap, const char *prefix, int shard) {
     snprintf(buf, cap, "%s:{s%d}:tasks", prefix, shard);
 }
@@ -159,6 +225,10 @@ uint32_t docq_queue_position(uint64_t seq, int64_t read) {
     return pos > UINT32_MAX ? UINT32_MAX : (uint32_t)pos;
 }
 
+void docq_key_dead(char *buf, size_t cap, const char *prefix, const char *dead, int shard) {
+    snprintf(buf, cap, "%s:{s%d}:%s", prefix, shard, dead);
+}
+
 /* The shard a well-formed task id names (ids reaching the store are valid). */
 static int shard_of(const char *task_id) { return atoi(task_id + 1); }
 
@@ -173,6 +243,27 @@ static int eval_int(docq_redis *r, const docq_script *s, int nkeys, int argc, co
         *out = rep->integer;
     else
         rc = docq_error_set(err, DOCQ_ERR, "unexpected reply type %d from script", rep->type);
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* Run a script whose reply is an array of integers; stores up to cap of them
+ * in out and their number in *n. Returns DOCQ_OK, or the error of
+ * docq_redis_eval. */
+static int eval_ints(docq_redis *r, const docq_script *s, int nkeys, int argc, const char **argv,
+                     const size_t *argvlen, long long *out, size_t cap, size_t *n, docq_error *err) {
+    redisReply *rep = docq_redis_eval(r, s, nkeys, argc, argv, argvlen, err);
+    if (!rep) return err ? err->code : DOCQ_ERR;
+    int rc = DOCQ_OK;
+    *n = 0;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements > cap)
+        rc = docq_error_set(err, DOCQ_ERR, "unexpected reply type %d from script", rep->type);
+    for (size_t i = 0; rc == DOCQ_OK && i < rep->elements; i++) {
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+            rc = docq_error_set(err, DOCQ_ERR, "unexpected element type in script reply");
+        else
+            out[(*n)++] = rep->element[i]->integer;
+    }
     freeReplyObject(rep);
     return rc;
 }
@@ -237,18 +328,62 @@ int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const ch
     return rc;
 }
 
-int docq_store_start(docq_redis *r, const char *prefix, const char *task_id, uint32_t *attempt,
-                     docq_error *err) {
-    char rkey[128];
-    docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard_of(task_id));
-    const char *argv[] = {rkey};
-    long long a;
-    int rc = eval_int(r, &start_script, 1, 1, argv, NULL, &a, err);
+int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
+                     docq_start *out, docq_error *err) {
+    char rkey[128], skey[96], dkey[160], maxd[24], ttl[24];
+    int shard = shard_of(task_id);
+    docq_key_task(rkey, sizeof(rkey), q->prefix, task_id, shard);
+    docq_key_stream(skey, sizeof(skey), q->prefix, shard);
+    docq_key_dead(dkey, sizeof(dkey), q->prefix, q->dead, shard);
+    snprintf(maxd, sizeof(maxd), "%ld", q->max_deliveries);
+    snprintf(ttl, sizeof(ttl), "%ld", q->ttl_s);
+    const char *argv[] = {rkey, skey, dkey, q->group, entry_id, maxd, ttl, task_id};
+    long long v[3];
+    size_t n;
+    memset(out, 0, sizeof(*out));
+    int rc = eval_ints(r, &start_script, 3, 8, argv, NULL, v, 3, &n, err);
     if (rc != DOCQ_OK) return rc;
-    if (a == -1) return docq_error_set(err, DOCQ_ENOTFOUND, "task record is gone");
-    if (a == -2) return docq_error_set(err, DOCQ_ECONFLICT, "task already finished");
-    *attempt = (uint32_t)a;
+    if (n >= 1 && v[0] == -1) return docq_error_set(err, DOCQ_ENOTFOUND, "task record is gone");
+    if (n >= 1 && v[0] == -2) return docq_error_set(err, DOCQ_ECONFLICT, "task already finished");
+    if (n == 2 && v[0] == -3) {
+        out->dead = 1;
+        out->deliveries = (uint32_t)v[1];
+        return DOCQ_OK;
+    }
+    if (n != 3 || v[0] < 1) return docq_error_set(err, DOCQ_ERR, "unexpected reply from the start script");
+    out->attempt = (uint32_t)v[0];
+    out->failures = (uint32_t)v[1];
+    out->deliveries = (uint32_t)v[2];
     return DOCQ_OK;
+}
+
+/* Run a script over one task record whose ARGV are the attempt and, when
+ * value is not NULL, value; a -1 reply is DOCQ_ECONFLICT, any other the
+ * result in *out. */
+static int eval_fenced(docq_redis *r, const docq_script *s, const char *prefix, const char *task_id,
+                       uint32_t attempt, const char *value, size_t value_len, uint32_t *out,
+                       docq_error *err) {
+    char rkey[128], att[16];
+    docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard_of(task_id));
+    snprintf(att, sizeof(att), "%u", attempt);
+    const char *argv[] = {rkey, att, value};
+    size_t lens[] = {strlen(rkey), strlen(att), value_len};
+    long long v;
+    int rc = eval_int(r, s, 1, value ? 3 : 2, argv, lens, &v, err);
+    if (rc != DOCQ_OK) return rc;
+    if (v < 0) return docq_error_set(err, DOCQ_ECONFLICT, "task moved on; attempt %u is no longer current", attempt);
+    *out = (uint32_t)v;
+    return DOCQ_OK;
+}
+
+int docq_store_retry(docq_redis *r, const char *prefix, const char *task_id, uint32_t attempt,
+                     const char *value, size_t value_len, uint32_t *failures, docq_error *err) {
+    return eval_fenced(r, &retry_script, prefix, task_id, attempt, value, value_len, failures, err);
+}
+
+int docq_store_restart(docq_redis *r, const char *prefix, const char *task_id, uint32_t attempt,
+                       uint32_t *next, docq_error *err) {
+    return eval_fenced(r, &restart_script, prefix, task_id, attempt, NULL, 0, next, err);
 }
 
 int docq_store_finish(docq_redis *r, const char *prefix, const char *group, const char *task_id,
@@ -279,4 +414,49 @@ int docq_store_ack(docq_redis *r, const char *prefix, int shard, const char *gro
     const char *argv[] = {skey, group, entry_id};
     long long n;
     return eval_int(r, &ack_script, 1, 3, argv, NULL, &n, err);
+}
+
+int docq_store_heartbeat(docq_redis *r, const char *prefix, int shard, const char *group,
+                         const char *consumer, const char *const *ids, size_t n, int *lost,
+                         docq_error *err) {
+    char skey[96];
+    docq_key_stream(skey, sizeof(skey), prefix, shard);
+    for (size_t done = 0; done < n;) {
+        size_t batch = n - done < HEARTBEAT_BATCH ? n - done : HEARTBEAT_BATCH, got;
+        const char *argv[3 + HEARTBEAT_BATCH] = {skey, group, consumer};
+        long long flags[HEARTBEAT_BATCH];
+        for (size_t i = 0; i < batch; i++) argv[3 + i] = ids[done + i];
+        int rc = eval_ints(r, &heartbeat_script, 1, 3 + (int)batch, argv, NULL, flags, batch, &got, err);
+        if (rc != DOCQ_OK) return rc;
+        if (got != batch) return docq_error_set(err, DOCQ_ERR, "unexpected reply from the heartbeat script");
+        for (size_t i = 0; i < batch; i++) lost[done + i] = flags[i] != 0;
+        done += batch;
+    }
+    return DOCQ_OK;
+}
+
+int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char *group,
+                       const char *consumer, long min_idle_ms, char *cursor, long count,
+                       redisReply **entries, docq_error *err) {
+    char skey[96], idle[24], cnt[24];
+    docq_key_stream(skey, sizeof(skey), prefix, shard);
+    snprintf(idle, sizeof(idle), "%ld", min_idle_ms);
+    snprintf(cnt, sizeof(cnt), "%ld", count);
+    const char *argv[] = {"XAUTOCLAIM", skey, group, consumer, idle, cursor, "COUNT", cnt};
+    *entries = NULL;
+    redisReply *rep = docq_redis_command(r, 8, argv, NULL, err);
+    if (!rep) return err ? err->code : DOCQ_ERR;
+    /* [next cursor, [entry...], [deleted id...]] (Redis 7; 6.2 sends no third). */
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 || rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[0]->len >= 48 || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(rep);
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply to XAUTOCLAIM");
+    }
+    memcpy(cursor, rep->element[0]->str, rep->element[0]->len + 1);
+    if (rep->element[1]->elements > 0) {
+        *entries = rep->element[1];
+        rep->element[1] = NULL; /* Detached: freeReplyObject skips NULL elements. */
+    }
+    freeReplyObject(rep);
+    return DOCQ_OK;
 }

@@ -10,10 +10,19 @@
  *                         (PENDING, STARTED, SUCCESS, FAILURE), attempts,
  *                         created_at, started_at, finished_at (Unix ms, from
  *                         Redis TIME so that every process shares one clock),
- *                         result, error, version (1 when submitted, + 1 with
- *                         each change), seq (the entry's number in its stream:
+ *                         result, error, deliveries (the group's delivery
+ *                         count of the entry at the last start), failures
+ *                         (transient AI failures so far: the retry budget),
+ *                         version (1 when submitted, + 1 with each change),
+ *                         seq (the entry's number in its stream:
  *                         entries-added after its XADD). No expiry until the
  *                         task finishes, then DOCQ_RESULT_TTL_S.
+ *   P:{sN}:<dead>         Stream: the shard's dead-letter stream (<dead> =
+ *                         DOCQ_DEAD_STREAM). One entry per task whose queue
+ *                         entry was delivered more than DOCQ_MAX_DELIVERIES
+ *                         times: task_id, doc_id, entry_id, deliveries,
+ *                         dead_at. Only ever appended to by docq; inspect and
+ *                         trim it by hand.
  *   P:{sN}:events         Pub/sub channel (not a key): every script that
  *                         changes a record of the shard publishes the whole
  *                         record there in the same atomic step (event.h).
@@ -69,16 +78,42 @@ int docq_store_get(docq_redis *r, const char *prefix, const char *group, const c
 int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const char *group,
                           int64_t *read, docq_error *err);
 
-/* Mark a task STARTED by a worker that has just read its entry: attempts + 1
- * and started_at = now, atomically. On DOCQ_OK, *attempt is the new attempt
- * number (the worker's fencing token for docq_store_finish).
+/* Write the dead-letter stream key of shard into buf: "P:{sN}:<dead>". */
+void docq_key_dead(char *buf, size_t cap, const char *prefix, const char *dead, int shard);
+
+/* The queue settings every worker-side step shares (strings borrowed). */
+typedef struct docq_queue {
+    const char *prefix;   /* DOCQ_KEY_PREFIX. */
+    const char *group;    /* DOCQ_GROUP. */
+    const char *dead;     /* DOCQ_DEAD_STREAM. */
+    long max_deliveries;  /* DOCQ_MAX_DELIVERIES. */
+    long ttl_s;           /* DOCQ_RESULT_TTL_S. */
+} docq_queue;
+
+/* What docq_store_start found. */
+typedef struct docq_start {
+    uint32_t attempt;     /* The new attempt number: the worker's fencing token. */
+    uint32_t failures;    /* Transient AI failures recorded before this start. */
+    uint32_t deliveries;  /* The group's delivery count of the entry, this one included. */
+    int dead;             /* 1: the entry was dead-lettered instead (see below). */
+} docq_start;
+
+/* A worker has just received entry_id (read or reclaimed) for task_id: mark
+ * the task STARTED (attempts + 1, started_at = now, deliveries = the group's
+ * delivery count of the entry), atomically. On DOCQ_OK with out->dead == 0
+ * the worker runs the task with out->attempt as its fencing token.
+ * When the entry was delivered more than q->max_deliveries times, the same
+ * step instead appends it to the shard's dead-letter stream, ends the task
+ * as FAILURE with an error saying so, and acknowledges and deletes the entry:
+ * DOCQ_OK with out->dead == 1 and out->deliveries set.
  * Returns DOCQ_ENOTFOUND when the record is gone and DOCQ_ECONFLICT when the
  * task is already terminal: in both cases the entry is only to be acked. */
-int docq_store_start(docq_redis *r, const char *prefix, const char *task_id, uint32_t *attempt,
-                     docq_error *err);
+int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
+                     docq_start *out, docq_error *err);
 
 /* Write a task's outcome: state SUCCESS with value as result, or FAILURE
- * with value as error; set finished_at and the record's expiry (ttl_s);
+ * with value as error (a SUCCESS also clears the error an earlier, failed
+ * attempt left); set finished_at and the record's expiry (ttl_s);
  * acknowledge and delete the stream entry entry_id of group, all in one step.
  * The write happens only while the task is STARTED by this same attempt;
  * otherwise nothing is written and DOCQ_ECONFLICT is returned (the entry is
@@ -92,5 +127,42 @@ int docq_store_finish(docq_redis *r, const char *prefix, const char *group, cons
  * entries whose task is gone or already finished). */
 int docq_store_ack(docq_redis *r, const char *prefix, int shard, const char *group,
                    const char *entry_id, docq_error *err);
+
+/* Record a transient AI failure of attempt: failures + 1 and error = value
+ * (value_len bytes), while the task stays STARTED, so that the task shows the
+ * last error while it waits for its retry. On DOCQ_OK, *failures is the new
+ * count. Returns DOCQ_ECONFLICT when the task is no longer STARTED by this
+ * attempt (nothing is written). */
+int docq_store_retry(docq_redis *r, const char *prefix, const char *task_id, uint32_t attempt,
+                     const char *value, size_t value_len, uint32_t *failures, docq_error *err);
+
+/* Begin the retry of a task whose attempt `attempt` failed transiently:
+ * attempts + 1 and started_at = now, only while the task is still STARTED by
+ * that attempt. On DOCQ_OK, *next is the new attempt (the new fencing token).
+ * Returns DOCQ_ECONFLICT when the task moved on (another worker took it over,
+ * or it is terminal): the worker then drops it without acknowledging. */
+int docq_store_restart(docq_redis *r, const char *prefix, const char *task_id, uint32_t attempt,
+                       uint32_t *next, docq_error *err);
+
+/* Heartbeat: reset the idle time of the entries ids[0..n-1] of shard's stream
+ * (XCLAIM ... JUSTID, which does not count a delivery) where they are still
+ * pending under consumer, so that no live worker's entry is reclaimed. An
+ * entry that another consumer owns now, or that is no longer pending, is left
+ * alone and marked with lost[i] = 1 (else 0). */
+int docq_store_heartbeat(docq_redis *r, const char *prefix, int shard, const char *group,
+                         const char *consumer, const char *const *ids, size_t n, int *lost,
+                         docq_error *err);
+
+/* Reclaim: XAUTOCLAIM for consumer up to count entries of shard's stream
+ * that have been idle for min_idle_ms or more, scanning the group's pending
+ * list from cursor (an entry id; "0-0" from the start), which is updated to
+ * where the next call should go on ("0-0" after a full pass; cursor holds at
+ * least 48 bytes). On DOCQ_OK, *entries is the array of claimed entries, each
+ * [id, [field, value, ...]], owned by the caller (freeReplyObject). Entries
+ * that were deleted from the stream while pending are dropped from the
+ * pending list by Redis and are not among them. */
+int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char *group,
+                       const char *consumer, long min_idle_ms, char *cursor, long count,
+                       redisReply **entries, docq_error *err);
 
 #endif

@@ -166,6 +166,9 @@ int docq_task_set_field(docq_task *t, const char *name, size_t nlen, const char 
     } else if (FIELD_IS("attempts")) {
         if (parse_i64(val, vlen, &n) != DOCQ_OK || n > UINT32_MAX) return DOCQ_EINVAL;
         t->attempts = (uint32_t)n;
+    } else if (FIELD_IS("deliveries")) {
+        if (parse_i64(val, vlen, &n) != DOCQ_OK || n > UINT32_MAX) return DOCQ_EINVAL;
+        t->deliveries = (uint32_t)n;
     } else if (FIELD_IS("created_at")) {
         return parse_i64(val, vlen, &t->created_at_ms);
     } else if (FIELD_IS("started_at")) {

@@ -9,24 +9,42 @@
  *   PENDING   SubmitDoc stores the record and adds the stream entry in one
  *             atomic script: a task is never half-created, and a task that
  *             exists is always queued or finished.
- *   STARTED   A worker read the entry (XREADGROUP, so it is now in the
- *             group's pending list under that worker's name) and, in one
- *             script, set started_at and attempts + 1. The worker then calls
- *             the AI service. A task whose worker dies stays STARTED with its
- *             entry pending; when another worker re-reads it, the task starts
- *             again (STARTED -> STARTED, attempts + 1).
- *   SUCCESS   The AI answered 2xx; result holds its body.
- *   FAILURE   The AI answered an error or could not be reached; error says
- *             which. SUCCESS and FAILURE are terminal: the finishing script
- *             writes the outcome, acknowledges and deletes the stream entry
- *             and sets the record's expiry (DOCQ_RESULT_TTL_S) in one atomic
- *             step, and refuses to write when the record is already terminal
- *             or was started again by a newer attempt (fencing by attempt).
+ *   STARTED   A worker received the entry (XREADGROUP, or XAUTOCLAIM from a
+ *             dead worker; either way it is now in the group's pending list
+ *             under that worker's name) and, in one script, set started_at,
+ *             attempts + 1 and deliveries (the group's delivery count of the
+ *             entry). The worker then calls the AI service, and while it
+ *             holds the task it refreshes its claim every DOCQ_HEARTBEAT_MS
+ *             (XCLAIM ... JUSTID), however long the call takes.
+ *             A transient AI failure (no answer, timeout, HTTP 429 or 5xx)
+ *             keeps the task STARTED: one script adds 1 to failures and sets
+ *             error to the reason, the worker waits a jittered exponential
+ *             backoff (at least what Retry-After asked), then a fenced script
+ *             starts the next attempt (STARTED -> STARTED, attempts + 1).
+ *             A worker that dies, is killed or stops past its grace leaves
+ *             the task STARTED with its entry pending; once the entry has been
+ *             idle for DOCQ_VISIBILITY_TIMEOUT_MS a live worker reclaims it
+ *             and starts it again (STARTED -> STARTED, attempts + 1,
+ *             deliveries + 1). Worker losses are thus counted in deliveries,
+ *             apart from the AI's failures, and do not use up the retries.
+ *   SUCCESS   The AI answered 2xx; result holds its body (error is cleared).
+ *   FAILURE   The AI answered a permanent error (any other non-2xx), or a
+ *             transient one on the DOCQ_MAX_ATTEMPTS-th failure, or the
+ *             entry was delivered more than DOCQ_MAX_DELIVERIES times (a
+ *             poison entry: the start script moves it to the shard's
+ *             dead-letter stream instead of starting it); error says which.
+ *             SUCCESS and FAILURE are terminal: the finishing script writes
+ *             the outcome, acknowledges and deletes the stream entry and sets
+ *             the record's expiry (DOCQ_RESULT_TTL_S) in one atomic step, and
+ *             refuses to write when the record is already terminal or was
+ *             started again by a newer attempt (fencing by attempt).
  *
  * At-least-once: an entry leaves the stream only with its outcome, so a crash
  * anywhere before that leaves it pending and it is delivered again; the
- * fencing above makes the first outcome the only one. An AI call may thus be
- * repeated after a crash, never lost.
+ * fencing above makes the first outcome the only one, even when a worker that
+ * was presumed dead (a zombie) comes back with an answer. An AI call may thus
+ * be repeated after a crash, never lost. Nothing unacknowledged is ever
+ * trimmed: entries are deleted one by one as their outcome is written.
  *
  * Versions and watchers: every script that changes a record adds 1 to its
  * `version` (submit sets 1) and, in the same atomic step, publishes the whole
@@ -76,7 +94,8 @@ typedef struct docq_task {
     char *result;           /* AI answer (owned, NUL-terminated) or NULL. */
     size_t result_len;      /* Bytes in result, which may hold NULs. */
     char *error;            /* Failure reason (owned) or NULL. */
-    uint32_t attempts;      /* Starts by workers, retries and re-deliveries included. */
+    uint32_t attempts;      /* AI calls started, retries and re-deliveries included. */
+    uint32_t deliveries;    /* Times the queue handed the task to a worker (1 unless one stopped). */
     int64_t created_at_ms;  /* Unix milliseconds; 0 when unset. */
     int64_t started_at_ms;
     int64_t finished_at_ms;

@@ -3,19 +3,25 @@
  *
  * Endpoints
  *   POST <any path>  body {"task_id":"...","doc_id":"..."} (conventionally POST /process).
- *                    After --latency-ms it answers 200 {"doc_id":"<doc_id>","summary":"processed
- *                    <doc_id>"}; a request chosen to fail answers --fail-status with
- *                    {"error":"injected failure"} (and Retry-After when --retry-after > 0); a body
- *                    without a string doc_id answers 400 {"error":"missing doc_id"}.
+ *                    After --latency-ms (plus a random 0 to --latency-jitter-ms) it answers 200
+ *                    {"doc_id":"<doc_id>","summary":"processed <doc_id>"}; a request chosen to fail
+ *                    answers --fail-status with {"error":"injected failure"} (and Retry-After when
+ *                    --retry-after > 0); a doc_id starting with --reject-prefix always answers
+ *                    --reject-status with {"error":"rejected document"} (a permanent failure); a
+ *                    body without a string doc_id answers 400 {"error":"missing doc_id"}.
  *   POST /reset      clears the counters and the set of seen task ids: 200 {"ok":true}.
  *   GET /stats       200 {"requests":R,"ok":O,"failed":F,"distinct_tasks":D,"duplicate_tasks":U,
- *                    "in_flight":I,"max_in_flight":M}.
+ *                    "in_flight":I,"max_in_flight":M,"connections":C} (C: connections accepted
+ *                    since the start, never reset).
  *   GET /healthz     200 ok. Any other GET is 404; any other method is 405.
  *
  * Counters
- *   Every POST other than /reset is a request. It takes the next sequence number, which decides
- *   whether it fails (with --fail-status: numbers N, 2N, ... for --fail-every N, all of them for
- *   --fail-every 0). It is in flight from the moment its body has been read until its answer is
+ *   Every POST other than /reset is a request. It takes the next sequence number and, when it
+ *   carries a task_id, the count of requests for that task so far, which decide whether it fails
+ *   with --fail-status: the first N requests of each task for --fail-first N; else each with a
+ *   probability of P% for --fail-percent P; else numbers N, 2N, ... for --fail-every N, all of
+ *   them for --fail-every 0. With --log-requests 1 each answer is logged with its task_id, its
+ *   status and that count. It is in flight from the moment its body has been read until its answer is
  *   decided, and then counts as ok (answered 200) or failed (anything else: injected failures and
  *   bodies without a doc_id). A request whose body carries a task_id adds it to the seen set; if
  *   the id was there already, the request counts as a duplicate. A test that sends every task to
@@ -357,6 +363,7 @@ struct task_slot {
     char *key;      /* Owned, NUL-terminated copy of the task id; NULL marks a free slot. */
     size_t len;     /* Length of key (a \u0000 escape may put a NUL inside it). */
     uint64_t hash;  /* FNV-1a hash of key, kept so that growing needs no rehashing. */
+    uint64_t seen;  /* Requests that carried this task id. */
 };
 
 struct task_set {
@@ -403,23 +410,24 @@ static int task_set_grow(struct task_set *set) {
     return DOCQ_OK;
 }
 
-/* Adds a copy of the len bytes of key to the set. Sets *added to 1 when the key is new, 0 when it
- * was already there. Returns DOCQ_OK, or DOCQ_ERR when memory runs out (the set is unchanged). */
-static int task_set_add(struct task_set *set, const char *key, size_t len, int *added) {
+/* Adds a copy of the len bytes of key to the set, or counts one more request for it. Sets *seen
+ * to the number of requests for key so far, this one included (1 when the key is new). Returns
+ * DOCQ_OK, or DOCQ_ERR when memory runs out (the set is unchanged). */
+static int task_set_add(struct task_set *set, const char *key, size_t len, uint64_t *seen) {
     if ((set->count + 1) * 4 > set->cap * 3 && task_set_grow(set) != DOCQ_OK) return DOCQ_ERR;
     uint64_t hash = fnv1a(key, len);
     struct task_slot *slot = task_set_probe(set, key, len, hash);
     if (slot->key != NULL) {
-        *added = 0;
+        *seen = ++slot->seen;
         return DOCQ_OK;
     }
     char *copy = malloc(len + 1);
     if (copy == NULL) return DOCQ_ERR;
     memcpy(copy, key, len);
     copy[len] = '\0';
-    *slot = (struct task_slot){copy, len, hash};
+    *slot = (struct task_slot){copy, len, hash, 1};
     set->count++;
-    *added = 1;
+    *seen = 1;
     return DOCQ_OK;
 }
 
@@ -442,6 +450,8 @@ struct fake_stats {
     uint64_t duplicate_tasks;  /* Of those, carrying a task_id seen before in this generation. */
     uint64_t in_flight;        /* POSTs begun and not yet finished, whatever their generation. */
     uint64_t max_in_flight;    /* Highest in_flight since the last reset. */
+    uint64_t connections;      /* Connections accepted since the start; never reset. */
+    uint64_t rng;              /* State of the random sequence behind jitter and --fail-percent. */
     struct task_set tasks;     /* Task ids seen in this generation. */
 };
 
@@ -449,24 +459,38 @@ struct fake_stats {
 struct stats_ticket {
     uint64_t generation;  /* Generation the request began in. */
     uint64_t seq;         /* 1-based position of the request among its generation's POSTs. */
+    uint64_t task_seen;   /* Requests for its task_id so far, this one included; 0 without one. */
+    uint64_t random;      /* A random number drawn for this request. */
 };
 
 /* A copy of the counters, taken under the lock. */
 struct stats_snapshot {
     uint64_t requests, ok, failed, distinct_tasks, duplicate_tasks, in_flight, max_in_flight;
+    uint64_t connections;
 };
+
+/* The next number of the splitmix64 sequence in *state. Call with the stats lock held. */
+static uint64_t next_random(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
 
 /* Counts a POST as begun and in flight, and records its task id (task may be NULL when the body
  * has none). Fills *ticket. Returns DOCQ_OK, or DOCQ_ERR when memory runs out, in which case
  * nothing was counted and stats_finish must not be called. */
 static int stats_begin(struct fake_stats *stats, const struct strbuf *task,
                        struct stats_ticket *ticket) {
-    int added = 1, rc = DOCQ_OK;
+    uint64_t seen = 0;
+    int rc = DOCQ_OK;
     pthread_mutex_lock(&stats->lock);
-    if (task != NULL) rc = task_set_add(&stats->tasks, task->data, task->len, &added);
+    if (task != NULL) rc = task_set_add(&stats->tasks, task->data, task->len, &seen);
     if (rc == DOCQ_OK) {
         stats->requests++;
-        if (!added) stats->duplicate_tasks++;
+        if (seen > 1) stats->duplicate_tasks++;
+        ticket->task_seen = seen;
+        ticket->random = next_random(&stats->rng);
         stats->in_flight++;
         if (stats->in_flight > stats->max_in_flight) stats->max_in_flight = stats->in_flight;
         ticket->generation = stats->generation;
@@ -509,6 +533,7 @@ static void stats_read(struct fake_stats *stats, struct stats_snapshot *out) {
     out->duplicate_tasks = stats->duplicate_tasks;
     out->in_flight = stats->in_flight;
     out->max_in_flight = stats->max_in_flight;
+    out->connections = stats->connections;
     pthread_mutex_unlock(&stats->lock);
 }
 
@@ -522,6 +547,12 @@ struct fake_config {
     int fail_status;        /* Status of injected failures; 0 turns injection off. */
     long fail_every;        /* With fail_status: POSTs N, 2N, ... fail; 0 means all of them. */
     long retry_after;       /* Retry-After seconds on injected failures; 0 sends no header. */
+    long latency_jitter_ms; /* Up to this much more delay, drawn at random for each POST. */
+    long fail_percent;      /* With fail_status: the chance, in %, that a POST fails (over fail_every). */
+    long fail_first;        /* With fail_status: the first N POSTs of each task fail (over the others). */
+    const char *reject_prefix; /* doc_ids starting with it get reject_status, or NULL; borrowed. */
+    int reject_status;      /* Status of rejected documents (a permanent failure). */
+    long log_requests;      /* 1: log one line per POST answer. */
     const char *port_file;  /* Where to write the bound port, or NULL; borrowed from argv/environ. */
 };
 
@@ -588,6 +619,34 @@ static int parse_retry_after(const char *text, struct fake_config *cfg) {
     return parse_count(text, 1000000000L, &cfg->retry_after);
 }
 
+static int parse_latency_jitter(const char *text, struct fake_config *cfg) {
+    return parse_count(text, 24L * 3600 * 1000, &cfg->latency_jitter_ms);
+}
+
+static int parse_fail_percent(const char *text, struct fake_config *cfg) {
+    return parse_count(text, 100, &cfg->fail_percent);
+}
+
+static int parse_fail_first(const char *text, struct fake_config *cfg) {
+    return parse_count(text, 1000000000L, &cfg->fail_first);
+}
+
+static int parse_reject_prefix(const char *text, struct fake_config *cfg) {
+    cfg->reject_prefix = *text ? text : NULL;
+    return DOCQ_OK;
+}
+
+static int parse_reject_status(const char *text, struct fake_config *cfg) {
+    long status;
+    if (parse_count(text, 599, &status) != DOCQ_OK || status < 200) return DOCQ_ERR;
+    cfg->reject_status = (int)status;
+    return DOCQ_OK;
+}
+
+static int parse_log_requests(const char *text, struct fake_config *cfg) {
+    return parse_count(text, 1, &cfg->log_requests);
+}
+
 static int parse_port_file(const char *text, struct fake_config *cfg) {
     if (*text == '\0') return DOCQ_ERR;
     cfg->port_file = text;
@@ -615,6 +674,21 @@ static const struct option_spec option_specs[] = {
      "with --fail-status, POSTs N, 2N, ... fail; 0 means every POST fails", parse_fail_every},
     {"retry-after", "FAKEAI_RETRY_AFTER", "S", "0",
      "when > 0, injected failures carry Retry-After: S", parse_retry_after},
+    {"latency-jitter-ms", "FAKEAI_LATENCY_JITTER_MS", "N", "0",
+     "add a random 0 to N milliseconds to each POST's latency", parse_latency_jitter},
+    {"fail-percent", "FAKEAI_FAIL_PERCENT", "P", "0",
+     "with --fail-status, each POST fails with a chance of P% (over --fail-every)",
+     parse_fail_percent},
+    {"fail-first", "FAKEAI_FAIL_FIRST", "N", "0",
+     "with --fail-status, the first N POSTs of each task_id fail (over the two above)",
+     parse_fail_first},
+    {"reject-prefix", "FAKEAI_REJECT_PREFIX", "TEXT", "",
+     "POSTs whose doc_id starts with TEXT always answer --reject-status (permanent)",
+     parse_reject_prefix},
+    {"reject-status", "FAKEAI_REJECT_STATUS", "CODE", "422",
+     "HTTP status (200-599) of rejected documents", parse_reject_status},
+    {"log-requests", "FAKEAI_LOG_REQUESTS", "0|1", "0",
+     "1 logs each POST answer: task_id, status, the task's request count", parse_log_requests},
     {"port-file", "FAKEAI_PORT_FILE", "PATH", NULL,
      "after binding, write the bound port and a newline to PATH (atomically)", parse_port_file},
 };
@@ -644,7 +718,8 @@ static void print_help(FILE *out) {
             "                   failure, or 400 {\"error\":\"missing doc_id\"}\n"
             "  POST /reset      clear the counters and the seen task ids -> 200 {\"ok\":true}\n"
             "  GET /stats       {\"requests\":R,\"ok\":O,\"failed\":F,\"distinct_tasks\":D,\n"
-            "                   \"duplicate_tasks\":U,\"in_flight\":I,\"max_in_flight\":M}\n"
+            "                   \"duplicate_tasks\":U,\"in_flight\":I,\"max_in_flight\":M,\n"
+            "                   \"connections\":C}\n"
             "  GET /healthz     200 ok\n"
             "SIGTERM or SIGINT stops the server (exit 0).\n",
             "-h, --help");
@@ -927,10 +1002,19 @@ static void sleep_ms(long ms) {
     }
 }
 
-static int should_fail(const struct fake_config *cfg, uint64_t seq) {
+/* Whether the request holding ticket gets the injected failure (see the essay at the top). */
+static int should_fail(const struct fake_config *cfg, const struct stats_ticket *ticket) {
     if (cfg->fail_status == 0) return 0;
+    if (cfg->fail_first > 0) return ticket->task_seen > 0 && ticket->task_seen <= (uint64_t)cfg->fail_first;
+    if (cfg->fail_percent > 0) return ticket->random % 100 < (uint64_t)cfg->fail_percent;
     if (cfg->fail_every == 0) return 1;
-    return seq % (uint64_t)cfg->fail_every == 0;
+    return ticket->seq % (uint64_t)cfg->fail_every == 0;
+}
+
+/* Whether doc_id is one the server rejects for good (--reject-prefix). */
+static int is_rejected(const struct fake_config *cfg, const struct strbuf *doc_id) {
+    size_t n = cfg->reject_prefix ? strlen(cfg->reject_prefix) : 0;
+    return n > 0 && doc_id->len >= n && memcmp(doc_id->data, cfg->reject_prefix, n) == 0;
 }
 
 /* POST <any path>: counts the request, waits for the latency, then answers 200 with a summary,
@@ -946,11 +1030,14 @@ static void handle_process(struct fake_server *srv, const struct http_request *r
     if (stats_begin(&srv->stats, has_task ? &task_id : NULL, &ticket) != DOCQ_OK) {
         respond_error(resp, 500, "out of memory");
     } else {
-        sleep_ms(cfg->latency_ms);
+        uint64_t jitter = (ticket.random >> 32) % ((uint64_t)cfg->latency_jitter_ms + 1);
+        sleep_ms(cfg->latency_ms + (long)jitter);
         int ok = 0;
         if (!has_doc) {
             respond_error(resp, 400, "missing doc_id");
-        } else if (should_fail(cfg, ticket.seq)) {
+        } else if (is_rejected(cfg, &doc_id)) {
+            respond_error(resp, cfg->reject_status, "rejected document");
+        } else if (should_fail(cfg, &ticket)) {
             respond_error(resp, cfg->fail_status, "injected failure");
             resp->retry_after = cfg->retry_after;
         } else {
@@ -962,6 +1049,9 @@ static void handle_process(struct fake_server *srv, const struct http_request *r
             sb_appends(&resp->body, "\"}");
         }
         stats_finish(&srv->stats, &ticket, ok);
+        if (cfg->log_requests)
+            log_line("info", "answered POST task_id=%s status=%d task_requests=%" PRIu64,
+                     has_task ? task_id.data : "", ok ? 200 : resp->status, ticket.task_seen);
     }
     sb_free(&task_id);
     sb_free(&doc_id);
@@ -973,9 +1063,10 @@ static void handle_stats(struct fake_server *srv, struct http_response *resp) {
     sb_appendf(&resp->body,
                "{\"requests\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"failed\":%" PRIu64
                ",\"distinct_tasks\":%" PRIu64 ",\"duplicate_tasks\":%" PRIu64
-               ",\"in_flight\":%" PRIu64 ",\"max_in_flight\":%" PRIu64 "}",
+               ",\"in_flight\":%" PRIu64 ",\"max_in_flight\":%" PRIu64
+               ",\"connections\":%" PRIu64 "}",
                s.requests, s.ok, s.failed, s.distinct_tasks, s.duplicate_tasks, s.in_flight,
-               s.max_in_flight);
+               s.max_in_flight, s.connections);
 }
 
 static int path_is(const struct http_request *req, const char *path) {
@@ -1431,6 +1522,9 @@ static void spawn_connection(struct accept_loop *loop, int fd) {
     set_fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, 0); /* Some systems pass it on from listeners. */
     set_fd_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC, 1);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    pthread_mutex_lock(&loop->srv->stats.lock);
+    loop->srv->stats.connections++;
+    pthread_mutex_unlock(&loop->srv->stats.lock);
     struct conn *c = conn_new(fd, loop->srv);
     if (c == NULL) {
         close(fd);
@@ -1526,6 +1620,9 @@ int main(int argc, char **argv) {
         log_line("error", "cannot start the signal thread: %s", strerror(errno));
         return 1;
     }
+    struct timespec seed;
+    clock_gettime(CLOCK_REALTIME, &seed);
+    srv->stats.rng = (uint64_t)seed.tv_nsec * 2654435761u ^ (uint64_t)getpid();
     if (pthread_mutex_init(&srv->stats.lock, NULL) != 0 || init_thread_attr(&loop.attr) != DOCQ_OK) {
         log_line("error", "cannot initialise the thread state");
         return 1;

@@ -182,6 +182,9 @@ static void result_fill(ai_call *call, CURLcode code, ai_result *out) {
     if (code == CURLE_OK) {
         out->status = AI_CALL_ANSWERED;
         curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &out->http_status);
+        curl_off_t retry_after = 0; /* curl parses both delta-seconds and an HTTP date. */
+        if (curl_easy_getinfo(call->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0)
+            out->retry_after_s = retry_after > 86400 ? 86400 : (long)retry_after;
         out->body = call->buf;
         out->body_len = call->len;
         call->buf = NULL;

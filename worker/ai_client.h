@@ -40,6 +40,7 @@ typedef struct ai_result {
     long http_status;      /* HTTP status code when ANSWERED, else 0. */
     char *body;            /* Answer body (owned, NUL-terminated, may hold NULs) or NULL. */
     size_t body_len;       /* Bytes in body. */
+    long retry_after_s;    /* When ANSWERED: the Retry-After header in seconds (both forms), else 0. */
     char error[512];       /* When FAILED: "<curl's text> (<details>)"; else empty. */
 } ai_result;
 

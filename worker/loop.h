@@ -2,20 +2,25 @@
  *
  * One loop drives up to DOCQ_WORKER_CONCURRENCY AI calls at once. It holds a
  * fixed table of slots; a slot is busy from the moment its stream entry is
- * read until the task's outcome is written to Redis, so the loop never reads
- * more entries than it has free slots. Each turn of the loop:
+ * received until what its task came to is written to Redis, so the loop never
+ * takes more entries than it has free slots (tasks.c). Each turn of the loop:
  *
  *   1. while Redis is unusable, tries again to connect both Redis
  *      connections (with a backoff of 100 ms growing to 2 s), re-creates the
  *      consumer groups and then re-reads its own pending entries;
- *   2. writes the outcomes that are waiting (kept in their slots until Redis
- *      takes them, so no finished task is lost while Redis is down);
- *   3. unless stopping, sends one XREADGROUP for as many entries as it has
+ *   2. writes the outcomes and transient-failure records that are waiting
+ *      (kept in their slots until Redis takes them, so nothing decided is
+ *      lost while Redis is down), and starts the retries whose backoff is
+ *      over;
+ *   3. when due (every DOCQ_HEARTBEAT_MS), refreshes the claim on every busy
+ *      slot's entry and, with free slots, reclaims entries that other
+ *      workers abandoned (recovery.c), cutting a blocked read short first;
+ *   4. unless stopping, sends one XREADGROUP for as many entries as it has
  *      free slots on the `rd` connection, without waiting for the reply;
- *   4. waits in ai_client_poll for AI traffic, the reply on `rd` or the stop
- *      descriptor, then starts the tasks read (docq_store_start on the `cmd`
- *      connection, then the AI call) and finishes the calls that completed
- *      (docq_store_finish on `cmd`).
+ *   5. waits in ai_client_poll for AI traffic, the reply on `rd`, the stop
+ *      descriptor or the next timer, then starts the tasks read
+ *      (docq_store_start on the `cmd` connection, then the AI call) and
+ *      handles the calls that completed.
  *
  * Redis applies XREADGROUP's COUNT to each stream, so a read over k streams
  * may return k * COUNT entries. To stay within its free slots the loop reads:
@@ -30,11 +35,14 @@
  *     100 ms. (Blocking on some shards would leave the others' entries
  *     waiting for the BLOCK to end.)
  *
- * Stopping: when the stop descriptor becomes readable the loop reads no new
- * entries, lets the calls in flight finish and their outcomes be written for
- * up to DOCQ_SHUTDOWN_GRACE_MS, then returns. Tasks still unfinished stay
- * STARTED with their entries pending in Redis, to be delivered again (see
- * task.h): that is the at-least-once contract, not a failure. */
+ * Stopping: when the stop descriptor becomes readable the loop reads and
+ * reclaims no new entries and starts no retries (tasks waiting for one are
+ * left at once), lets the calls in flight finish and their outcomes be
+ * written for up to DOCQ_SHUTDOWN_GRACE_MS, heartbeating them meanwhile, then
+ * returns. Tasks still unfinished stay STARTED with their entries pending in
+ * Redis, to be reclaimed by another worker once idle for
+ * DOCQ_VISIBILITY_TIMEOUT_MS (see task.h): that is the at-least-once
+ * contract, not a failure. */
 #ifndef DOCQ_WORKER_LOOP_H
 #define DOCQ_WORKER_LOOP_H
 

@@ -5,6 +5,7 @@ Everything a Stack starts is stopped by Stack.stop() (tests call it from
 tearDown/addCleanup), and its files live in a temporary directory that is
 removed afterwards unless DOCQ_TEST_KEEP=1.
 """
+import calendar
 import json
 import os
 import re
@@ -131,12 +132,12 @@ class Stack:
                            capture_output=True, text=True)
         return r.stdout.strip()
 
-    def start_ai(self, *extra):
+    def start_ai(self, *extra, port=0):
         port_file = os.path.join(self.dir, "ai.port")
         if os.path.exists(port_file):
             os.unlink(port_file)
-        self.ai = self._start("fake-ai", [os.path.join(BIN_DIR, "docq-fake-ai"), "--listen", "127.0.0.1:0",
-                                          "--port-file", port_file] + list(extra))
+        self.ai = self._start("fake-ai", [os.path.join(BIN_DIR, "docq-fake-ai"), "--listen",
+                                          "127.0.0.1:%d" % port, "--port-file", port_file] + list(extra))
         self.ai_port = int(wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(),
                                     what="docq-fake-ai to listen"))
         return self
@@ -216,6 +217,49 @@ class Stack:
         """Run the docq CLI against this stack; returns CompletedProcess."""
         return subprocess.run([os.path.join(BIN_DIR, "docq"), "--server", self.address()] + list(args),
                               capture_output=True, text=True, timeout=timeout)
+
+    def task(self, task_id):
+        """The task as GetStatus returns it now."""
+        return self.stub().GetStatus(pb.GetStatusRequest(task_id=task_id), timeout=5)
+
+    def wait_task(self, task_id, cond, timeout=30, what="the task"):
+        """Poll GetStatus until cond(task) holds; return the task."""
+        def check():
+            t = self.task(task_id)
+            return t if cond(t) else None
+        return wait_for(check, timeout=timeout, interval=0.05, what=what)
+
+    # -- Redis and AI inspection ---------------------------------------------
+    def stream_key(self, shard, name="tasks"):
+        return "docq:{s%d}:%s" % (shard, name)
+
+    def shard_of(self, task_id):
+        return int(task_id.split("-")[0][1:])
+
+    def pending_count(self):
+        """Entries pending in the workers' group, over every shard."""
+        total = 0
+        for shard in range(self.shards):
+            out = self.redis_cli("XPENDING", self.stream_key(shard), "workers")
+            first = out.splitlines()[0] if out else "0"
+            total += int(first) if first.isdigit() else 0
+        return total
+
+    def queued_count(self, name="tasks"):
+        """Entries in the queue streams (or another per-shard stream), over every shard."""
+        return sum(int(self.redis_cli("XLEN", self.stream_key(shard, name)) or 0)
+                   for shard in range(self.shards))
+
+    def ai_answers(self):
+        """The answers docq-fake-ai logged (start it with --log-requests 1), in order:
+        [(unix seconds, task_id, status, the task's request count)]."""
+        out = []
+        for line in self.ai.text().splitlines():
+            m = re.search(r'"ts":"([^"]+)".*answered POST task_id=(\S*) status=(\d+) task_requests=(\d+)', line)
+            if m:
+                ts = calendar.timegm(time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S"))
+                out.append((ts + float("0" + m.group(1)[19:-1]), m.group(2), int(m.group(3)), int(m.group(4))))
+        return out
 
     def wait_terminal(self, task_id, timeout=30):
         """Poll GetStatus until the task is SUCCESS or FAILURE; return it."""

@@ -90,11 +90,12 @@ class EndToEnd(unittest.TestCase):
         s.ai.signal(15)
         s.ai.wait()
         s.start_server()
-        s.start_worker(DOCQ_AI_CONNECT_TIMEOUT_MS="500")
+        s.start_worker(DOCQ_AI_CONNECT_TIMEOUT_MS="500", DOCQ_MAX_ATTEMPTS="2", DOCQ_RETRY_BASE_MS="50")
         r = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="doc_x"), timeout=5)
         t = s.wait_terminal(r.task_id)
         self.assertEqual(t.state, pb.Task.FAILURE)
         self.assertIn("AI call failed", t.error)
+        self.assertIn("gave up after 2 attempts", t.error)
 
     def test_a_callers_tasks_share_one_shard_and_its_id_names_it(self):
         s = self.stack.start_all(workers=0)

@@ -102,6 +102,25 @@ class Watch(unittest.TestCase):
             self.assertTrue(last.HasField("finished_at"))
         self.assertEqual(s.open_watches(), 0)
 
+    def test_a_retried_task_streams_each_failure_and_attempt_in_order(self):
+        # The worker's retry path changes the record too (the error, then
+        # the next attempt): each of those is a version the watcher sees.
+        s = self.stack
+        s.start_redis().start_ai("--fail-status", "503", "--fail-first", "1", "--latency-ms", "300")
+        s.start_server()
+        stub = s.stub()
+        tid = submit(stub, 1)[0]
+        w = Watcher(stub, tid)
+        wait_for(lambda: w.messages, what="the first message")
+        s.start_worker(DOCQ_RETRY_BASE_MS="600")
+        w.finish(timeout=60)
+        self.assertEqual(w.code, grpc.StatusCode.OK, (w.details, s.logs()))
+        check_stream(self, w.messages, tid)
+        changes = [(m.version, pb.Task.State.Name(m.state), m.attempts, bool(m.error)) for m in w.messages]
+        self.assertEqual(changes, [(1, "PENDING", 0, False), (2, "STARTED", 1, False), (3, "STARTED", 1, True),
+                                   (4, "STARTED", 2, True), (5, "SUCCESS", 2, False)], w.messages)
+        self.assertIn("503", w.messages[2].error)
+
     def test_a_watch_reopened_with_after_version_gets_only_newer_versions(self):
         s = self.stack
         s.start_redis().start_ai("--latency-ms", "800").start_server()

@@ -61,6 +61,16 @@ static const uint8_t golden_pending_task[64] = {
     0x01, 0x60, 0xac, 0x02,
 };
 
+/* A STARTED task taken over once (field 10, deliveries, added later):
+ *   docq_pb2.Task(task_id="s3-00112233445566778899aabbccddeeff",
+ *                 state=docq_pb2.Task.STARTED, attempts=5, deliveries=3) */
+static const uint8_t golden_task_deliveries[43] = {
+    0x0a, 0x23, 0x73, 0x33, 0x2d, 0x30, 0x30, 0x31, 0x31, 0x32, 0x32, 0x33,
+    0x33, 0x34, 0x34, 0x35, 0x35, 0x36, 0x36, 0x37, 0x37, 0x38, 0x38, 0x39,
+    0x39, 0x61, 0x61, 0x62, 0x62, 0x63, 0x63, 0x64, 0x64, 0x65, 0x65, 0x66,
+    0x66, 0x18, 0x02, 0x30, 0x05, 0x50, 0x03,
+};
+
 #define GOLDEN_TASK_ID "s3-00112233445566778899aabbccddeeff"
 
 /* The task the golden Task bytes hold. Owns its strings: docq_task_clear. */
@@ -458,8 +468,32 @@ static void status_names(void) {
     CHECK_STR_EQ(docq_grpc_status_name(1000), "UNKNOWN");
 }
 
+static void task_deliveries_golden_bytes(void) {
+    docq_task t = {0}, back = {0};
+    docq_task_msg m;
+    docq_error err = {0};
+    size_t len;
+    strcpy(t.task_id, GOLDEN_TASK_ID);
+    t.state = DOCQ_STATE_STARTED;
+    t.attempts = 5;
+    t.deliveries = 3;
+    docq_codec_task_msg(&t, &m);
+    uint8_t *bytes = pack(&m.msg.base, &len);
+    CHECK_MEM_EQ(bytes, len, golden_task_deliveries, sizeof(golden_task_deliveries));
+    free(bytes);
+    Docq__V1__Task *u = docq__v1__task__unpack(NULL, sizeof(golden_task_deliveries), golden_task_deliveries);
+    CHECK(u != NULL);
+    if (!u) return;
+    CHECK_INT_EQ(docq_codec_task_from_msg(u, &back, &err), DOCQ_OK);
+    CHECK_INT_EQ(back.deliveries, 3);
+    CHECK_INT_EQ(back.attempts, 5);
+    docq_task_clear(&back);
+    docq__v1__task__free_unpacked(u, NULL);
+}
+
 CHECK_MAIN(CHECK_CASE(task_golden_bytes), CHECK_CASE(task_golden_bytes_read),
-           CHECK_CASE(pending_task_golden_bytes), CHECK_CASE(submit_response_golden_bytes), CHECK_CASE(task_round_trip),
+           CHECK_CASE(pending_task_golden_bytes), CHECK_CASE(task_deliveries_golden_bytes),
+           CHECK_CASE(submit_response_golden_bytes), CHECK_CASE(task_round_trip),
            CHECK_CASE(task_round_trip_multibyte), CHECK_CASE(unset_times_stay_unset),
            CHECK_CASE(timestamp_from_ms), CHECK_CASE(unpack_refuses_malformed),
            CHECK_CASE(unpack_refuses_nul_in_string), CHECK_CASE(unpack_empty_and_split),

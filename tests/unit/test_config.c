@@ -82,6 +82,40 @@ static void defaults_worker(void) {
     CHECK_INT_EQ(cfg.shutdown_grace_ms, 30000);
 }
 
+static void defaults_worker_reliability(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.heartbeat_ms, 5000);
+    CHECK_INT_EQ(cfg.visibility_timeout_ms, 30000);
+    CHECK_INT_EQ(cfg.max_attempts, 5);
+    CHECK_INT_EQ(cfg.retry_base_ms, 1000);
+    CHECK_INT_EQ(cfg.retry_max_ms, 60000);
+    CHECK_INT_EQ(cfg.max_deliveries, 10);
+    CHECK_STR_EQ(cfg.dead_stream, "dead");
+}
+
+static void heartbeat_below_visibility(void) {
+    docq_config cfg;
+    docq_error err = {0};
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--heartbeat-ms", "30000"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_HEARTBEAT_MS");
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_VISIBILITY_TIMEOUT_MS");
+    CHECK_STR_CONTAINS(err.msg, "30000");
+    setenv("DOCQ_VISIBILITY_TIMEOUT_MS", "1000", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--heartbeat-ms=999"), DOCQ_OK);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--heartbeat-ms=1000"), DOCQ_EINVAL);
+    /* Only the worker reads them. */
+    setenv("DOCQ_HEARTBEAT_MS", "5000", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--dead-stream", "a:b"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_DEAD_STREAM");
+    unsetenv("DOCQ_VISIBILITY_TIMEOUT_MS");
+    unsetenv("DOCQ_HEARTBEAT_MS");
+}
+
 static void defaults_cli(void) {
     docq_config cfg;
     docq_error err;
@@ -596,6 +630,7 @@ static void hostport_check(void) {
 }
 
 CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(defaults_cli),
+           CHECK_CASE(defaults_worker_reliability), CHECK_CASE(heartbeat_below_visibility),
            CHECK_CASE(env_overrides_default), CHECK_CASE(env_of_other_binary_ignored),
            CHECK_CASE(flag_overrides_env), CHECK_CASE(flag_overrides_bad_env),
            CHECK_CASE(positional_args_in_order), CHECK_CASE(double_dash_ends_flags),

@@ -395,6 +395,20 @@ static void set_field_every_field(void) {
     docq_task_clear(&t);
 }
 
+static void set_field_deliveries(void) {
+    docq_task t = {0};
+    CHECK_INT_EQ(set(&t, "deliveries", "3"), DOCQ_OK);
+    CHECK_INT_EQ(t.deliveries, 3);
+    CHECK_INT_EQ(set(&t, "deliveries", "4294967295"), DOCQ_OK);
+    CHECK_INT_EQ(t.deliveries, 4294967295u);
+    CHECK_INT_EQ(set(&t, "deliveries", "4294967296"), DOCQ_EINVAL);
+    CHECK_INT_EQ(set(&t, "deliveries", "-1"), DOCQ_EINVAL);
+    CHECK_INT_EQ(t.deliveries, 4294967295u);
+    /* failures is the worker's retry budget, not part of the API task. */
+    CHECK_INT_EQ(set(&t, "failures", "2"), DOCQ_OK);
+    docq_task_clear(&t);
+}
+
 static void set_field_malformed(void) {
     static const struct {
         const char *name, *val;
@@ -475,7 +489,7 @@ static void task_clear_frees(void) {
     CHECK(t.result == NULL);
 }
 
-CHECK_MAIN(CHECK_CASE(doc_id_empty), CHECK_CASE(doc_id_max_len), CHECK_CASE(doc_id_too_long),
+CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CASE(doc_id_max_len), CHECK_CASE(doc_id_too_long),
            CHECK_CASE(doc_id_c0_control), CHECK_CASE(doc_id_del), CHECK_CASE(doc_id_c1_control),
            CHECK_CASE(doc_id_bad_utf8), CHECK_CASE(doc_id_multibyte),
            CHECK_CASE(utf8_valid_allows_controls), CHECK_CASE(task_id_new_parses),

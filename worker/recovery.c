@@ -1,0 +1,138 @@
+/* recovery.c -- no task is lost with the worker that held it.
+ *
+ * Heartbeat. Every DOCQ_HEARTBEAT_MS the worker resets the idle time of the
+ * entry of every busy slot (XCLAIM ... JUSTID in docq_store_heartbeat), so
+ * that an entry whose AI call takes minutes, or that waits for a retry, never
+ * looks abandoned. Only entries still pending under this worker's name are
+ * touched: one that another worker took over (because this one stalled past
+ * the visibility timeout) is marked lost and left to its new owner; the
+ * attempt fencing in the store makes sure only one of them writes an outcome.
+ *
+ * Reclaim. At the same pace, a worker with free slots takes over entries of
+ * any consumer that have been idle for DOCQ_VISIBILITY_TIMEOUT_MS or more
+ * (XAUTOCLAIM, which counts a delivery): they belong to a worker that crashed,
+ * was killed, or stopped with tasks unfinished. That includes the entries of
+ * this worker's own previous run, since a restarted worker has a new consumer
+ * name. The round goes shard by shard, keeping a cursor per shard in the
+ * group's pending list, and takes no more entries than there are free slots.
+ * Reclaimed entries start like read ones (tasks.c); one delivered more than
+ * DOCQ_MAX_DELIVERIES times is dead-lettered by the start script instead. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+#define RECLAIM_CALLS_MAX 64  /* XAUTOCLAIM calls in one round, so that a round stays short. */
+
+int recovery_init(worker_loop *w) {
+    recovery *rc = &w->rc;
+    rc->cursor = calloc((size_t)w->nshards, sizeof(*rc->cursor));
+    rc->ids = calloc((size_t)w->nslots, sizeof(*rc->ids));
+    rc->owners = calloc((size_t)w->nslots, sizeof(*rc->owners));
+    rc->lost = calloc((size_t)w->nslots, sizeof(*rc->lost));
+    if (!rc->cursor || !rc->ids || !rc->owners || !rc->lost) return DOCQ_ERR;
+    for (int i = 0; i < w->nshards; i++) strcpy(rc->cursor[i], "0-0");
+    rc->next_heartbeat_ms = worker_now_ms() + w->cfg->heartbeat_ms;
+    rc->next_reclaim_ms = 0; /* As soon as the own pending entries are re-read. */
+    return DOCQ_OK;
+}
+
+void recovery_free(worker_loop *w) {
+    free(w->rc.cursor);
+    free(w->rc.ids);
+    free(w->rc.owners);
+    free(w->rc.lost);
+}
+
+/* qsort order of slot pointers: by shard. */
+static int by_shard(const void *a, const void *b) {
+    const slot *x = *(slot *const *)a, *y = *(slot *const *)b;
+    return (x->shard > y->shard) - (x->shard < y->shard);
+}
+
+/* Heartbeat the n entries of owners[] (all of one shard). Returns DOCQ_OK or
+ * the Redis failure. */
+static int heartbeat_shard(worker_loop *w, slot **owners, int n) {
+    recovery *rc = &w->rc;
+    docq_error why = {0};
+    for (int i = 0; i < n; i++) rc->ids[i] = owners[i]->entry_id;
+    int st = docq_store_heartbeat(w->cmd, w->cfg->key_prefix, owners[0]->shard, w->cfg->group,
+                                  w->consumer, rc->ids, (size_t)n, rc->lost, &why);
+    if (st != DOCQ_OK) {
+        worker_redis_failed(w, &why);
+        return st;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!rc->lost[i]) continue;
+        owners[i]->lost = 1;
+        docq_log(DOCQ_LOG_WARN, owners[i]->task_id,
+                 "entry %s is no longer pending under this worker (taken over after its claim "
+                 "lapsed, or finished elsewhere); attempt %u goes on but writes only if still current",
+                 owners[i]->entry_id, owners[i]->attempt);
+    }
+    return DOCQ_OK;
+}
+
+void recovery_heartbeat(worker_loop *w) {
+    recovery *rc = &w->rc;
+    int64_t now = worker_now_ms();
+    if (!w->redis_ok || now < rc->next_heartbeat_ms) return;
+    rc->next_heartbeat_ms = now + w->cfg->heartbeat_ms;
+    int n = 0;
+    for (int i = 0; i < w->nslots; i++)
+        if (w->slots[i].state != SLOT_FREE && !w->slots[i].lost) rc->owners[n++] = &w->slots[i];
+    qsort(rc->owners, (size_t)n, sizeof(*rc->owners), by_shard);
+    for (int start = 0, end; start < n; start = end) {
+        for (end = start + 1; end < n && rc->owners[end]->shard == rc->owners[start]->shard;) end++;
+        if (heartbeat_shard(w, rc->owners + start, end - start) != DOCQ_OK) return;
+    }
+    if (n > 0) worker_redis_worked(w);
+}
+
+int recovery_reclaim_due(const worker_loop *w) {
+    return w->redis_ok && !w->stopping && !w->rs.scanning && w->nfree > 0 &&
+           worker_now_ms() >= w->rc.next_reclaim_ms;
+}
+
+/* Reclaim from one shard until its pass is complete, the slots are full or
+ * *calls reaches RECLAIM_CALLS_MAX. Returns DOCQ_OK or DOCQ_EUNAVAIL after a
+ * Redis failure. */
+static int reclaim_shard(worker_loop *w, int shard, int *calls) {
+    char *cursor = w->rc.cursor[shard];
+    do {
+        docq_error why = {0};
+        redisReply *entries;
+        if (docq_store_reclaim(w->cmd, w->cfg->key_prefix, shard, w->cfg->group, w->consumer,
+                               w->cfg->visibility_timeout_ms, cursor, w->nfree, &entries,
+                               &why) != DOCQ_OK) {
+            worker_redis_failed(w, &why);
+            return DOCQ_EUNAVAIL;
+        }
+        worker_redis_worked(w);
+        (*calls)++;
+        int rc = DOCQ_OK;
+        for (size_t i = 0; entries && i < entries->elements && rc == DOCQ_OK; i++)
+            rc = tasks_take_entry(w, shard, entries->element[i], ENTRY_RECLAIMED);
+        freeReplyObject(entries);
+        if (rc != DOCQ_OK) return rc;
+    } while (strcmp(cursor, "0-0") != 0 && w->nfree > 0 && *calls < RECLAIM_CALLS_MAX);
+    return DOCQ_OK;
+}
+
+void recovery_reclaim(worker_loop *w) {
+    recovery *rc = &w->rc;
+    int calls = 0;
+    rc->next_reclaim_ms = worker_now_ms() + w->cfg->heartbeat_ms;
+    for (int k = 0; k < w->nshards && w->nfree > 0 && calls < RECLAIM_CALLS_MAX; k++)
+        if (reclaim_shard(w, (rc->next_shard + k) % w->nshards, &calls) != DOCQ_OK) return;
+    rc->next_shard = (rc->next_shard + 1) % w->nshards;
+}
+
+int64_t recovery_next_ms(const worker_loop *w) {
+    int64_t next = w->rc.next_heartbeat_ms;
+    if (!w->stopping && !w->rs.scanning && !w->rs.in_flight && w->nfree > 0 &&
+        w->rc.next_reclaim_ms < next)
+        next = w->rc.next_reclaim_ms;
+    return next;
+}

@@ -1,0 +1,190 @@
+/* worker.h -- the worker's private state, shared by its three parts:
+ *
+ *   loop.c      the event loop: Redis connections and outages, reading the
+ *               streams, stopping, waiting (see loop.h for one turn);
+ *   tasks.c     a task's life in a slot: start, AI call, retries with
+ *               backoff, outcome;
+ *   recovery.c  the heartbeat on this worker's entries and the reclaiming of
+ *               dead workers' entries.
+ *
+ * Everything here belongs to the one thread that runs worker_loop_run. */
+#ifndef DOCQ_WORKER_WORKER_H
+#define DOCQ_WORKER_WORKER_H
+
+#include <stdint.h>
+
+#include "ai_client.h"
+#include "config.h"
+#include "loop.h"
+#include "redis.h"
+#include "store.h"
+#include "task.h"
+
+#define ENTRY_ID_MAX 48  /* A stream id: two 64-bit numbers and a dash. */
+#define KEY_MAX 96
+#define ERROR_MAX 512
+#define MAX_AI_BODY (16L * 1024 * 1024)  /* Longest AI answer kept; longer ones fail the task. */
+
+typedef enum slot_state {
+    SLOT_FREE = 0,
+    SLOT_CALLING,  /* The AI call is in flight. */
+    SLOT_WRITING,  /* An outcome, or a transient failure to record, waits to be written to Redis. */
+    SLOT_WAITING   /* A transient failure was recorded; the retry starts at retry_at_ms. */
+} slot_state;
+
+/* One task this worker has received and not yet finished. Its entry stays
+ * pending under this worker's name, kept alive by the heartbeat, until the
+ * outcome is written (or the worker stops and leaves it to another). */
+typedef struct slot {
+    slot_state state;
+    int shard;                        /* The shard whose stream holds the entry. */
+    char task_id[DOCQ_TASK_ID_MAX];
+    char entry_id[ENTRY_ID_MAX];      /* The task's stream entry, pending under our name. */
+    char doc_id[DOCQ_DOC_ID_MAX + 1]; /* Kept for the retries. */
+    size_t doc_len;
+    uint32_t attempt;                 /* Fencing token from docq_store_start or _restart. */
+    uint32_t failures;                /* Transient AI failures recorded for the task so far. */
+    int lost;                         /* The heartbeat found the entry owned by another worker. */
+    int64_t started_ms;               /* Monotonic time of the current attempt's start. */
+    int64_t retry_at_ms;              /* WAITING: monotonic time to start the retry. */
+    long retry_after_ms;              /* WRITING a retry: what the answer's Retry-After asked, or 0. */
+    int retry;                        /* WRITING: 1 records a transient failure, 0 writes the outcome. */
+    docq_task_state outcome;          /* WRITING an outcome: SUCCESS or FAILURE. */
+    char *result;                     /* WRITING a SUCCESS: the AI's answer (owned) or NULL if empty. */
+    size_t result_len;                /* Bytes in result. */
+    char error[ERROR_MAX];            /* WRITING a FAILURE or a retry: the reason. */
+} slot;
+
+/* The XREADGROUP side of the loop, on the rd connection. */
+typedef struct reader {
+    int in_flight;                   /* A read was sent on rd; its reply is awaited. */
+    int blocking;                    /* That read BLOCKs (until entries come or READ_BLOCK_MS). */
+    int unblocked;                   /* CLIENT UNBLOCK was sent for it. */
+    int64_t deadline_ms;             /* When to give up waiting for that reply. */
+    int scanning;                    /* Re-reading our own pending entries, not new ones. */
+    int *sent;                       /* Shards of the read in flight, in key order. */
+    int nsent;
+    int next_shard;                  /* First shard of the next partial read. */
+    int empty_reads;                 /* Partial reads in a row that got nothing. */
+    int64_t next_read_ms;            /* No partial read before this time. */
+    unsigned char *scan_done;        /* Scanning, per shard: no pending entry left there. */
+    char (*scan_from)[ENTRY_ID_MAX]; /* Scanning, per shard: the last id re-read ("0" at first). */
+    long long client_id;             /* CLIENT ID of rd, for CLIENT UNBLOCK. */
+    char count_arg[24];              /* Argument strings of the read in flight. */
+    char block_arg[24];
+} reader;
+
+/* Heartbeat and reclaim timers (recovery.c). */
+typedef struct recovery {
+    int64_t next_heartbeat_ms;          /* Monotonic time of the next heartbeat. */
+    int64_t next_reclaim_ms;            /* Monotonic time of the next reclaim round. */
+    int next_shard;                     /* First shard of the next reclaim round. */
+    char (*cursor)[ENTRY_ID_MAX];       /* Per shard: where XAUTOCLAIM goes on ("0-0": start). */
+    const char **ids;                   /* Heartbeat scratch: entry ids of one shard... */
+    slot **owners;                      /* ...their slots... */
+    int *lost;                          /* ...and what the heartbeat found. */
+} recovery;
+
+struct worker_loop {
+    const docq_config *cfg;   /* Borrowed from main. */
+    docq_queue queue;         /* The queue settings, pointing into cfg. */
+    char consumer[320];       /* "<hostname>-<pid>". */
+    int stop_fd;              /* Polled until readable; owned by main. */
+    docq_redis *cmd;          /* Synchronous scripts and commands: start, finish, heartbeat... */
+    docq_redis *rd;           /* The XREADGROUP, sent without waiting for its reply. */
+    ai_client *ai;
+    slot *slots;
+    int nslots;
+    int *free_list;           /* Indexes of the free slots (a stack). */
+    int nfree;
+    int nwriting;             /* Slots in SLOT_WRITING. */
+    int nwaiting;             /* Slots in SLOT_WAITING. */
+    int nshards;
+    char (*keys)[KEY_MAX];    /* Stream key of each shard. */
+    const char **argv;        /* XREADGROUP arguments, with room for every shard. */
+    size_t *argvlen;
+    reader rs;
+    recovery rc;
+    uint64_t rng;             /* State of the jitter's random sequence. */
+    int redis_ok;             /* Both connections up and the groups exist. */
+    int down_logged;          /* An outage was logged; log when it ends. */
+    int joined;               /* The start-up line was logged. */
+    long backoff_ms;          /* The next wait before reconnecting. */
+    int64_t retry_at_ms;      /* No reconnect before this time. */
+    int stopping;             /* Stop asked: no new reads, no new attempts. */
+    int64_t stop_at_ms;       /* With stopping: when the grace is over. */
+};
+
+/* How a stream entry reached the worker. */
+typedef enum entry_source {
+    ENTRY_NEW,        /* XREADGROUP '>': never delivered before. */
+    ENTRY_OWN,        /* XREADGROUP from an id: our own pending entry, re-read. */
+    ENTRY_RECLAIMED   /* XAUTOCLAIM: another worker's (or an earlier us) idle entry. */
+} entry_source;
+
+/* ---- loop.c ---- */
+
+/* Monotonic milliseconds. */
+int64_t worker_now_ms(void);
+
+/* A Redis command worked: the next outage starts with a short backoff. */
+void worker_redis_worked(worker_loop *w);
+
+/* A Redis command failed (unreachable or refused): stop using Redis until it
+ * is reconnected. Whatever was pending stays in Redis; slots keep their
+ * state. */
+void worker_redis_failed(worker_loop *w, const docq_error *why);
+
+/* ---- tasks.c ---- */
+
+/* Handle one stream entry [id, [field, value, ...] or nil] received from
+ * shard: start its task in a free slot, or acknowledge it when it has none.
+ * Returns DOCQ_OK, or DOCQ_EUNAVAIL after a Redis failure. */
+int tasks_take_entry(worker_loop *w, int shard, const redisReply *e, entry_source from);
+
+/* Write the outcomes and failure records that wait in their slots; stops at
+ * the first Redis failure. */
+void tasks_flush_writes(worker_loop *w);
+
+/* Start the retries whose backoff is over. */
+void tasks_start_due_retries(worker_loop *w);
+
+/* Take the AI calls that finished and write what they decided (or keep it
+ * while Redis is unusable). */
+void tasks_collect_results(worker_loop *w);
+
+/* Stopping: give up the slots waiting for a retry. Their entries stay
+ * pending, to be reclaimed by another worker; the tasks stay STARTED. */
+void tasks_leave_waiting(worker_loop *w);
+
+/* The earliest retry_at_ms of the waiting slots, or INT64_MAX. */
+int64_t tasks_next_retry_ms(const worker_loop *w);
+
+/* Free what s holds and put it back on the free list. */
+void slot_release(worker_loop *w, slot *s);
+
+/* ---- recovery.c ---- */
+
+/* Allocate the recovery tables and schedule the first heartbeat and reclaim.
+ * Returns DOCQ_OK or DOCQ_ERR when memory runs out. */
+int recovery_init(worker_loop *w);
+
+/* Free the recovery tables. */
+void recovery_free(worker_loop *w);
+
+/* Send the heartbeat for every slot's entry when it is due. */
+void recovery_heartbeat(worker_loop *w);
+
+/* 1 when a reclaim round is due and the worker can take entries, else 0. */
+int recovery_reclaim_due(const worker_loop *w);
+
+/* Run a reclaim round: XAUTOCLAIM, shard after shard, entries idle beyond
+ * DOCQ_VISIBILITY_TIMEOUT_MS, as many as there are free slots, and start
+ * their tasks. The rd connection must have no read in flight (the read and
+ * the reclaim share the free slots). */
+void recovery_reclaim(worker_loop *w);
+
+/* The earliest time a heartbeat or reclaim round is due. */
+int64_t recovery_next_ms(const worker_loop *w);
+
+#endif
