@@ -1,5 +1,5 @@
 /* watch_bench.c -- docq-watch-bench: how many watchers one docq-server holds,
- * and how fast a change reaches them. Run it through bench/run, which starts
+ * and how fast a change reaches them. Run it through bench/watch, which starts
  * its own redis-server and docq-server.
  *
  *   docq-watch-bench --server HOST:PORT --redis-url URL --server-pid PID
