@@ -36,6 +36,7 @@ typedef struct command {
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_watch(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int watch_tasks(docq_client *c, const docq_config *cfg, const char **ids, int n);
 
 static const command commands[] = {
     {"submit", 1, DOCQ_MAX_ARGS - 1, cmd_submit},
@@ -100,9 +101,8 @@ static int call(docq_client *c, const docq_config *cfg, const char *method,
 /* SubmitDoc for each argument in order, printing each task id as soon as it
  * is known. Every doc_id is checked before the first call, so a typo queues
  * nothing; the first failed call stops the run, so the ids printed are those
- * of the first documents, one line each. */
-static int watch_tasks(docq_client *c, const docq_config *cfg, const char **ids, int n);
-
+ * of the first documents, one line each. With --wait, every task is then
+ * watched in turn until it ends. */
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs) {
     char ids[DOCQ_MAX_ARGS][DOCQ_TASK_ID_MAX]; /* For --wait. */
     const char *idp[DOCQ_MAX_ARGS];
