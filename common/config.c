@@ -162,7 +162,7 @@ static int apply(docq_config *cfg, const setting *s, const char *value, docq_err
         static const char *yes[] = {"1", "true", "yes", "on"}, *no[] = {"0", "false", "no", "off"};
         for (int i = 0; i < 4; i++) {
             if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
-                *(int *)field = strcmp(value, yes[i]) == 0;
+                *(long *)field = strcmp(value, yes[i]) == 0;
                 return DOCQ_OK;
             }
         }

@@ -55,7 +55,7 @@ typedef struct docq_config {
     long shutdown_grace_ms;    /* DOCQ_SHUTDOWN_GRACE_MS: drain time on SIGTERM. */
     char server[256];          /* DOCQ_SERVER: the CLI's server address. */
     long deadline_ms;          /* DOCQ_DEADLINE_MS: the CLI's per-call deadline. */
-    int wait;                  /* DOCQ_WAIT (--wait): submit, then watch until the end. */
+    long wait;                 /* DOCQ_WAIT (--wait): 1 = submit, then watch until the end. */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
 
     /* Positional arguments (not settings), in order; they point into argv. */

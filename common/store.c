@@ -140,10 +140,10 @@ static const docq_script ack_script = {3,
 
 /* KEYS: record, stream. ARGV: group. Returns {HGETALL of the record, queue
  * position}: the position is 0 unless the task is PENDING and its place is
- * known (the same formula as docq_queue_position). Reads only. Slots 14 and
- * 15: the worker's scripts use 10 to 12 (a collision would only cost
- * reloads, see redis.c, but each script should have its own). */
-static const docq_script read_script = {14,
+ * known (the same formula as docq_queue_position). Reads only. Slots 13 and
+ * 14: the worker's scripts use 10 to 12 and the rate limiter 15 (a collision
+ * would only cost reloads, see redis.c, but each script should have its own). */
+static const docq_script read_script = {13,
     LUA_GROUP_READ
     "local f = redis.call('HGETALL', KEYS[1]) "
     "local pos = 0 "
@@ -157,7 +157,7 @@ static const docq_script read_script = {14,
 
 /* KEYS: stream. ARGV: group. Returns how many entries the group has read, or
  * -1 when that is not known. Reads only. */
-static const docq_script group_read_script = {15,
+static const docq_script group_read_script = {14,
     LUA_GROUP_READ
     "local read = docq_group_read(KEYS[1], ARGV[1]) "
     "if read then return read end "
