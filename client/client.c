@@ -76,7 +76,8 @@ static int status_result(grpc_status_code code) {
     }
 }
 
-docq_client *docq_client_create(const char *target, long connect_timeout_ms, docq_error *err) {
+docq_client *docq_client_create(const char *target, long connect_timeout_ms, long keepalive_ms,
+                                docq_error *err) {
     docq_client *c = calloc(1, sizeof(*c));
     if (!c) {
         docq_error_set(err, DOCQ_ERR, "out of memory");
@@ -85,15 +86,28 @@ docq_client *docq_client_create(const char *target, long connect_timeout_ms, doc
     /* A connection attempt lasts max(min connect timeout, first backoff),
      * 20 s and 1 s by default: set both (gRPC raises values under 100 ms). */
     int ms = connect_timeout_ms > INT_MAX ? INT_MAX : (int)connect_timeout_ms;
-    grpc_arg args[2] = {
+    int ka = keepalive_ms > INT_MAX ? INT_MAX : (int)keepalive_ms;
+    grpc_arg args[6] = {
+        /* Its own connection and reconnect backoff: a client made to retry
+         * after a failure must not inherit another's backoff. */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, .value.integer = ms},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, .value.integer = ms},
+        /* Keepalive pings while a call is open, however long nothing is
+         * sent (a watch of a minutes-long AI call). */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIME_MS, .value.integer = ka},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS, .value.integer = 20000},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, .value.integer = 0},
     };
-    grpc_channel_args chargs = {.num_args = 2, .args = args};
+    grpc_arg chosen[6];
+    grpc_channel_args chargs = {.num_args = 0, .args = chosen};
+    chosen[chargs.num_args++] = args[0];
+    for (int i = 1; i <= 2 && connect_timeout_ms > 0; i++) chosen[chargs.num_args++] = args[i];
+    for (int i = 3; i <= 5 && keepalive_ms > 0; i++) chosen[chargs.num_args++] = args[i];
     /* The channel takes its own references to the credentials and copies
      * the arguments. */
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    c->channel = grpc_channel_create(target, creds, connect_timeout_ms > 0 ? &chargs : NULL);
+    c->channel = grpc_channel_create(target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     if (!c->channel) {
         free(c);
@@ -302,4 +316,134 @@ int docq_client_call(docq_client *c, const char *method, const ProtobufCMessage 
     if (rc == DOCQ_OK) rc = unary_batch(&cx, c->authorization, req, resp_desc, resp, st);
     call_close(&cx);
     return rc;
+}
+
+/* -- Server-streaming calls ------------------------------------------------ */
+
+struct docq_stream {
+    call_ctx cx;      /* Must not move while batches are in flight: s is on the heap. */
+    char send_tag;    /* Tags: the addresses of these three bytes. */
+    char status_tag;
+    char msg_tag;
+    int reading;      /* A RECV_MESSAGE batch is in flight. */
+    int ended;        /* The status has been received into cx. */
+    int result;       /* With ended: what docq_stream_next returns. */
+    docq_rpc_status end;
+};
+
+int docq_stream_open(docq_client *c, const char *method, const ProtobufCMessage *req,
+                     long deadline_ms, docq_stream **out, docq_rpc_status *st) {
+    grpc_op ops[4];
+    *out = NULL;
+    docq_stream *s = calloc(1, sizeof(*s));
+    if (!s) return local_status(st, GRPC_STATUS_INTERNAL, "out of memory");
+    call_ctx *cx = &s->cx;
+    if (call_open(c, method, deadline_ms, cx, st) != DOCQ_OK) goto fail;
+    cx->send = docq_codec_pack(req);
+    if (!cx->send) {
+        local_status(st, GRPC_STATUS_INTERNAL, "out of memory");
+        goto fail;
+    }
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = cx->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &cx->initial_md;
+    if (call_start(cx, ops, 4, &s->send_tag, st) != DOCQ_OK) goto fail;
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[0].data.recv_status_on_client.trailing_metadata = &cx->trailing_md;
+    ops[0].data.recv_status_on_client.status = &cx->status;
+    ops[0].data.recv_status_on_client.status_details = &cx->details;
+    if (call_start(cx, ops, 1, &s->status_tag, st) != DOCQ_OK) goto fail;
+    *out = s;
+    return DOCQ_OK;
+fail:
+    call_close(cx);
+    free(s);
+    return DOCQ_ERR;
+}
+
+/* Wait for the batch started with tag for up to wait_ms (less than 0: no
+ * limit but the call's deadline). Returns its success flag (1 or 0), -2 when
+ * wait_ms passed first (the batch is still in flight), -1 when the queue
+ * failed. */
+static int stream_wait(docq_stream *s, void *tag, long wait_ms) {
+    call_ctx *cx = &s->cx;
+    gpr_timespec until = cx->deadline;
+    if (wait_ms >= 0) {
+        gpr_timespec t = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(wait_ms, GPR_TIMESPAN));
+        if (gpr_time_cmp(t, until) < 0) {
+            grpc_event ev = grpc_completion_queue_pluck(cx->cq, tag, t, NULL);
+            if (ev.type == GRPC_QUEUE_TIMEOUT) return -2;
+            if (ev.type != GRPC_OP_COMPLETE) return -1;
+            for (int i = 0; i < cx->npending; i++) {
+                if (cx->pending[i] == tag) {
+                    cx->pending[i] = cx->pending[--cx->npending];
+                    break;
+                }
+            }
+            return ev.success;
+        }
+    }
+    return call_wait(cx, tag);
+}
+
+/* The stream is over: collect its status (and its first batch). */
+static void stream_end(docq_stream *s) {
+    call_ctx *cx = &s->cx;
+    s->ended = 1;
+    if (stream_wait(s, &s->status_tag, -1) < 0) {
+        s->result = local_status(&s->end, GRPC_STATUS_INTERNAL, "the completion queue failed");
+        return;
+    }
+    stream_wait(s, &s->send_tag, -1);
+    call_status(cx, &s->end);
+    s->result = s->end.code == GRPC_STATUS_OK ? DOCQ_OK : status_result(s->end.code);
+}
+
+int docq_stream_next(docq_stream *s, const ProtobufCMessageDescriptor *resp_desc, long wait_ms,
+                     ProtobufCMessage **msg, int *ended, docq_rpc_status *st) {
+    call_ctx *cx = &s->cx;
+    *msg = NULL;
+    *ended = 0;
+    if (!s->ended && !s->reading) {
+        grpc_op op;
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &cx->recv;
+        if (call_start(cx, &op, 1, &s->msg_tag, &s->end) != DOCQ_OK) {
+            grpc_call_cancel(cx->call, NULL);
+            stream_end(s);
+        } else {
+            s->reading = 1;
+        }
+    }
+    if (!s->ended) {
+        int ok = stream_wait(s, &s->msg_tag, wait_ms);
+        if (ok == -2) return DOCQ_OK;
+        s->reading = 0;
+        if (ok == 1 && cx->recv) {
+            *msg = docq_codec_unpack(resp_desc, cx->recv);
+            grpc_byte_buffer_destroy(cx->recv);
+            cx->recv = NULL;
+            if (*msg) return DOCQ_OK;
+            grpc_call_cancel(cx->call, NULL);
+            stream_end(s);
+            s->result = local_status(&s->end, GRPC_STATUS_INTERNAL, "malformed response");
+        } else {
+            stream_end(s);
+        }
+    }
+    *ended = 1;
+    *st = s->end;
+    return s->result;
+}
+
+void docq_stream_close(docq_stream *s) {
+    if (!s) return;
+    call_close(&s->cx);
+    free(s);
 }

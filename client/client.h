@@ -20,6 +20,7 @@
 /* Method paths of docq.v1.DocQueue, for docq_client_call. */
 #define DOCQ_METHOD_SUBMIT_DOC "/docq.v1.DocQueue/SubmitDoc"
 #define DOCQ_METHOD_GET_STATUS "/docq.v1.DocQueue/GetStatus"
+#define DOCQ_METHOD_WATCH_STATUS "/docq.v1.DocQueue/WatchStatus"
 
 typedef struct docq_client docq_client;
 
@@ -36,7 +37,9 @@ typedef struct docq_rpc_status {
 } docq_rpc_status;
 
 /* Open a client for target ("host:port", or any gRPC target URI) over an
- * insecure channel. No connection is made yet: the first call connects, so a
+ * insecure channel, which sends HTTP/2 keepalive pings every keepalive_ms
+ * while a call is open (so that a long watch survives idle proxies; 0 or
+ * less: gRPC's default, none). No connection is made yet: the first call connects, so a
  * server that is down shows up as UNAVAILABLE from docq_client_call, not
  * here.
  *
@@ -47,7 +50,8 @@ typedef struct docq_rpc_status {
  * A short-lived program should therefore pass its longest call deadline.
  *
  * Returns the client (free with docq_client_free) or NULL with err filled. */
-docq_client *docq_client_create(const char *target, long connect_timeout_ms, docq_error *err);
+docq_client *docq_client_create(const char *target, long connect_timeout_ms, long keepalive_ms,
+                                docq_error *err);
 
 /* Send key with every call made through c from now on, as "authorization:
  * Bearer <key>" metadata (key is copied; NULL or "" sends none). Not to be
@@ -77,5 +81,35 @@ void docq_client_free(docq_client *c);
 int docq_client_call(docq_client *c, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *resp_desc, long deadline_ms,
                      ProtobufCMessage **resp, docq_rpc_status *st);
+
+/* One server-streaming call in progress. */
+typedef struct docq_stream docq_stream;
+
+/* Start a server-streaming call: send req to method and half-close.
+ * deadline_ms bounds the whole stream (0 or less: no deadline). Returns
+ * DOCQ_OK with *out set (end it with docq_stream_close), or DOCQ_ERR with
+ * *out NULL and st filled (a client-side failure: INTERNAL with a reason).
+ * Failures of the call itself show up in docq_stream_next. req stays the
+ * caller's. */
+int docq_stream_open(docq_client *c, const char *method, const ProtobufCMessage *req,
+                     long deadline_ms, docq_stream **out, docq_rpc_status *st);
+
+/* Wait up to wait_ms (less than 0: as long as it takes) for the stream's
+ * next message, parsed as resp_desc. Three outcomes:
+ *   - a message: DOCQ_OK, *msg set (the caller frees it with
+ *     protobuf_c_message_free_unpacked(*msg, NULL)), *ended 0;
+ *   - wait_ms passed first: DOCQ_OK, *msg NULL, *ended 0 (call again: the
+ *     read stays pending);
+ *   - the stream ended: *msg NULL, *ended 1, st holds the status, and the
+ *     return value is as docq_client_call's (DOCQ_OK for OK, DOCQ_EUNAVAIL
+ *     for UNAVAILABLE...). A message that does not parse ends the stream
+ *     as INTERNAL "malformed response" (the call is cancelled).
+ * After the end, further calls return the same end again. */
+int docq_stream_next(docq_stream *s, const ProtobufCMessageDescriptor *resp_desc, long wait_ms,
+                     ProtobufCMessage **msg, int *ended, docq_rpc_status *st);
+
+/* End the stream (cancelling the call if it is still open) and free s. NULL
+ * is fine. */
+void docq_stream_close(docq_stream *s);
 
 #endif

@@ -2,16 +2,19 @@
  *
  *   docq [options] submit DOC_ID [DOC_ID...]   one task id per line on stdout
  *   docq [options] status TASK_ID              the task as a readable block
+ *   docq [options] watch TASK_ID               each change as it happens, until the end
+ *   docq [options] submit --wait DOC_ID...     submit, then watch each task in turn
  *
  * A rate-limit refusal prints the delay the server asks for; with --retry,
  * submit waits that long and sends the document again.
  *
  * Exit status: 0 when every call succeeded, 1 when a call failed (one line
- * "docq: STATUS_NAME: details" on stderr), 2 for a usage error or a bad
- * setting. */
+ * "docq: STATUS_NAME: details" on stderr) or a watched task ended FAILURE, 2
+ * for a usage error or a bad setting. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/grpc.h>
 #include <grpc/support/time.h>
@@ -20,6 +23,7 @@
 #include "codec.h"
 #include "config.h"
 #include "log.h"
+#include "watch.h"
 
 #define EXIT_RPC 1   /* A call failed, or the output could not be written. */
 #define EXIT_USAGE 2 /* Bad command line or setting. */
@@ -34,10 +38,13 @@ typedef struct command {
 
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_watch(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int watch_tasks(docq_client *c, const docq_config *cfg, const char **ids, int n);
 
 static const command commands[] = {
     {"submit", 1, DOCQ_MAX_ARGS - 1, cmd_submit},
     {"status", 1, 1, cmd_status},
+    {"watch", 1, 1, cmd_watch},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -53,12 +60,17 @@ static void usage(FILE *out) {
             "                               rate-limit refusals)\n"
             "  status TASK_ID               print the task: state, attempts, times (UTC),\n"
             "                               and its result or error\n"
+            "  watch TASK_ID                print each change of the task as it happens\n"
+            "                               until it ends: a live line on a terminal, else\n"
+            "                               one line per change; exit 1 if it fails\n"
+            "  submit --wait DOC_ID...      submit, then watch each task until it ends\n"
             "\n"
             "options (a flag overrides its environment variable):\n"
             "  -h, --help                   print this help\n"
             "%s"
             "\n"
-            "exit status: 0 on success, 1 when a call fails, 2 for a usage error.\n",
+            "exit status: 0 on success, 1 when a call fails or a watched task ends\n"
+            "FAILURE, 2 for a usage error.\n",
             help);
 }
 
@@ -104,8 +116,10 @@ static int call(docq_client *c, const docq_config *cfg, const char *method,
  * nothing; the first failed call stops the run, so the ids printed are those
  * of the first documents, one line each. With --retry, a document refused by
  * the rate limit is sent again after the delay the server gave, as often as
- * it takes. */
+ * it takes. With --wait, every task is then watched in turn until it ends. */
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    char ids[DOCQ_MAX_ARGS][DOCQ_TASK_ID_MAX]; /* For --wait. */
+    const char *idp[DOCQ_MAX_ARGS];
     for (int i = 0; i < nargs; i++) {
         docq_error err = {0};
         if (docq_doc_id_validate(args[i], strlen(args[i]), &err) != DOCQ_OK) {
@@ -131,9 +145,29 @@ static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int n
         }
         printf("%s\n", ((Docq__V1__SubmitDocResponse *)m)->task_id);
         fflush(stdout);
+        snprintf(ids[i], sizeof(ids[i]), "%s", ((Docq__V1__SubmitDocResponse *)m)->task_id);
+        idp[i] = ids[i];
         protobuf_c_message_free_unpacked(m, NULL);
     }
-    return 0;
+    return cfg->wait ? watch_tasks(c, cfg, idp, nargs) : 0;
+}
+
+/* Watch each task in turn until it ends (client/watch.c). Returns 0 when
+ * every one ended SUCCESS, 1 when one failed or a watch could not be kept. */
+static int watch_tasks(docq_client *c, const docq_config *cfg, const char **ids, int n) {
+    int rc = 0, tty = isatty(STDOUT_FILENO);
+    for (int i = 0; i < n; i++) {
+        docq_rpc_status st;
+        int r = cli_watch(c, cfg, ids[i], stdout, tty, &st);
+        if (r < 0) return rpc_failed(&st);
+        if (r) rc = EXIT_RPC;
+    }
+    return rc;
+}
+
+static int cmd_watch(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    (void)nargs;
+    return watch_tasks(c, cfg, (const char **)args, 1);
 }
 
 /* Format ts as UTC ISO 8601 with milliseconds, 2024-05-01T12:00:00.123Z. */
@@ -171,6 +205,9 @@ static void print_task(const Docq__V1__Task *t) {
     else
         printf("%-9s UNKNOWN (%d)\n", "state:", (int)t->state);
     printf("%-9s %u\n", "attempts:", (unsigned)t->attempts);
+    printf("%-9s %llu\n", "version:", (unsigned long long)t->version);
+    if (state == DOCQ_STATE_PENDING && t->queue_position)
+        printf("%-9s %u (1 = next)\n", "position:", (unsigned)t->queue_position);
     print_time("created:", t->created_at);
     print_time("started:", t->started_at);
     print_time("finished:", t->finished_at);
@@ -244,7 +281,7 @@ int main(int argc, char **argv) {
     grpc_init();
     /* A connection attempt cannot serve a call after its deadline, and an
      * unfinished one would hold up grpc_shutdown: give it the same limit. */
-    docq_client *c = docq_client_create(cfg.server, cfg.deadline_ms, &err);
+    docq_client *c = docq_client_create(cfg.server, cfg.deadline_ms, cfg.keepalive_ms, &err);
     if (!c || docq_client_set_api_key(c, cfg.api_key) != DOCQ_OK) {
         fprintf(stderr, "docq: %s\n", c ? "out of memory" : err.msg);
         docq_client_free(c);

@@ -31,6 +31,8 @@ void docq_codec_task_msg(const docq_task *t, docq_task_msg *out) {
     m->error = t->error ? t->error : (char *)protobuf_c_empty_string;
     m->attempts = t->attempts;
     m->deliveries = t->deliveries;
+    m->version = t->version;
+    m->queue_position = t->queue_position;
     set_time(t->created_at_ms, &out->created, &m->created_at);
     set_time(t->started_at_ms, &out->started, &m->started_at);
     set_time(t->finished_at_ms, &out->finished, &m->finished_at);
@@ -56,6 +58,8 @@ int docq_codec_task_from_msg(const Docq__V1__Task *m, docq_task *out, docq_error
     out->state = (docq_task_state)m->state;
     out->attempts = m->attempts;
     out->deliveries = m->deliveries;
+    out->version = m->version;
+    out->queue_position = m->queue_position;
     out->created_at_ms = ts_ms(m->created_at);
     out->started_at_ms = ts_ms(m->started_at);
     out->finished_at_ms = ts_ms(m->finished_at);

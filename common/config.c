@@ -80,6 +80,8 @@ static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
 #define INT(field, lo, hi) KIND_INT, offsetof(docq_config, field), 0, lo, hi
 #define OPTSTR(field) KIND_OPTSTRING, offsetof(docq_config, field), \
     sizeof(((docq_config *)0)->field), 0, 0
+/* A switch: its flag alone (--wait) means true; --wait=false, or the
+ * variable set to 0/false/no/off, means false. */
 #define BOOL(field) KIND_BOOL, offsetof(docq_config, field), 0, 0, 1
 
 static const setting settings[] = {
@@ -99,8 +101,8 @@ static const setting settings[] = {
      "first part of every Redis key docq uses"},
     {"DOCQ_SHARDS", S | W, INT(shards, 1, 1024), "16", NULL,
      "number of queue streams; a caller's tasks go to one of them"},
-    {"DOCQ_GROUP", W, STR(group), "workers", check_key_part,
-     "consumer group the workers share"},
+    {"DOCQ_GROUP", S | W, STR(group), "workers", check_key_part,
+     "consumer group the workers share (the server reads its progress for queue positions)"},
     {"DOCQ_RESULT_TTL_S", W, INT(result_ttl_s, 1, 315360000), "86400", NULL,
      "seconds a finished task's record is kept"},
     {"DOCQ_THREADS", S, INT(threads, 1, 256), "2", NULL,
@@ -118,6 +120,12 @@ static const setting settings[] = {
      "when set, callers must send a key; re-read on SIGHUP"},
     {"DOCQ_TRUSTED_PROXIES", S, OPTSTR(trusted_proxies), "", check_proxies,
      "proxies (IPs or CIDR ranges, comma-separated) whose x-forwarded-for names the caller"},
+    {"DOCQ_POSITION_REFRESH_MS", S, INT(position_refresh_ms, 50, 3600000), "2000", NULL,
+     "how often watchers of PENDING tasks get their queue position refreshed, ms"},
+    {"DOCQ_KEEPALIVE_MS", S | C, INT(keepalive_ms, 1000, 86400000), "30000", NULL,
+     "HTTP/2 keepalive ping interval on idle connections (long watches), ms"},
+    {"DOCQ_MAX_CONNECTION_AGE_MS", S, INT(max_connection_age_ms, 0, 2147483647), "0", NULL,
+     "close client connections after this age so they rebalance, ms (0: never)"},
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
     {"DOCQ_HEARTBEAT_MS", W, INT(heartbeat_ms, 10, 3600000), "5000", NULL,
@@ -144,6 +152,8 @@ static const setting settings[] = {
      "API key sent as 'authorization: Bearer <key>' (servers with DOCQ_API_KEYS_FILE)"},
     {"DOCQ_RETRY", C, BOOL(retry), "0", NULL,
      "submit: when the rate limit refuses a document, wait the delay the server gives and retry"},
+    {"DOCQ_WAIT", C, BOOL(wait), "false", NULL,
+     "submit: then watch each task until it ends (exit 1 if one fails)"},
     {"DOCQ_LOG_LEVEL", S | W | C, STR(log_level), "info", check_log_level,
      "lowest log level written: debug, info, warn or error"},
 };
@@ -174,7 +184,18 @@ static int apply(docq_config *cfg, const setting *s, const char *value, docq_err
     const char *shown = strstr(s->env, "URL") && strchr(value, '@') ? "(hidden: it holds a password)" : value;
     if (strcmp(s->env, "DOCQ_API_KEY") == 0) shown = "(hidden: it is a key)";
 
-    if (s->kind == KIND_INT || s->kind == KIND_BOOL) {
+    if (s->kind == KIND_BOOL) {
+        static const char *yes[] = {"1", "true", "yes", "on"}, *no[] = {"0", "false", "no", "off"};
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+                *(long *)field = strcmp(value, yes[i]) == 0;
+                return DOCQ_OK;
+            }
+        }
+        return docq_error_set(err, DOCQ_EINVAL, "invalid %s (%s) '%s': expected true or false",
+                              s->env, flag, value);
+    }
+    if (s->kind == KIND_INT) {
         char *end;
         errno = 0;
         long v = strtol(value, &end, 10);
@@ -232,10 +253,11 @@ static int read_flags(docq_config *cfg, unsigned bin, int argc, char **argv, con
             return docq_error_set(err, DOCQ_EINVAL, "unknown option '%.*s' (see --help)",
                                   (int)strcspn(a, "="), a);
         const char *eq = strchr(a, '=');
-        if (settings[s].kind == KIND_BOOL)
-            vals[s] = eq ? eq + 1 : "1";
-        else
-            vals[s] = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!eq && settings[s].kind == KIND_BOOL) {
+            vals[s] = "true";
+            continue;
+        }
+        vals[s] = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!vals[s]) return docq_error_set(err, DOCQ_EINVAL, "option '%s' needs a value", a);
     }
     return DOCQ_OK;

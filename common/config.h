@@ -49,6 +49,9 @@ typedef struct docq_config {
     char api_keys_file[1024];  /* DOCQ_API_KEYS_FILE: caller keys; empty: callers are IPs. */
     char trusted_proxies[1024];/* DOCQ_TRUSTED_PROXIES, as given. */
     docq_proxies proxies;      /* DOCQ_TRUSTED_PROXIES, parsed. */
+    long position_refresh_ms;  /* DOCQ_POSITION_REFRESH_MS: queue position refresh for watchers. */
+    long keepalive_ms;         /* DOCQ_KEEPALIVE_MS: HTTP/2 keepalive ping interval. */
+    long max_connection_age_ms;/* DOCQ_MAX_CONNECTION_AGE_MS: 0 = connections never age out. */
     long concurrency;          /* DOCQ_WORKER_CONCURRENCY: AI calls in flight per worker. */
     long heartbeat_ms;         /* DOCQ_HEARTBEAT_MS: how often a worker refreshes its claims. */
     long visibility_timeout_ms;/* DOCQ_VISIBILITY_TIMEOUT_MS: idle time after which an entry is reclaimed. */
@@ -62,6 +65,7 @@ typedef struct docq_config {
     long deadline_ms;          /* DOCQ_DEADLINE_MS: the CLI's per-call deadline. */
     char api_key[512];         /* DOCQ_API_KEY: the key the CLI sends; empty: none. */
     long retry;                /* DOCQ_RETRY: 1 to wait out rate-limit refusals (CLI). */
+    long wait;                 /* DOCQ_WAIT (--wait): 1 = submit, then watch until the end. */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
 
     /* Positional arguments (not settings), in order; they point into argv. */

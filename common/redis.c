@@ -14,6 +14,9 @@ struct docq_redis {
     int64_t retry_at_ms;                 /* No connect attempt before this time. */
     char last_error[256];                /* Why the last connect failed. */
     char shas[DOCQ_MAX_SCRIPTS][41];     /* Script SHAs loaded on this connection. */
+    const char *srcs[DOCQ_MAX_SCRIPTS];  /* The source each SHA was loaded from: two
+                                          * scripts given one slot by mistake then
+                                          * cost reloads, never the wrong script. */
 };
 
 static int64_t now_ms(void) {
@@ -128,6 +131,7 @@ static int load_script(docq_redis *r, const docq_script *s, docq_error *err) {
         return docq_error_set(err, DOCQ_ERR, "SCRIPT LOAD gave an unexpected reply");
     }
     memcpy(r->shas[s->slot], rep->str, 41);
+    r->srcs[s->slot] = s->src;
     freeReplyObject(rep);
     return DOCQ_OK;
 }
@@ -144,7 +148,9 @@ redisReply *docq_redis_eval(docq_redis *r, const docq_script *script, int nkeys,
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         if (docq_redis_connect(r, err) != DOCQ_OK) return NULL;
-        if (!r->shas[script->slot][0] && load_script(r, script, err) != DOCQ_OK) return NULL;
+        if ((!r->shas[script->slot][0] || r->srcs[script->slot] != script->src) &&
+            load_script(r, script, err) != DOCQ_OK)
+            return NULL;
         /* A copy: a reconnect inside docq_redis_command clears r->shas. */
         memcpy(sha, r->shas[script->slot], sizeof(sha));
         av[0] = "EVALSHA", al[0] = 7;

@@ -9,15 +9,65 @@
 /* Milliseconds from Redis TIME, as a Lua integer-valued number. */
 #define LUA_NOW "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
+/* Defines docq_publish(rkey) and docq_changed(rkey) for a script that
+ * changes a task record (put it first in the script). docq_publish sends the
+ * record at rkey ("P:{sN}:task:<id>") on its shard's channel "P:{sN}:events":
+ * the task id, then HGETALL's field/value pairs, each as a netstring (see
+ * event.h). docq_changed adds 1 to the record's version, then publishes.
+ * Every script that changes a record must end its change with docq_changed
+ * (or set the version itself and call docq_publish), in the same script, so
+ * that watchers see each version exactly once and in order. */
+#define LUA_CHANGED \
+    "local function docq_publish(rkey) " \
+    "  local base, id = string.match(rkey, '^(.*):task:(.*)$') " \
+    "  local f = redis.call('HGETALL', rkey) " \
+    "  local p = {#id, ':', id, ','} " \
+    "  for i = 1, #f do p[#p + 1] = #f[i] .. ':' .. f[i] .. ',' end " \
+    "  redis.call('PUBLISH', base .. ':events', table.concat(p)) " \
+    "end " \
+    "local function docq_changed(rkey) " \
+    "  redis.call('HINCRBY', rkey, 'version', 1) " \
+    "  docq_publish(rkey) " \
+    "end "
+
+/* Defines docq_group_read(stream, group): how many entries of the stream the
+ * consumer group has read (its entries-read; when Redis lost count, as after
+ * some deletions, entries-added - lag), or nil when that is not known (no
+ * stream, no such group, or neither number available). A PENDING task whose
+ * entry was number seq of its stream is then at position seq - read; see
+ * docq_queue_position, which must compute the same. */
+#define LUA_GROUP_READ \
+    "local function docq_group_read(stream, group) " \
+    "  local groups = redis.pcall('XINFO', 'GROUPS', stream) " \
+    "  if groups['err'] then return nil end " \
+    "  for _, g in ipairs(groups) do " \
+    "    local h = {} " \
+    "    for i = 1, #g, 2 do h[g[i]] = g[i + 1] end " \
+    "    if h['name'] == group then " \
+    "      if h['entries-read'] then return h['entries-read'] end " \
+    "      if not h['lag'] then return nil end " \
+    "      local info = redis.call('XINFO', 'STREAM', stream) " \
+    "      for i = 1, #info, 2 do " \
+    "        if info[i] == 'entries-added' then return info[i + 1] - h['lag'] end " \
+    "      end " \
+    "      return nil " \
+    "    end " \
+    "  end " \
+    "  return nil " \
+    "end "
+
 /* KEYS: record, stream, the caller's rate-limit key (ratelimit.h). ARGV:
  * task_id, doc_id, limit (0: none), window ms. The limit check and the task
  * creation are one step: a refused request writes nothing but the trimming
  * of expired limit entries. Returns {admitted, created_at (or now when
  * refused), n, wait} as docq_rate_from_reply reads it. A repeat (the reply
  * was lost and the command sent again) changes nothing and is not counted
- * twice. */
+ * twice. An admitted task's record gets version 1 and seq, the entry's
+ * number in the stream (its entries-added right after the XADD), from which
+ * the queue position is computed; the new record is published to watchers. */
 static const docq_script submit_script = {0,
     DOCQ_RATE_LUA
+    LUA_CHANGED
     LUA_NOW
     "local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4]) "
     "local old = redis.call('HGET', KEYS[1], 'created_at') "
@@ -30,6 +80,12 @@ static const docq_script submit_script = {0,
     "redis.call('HSET', KEYS[1], 'doc_id', ARGV[2], 'state', 'PENDING', 'attempts', 0, "
     "  'created_at', string.format('%d', now)) "
     "redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'doc_id', ARGV[2]) "
+    "local info = redis.call('XINFO', 'STREAM', KEYS[2]) "
+    "for i = 1, #info, 2 do "
+    "  if info[i] == 'entries-added' then redis.call('HSET', KEYS[1], 'seq', info[i + 1]) end "
+    "end "
+    "redis.call('HSET', KEYS[1], 'version', 1) "
+    "docq_publish(KEYS[1]) "
     "return {1, now, n, wait}"};
 
 /* KEYS: record, stream, dead-letter stream. ARGV: group, entry id, max
@@ -37,8 +93,10 @@ static const docq_script submit_script = {0,
  * started, {-1} when the record is missing, {-2} when the task is terminal,
  * {-3, deliveries} when the entry was dead-lettered. The delivery count is
  * the group's own (XPENDING), which XREADGROUP and XAUTOCLAIM raise and the
- * heartbeat's XCLAIM JUSTID does not. */
+ * heartbeat's XCLAIM JUSTID does not. A start, or a dead-lettering, is a
+ * change: version + 1, published. */
 static const docq_script start_script = {1,
+    LUA_CHANGED
     "local cur = redis.call('HMGET', KEYS[1], 'state', 'failures', 'doc_id') "
     "if not cur[1] then return {-1} end "
     "if cur[1] == 'SUCCESS' or cur[1] == 'FAILURE' then return {-2} end "
@@ -54,6 +112,7 @@ static const docq_script start_script = {1,
     "    KEYS[3] .. ' after ' .. n .. ' deliveries: no worker finished it (each crashed, was "
     "killed or lost it)') "
     "  redis.call('EXPIRE', KEYS[1], ARGV[4]) "
+    "  docq_changed(KEYS[1]) "
     "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) "
     "  redis.call('XDEL', KEYS[2], ARGV[2]) "
     "  return {-3, n} "
@@ -61,11 +120,14 @@ static const docq_script start_script = {1,
     "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1) "
     "redis.call('HSET', KEYS[1], 'state', 'STARTED', 'started_at', string.format('%d', now), "
     "  'deliveries', n) "
+    "docq_changed(KEYS[1]) "
     "return {a, tonumber(cur[2] or '0'), n}"};
 
 /* KEYS: record, stream. ARGV: group, entry id, attempt, state, field name,
- * value, ttl. Returns 1 when written, 0 when refused. */
+ * value, ttl. Returns 1 when written, 0 when refused. Only a write is a
+ * change (version + 1, published); a refusal changes nothing. */
 static const docq_script finish_script = {2,
+    LUA_CHANGED
     "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts') "
     "if cur[1] == 'STARTED' and cur[2] == ARGV[3] then "
     LUA_NOW
@@ -73,6 +135,7 @@ static const docq_script finish_script = {2,
     "    'finished_at', string.format('%d', now)) "
     "  redis.call('EXPIRE', KEYS[1], ARGV[7]) "
     "  if ARGV[4] == 'SUCCESS' then redis.call('HDEL', KEYS[1], 'error') end "
+    "  docq_changed(KEYS[1]) "
     "elseif cur[1] == 'STARTED' or cur[1] == 'PENDING' then "
     "  return 0 "
     "end "
@@ -86,22 +149,54 @@ static const docq_script ack_script = {3,
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) "
     "return redis.call('XDEL', KEYS[1], ARGV[2])"};
 
+/* KEYS: record, stream. ARGV: group. Returns {HGETALL of the record, queue
+ * position}: the position is 0 unless the task is PENDING and its place is
+ * known (the same formula as docq_queue_position). Reads only. Slots 13 and
+ * 14: the worker's scripts use 10 to 12 and the rate limiter 15 (a collision
+ * would only cost reloads, see redis.c, but each script should have its own). */
+static const docq_script read_script = {13,
+    LUA_GROUP_READ
+    "local f = redis.call('HGETALL', KEYS[1]) "
+    "local pos = 0 "
+    "local h = {} "
+    "for i = 1, #f, 2 do h[f[i]] = f[i + 1] end "
+    "if h['state'] == 'PENDING' and h['seq'] then "
+    "  local read = docq_group_read(KEYS[2], ARGV[1]) "
+    "  if read then pos = math.max(1, tonumber(h['seq']) - read) end "
+    "end "
+    "return {f, pos}"};
+
+/* KEYS: stream. ARGV: group. Returns how many entries the group has read, or
+ * -1 when that is not known. Reads only. */
+static const docq_script group_read_script = {14,
+    LUA_GROUP_READ
+    "local read = docq_group_read(KEYS[1], ARGV[1]) "
+    "if read then return read end "
+    "return -1"};
+
 /* KEYS: record. ARGV: attempt, error. Returns the new failure count, or -1
- * when the task is not STARTED by that attempt. */
+ * when the task is not STARTED by that attempt. A change (the error shows):
+ * version + 1, published. */
 static const docq_script retry_script = {10,
+    LUA_CHANGED
     "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts') "
     "if cur[1] ~= 'STARTED' or cur[2] ~= ARGV[1] then return -1 end "
     "redis.call('HSET', KEYS[1], 'error', ARGV[2]) "
-    "return redis.call('HINCRBY', KEYS[1], 'failures', 1)"};
+    "local f = redis.call('HINCRBY', KEYS[1], 'failures', 1) "
+    "docq_changed(KEYS[1]) "
+    "return f"};
 
 /* KEYS: record. ARGV: attempt. Returns the new attempt, or -1 when the task
- * is not STARTED by that attempt. */
+ * is not STARTED by that attempt. A change: version + 1, published. */
 static const docq_script restart_script = {11,
+    LUA_CHANGED
     "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts') "
     "if cur[1] ~= 'STARTED' or cur[2] ~= ARGV[1] then return -1 end "
     LUA_NOW
     "redis.call('HSET', KEYS[1], 'started_at', string.format('%d', now)) "
-    "return redis.call('HINCRBY', KEYS[1], 'attempts', 1)"};
+    "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1) "
+    "docq_changed(KEYS[1]) "
+    "return a"};
 
 /* KEYS: stream. ARGV: group, consumer, entry ids. Returns, per id, 0 when its
  * idle time was reset and 1 when it is not pending under consumer. */
@@ -128,6 +223,17 @@ void docq_key_stream(char *buf, size_t cap, const char *prefix, int shard) {
 
 void docq_key_task(char *buf, size_t cap, const char *prefix, const char *task_id, int shard) {
     snprintf(buf, cap, "%s:{s%d}:task:%s", prefix, shard, task_id);
+}
+
+void docq_key_events(char *buf, size_t cap, const char *prefix, int shard) {
+    snprintf(buf, cap, "%s:{s%d}:events", prefix, shard);
+}
+
+uint32_t docq_queue_position(uint64_t seq, int64_t read) {
+    if (seq == 0 || read < 0) return 0;
+    if ((uint64_t)read >= seq) return 1;
+    uint64_t pos = seq - (uint64_t)read;
+    return pos > UINT32_MAX ? UINT32_MAX : (uint32_t)pos;
 }
 
 void docq_key_dead(char *buf, size_t cap, const char *prefix, const char *dead, int shard) {
@@ -197,30 +303,50 @@ int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *
     return DOCQ_OK;
 }
 
-int docq_store_get(docq_redis *r, const char *prefix, const char *task_id, docq_task *out,
-                   docq_error *err) {
-    char rkey[128];
-    docq_task_clear(out);
-    docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard_of(task_id));
-    const char *argv[] = {"HGETALL", rkey};
-    redisReply *rep = docq_redis_command(r, 2, argv, NULL, err);
-    if (!rep) return err ? err->code : DOCQ_ERR;
-    int rc = DOCQ_OK;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
-        rc = docq_error_set(err, DOCQ_ERR, "unexpected reply to HGETALL");
-    } else if (rep->elements == 0) {
-        rc = docq_error_set(err, DOCQ_ENOTFOUND, "no task %s", task_id);
-    } else {
-        snprintf(out->task_id, sizeof(out->task_id), "%s", task_id);
-        for (size_t i = 0; i < rep->elements && rc == DOCQ_OK; i += 2) {
-            redisReply *k = rep->element[i], *v = rep->element[i + 1];
-            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-                docq_task_set_field(out, k->str, k->len, v->str, v->len) != DOCQ_OK)
-                rc = docq_error_set(err, DOCQ_ERR, "task record %s is corrupt", task_id);
-        }
+/* Fill out from a record's field/value array (HGETALL's reply). */
+static int task_from_fields(const redisReply *rep, const char *task_id, docq_task *out, docq_error *err) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2)
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply for the task record");
+    if (rep->elements == 0) return docq_error_set(err, DOCQ_ENOTFOUND, "no task %s", task_id);
+    snprintf(out->task_id, sizeof(out->task_id), "%s", task_id);
+    for (size_t i = 0; i < rep->elements; i += 2) {
+        redisReply *k = rep->element[i], *v = rep->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+            docq_task_set_field(out, k->str, k->len, v->str, v->len) != DOCQ_OK)
+            return docq_error_set(err, DOCQ_ERR, "task record %s is corrupt", task_id);
     }
+    return DOCQ_OK;
+}
+
+int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id,
+                   docq_task *out, docq_error *err) {
+    char rkey[128], skey[96];
+    int shard = shard_of(task_id);
+    docq_task_clear(out);
+    docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard);
+    docq_key_stream(skey, sizeof(skey), prefix, shard);
+    const char *argv[] = {rkey, skey, group};
+    redisReply *rep = docq_redis_eval(r, &read_script, 2, 3, argv, NULL, err);
+    if (!rep) return err ? err->code : DOCQ_ERR;
+    int rc;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_INTEGER)
+        rc = docq_error_set(err, DOCQ_ERR, "unexpected reply from the read script");
+    else if ((rc = task_from_fields(rep->element[0], task_id, out, err)) == DOCQ_OK)
+        out->queue_position = rep->element[1]->integer > 0 && rep->element[1]->integer <= UINT32_MAX
+                                  ? (uint32_t)rep->element[1]->integer : 0;
     freeReplyObject(rep);
     if (rc != DOCQ_OK) docq_task_clear(out);
+    return rc;
+}
+
+int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const char *group,
+                          int64_t *read, docq_error *err) {
+    char skey[96];
+    docq_key_stream(skey, sizeof(skey), prefix, shard);
+    const char *argv[] = {skey, group};
+    long long n;
+    int rc = eval_int(r, &group_read_script, 1, 2, argv, NULL, &n, err);
+    if (rc == DOCQ_OK) *read = n;
     return rc;
 }
 

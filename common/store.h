@@ -12,15 +12,20 @@
  *                         Redis TIME so that every process shares one clock),
  *                         result, error, deliveries (the group's delivery
  *                         count of the entry at the last start), failures
- *                         (transient AI failures so far: the retry budget).
- *                         No expiry until the task finishes, then
- *                         DOCQ_RESULT_TTL_S.
+ *                         (transient AI failures so far: the retry budget),
+ *                         version (1 when submitted, + 1 with each change),
+ *                         seq (the entry's number in its stream:
+ *                         entries-added after its XADD). No expiry until the
+ *                         task finishes, then DOCQ_RESULT_TTL_S.
  *   P:{sN}:<dead>         Stream: the shard's dead-letter stream (<dead> =
  *                         DOCQ_DEAD_STREAM). One entry per task whose queue
  *                         entry was delivered more than DOCQ_MAX_DELIVERIES
  *                         times: task_id, doc_id, entry_id, deliveries,
  *                         dead_at. Only ever appended to by docq; inspect and
  *                         trim it by hand.
+ *   P:{sN}:events         Pub/sub channel (not a key): every script that
+ *                         changes a record of the shard publishes the whole
+ *                         record there in the same atomic step (event.h).
  *
  *   P:{sN}:rate:<caller>  Sorted set: the caller's SubmitDoc rate limit, a
  *                         sliding log (ratelimit.h), N = the caller's shard.
@@ -47,6 +52,15 @@ void docq_key_stream(char *buf, size_t cap, const char *prefix, int shard);
 /* Write the record key of task_id (which carries its shard) into buf. */
 void docq_key_task(char *buf, size_t cap, const char *prefix, const char *task_id, int shard);
 
+/* Write the events channel of shard into buf: "P:{sN}:events". */
+void docq_key_events(char *buf, size_t cap, const char *prefix, int shard);
+
+/* The queue position of a PENDING task whose entry is number seq of its
+ * stream, when the consumer group has read `read` entries of it: seq - read,
+ * at least 1 (an entry read but not yet started is next in line), 1 = next.
+ * 0 (unknown) when seq is 0 or read is negative. Pure. */
+uint32_t docq_queue_position(uint64_t seq, int64_t read);
+
 /* Check caller's SubmitDoc limit and, when it admits the request, store a
  * new PENDING task and queue it: one script, one round trip, atomically.
  * task_id must come from docq_task_id_new for shard, which must be caller's
@@ -60,11 +74,19 @@ int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *
                       const docq_rate_policy *limit, int64_t *created_at_ms,
                       docq_rate_result *rate, docq_error *err);
 
-/* Read a task into out (cleared first; free with docq_task_clear).
- * Returns DOCQ_ENOTFOUND when there is no such record (never created, or
- * finished and expired). */
-int docq_store_get(docq_redis *r, const char *prefix, const char *task_id, docq_task *out,
-                   docq_error *err);
+/* Read a task into out (cleared first; free with docq_task_clear), with its
+ * queue position in the consumer group `group` while it is PENDING, in one
+ * round trip. Returns DOCQ_ENOTFOUND when there is no such record (never
+ * created, or finished and expired). */
+int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id,
+                   docq_task *out, docq_error *err);
+
+/* How many entries of shard's stream the consumer group has read, into
+ * *read; -1 when Redis cannot tell (no stream or group yet). One round trip;
+ * with docq_queue_position it refreshes the position of every PENDING task
+ * of the shard at once. */
+int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const char *group,
+                          int64_t *read, docq_error *err);
 
 /* Write the dead-letter stream key of shard into buf: "P:{sN}:<dead>". */
 void docq_key_dead(char *buf, size_t cap, const char *prefix, const char *dead, int shard);

@@ -175,6 +175,12 @@ int docq_task_set_field(docq_task *t, const char *name, size_t nlen, const char 
         return parse_i64(val, vlen, &t->started_at_ms);
     } else if (FIELD_IS("finished_at")) {
         return parse_i64(val, vlen, &t->finished_at_ms);
+    } else if (FIELD_IS("version")) {
+        if (parse_i64(val, vlen, &n) != DOCQ_OK) return DOCQ_EINVAL;
+        t->version = (uint64_t)n;
+    } else if (FIELD_IS("seq")) {
+        if (parse_i64(val, vlen, &n) != DOCQ_OK) return DOCQ_EINVAL;
+        t->seq = (uint64_t)n;
     }
     return DOCQ_OK;
 }

@@ -46,6 +46,24 @@
  * be repeated after a crash, never lost. Nothing unacknowledged is ever
  * trimmed: entries are deleted one by one as their outcome is written.
  *
+ * Versions and watchers: every script that changes a record adds 1 to its
+ * `version` (submit sets 1) and, in the same atomic step, publishes the whole
+ * record on its shard's events channel (store.h, event.h). Versions of one
+ * task are thus totally ordered and each is published exactly once, with
+ * the record as that change left it. A server streams them to the task's
+ * watchers (WatchStatus): a watcher that subscribed before reading the task
+ * misses no version, and one that reconnects asks for the versions after
+ * the last it saw. A script that refuses to write (a stale finish, a repeat)
+ * changes nothing and publishes nothing. Any new state-changing script must
+ * do the same: bump the version and publish, in the script itself.
+ *
+ * Queue position: the submit script also stores `seq`, the entry's number in
+ * its stream (entries-added right after its XADD). While the task is PENDING
+ * its position is seq minus the number of entries the consumer group has
+ * read (1 = the next to be taken). It is computed when read (GetStatus,
+ * WatchStatus), never stored: it changes with other tasks' progress, not
+ * with this task's version.
+ *
  * Task ids: "s<shard>-<32 hex digits>", 128 random bits from getrandom. The
  * shard prefix lets any server find the record without a lookup. */
 #ifndef DOCQ_TASK_H
@@ -81,6 +99,11 @@ typedef struct docq_task {
     int64_t created_at_ms;  /* Unix milliseconds; 0 when unset. */
     int64_t started_at_ms;
     int64_t finished_at_ms;
+    uint64_t version;       /* Grows by 1 with each change of the record; 1 when submitted. */
+    uint64_t seq;           /* The queue entry's number in its stream (entries-added after
+                             * its XADD); 0 when unknown. */
+    uint32_t queue_position;/* While PENDING: 1 = next to be taken; 0 = not pending or
+                             * unknown. Computed, not stored in the record. */
 } docq_task;
 
 /* Name of a state ("PENDING"...), "STATE_UNSPECIFIED" for unknown values. */

@@ -42,7 +42,8 @@ void rpc_submit_doc(server_thread *t, const rpc_call *call, const ProtobufCMessa
 /* GetStatus: the stored task, NOT_FOUND for unknown ids (rpc_status.c). */
 void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
 
-/* WatchStatus: declared in the API, not served yet (rpc_watch.c). */
-void rpc_watch_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+/* WatchStatus: validate the id and open a watch (rpc_watch.c, watch.h). A
+ * server-streaming handler: see rpc_stream_handler. */
+int rpc_watch_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
 
 #endif

@@ -19,9 +19,10 @@ int rpc_task_id_check(server_thread *t, const char *task_id, int *shard, rpc_rep
     return DOCQ_OK;
 }
 
-/* Count the call against the caller's read limit, then read the record. An
- * id that was never issued, or whose finished record has expired, is
- * NOT_FOUND: never "PENDING forever". */
+/* Count the call against the caller's read limit, then read the record,
+ * and the queue position of a PENDING task, in one round trip. An id that
+ * was never issued, or whose finished record has expired, is NOT_FOUND:
+ * never "PENDING forever". */
 void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     const Docq__V1__GetStatusRequest *r = (const Docq__V1__GetStatusRequest *)req;
     docq_error err = {0};
@@ -29,7 +30,8 @@ void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessa
     int shard;
     if (rpc_read_allowed(t, call, out) != DOCQ_OK) return;
     if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return;
-    int rc = docq_store_get(t->redis, docq_server_config(t->srv)->key_prefix, r->task_id, &task, &err);
+    const docq_config *cfg = docq_server_config(t->srv);
+    int rc = docq_store_get(t->redis, cfg->key_prefix, cfg->group, r->task_id, &task, &err);
     if (rc == DOCQ_ENOTFOUND) {
         rpc_reply_error(out, GRPC_STATUS_NOT_FOUND,
                         "task %s not found: unknown id, or finished and expired", r->task_id);

@@ -11,10 +11,14 @@
  *                   close) is in flight; when it completes the context is
  *                   freed, whatever its success.
  *
+ * A streaming method's context lives only until its handler has taken the
+ * call over (or answered an error): the stream then has its own tags.
+ *
  * One context per method kind is always waiting on each thread's queue
  * (WAITING_PER_METHOD of them, so bursts need not wait for a request), plus
  * one catch-all that answers UNIMPLEMENTED to unknown methods (without it
  * they would hang until the client's deadline). */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,13 +31,14 @@
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
+#include "watch.h"
 
 #define WAITING_PER_METHOD 16
 
 static const rpc_def rpcs[] = {
-    {"/docq.v1.DocQueue/SubmitDoc", &docq__v1__submit_doc_request__descriptor, rpc_submit_doc},
-    {"/docq.v1.DocQueue/GetStatus", &docq__v1__get_status_request__descriptor, rpc_get_status},
-    {"/docq.v1.DocQueue/WatchStatus", &docq__v1__watch_status_request__descriptor, rpc_watch_status},
+    {"/docq.v1.DocQueue/SubmitDoc", &docq__v1__submit_doc_request__descriptor, rpc_submit_doc, NULL},
+    {"/docq.v1.DocQueue/GetStatus", &docq__v1__get_status_request__descriptor, rpc_get_status, NULL},
+    {"/docq.v1.DocQueue/WatchStatus", &docq__v1__watch_status_request__descriptor, NULL, rpc_watch_status},
 };
 #define NRPCS (int)(sizeof(rpcs) / sizeof(rpcs[0]))
 
@@ -47,11 +52,13 @@ struct docq_server {
     int nthreads;
     int started_threads;
     int port;
+    watch_hub *watch;                   /* Open watches and the events subscriber. */
 };
 
 typedef enum call_state { CALL_WAITING, CALL_ANSWERING } call_state;
 
 typedef struct call_ctx {
+    server_tag tag;                  /* First: the tag of every operation on the call. */
     call_state state;
     server_thread *thread;           /* Owner: the thread whose queue carries the call. */
     int rpc;                         /* Index in rpcs[], or -1 for the catch-all. */
@@ -120,6 +127,8 @@ void rpc_reply_clear(rpc_reply *out) {
     out->message = NULL;
 }
 
+static void on_event(server_tag *tag, int success);
+
 static void call_free(call_ctx *c) {
     grpc_metadata_array_destroy(&c->request_md);
     grpc_call_details_destroy(&c->details);
@@ -137,6 +146,7 @@ static void request_call(server_thread *t, int rpc) {
         docq_log_error("out of memory requesting a call");
         return;
     }
+    c->tag.done = on_event;
     c->state = CALL_WAITING;
     c->thread = t;
     c->rpc = rpc;
@@ -214,6 +224,15 @@ static void handle_call(call_ctx *c) {
         if (!req) {
             rpc_reply_error(&reply, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s message (malformed bytes, or a string with a NUL byte)",
                             rpc->input->name);
+        } else if (rpc->stream) {
+            rpc_call call = {c->call, &c->request_md};
+            int taken = rpc->stream(c->thread, &call, req, &reply) == DOCQ_OK;
+            protobuf_c_message_free_unpacked(req, NULL);
+            if (taken) {
+                rpc_reply_clear(&reply);
+                call_free(c); /* The stream holds its own reference to the call. */
+                return;
+            }
         } else {
             rpc_call call = {c->call, &c->request_md};
             rpc->handler(c->thread, &call, req, &reply);
@@ -227,7 +246,8 @@ static void handle_call(call_ctx *c) {
     rpc_reply_clear(&reply);
 }
 
-static void on_event(call_ctx *c, int success) {
+static void on_event(server_tag *tag, int success) {
+    call_ctx *c = (call_ctx *)tag;
     if (c->state == CALL_ANSWERING || !success) {
         call_free(c);
         return;
@@ -244,7 +264,7 @@ static void *thread_main(void *arg) {
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-        if (ev.type == GRPC_OP_COMPLETE) on_event(ev.tag, ev.success);
+        if (ev.type == GRPC_OP_COMPLETE) ((server_tag *)ev.tag)->done(ev.tag, ev.success);
     }
     return NULL;
 }
@@ -255,7 +275,7 @@ static void drain_and_destroy(grpc_completion_queue *cq) {
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-        if (ev.type == GRPC_OP_COMPLETE) on_event(ev.tag, 0);
+        if (ev.type == GRPC_OP_COMPLETE) ((server_tag *)ev.tag)->done(ev.tag, 0);
     }
     grpc_completion_queue_destroy(cq);
 }
@@ -275,6 +295,7 @@ static void server_free(docq_server *srv) {
     }
     free(srv->threads);
     srv->threads = NULL;
+    watch_hub_free(srv->watch);
     srv->nthreads = 0;
     grpc_completion_queue_shutdown(srv->shutdown_cq);
     while (grpc_completion_queue_next(srv->shutdown_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
@@ -283,6 +304,25 @@ static void server_free(docq_server *srv) {
     grpc_completion_queue_destroy(srv->shutdown_cq);
     free(srv);
 }
+
+/* Keepalive for long idle streams (watches of minutes-long AI calls): ping
+ * every DOCQ_KEEPALIVE_MS even without data, drop a peer that does not answer
+ * within 20 s, accept clients' pings as often as every 10 s (or their
+ * DOCQ_KEEPALIVE_MS, if lower) instead of answering them GOAWAY
+ * too_many_pings, and age connections out after DOCQ_MAX_CONNECTION_AGE_MS
+ * (0: never) with DOCQ_SHUTDOWN_GRACE_MS for the calls still open. */
+#define MIN_CLIENT_PING_MS 10000
+#define KEEPALIVE_ARGS(cfg)                                                                         \
+    {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = (int)(cfg)->keepalive_ms}},          \
+    {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 20000}},                          \
+    {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},                    \
+    {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, {.integer = 0}},                      \
+    {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,                       \
+     {.integer = (cfg)->keepalive_ms < MIN_CLIENT_PING_MS ? (int)(cfg)->keepalive_ms : MIN_CLIENT_PING_MS}}, \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS,                                              \
+     {.integer = (cfg)->max_connection_age_ms ? (int)(cfg)->max_connection_age_ms : INT_MAX}},      \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,                                        \
+     {.integer = (cfg)->shutdown_grace_ms < INT_MAX ? (int)(cfg)->shutdown_grace_ms : INT_MAX}}
 
 docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
     docq_server *srv = calloc(1, sizeof(*srv));
@@ -295,14 +335,17 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
         return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
     }
     srv->auth = docq_auth_create(cfg->api_keys_file, err);
-    if (!srv->auth) {
+    srv->watch = srv->auth ? watch_hub_create(cfg, err) : NULL;
+    if (!srv->watch) {
+        docq_auth_free(srv->auth);
         free(srv->threads);
         free(srv);
         return NULL;
     }
     /* A second server on the same port must fail, not share it silently. */
-    grpc_arg args[] = {{GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}}};
-    grpc_channel_args chargs = {1, args};
+    grpc_arg args[] = {{GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+                       KEEPALIVE_ARGS(cfg)};
+    grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
     srv->server = grpc_server_create(&chargs, NULL);
     srv->shutdown_cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->server, srv->shutdown_cq, NULL);
@@ -332,6 +375,8 @@ int docq_server_port(const docq_server *srv) { return srv->port; }
 
 docq_auth *docq_server_auth(const docq_server *srv) { return srv->auth; }
 
+watch_hub *docq_server_watch_hub(const docq_server *srv) { return srv->watch; }
+
 const docq_config *docq_server_config(const docq_server *srv) { return srv->cfg; }
 
 int docq_server_start(docq_server *srv, docq_error *err) {
@@ -341,11 +386,15 @@ int docq_server_start(docq_server *srv, docq_error *err) {
             return docq_error_set(err, DOCQ_ERR, "cannot start server thread %d", i);
         srv->started_threads++;
     }
-    return DOCQ_OK;
+    return watch_hub_start(srv->watch, err);
 }
 
 void docq_server_shutdown_and_free(docq_server *srv, long grace_ms) {
     grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq, srv);
+    /* Open streams would hold up the shutdown: end them now that no new call
+     * can come in (clients reopening their watches get UNAVAILABLE from the
+     * closed listener, not a call cancelled mid-shutdown). */
+    watch_hub_shutdown(srv->watch);
     gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     if (grpc_completion_queue_next(srv->shutdown_cq, grace, NULL).type == GRPC_QUEUE_TIMEOUT) {
         docq_log_warn("calls still open after %ld ms: cancelling them", grace_ms);

@@ -5,8 +5,14 @@
  * Threads: DOCQ_THREADS threads, each polling its own completion queue with
  * grpc_completion_queue_next and owning its own Redis connection (hiredis
  * contexts are not thread-safe). A call is requested on, arrives on and is
- * answered on one thread's queue, so a call context is only ever touched by
- * the thread that owns its queue. */
+ * answered on one thread's queue, so a unary call's context is only ever
+ * touched by the thread that owns its queue. Streaming calls (WatchStatus)
+ * are taken over by the watch hub (watch.h), whose subscriber thread also
+ * starts batches on them, under the hub's mutex; their completions still
+ * arrive on the queue of the thread that received the call.
+ *
+ * Every tag on a queue starts with a server_tag naming the function that
+ * handles its completion, so unary contexts and watches share the queues. */
 #ifndef DOCQ_SERVER_H
 #define DOCQ_SERVER_H
 
@@ -20,6 +26,12 @@
 #include "redis.h"
 
 typedef struct docq_server docq_server;
+
+/* The start of every tag put on a server thread's queue: the function that
+ * handles its completion (success as the event reports it). */
+typedef struct server_tag {
+    void (*done)(struct server_tag *tag, int success);
+} server_tag;
 
 /* One server thread and what it owns. */
 typedef struct server_thread {
@@ -55,11 +67,18 @@ typedef struct rpc_call {
 typedef void (*rpc_handler)(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
                             rpc_reply *out);
 
+/* A streaming handler: reads req (owned by the caller). Returns DOCQ_OK when
+ * it has taken the call over (it holds its own reference and ends the call
+ * itself), or DOCQ_ERR with out holding the error to answer. */
+typedef int (*rpc_stream_handler)(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                                  rpc_reply *out);
+
 /* One registered method of docq.v1.DocQueue. */
 typedef struct rpc_def {
     const char *path;                        /* "/docq.v1.DocQueue/SubmitDoc". */
     const ProtobufCMessageDescriptor *input; /* Request message type. */
-    rpc_handler handler;
+    rpc_handler handler;                     /* Unary methods. */
+    rpc_stream_handler stream;               /* Server-streaming methods (handler NULL). */
 } rpc_def;
 
 /* Set reply to an error status with a printf-style message. */
@@ -96,6 +115,9 @@ const docq_config *docq_server_config(const docq_server *srv);
 /* The API keys of the server (never NULL; it may hold no key file). */
 docq_auth *docq_server_auth(const docq_server *srv);
 
+/* The watch hub of the server (watch.h). */
+struct watch_hub *docq_server_watch_hub(const docq_server *srv);
+
 /* The port actually bound (useful with port 0). */
 int docq_server_port(const docq_server *srv);
 
@@ -103,8 +125,9 @@ int docq_server_port(const docq_server *srv);
  * DOCQ_ERR (threads could not be started; the server must still be freed). */
 int docq_server_start(docq_server *srv, docq_error *err);
 
-/* Stop accepting calls, let calls in flight finish for up to grace_ms, cancel
- * the rest, stop the threads and free everything. srv is gone afterwards. */
+/* End every open watch with UNAVAILABLE, stop accepting calls, let calls in
+ * flight finish for up to grace_ms, cancel the rest, stop the threads and
+ * free everything. srv is gone afterwards. */
 void docq_server_shutdown_and_free(docq_server *srv, long grace_ms);
 
 #endif

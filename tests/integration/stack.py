@@ -111,12 +111,15 @@ class Stack:
             "DOCQ_REDIS_TIMEOUT_MS": "1000",
         }
 
-    def start_redis(self):
+    def start_redis(self, persist=False):
         """Start (or restart, on the same port) a redis-server with no
-        persistence, so that a restart loses every key and group."""
+        persistence, so that a restart loses every key and group; with
+        persist=True, an append-only file synced at every write, so that a
+        restart (even after SIGKILL) keeps everything."""
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
         self.redis = self._start("redis-%d" % len(self.procs), [
             "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self.dir])
+            "--save", "", "--dir", self.dir] + aof)
         wait_for(lambda: self.redis_cli("PING") == "PONG", what="redis-server to answer")
         return self
 
@@ -206,6 +209,17 @@ class Stack:
         if not self._channel:
             self._channel = grpc.insecure_channel(self.address())
         return pb_grpc.DocQueueStub(self._channel)
+
+    def rss_kib(self, proc=None):
+        """Resident memory of a process (the server by default), in KiB."""
+        with open("/proc/%d/status" % (proc or self.server).p.pid) as f:
+            return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+    def open_watches(self):
+        """The server's open-watch gauge, as its last debug line about
+        watches says (0 before any)."""
+        counts = re.findall(r"watch [a-z]+[^\n]*?\((\d+) open\)", self.server.text())
+        return int(counts[-1]) if counts else 0
 
     def cli(self, *args, timeout=30):
         """Run the docq CLI against this stack; returns CompletedProcess."""

@@ -1,10 +1,15 @@
 """The docq CLI and the settings of every binary."""
 import os
+import pty
 import re
+import select
+import signal
 import subprocess
+import threading
+import time
 import unittest
 
-from stack import BIN_DIR, Stack
+from stack import BIN_DIR, Stack, free_port, pb, wait_for
 
 
 def run(binary, *args, env=None):
@@ -55,12 +60,184 @@ class Cli(unittest.TestCase):
         self.assertEqual(s.redis_cli("DBSIZE"), "0")
 
 
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (s\d+-[0-9a-f]{32}) (PENDING|STARTED|SUCCESS|FAILURE) "
+                  r"version=(\d+) attempts=(\d+) position=(\d+)( (result|error)=.*)?$")
+
+
+class LineReader:
+    """Runs the CLI and collects its stdout lines as they come."""
+
+    def __init__(self, stack, *args):
+        self.p = subprocess.Popen([os.path.join(BIN_DIR, "docq"), "--server", stack.address()] + list(args),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait(self, timeout=60):
+        code = self.p.wait(timeout=timeout)
+        self.reader.join(10)
+        return code, self.p.stderr.read()
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def parse_lines(test, lines):
+    """(task_id, state, version, attempts, position, tail) for each line,
+    failing on a line of another shape."""
+    out = []
+    for line in lines:
+        m = LINE.match(line)
+        test.assertTrue(m, "unexpected line %r" % line)
+        out.append((m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), int(m.group(5)), m.group(6) or ""))
+    return out
+
+
+class WatchCli(unittest.TestCase):
+    def setUp(self):
+        self.stack = Stack()
+        self.addCleanup(self.stack.stop)
+
+    def watch(self, *args):
+        r = LineReader(self.stack, *args)
+        self.addCleanup(r.kill)
+        return r
+
+    def test_docq_watch_prints_one_line_per_change_and_exits_0_on_success(self):
+        s = self.stack.start_redis().start_ai("--latency-ms", "800").start_server()
+        tid = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="doc_1"), timeout=10).task_id
+        r = self.watch("watch", tid)
+        wait_for(lambda: r.lines, what="the first line")
+        s.start_worker()
+        code, err = r.wait()
+        self.assertEqual(code, 0, err)
+        rows = parse_lines(self, r.lines)
+        self.assertTrue(all(row[0] == tid for row in rows))
+        changes = [(state, version) for _, state, version, _, _, _ in rows]
+        self.assertEqual(sorted(set(changes), key=changes.index), [("PENDING", 1), ("STARTED", 2), ("SUCCESS", 3)])
+        self.assertEqual(rows[-1][3], 1)
+        self.assertIn('result={"doc_id":"doc_1","summary":"processed doc_1"}', rows[-1][5])
+
+    def test_docq_watch_exits_1_when_the_task_ends_failure(self):
+        s = self.stack.start_all(workers=1, ai_args=("--fail-status", "500", "--fail-every", "0"))
+        tid = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="doc_bad"), timeout=10).task_id
+        r = self.watch("watch", tid)
+        code, err = r.wait()
+        self.assertEqual(code, 1, err)
+        self.assertEqual(err, "")
+        last = parse_lines(self, r.lines)[-1]
+        self.assertEqual(last[1], "FAILURE")
+        self.assertIn("error=", last[5])
+        self.assertIn("500", last[5])
+
+    def test_docq_submit_wait_submits_then_watches_each_task_until_it_ends(self):
+        s = self.stack.start_all(workers=1, ai_args=("--latency-ms", "300"))
+        r = self.watch("submit", "doc_1", "--wait", "doc_2")
+        code, err = r.wait()
+        self.assertEqual(code, 0, err)
+        ids = r.lines[:2]
+        for tid in ids:
+            self.assertRegex(tid, r"^s\d+-[0-9a-f]{32}$")
+        rows = parse_lines(self, r.lines[2:])
+        self.assertEqual([row[0] for row in rows], sorted((row[0] for row in rows), key=ids.index))
+        for tid, doc in zip(ids, ["doc_1", "doc_2"]):
+            mine = [row for row in rows if row[0] == tid]
+            self.assertEqual(mine[-1][1], "SUCCESS", r.lines)
+            self.assertIn("processed " + doc, mine[-1][5])
+
+    def test_docq_watch_on_a_terminal_shows_a_live_line_with_the_queue_position(self):
+        s = self.stack = Stack(shards=1)
+        self.addCleanup(s.stop)
+        s.start_redis().start_ai("--latency-ms", "1500").start_server(DOCQ_POSITION_REFRESH_MS="200")
+        s.start_worker(DOCQ_WORKER_CONCURRENCY="1")
+        wait_for(lambda: s.redis_cli("EXISTS", "docq:{s0}:tasks") == "1", what="the worker's consumer group")
+        stub = s.stub()
+        first, second = [stub.SubmitDoc(pb.SubmitDocRequest(doc_id=d), timeout=10).task_id for d in ("a", "b")]
+        master, slave = pty.openpty()
+        p = subprocess.Popen([os.path.join(BIN_DIR, "docq"), "--server", s.address(), "watch", second],
+                             stdout=slave, stderr=subprocess.PIPE)
+        os.close(slave)
+        out = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # The child closed the terminal.
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        self.assertEqual(p.wait(timeout=10), 0, (out, p.stderr.read()))
+        text = out.decode()
+        self.assertIn("\r\x1b[K" + second + "  PENDING  position 1 in queue", text)
+        self.assertIn("STARTED  attempt 1", text)
+        self.assertRegex(text, r"SUCCESS  attempt 1  0:00:0\d elapsed")
+        self.assertIn('result: {"doc_id":"b","summary":"processed b"}', text)
+        self.assertNotIn("version=", text)
+
+    def test_docq_watch_reopens_after_a_server_restart_and_misses_no_change(self):
+        s = self.stack
+        port = free_port()
+        s.start_redis().start_ai("--latency-ms", "3000").start_server(DOCQ_LISTEN="127.0.0.1:%d" % port)
+        s.start_worker()
+        tid = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="doc_r"), timeout=10).task_id
+        r = self.watch("watch", tid)
+        wait_for(lambda: any(" STARTED " in line for line in r.lines), what="the task to start")
+        s.server.signal(signal.SIGTERM)
+        self.assertEqual(s.server.wait(timeout=30), 0)
+        s.start_server(DOCQ_LISTEN="127.0.0.1:%d" % port)
+        code, err = r.wait()
+        self.assertEqual(code, 0, (r.lines, err))
+        self.assertIn("UNAVAILABLE: server shutting down; reopen the watch; reopening the watch after version 2", err)
+        versions = [row[2] for row in parse_lines(self, r.lines)]
+        self.assertEqual(versions, sorted(set(versions)), r.lines)
+        self.assertEqual(versions[-2:], [2, 3], r.lines)
+        self.assertEqual(parse_lines(self, r.lines)[-1][1], "SUCCESS")
+
+    def test_docq_watch_resumes_when_the_server_ages_its_connection_out(self):
+        s = self.stack.start_redis().start_ai("--latency-ms", "9000")
+        s.start_server(DOCQ_MAX_CONNECTION_AGE_MS="4000", DOCQ_SHUTDOWN_GRACE_MS="1500")
+        s.start_worker()
+        tid = s.stub(new_channel=True).SubmitDoc(pb.SubmitDocRequest(doc_id="doc_age"), timeout=10).task_id
+        r = self.watch("watch", tid)
+        code, err = r.wait(timeout=60)
+        self.assertEqual(code, 0, (r.lines, err))
+        # The connection was closed at 4 s (+-10 %) + 1.5 s, mid-AI call; the
+        # watch came back after the version it had seen and got the rest.
+        self.assertIn("reopening the watch after version 2", err)
+        rows = parse_lines(self, r.lines)
+        versions = [row[2] for row in rows]
+        self.assertEqual(versions, sorted(set(versions)), r.lines)
+        self.assertEqual(versions[-2:], [2, 3], r.lines)
+        self.assertEqual(rows[-1][1], "SUCCESS")
+
+    def test_docq_watch_of_an_unknown_id_prints_not_found_and_exits_1(self):
+        s = self.stack.start_redis().start_server()
+        out = s.cli("watch", "s0-" + "0" * 32)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("docq: NOT_FOUND: ", out.stderr)
+        self.assertEqual(out.stdout, "")
+
+
 class Settings(unittest.TestCase):
     def test_every_binary_lists_its_settings_with_help(self):
-        for binary, must in [("docq-server", ["--listen", "DOCQ_REDIS_URL", "DOCQ_SHARDS"]),
+        for binary, must in [("docq-server", ["--listen", "DOCQ_REDIS_URL", "DOCQ_SHARDS", "DOCQ_GROUP",
+                                              "DOCQ_KEEPALIVE_MS", "DOCQ_MAX_CONNECTION_AGE_MS",
+                                              "DOCQ_POSITION_REFRESH_MS"]),
                              ("docq-worker", ["--ai-url", "DOCQ_AI_TIMEOUT_MS", "DOCQ_GROUP",
                                               "DOCQ_RESULT_TTL_S"]),
-                             ("docq", ["--server", "DOCQ_SERVER"])]:
+                             ("docq", ["--server", "DOCQ_SERVER", "--wait", "DOCQ_KEEPALIVE_MS", "watch TASK_ID"])]:
             out = run(binary, "--help")
             self.assertEqual(out.returncode, 0, binary)
             for word in must:

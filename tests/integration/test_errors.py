@@ -95,12 +95,21 @@ class Errors(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
         self.assertIn("/docq.v1.DocQueue/Nope", cm.exception.details())
 
-    def test_watch_status_is_unimplemented_until_it_is_served(self):
-        r = self.stub.SubmitDoc(pb.SubmitDocRequest(doc_id="w"), timeout=5)
+    def watch_error(self, task_id):
         with self.assertRaises(grpc.RpcError) as cm:
-            list(self.stub.WatchStatus(pb.WatchStatusRequest(task_id=r.task_id), timeout=5))
-        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+            list(self.stub.WatchStatus(pb.WatchStatusRequest(task_id=task_id), timeout=5))
+        return cm.exception.code(), cm.exception.details()
 
+    def test_watch_status_of_an_unknown_or_malformed_task_id_fails_at_once(self):
+        code, details = self.watch_error("s1-" + "ab" * 16)
+        self.assertEqual(code, grpc.StatusCode.NOT_FOUND)
+        self.assertIn("not found", details)
+        self.assertEqual(self.watch_error("s999-" + "ab" * 16)[0], grpc.StatusCode.NOT_FOUND)
+        code, details = self.watch_error("s1-xyz")
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("task_id", details)
+        # Refused watches leave nothing open behind them.
+        self.assertEqual(self.stack.open_watches(), 0)
 
 if __name__ == "__main__":
     unittest.main()

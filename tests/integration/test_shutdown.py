@@ -8,6 +8,7 @@ import unittest
 import grpc
 
 from stack import Stack, pb, wait_for
+from test_watch import Watcher
 
 VALGRIND = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=99"]
 
@@ -40,6 +41,38 @@ class Shutdown(unittest.TestCase):
             self.assertEqual(p.wait(timeout=60), 0, p.text()[-3000:])
             self.assertEqual(leak_summary(p.text()), 0, p.text()[-3000:])
             self.assertIn("ERROR SUMMARY: 0 errors", p.text())
+
+    def test_the_server_under_valgrind_ends_open_watches_on_sigterm_with_no_leaks(self):
+        s = self.stack.start_redis().start_ai("--latency-ms", "200")
+        s.start_server(wrap=VALGRIND, DOCQ_POSITION_REFRESH_MS="100")
+        w = s.start_worker()
+        stub = s.stub()
+        # Watches that run to the end...
+        done = [Watcher(stub, stub.SubmitDoc(pb.SubmitDocRequest(doc_id="vgw_%d" % i), timeout=30).task_id)
+                for i in range(3)]
+        for watcher in done:
+            watcher.finish(timeout=60)
+            self.assertEqual(watcher.code, grpc.StatusCode.OK, s.logs())
+            self.assertEqual(watcher.messages[-1].state, pb.Task.SUCCESS)
+        w.signal(signal.SIGTERM)
+        self.assertEqual(w.wait(timeout=30), 0)
+        # ...one refused, one cancelled, and five open through SIGTERM.
+        with self.assertRaises(grpc.RpcError):
+            list(stub.WatchStatus(pb.WatchStatusRequest(task_id="s0-" + "0" * 32), timeout=30))
+        ids = [stub.SubmitDoc(pb.SubmitDocRequest(doc_id="vgp_%d" % i), timeout=30).task_id for i in range(3)]
+        cancelled = stub.WatchStatus(pb.WatchStatusRequest(task_id=ids[0]), timeout=60)
+        self.assertEqual(next(cancelled).state, pb.Task.PENDING)
+        cancelled.cancel()
+        wait_for(lambda: "watch cancelled" in s.server.text(), timeout=30, what="the cancellation")
+        open_ = [Watcher(stub, tid) for tid in ids + ids[:2]]
+        wait_for(lambda: all(o.messages for o in open_), timeout=30, what="the watches to open")
+        s.server.signal(signal.SIGTERM)
+        for o in open_:
+            o.finish(timeout=60)
+            self.assertEqual(o.code, grpc.StatusCode.UNAVAILABLE, o.details)
+        self.assertEqual(s.server.wait(timeout=60), 0, s.server.text()[-3000:])
+        self.assertEqual(leak_summary(s.server.text()), 0, s.server.text()[-3000:])
+        self.assertIn("ERROR SUMMARY: 0 errors", s.server.text())
 
     def test_a_unary_call_in_flight_when_sigterm_arrives_is_answered(self):
         s = self.stack.start_redis()

@@ -46,6 +46,21 @@ static const uint8_t golden_submit_response[39] = {
     0x66, 0x10, 0x01,
 };
 
+/* A PENDING task with a version and a queue position, made the same way:
+ *
+ *   p = docq_pb2.Task(task_id="s3-00112233445566778899aabbccddeeff",
+ *                     doc_id="doc_1", state=docq_pb2.Task.PENDING,
+ *                     version=1, queue_position=300)
+ *   p.created_at.seconds, p.created_at.nanos = 1700000000, 123000000 */
+static const uint8_t golden_pending_task[64] = {
+    0x0a, 0x23, 0x73, 0x33, 0x2d, 0x30, 0x30, 0x31, 0x31, 0x32, 0x32, 0x33,
+    0x33, 0x34, 0x34, 0x35, 0x35, 0x36, 0x36, 0x37, 0x37, 0x38, 0x38, 0x39,
+    0x39, 0x61, 0x61, 0x62, 0x62, 0x63, 0x63, 0x64, 0x64, 0x65, 0x65, 0x66,
+    0x66, 0x12, 0x05, 0x64, 0x6f, 0x63, 0x5f, 0x31, 0x18, 0x01, 0x3a, 0x0b,
+    0x08, 0x80, 0xe2, 0xcf, 0xaa, 0x06, 0x10, 0xc0, 0xa9, 0xd3, 0x3a, 0x58,
+    0x01, 0x60, 0xac, 0x02,
+};
+
 /* A STARTED task taken over once (field 10, deliveries, added later):
  *   docq_pb2.Task(task_id="s3-00112233445566778899aabbccddeeff",
  *                 state=docq_pb2.Task.STARTED, attempts=5, deliveries=3) */
@@ -138,6 +153,34 @@ static void task_golden_bytes_read(void) {
     check_golden_fields(&t);
     docq_task_clear(&t);
     docq__v1__task__free_unpacked(m, NULL);
+}
+
+static void pending_task_golden_bytes(void) {
+    docq_task t = {0}, back = {0};
+    docq_task_msg m;
+    size_t len;
+    strcpy(t.task_id, GOLDEN_TASK_ID);
+    strcpy(t.doc_id, "doc_1");
+    t.state = DOCQ_STATE_PENDING;
+    t.created_at_ms = 1700000000123LL;
+    t.version = 1;
+    t.seq = 77; /* Not part of the message. */
+    t.queue_position = 300;
+    docq_codec_task_msg(&t, &m);
+    uint8_t *bytes = pack(&m.msg.base, &len);
+    CHECK_MEM_EQ(bytes, len, golden_pending_task, sizeof(golden_pending_task));
+    free(bytes);
+
+    Docq__V1__Task *r = docq__v1__task__unpack(NULL, sizeof(golden_pending_task), golden_pending_task);
+    CHECK(r != NULL);
+    if (!r) return;
+    CHECK_INT_EQ(docq_codec_task_from_msg(r, &back, NULL), DOCQ_OK);
+    CHECK_INT_EQ(back.state, DOCQ_STATE_PENDING);
+    CHECK_INT_EQ(back.version, 1);
+    CHECK_INT_EQ(back.queue_position, 300);
+    CHECK_INT_EQ(back.seq, 0);
+    docq__v1__task__free_unpacked(r, NULL);
+    docq_task_clear(&back);
 }
 
 static void submit_response_golden_bytes(void) {
@@ -449,7 +492,7 @@ static void task_deliveries_golden_bytes(void) {
 }
 
 CHECK_MAIN(CHECK_CASE(task_golden_bytes), CHECK_CASE(task_golden_bytes_read),
-           CHECK_CASE(task_deliveries_golden_bytes),
+           CHECK_CASE(pending_task_golden_bytes), CHECK_CASE(task_deliveries_golden_bytes),
            CHECK_CASE(submit_response_golden_bytes), CHECK_CASE(task_round_trip),
            CHECK_CASE(task_round_trip_multibyte), CHECK_CASE(unset_times_stay_unset),
            CHECK_CASE(timestamp_from_ms), CHECK_CASE(unpack_refuses_malformed),

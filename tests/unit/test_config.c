@@ -58,6 +58,10 @@ static void defaults_server(void) {
     CHECK_INT_EQ(cfg.threads, 2);
     CHECK_INT_EQ(cfg.shutdown_grace_ms, 30000);
     CHECK_STR_EQ(cfg.log_level, "info");
+    CHECK_STR_EQ(cfg.group, "workers");
+    CHECK_INT_EQ(cfg.position_refresh_ms, 2000);
+    CHECK_INT_EQ(cfg.keepalive_ms, 30000);
+    CHECK_INT_EQ(cfg.max_connection_age_ms, 0);
     CHECK_INT_EQ(cfg.nargs, 0);
 }
 
@@ -119,6 +123,8 @@ static void defaults_cli(void) {
     CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_CLI, &err), DOCQ_OK);
     CHECK_STR_EQ(cfg.server, "127.0.0.1:50051");
     CHECK_INT_EQ(cfg.deadline_ms, 10000);
+    CHECK_INT_EQ(cfg.keepalive_ms, 30000);
+    CHECK_INT_EQ(cfg.wait, 0);
     CHECK_STR_EQ(cfg.log_level, "info");
     /* Settings of other binaries still hold their defaults. */
     CHECK_STR_EQ(cfg.key_prefix, "docq");
@@ -541,6 +547,36 @@ static void help_lists_own_settings(void) {
     CHECK_STR_NOT_CONTAINS(buf, "DOCQ_SHARDS");
 }
 
+static void switch_flag(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    /* The flag alone is true and takes no value: what follows stays an argument. */
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "submit", "--wait", "doc_1"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.wait, 1);
+    CHECK_INT_EQ(cfg.nargs, 2);
+    CHECK_STR_EQ(cfg.args[1], "doc_1");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--wait=false", "submit"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.wait, 0);
+    setenv("DOCQ_WAIT", "yes", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_CLI, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.wait, 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--wait=0"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.wait, 0);
+    setenv("DOCQ_WAIT", "maybe", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_CLI, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_WAIT");
+    CHECK_STR_CONTAINS(err.msg, "--wait");
+    CHECK_STR_CONTAINS(err.msg, "'maybe'");
+    clean_env();
+    /* Only the CLI has it. */
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--wait"), DOCQ_EINVAL);
+    char buf[8192];
+    docq_config_help(DOCQ_BIN_CLI, buf, sizeof(buf));
+    CHECK_STR_CONTAINS(buf, "--wait");
+    CHECK_STR_CONTAINS(buf, "(default false)");
+}
+
 static void help_truncates(void) {
     char buf[64];
     memset(buf, '#', sizeof(buf));
@@ -662,4 +698,4 @@ CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(
            CHECK_CASE(password_never_shown), CHECK_CASE(help_lists_own_settings),
            CHECK_CASE(help_truncates), CHECK_CASE(hostport_check),
            CHECK_CASE(defaults_rate_limits), CHECK_CASE(bool_flag_stands_alone),
-           CHECK_CASE(api_key_never_shown))
+           CHECK_CASE(api_key_never_shown), CHECK_CASE(switch_flag))

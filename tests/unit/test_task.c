@@ -349,7 +349,8 @@ static int same_task(const docq_task *a, const docq_task *b) {
            a->state == b->state && a->result == b->result && a->result_len == b->result_len &&
            a->error == b->error && a->attempts == b->attempts &&
            a->created_at_ms == b->created_at_ms && a->started_at_ms == b->started_at_ms &&
-           a->finished_at_ms == b->finished_at_ms;
+           a->finished_at_ms == b->finished_at_ms && a->version == b->version && a->seq == b->seq &&
+           a->queue_position == b->queue_position;
 }
 
 /* docq_task_set_field with NUL-terminated name and value. */
@@ -367,6 +368,8 @@ static void set_field_every_field(void) {
     CHECK_INT_EQ(set(&t, "created_at", "1700000000123"), DOCQ_OK);
     CHECK_INT_EQ(set(&t, "started_at", "1700000001000"), DOCQ_OK);
     CHECK_INT_EQ(set(&t, "finished_at", "999999999999999999"), DOCQ_OK);
+    CHECK_INT_EQ(set(&t, "version", "42"), DOCQ_OK);
+    CHECK_INT_EQ(set(&t, "seq", "123456789012"), DOCQ_OK);
     CHECK_STR_EQ(t.doc_id, "caf\xc3\xa9");
     CHECK_INT_EQ(t.state, DOCQ_STATE_FAILURE);
     CHECK_STR_EQ(t.error, "AI answered 503");
@@ -377,6 +380,9 @@ static void set_field_every_field(void) {
     CHECK_INT_EQ(t.created_at_ms, 1700000000123LL);
     CHECK_INT_EQ(t.started_at_ms, 1700000001000LL);
     CHECK_INT_EQ(t.finished_at_ms, 999999999999999999LL);
+    CHECK_INT_EQ(t.version, 42);
+    CHECK_INT_EQ(t.seq, 123456789012LL);
+    CHECK_INT_EQ(t.queue_position, 0); /* Computed, never a record field. */
 
     /* Setting a field again replaces it (and frees the old copy: valgrind). */
     CHECK_INT_EQ(set(&t, "result", "second"), DOCQ_OK);
@@ -422,6 +428,10 @@ static void set_field_malformed(void) {
         {"created_at", "1000000000000000000"}, /* 19 digits. */
         {"started_at", "soon"},
         {"finished_at", "1e12"},
+        {"version", ""},
+        {"version", "-2"},
+        {"version", "v1"},
+        {"seq", "1.0"},
         {"state", ""},
         {"state", "DONE"},
         {"state", "success"},
@@ -432,6 +442,8 @@ static void set_field_malformed(void) {
         t.attempts = 2;
         t.created_at_ms = t.started_at_ms = t.finished_at_ms = 5;
         t.state = DOCQ_STATE_STARTED;
+        t.version = 7;
+        t.seq = 9;
         before = t;
         int rc = set(&t, bad[i].name, bad[i].val);
         CHECK_MSG(rc == DOCQ_EINVAL, "%s='%s' gave %d", bad[i].name, bad[i].val, rc);

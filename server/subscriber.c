@@ -1,0 +1,296 @@
+/* subscriber.c -- the events subscription thread. See subscriber.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "log.h"
+#include "redis.h"
+#include "store.h"
+#include "subscriber.h"
+#include "watch.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+#define CHANNEL_MAX 96
+#define TRIM_AFTER_CLOSED 512  /* Fewest watches ended since the peak that make a memory trim worth it. */
+
+struct subscriber {
+    const docq_config *cfg;
+    watch_hub *hub;
+    docq_redis *sub;          /* Subscribed to every shard's events channel. */
+    docq_redis *cmd;          /* Snapshots and group progress. */
+    pthread_t tid;
+    int stop_pipe[2];         /* Written once by subscriber_stop; the thread polls the read end. */
+    int subscribed;           /* sub is connected and its subscriptions confirmed. */
+    long backoff_ms;          /* The next wait before subscribing again. */
+    int64_t retry_at_ms;      /* No subscribe attempt before this time. */
+    unsigned char *need;      /* Per shard: PENDING watched tasks to refresh. */
+    int64_t *read;            /* Per shard: the group's progress, for the hub. */
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One published change: hand it to the hub when somebody here watches the
+ * task. A PENDING record gets its queue position first. */
+static void handle_event(subscriber *s, const char *buf, size_t len) {
+    const char *id;
+    size_t idlen;
+    docq_error err = {0};
+    if (docq_event_task_id(buf, len, &id, &idlen) != DOCQ_OK) {
+        docq_log_warn("events: dropped a malformed event of %zu bytes", len);
+        return;
+    }
+    if (!watch_hub_watching(s->hub, id, idlen)) return;
+    docq_task t = {0};
+    if (docq_event_parse(buf, len, &t, &err) != DOCQ_OK) {
+        docq_log(DOCQ_LOG_WARN, t.task_id[0] ? t.task_id : NULL, "events: dropped an event: %s", err.msg);
+        return;
+    }
+    if (t.state == DOCQ_STATE_PENDING) {
+        int64_t read = -1;
+        if (docq_store_group_read(s->cmd, s->cfg->key_prefix, atoi(t.task_id + 1), s->cfg->group, &read,
+                                  &err) != DOCQ_OK)
+            read = -1; /* Unknown for now; the next refresh sets it. */
+        t.queue_position = docq_queue_position(t.seq, read);
+    }
+    watch_hub_update(s->hub, &t);
+    docq_task_clear(&t);
+}
+
+/* A reply on the subscribed connection: a message, or a confirmation. */
+static void handle_reply(subscriber *s, redisReply *rep) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) return;
+    redisReply *kind = rep->element[0], *payload = rep->element[2];
+    if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "message") == 0 &&
+        payload->type == REDIS_REPLY_STRING)
+        handle_event(s, payload->str, payload->len);
+}
+
+/* Connect sub and subscribe to every shard's channel, waiting for each
+ * confirmation (messages arriving meanwhile are handled). */
+static int subscribe(subscriber *s, docq_error *err) {
+    int n = (int)s->cfg->shards, rc = DOCQ_OK;
+    if (docq_redis_connect(s->sub, err) != DOCQ_OK) return DOCQ_EUNAVAIL;
+    redisContext *c = docq_redis_context(s->sub);
+    redisEnableKeepAlive(c); /* Notice a vanished peer even while no event comes. */
+    const char **argv = malloc(((size_t)n + 1) * sizeof(*argv));
+    char *names = malloc((size_t)n * CHANNEL_MAX);
+    if (!argv || !names) {
+        free(argv);
+        free(names);
+        return docq_error_set(err, DOCQ_ERR, "out of memory");
+    }
+    argv[0] = "SUBSCRIBE";
+    for (int i = 0; i < n; i++) {
+        docq_key_events(names + (size_t)i * CHANNEL_MAX, CHANNEL_MAX, s->cfg->key_prefix, i);
+        argv[i + 1] = names + (size_t)i * CHANNEL_MAX;
+    }
+    if (redisAppendCommandArgv(c, n + 1, argv, NULL) != REDIS_OK)
+        rc = docq_error_set(err, DOCQ_EUNAVAIL, "SUBSCRIBE: %s", c->errstr);
+    free(argv);
+    free(names);
+    for (int confirmed = 0; rc == DOCQ_OK && confirmed < n;) {
+        redisReply *rep = NULL;
+        if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
+            rc = docq_error_set(err, DOCQ_EUNAVAIL, "SUBSCRIBE: %s", c->errstr[0] ? c->errstr : "no reply");
+            break;
+        }
+        if (rep->type == REDIS_REPLY_ERROR)
+            rc = docq_error_set(err, DOCQ_ERR, "SUBSCRIBE: %s", rep->str);
+        else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+                 rep->element[0]->type == REDIS_REPLY_STRING && strcmp(rep->element[0]->str, "subscribe") == 0)
+            confirmed++;
+        else
+            handle_reply(s, rep);
+        freeReplyObject(rep);
+    }
+    return rc;
+}
+
+/* Read every watched task again and hand it to the hub: what changed while
+ * no subscription was listening is delivered now. */
+static int resync(subscriber *s, size_t *count, docq_error *err) {
+    size_t n;
+    char(*ids)[DOCQ_TASK_ID_MAX] = watch_hub_ids(s->hub, &n);
+    int rc = DOCQ_OK;
+    for (size_t i = 0; i < n && rc == DOCQ_OK; i++) {
+        docq_task t = {0};
+        rc = docq_store_get(s->cmd, s->cfg->key_prefix, s->cfg->group, ids[i], &t, err);
+        if (rc == DOCQ_OK) {
+            watch_hub_update(s->hub, &t);
+        } else if (rc == DOCQ_ENOTFOUND) {
+            watch_hub_gone(s->hub, ids[i]);
+            rc = DOCQ_OK;
+        }
+        docq_task_clear(&t);
+    }
+    free(ids);
+    *count = n;
+    return rc;
+}
+
+/* Refresh the queue positions of watched PENDING tasks: one round trip per
+ * shard that has some. */
+static void refresh_positions(subscriber *s) {
+    int n = (int)s->cfg->shards;
+    if (watch_hub_pending_shards(s->hub, s->need, n) == 0) return;
+    for (int i = 0; i < n; i++) {
+        docq_error err = {0};
+        s->read[i] = -2; /* Leave alone. */
+        if (s->need[i] &&
+            docq_store_group_read(s->cmd, s->cfg->key_prefix, i, s->cfg->group, &s->read[i], &err) != DOCQ_OK) {
+            docq_log_debug("events: cannot refresh queue positions of shard %d: %s", i, err.msg);
+            s->read[i] = -2;
+        }
+    }
+    watch_hub_positions(s->hub, s->read, n);
+}
+
+/* After a wave of watches has ended, hand the memory they used back to the
+ * operating system. glibc's malloc keeps freed memory in its arenas (one per
+ * thread that allocated, and gRPC's streams are allocated by several), so
+ * without this the server's RSS would stay at its peak for good although
+ * the heap in use is back to where it was. Runs on this thread, outside any
+ * lock the calls need. */
+static void trim_memory(subscriber *s) {
+#ifdef __GLIBC__
+    size_t peak, open;
+    if (!watch_hub_trim_due(s->hub, TRIM_AFTER_CLOSED, &peak, &open)) return;
+    int64_t t0 = now_ms();
+    malloc_trim(0);
+    struct mallinfo2 mi = mallinfo2();
+    docq_log_info("memory: trimmed after open watches fell from %zu to %zu, in %lld ms; heap in use %zu KiB",
+                  peak, open, (long long)(now_ms() - t0), mi.uordblks / 1024);
+#else
+    (void)s;
+#endif
+}
+
+/* Subscribe and resync; on failure schedule the next attempt. */
+static void try_subscribe(subscriber *s) {
+    docq_error err = {0};
+    size_t count = 0;
+    int64_t t0 = now_ms();
+    if (subscribe(s, &err) == DOCQ_OK && resync(s, &count, &err) == DOCQ_OK) {
+        s->subscribed = 1;
+        s->backoff_ms = BACKOFF_MIN_MS;
+        docq_log_info("events: subscribed to %ld channels; %zu watched tasks read again in %lld ms",
+                      s->cfg->shards, count, (long long)(now_ms() - t0));
+        return;
+    }
+    docq_redis_disconnect(s->sub);
+    docq_log_warn("events: cannot subscribe, next try in %ld ms: %s", s->backoff_ms, err.msg);
+    s->retry_at_ms = now_ms() + s->backoff_ms;
+    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+/* The subscription broke: drop it; try again at once (then with backoff). */
+static void lost(subscriber *s, const char *why) {
+    docq_log_warn("events: subscription lost (%s); subscribing again", why);
+    docq_redis_disconnect(s->sub);
+    s->subscribed = 0;
+    s->retry_at_ms = 0;
+}
+
+/* Handle every reply hiredis has already read. */
+static void drain(subscriber *s) {
+    redisContext *c = docq_redis_context(s->sub);
+    for (;;) {
+        redisReply *rep = NULL;
+        if (redisGetReplyFromReader(c, (void **)&rep) != REDIS_OK) {
+            lost(s, c->errstr[0] ? c->errstr : "protocol error");
+            return;
+        }
+        if (!rep) return;
+        handle_reply(s, rep);
+        freeReplyObject(rep);
+    }
+}
+
+static void *run(void *arg) {
+    subscriber *s = arg;
+    int64_t next_refresh = now_ms() + s->cfg->position_refresh_ms;
+    for (;;) {
+        int64_t now = now_ms();
+        if (!s->subscribed && now >= s->retry_at_ms) try_subscribe(s);
+        if (s->subscribed) drain(s);
+        now = now_ms();
+        int64_t until = next_refresh;
+        if (!s->subscribed && s->retry_at_ms < until) until = s->retry_at_ms;
+        int timeout = until > now ? (int)(until - now) : 0;
+        struct pollfd fds[2] = {{s->stop_pipe[0], POLLIN, 0}, {-1, POLLIN, 0}};
+        if (s->subscribed) fds[1].fd = docq_redis_context(s->sub)->fd;
+        if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
+            docq_log_error("events: poll: %s", strerror(errno));
+            break;
+        }
+        if (fds[0].revents) break;
+        if (s->subscribed && fds[1].revents) {
+            redisContext *c = docq_redis_context(s->sub);
+            if (redisBufferRead(c) != REDIS_OK) lost(s, c->errstr[0] ? c->errstr : "connection closed");
+            else drain(s);
+        }
+        if (now_ms() >= next_refresh) {
+            if (s->subscribed) refresh_positions(s);
+            trim_memory(s);
+            next_refresh = now_ms() + s->cfg->position_refresh_ms;
+        }
+    }
+    return NULL;
+}
+
+static void subscriber_free(subscriber *s) {
+    docq_redis_free(s->sub);
+    docq_redis_free(s->cmd);
+    if (s->stop_pipe[0] >= 0) close(s->stop_pipe[0]);
+    if (s->stop_pipe[1] >= 0) close(s->stop_pipe[1]);
+    free(s->need);
+    free(s->read);
+    free(s);
+}
+
+subscriber *subscriber_start(const docq_config *cfg, watch_hub *hub, docq_error *err) {
+    subscriber *s = calloc(1, sizeof(*s));
+    if (!s) return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
+    s->cfg = cfg;
+    s->hub = hub;
+    s->stop_pipe[0] = s->stop_pipe[1] = -1;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    s->sub = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
+    s->cmd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
+    s->need = calloc((size_t)cfg->shards, 1);
+    s->read = calloc((size_t)cfg->shards, sizeof(*s->read));
+    if (!s->sub || !s->cmd || !s->need || !s->read || pipe2(s->stop_pipe, O_CLOEXEC) != 0) {
+        docq_error_set(err, DOCQ_ERR, "cannot set up the events subscriber: %s", strerror(errno));
+        subscriber_free(s);
+        return NULL;
+    }
+    if (pthread_create(&s->tid, NULL, run, s) != 0) {
+        docq_error_set(err, DOCQ_ERR, "cannot start the events subscriber thread");
+        subscriber_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void subscriber_stop(subscriber *s) {
+    if (!s) return;
+    char b = 1;
+    while (write(s->stop_pipe[1], &b, 1) < 0 && errno == EINTR) {
+    }
+    pthread_join(s->tid, NULL);
+    subscriber_free(s);
+}

@@ -1,0 +1,573 @@
+/* watch.c -- WatchStatus streams and the watch index. See watch.h.
+ *
+ * A watch moves through these states (all under the hub's mutex):
+ *
+ *   WATCH_OPENING  registered in the index; its cq thread is reading the
+ *                  snapshot. Updates of its task are recorded in the index
+ *                  but nothing is sent: the call is not ours yet (an error
+ *                  is still answered by server.c).
+ *   WATCH_OPEN     RECV_CLOSE_ON_SERVER is posted; every change is offered
+ *                  (offer below): at most one SEND_MESSAGE in flight.
+ *   WATCH_ENDING   a status is decided (shutdown, or an error) while a send
+ *                  is in flight: it is sent when that send completes.
+ *   WATCH_ENDED    the status is sent, or the call was cancelled: no batch
+ *                  is started any more, and the watch is out of the index.
+ *                  It is freed when its last batch completes.
+ *
+ * Each kind of batch has its own tag embedded in the watch (send_tag,
+ * close_tag, status_tag), so a completion says which batch ended; batches
+ * counts those in flight. */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+
+#include "codec.h"
+#include "log.h"
+#include "store.h"
+#include "subscriber.h"
+#include "watch.h"
+
+#define INITIAL_BUCKETS 1024
+#define SHUTDOWN_DETAILS "server shutting down; reopen the watch"
+
+typedef enum watch_state { WATCH_OPENING, WATCH_OPEN, WATCH_ENDING, WATCH_ENDED } watch_state;
+
+typedef struct watched_task watched_task;
+typedef struct watch watch;
+
+struct watch {
+    server_tag send_tag;         /* SEND_MESSAGE (with the initial metadata the first time). */
+    server_tag close_tag;        /* RECV_CLOSE_ON_SERVER, posted when the watch opens. */
+    server_tag status_tag;       /* SEND_STATUS_FROM_SERVER. */
+    watch_hub *hub;
+    grpc_call *call;             /* Our own reference; released when the watch is freed. */
+    watched_task *task;          /* Index entry while registered, else NULL. */
+    watch *prev, *next;          /* Siblings watching the same task. */
+    grpc_byte_buffer *sending;   /* The message in flight, or NULL. */
+    uint64_t after_version;      /* From the request: send only versions above it. */
+    uint64_t sent_version;       /* Version of the last message sent (valid once sent_any). */
+    uint32_t sent_position;      /* Its queue_position. */
+    int cancelled;               /* Written by RECV_CLOSE_ON_SERVER. */
+    int batches;                 /* Batches started and not yet completed. */
+    grpc_status_code end_code;   /* WATCH_ENDING: the status to send. */
+    const char *end_details;     /* Static text for it. */
+    watch_state state;
+    unsigned sent_any : 1;       /* A message was sent. */
+    unsigned sent_terminal : 1;  /* The last message sent held SUCCESS or FAILURE. */
+    unsigned md_sent : 1;        /* The initial metadata went with a batch. */
+    unsigned broken : 1;         /* A send failed: the call is cancelled or dead. */
+};
+
+struct watched_task {
+    watched_task *next;          /* Hash chain. */
+    docq_task latest;            /* Newest record known; latest.task_id is the key. */
+    int known;                   /* latest holds a record. */
+    int shard;
+    grpc_byte_buffer *packed;    /* latest as a Task message, shared by the sends (each
+                                  * sends a copy, which shares its slices); NULL until
+                                  * needed and after latest changes. */
+    watch *watches;              /* Never empty while the entry is in the index. */
+};
+
+struct watch_hub {
+    const docq_config *cfg;
+    pthread_mutex_t lock;        /* Guards everything below, and every watch and entry. */
+    watched_task **buckets;
+    size_t nbuckets;             /* A power of two. */
+    size_t ntasks;               /* Entries in the index. */
+    size_t nwatches;             /* Registered watches: the open-watch gauge. */
+    size_t high_water;           /* Most watches open since the last memory trim. */
+    int shutting_down;           /* New watches are refused. */
+    subscriber *sub;             /* Owned; NULL until started. */
+};
+
+#define WATCH_OF(tag, member) ((watch *)((char *)(tag) - offsetof(watch, member)))
+
+static void send_done(server_tag *tag, int success);
+static void close_done(server_tag *tag, int success);
+static void status_done(server_tag *tag, int success);
+
+/* -- The index ----------------------------------------------------------- */
+
+static size_t hash_id(const char *id, size_t len) {
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a. */
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)id[i];
+        h *= 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+static watched_task **find_slot(watch_hub *h, const char *id, size_t len) {
+    watched_task **p = &h->buckets[hash_id(id, len) & (h->nbuckets - 1)];
+    for (; *p; p = &(*p)->next)
+        if (strlen((*p)->latest.task_id) == len && memcmp((*p)->latest.task_id, id, len) == 0) break;
+    return p;
+}
+
+/* Double the buckets when the index is fuller than one entry per bucket.
+ * Failing to grow only makes chains longer. */
+static void maybe_grow(watch_hub *h) {
+    if (h->ntasks < h->nbuckets) return;
+    size_t n = h->nbuckets * 2;
+    watched_task **b = calloc(n, sizeof(*b));
+    if (!b) return;
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        for (watched_task *e = h->buckets[i], *next; e; e = next) {
+            next = e->next;
+            size_t k = hash_id(e->latest.task_id, strlen(e->latest.task_id)) & (n - 1);
+            e->next = b[k];
+            b[k] = e;
+        }
+    }
+    free(h->buckets);
+    h->buckets = b;
+    h->nbuckets = n;
+}
+
+/* Add w to the entry of task_id, creating it. Returns DOCQ_OK or DOCQ_ERR
+ * (out of memory). */
+static int register_watch(watch_hub *h, watch *w, const char *task_id) {
+    size_t len = strlen(task_id);
+    watched_task **slot = find_slot(h, task_id, len);
+    watched_task *e = *slot;
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e) return DOCQ_ERR;
+        memcpy(e->latest.task_id, task_id, len + 1);
+        e->shard = atoi(task_id + 1);
+        *slot = e;
+        h->ntasks++;
+        maybe_grow(h);
+    }
+    w->task = e;
+    w->prev = NULL;
+    w->next = e->watches;
+    if (e->watches) e->watches->prev = w;
+    e->watches = w;
+    if (++h->nwatches > h->high_water) h->high_water = h->nwatches;
+    return DOCQ_OK;
+}
+
+/* Take w out of the index (no more updates reach it); the entry goes with
+ * its last watch. */
+static void unregister_watch(watch_hub *h, watch *w) {
+    watched_task *e = w->task;
+    if (!e) return;
+    if (w->prev) w->prev->next = w->next;
+    else e->watches = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->task = NULL;
+    w->prev = w->next = NULL;
+    h->nwatches--;
+    if (e->watches) return;
+    watched_task **slot = find_slot(h, e->latest.task_id, strlen(e->latest.task_id));
+    *slot = e->next;
+    h->ntasks--;
+    docq_task_clear(&e->latest);
+    if (e->packed) grpc_byte_buffer_destroy(e->packed);
+    free(e);
+}
+
+/* Merge t into e: a higher version replaces the record; the same version
+ * with another queue position updates the position. t is moved out when
+ * taken. Returns 1 when e changed. */
+static int merge(watched_task *e, docq_task *t) {
+    if (e->known && t->version < e->latest.version) return 0;
+    if (e->known && t->version == e->latest.version) {
+        if (t->queue_position == e->latest.queue_position || e->latest.state != DOCQ_STATE_PENDING)
+            return 0;
+        e->latest.queue_position = t->queue_position;
+    } else {
+        docq_task_clear(&e->latest);
+        e->latest = *t;
+        memset(t, 0, sizeof(*t));
+        e->known = 1;
+    }
+    if (e->packed) grpc_byte_buffer_destroy(e->packed);
+    e->packed = NULL;
+    return 1;
+}
+
+/* -- Batches on a watch (all with the hub's mutex held) --------------------- */
+
+/* Send the status (with the initial metadata if none went yet), leave the
+ * index, and start no batch after this one. */
+static void send_status(watch *w, grpc_status_code code, const char *details) {
+    grpc_op ops[2];
+    size_t n = 0;
+    grpc_slice text = grpc_slice_from_static_string(details);
+    memset(ops, 0, sizeof(ops));
+    if (!w->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n++].data.send_initial_metadata.count = 0;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details = &text;
+    unregister_watch(w->hub, w);
+    w->state = WATCH_ENDED;
+    w->md_sent = 1;
+    grpc_call_error e = grpc_call_start_batch(w->call, ops, n, &w->status_tag, NULL);
+    if (e == GRPC_CALL_OK) {
+        w->batches++;
+    } else {
+        docq_log_error("watch: cannot send its status: start_batch error %d", e);
+        grpc_call_cancel(w->call, NULL);
+    }
+}
+
+/* End w with code: now, or after its send in flight completes. */
+static void end_watch(watch *w, grpc_status_code code, const char *details) {
+    if (w->state == WATCH_ENDED) return;
+    if (w->sending) {
+        w->state = WATCH_ENDING;
+        w->end_code = code;
+        w->end_details = details;
+    } else {
+        send_status(w, code, details);
+    }
+}
+
+/* Send what the watch has not seen yet of its task's record, if anything
+ * and if no send is in flight; end it with OK once a terminal state has gone
+ * out (or the client had already seen it, by after_version). */
+static void offer(watch *w) {
+    if (w->state != WATCH_OPEN || w->sending || w->broken || !w->task || !w->task->known) return;
+    watched_task *e = w->task;
+    const docq_task *t = &e->latest;
+    int newer;
+    if (!w->sent_any)
+        newer = w->after_version == 0 || t->version > w->after_version;
+    else
+        newer = t->version > w->sent_version ||
+                (t->version == w->sent_version && t->queue_position != w->sent_position);
+    if (!newer) {
+        if (docq_task_state_terminal(t->state) && (w->sent_terminal || !w->sent_any))
+            send_status(w, GRPC_STATUS_OK, "");
+        return;
+    }
+    if (!e->packed) {
+        docq_task_msg m;
+        docq_codec_task_msg(t, &m);
+        e->packed = docq_codec_pack(&m.msg.base);
+    }
+    w->sending = e->packed ? grpc_byte_buffer_copy(e->packed) : NULL;
+    if (!w->sending) {
+        send_status(w, GRPC_STATUS_INTERNAL, "out of memory");
+        return;
+    }
+    grpc_op ops[2];
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    if (!w->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n++].data.send_initial_metadata.count = 0;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = w->sending;
+    grpc_call_error err = grpc_call_start_batch(w->call, ops, n, &w->send_tag, NULL);
+    if (err != GRPC_CALL_OK) {
+        docq_log_error("watch: cannot send: start_batch error %d", err);
+        grpc_byte_buffer_destroy(w->sending);
+        w->sending = NULL;
+        send_status(w, GRPC_STATUS_INTERNAL, "cannot send");
+        return;
+    }
+    w->batches++;
+    w->md_sent = 1;
+    w->sent_any = 1;
+    w->sent_version = t->version;
+    w->sent_position = t->queue_position;
+    w->sent_terminal = docq_task_state_terminal(t->state);
+}
+
+/* Offer every open watch of e what is new. Sending may end a watch and
+ * unregister it (and free e with the last one), so the next sibling is
+ * taken first and e is not touched after the last offer. */
+static void offer_all(watched_task *e) {
+    for (watch *w = e->watches, *next; w; w = next) {
+        next = w->next;
+        offer(w);
+    }
+}
+
+static void watch_free(watch *w) {
+    if (w->sending) grpc_byte_buffer_destroy(w->sending);
+    if (w->call) grpc_call_unref(w->call);
+    free(w);
+}
+
+/* After a completion: 1 when w must now be freed (by the caller, with the
+ * mutex released). */
+static int finished(const watch *w) { return w->state == WATCH_ENDED && w->batches == 0; }
+
+static void send_done(server_tag *tag, int success) {
+    watch *w = WATCH_OF(tag, send_tag);
+    watch_hub *h = w->hub;
+    pthread_mutex_lock(&h->lock);
+    w->batches--;
+    grpc_byte_buffer_destroy(w->sending);
+    w->sending = NULL;
+    /* A failed send means the call is cancelled or broken: RECV_CLOSE will
+     * say so; nothing more is started on it. */
+    if (!success) w->broken = 1;
+    else if (w->state == WATCH_OPEN) offer(w);
+    else if (w->state == WATCH_ENDING) send_status(w, w->end_code, w->end_details);
+    int done = finished(w);
+    pthread_mutex_unlock(&h->lock);
+    if (done) watch_free(w);
+}
+
+static void close_done(server_tag *tag, int success) {
+    watch *w = WATCH_OF(tag, close_tag);
+    watch_hub *h = w->hub;
+    (void)success;
+    pthread_mutex_lock(&h->lock);
+    w->batches--;
+    /* Closed: after our status, or cancelled by the client, its deadline or
+     * a broken connection. Either way nothing more can be sent. */
+    unregister_watch(h, w);
+    w->state = WATCH_ENDED;
+    /* Logged under the mutex so that the counts appear in order. */
+    docq_log_debug("watch %s (%zu open)", w->cancelled ? "cancelled" : "closed", h->nwatches);
+    int done = finished(w);
+    pthread_mutex_unlock(&h->lock);
+    if (done) watch_free(w);
+}
+
+static void status_done(server_tag *tag, int success) {
+    watch *w = WATCH_OF(tag, status_tag);
+    watch_hub *h = w->hub;
+    (void)success;
+    pthread_mutex_lock(&h->lock);
+    w->batches--;
+    int done = finished(w);
+    pthread_mutex_unlock(&h->lock);
+    if (done) watch_free(w);
+}
+
+/* -- The hub --------------------------------------------------------------- */
+
+watch_hub *watch_hub_create(const docq_config *cfg, docq_error *err) {
+    watch_hub *h = calloc(1, sizeof(*h));
+    if (h) h->buckets = calloc(INITIAL_BUCKETS, sizeof(*h->buckets));
+    if (!h || !h->buckets) {
+        free(h);
+        docq_error_set(err, DOCQ_ERR, "out of memory");
+        return NULL;
+    }
+    h->cfg = cfg;
+    h->nbuckets = INITIAL_BUCKETS;
+    pthread_mutex_init(&h->lock, NULL);
+    return h;
+}
+
+int watch_hub_start(watch_hub *h, docq_error *err) {
+    h->sub = subscriber_start(h->cfg, h, err);
+    return h->sub ? DOCQ_OK : DOCQ_ERR;
+}
+
+int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task_id,
+               uint64_t after_version, rpc_reply *out) {
+    docq_error err = {0};
+    docq_task snap = {0};
+    watch *w = calloc(1, sizeof(*w));
+    if (!w) {
+        rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return DOCQ_ERR;
+    }
+    w->hub = h;
+    w->after_version = after_version;
+    w->send_tag.done = send_done;
+    w->close_tag.done = close_done;
+    w->status_tag.done = status_done;
+    w->state = WATCH_OPENING;
+
+    /* Register first, then read: a change published in between is caught. */
+    pthread_mutex_lock(&h->lock);
+    int rc = h->shutting_down ? DOCQ_EUNAVAIL : register_watch(h, w, task_id);
+    pthread_mutex_unlock(&h->lock);
+    if (rc != DOCQ_OK) {
+        free(w);
+        if (rc == DOCQ_EUNAVAIL) rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
+        else rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return DOCQ_ERR;
+    }
+    rc = docq_store_get(t->redis, h->cfg->key_prefix, h->cfg->group, task_id, &snap, &err);
+
+    pthread_mutex_lock(&h->lock);
+    if (rc == DOCQ_OK && !h->shutting_down) {
+        grpc_op op;
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        op.data.recv_close_on_server.cancelled = &w->cancelled;
+        if (grpc_call_start_batch(call, &op, 1, &w->close_tag, NULL) != GRPC_CALL_OK) rc = DOCQ_ERR;
+    }
+    if (rc != DOCQ_OK || h->shutting_down) {
+        unregister_watch(h, w);
+        pthread_mutex_unlock(&h->lock);
+        free(w);
+        docq_task_clear(&snap);
+        if (rc == DOCQ_ENOTFOUND)
+            rpc_reply_error(out, GRPC_STATUS_NOT_FOUND,
+                            "task %s not found: unknown id, or finished and expired", task_id);
+        else if (rc == DOCQ_OK)
+            rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
+        else if (err.code == DOCQ_EUNAVAIL || err.code == DOCQ_ERR)
+            rpc_reply_store_error(out, &err);
+        else
+            rpc_reply_error(out, GRPC_STATUS_INTERNAL, "cannot start the watch");
+        return DOCQ_ERR;
+    }
+    grpc_call_ref(call);
+    w->call = call;
+    w->batches = 1;
+    w->state = WATCH_OPEN;
+    watched_task *e = w->task;
+    docq_log(DOCQ_LOG_DEBUG, task_id, "watch opened after version %llu (%zu open)",
+             (unsigned long long)after_version, h->nwatches);
+    /* The snapshot may be older than an update the subscriber recorded
+     * meanwhile (merge keeps the newer), and a fresher position is news for
+     * the other watches of the task too. */
+    if (merge(e, &snap)) offer_all(e);
+    else offer(w);
+    pthread_mutex_unlock(&h->lock);
+    docq_task_clear(&snap);
+    return DOCQ_OK;
+}
+
+void watch_hub_shutdown(watch_hub *h) {
+    pthread_mutex_lock(&h->lock);
+    h->shutting_down = 1;
+    size_t ended = 0;
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        /* Ending a watch unregisters it and may free its entry: walk with
+         * the next pointers taken first. */
+        for (watched_task *e = h->buckets[i], *enext; e; e = enext) {
+            enext = e->next;
+            for (watch *w = e->watches, *wnext; w; w = wnext) {
+                wnext = w->next;
+                /* An opening watch is answered by its own thread. */
+                if (w->state == WATCH_OPEN) {
+                    end_watch(w, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
+                    ended++;
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    docq_log_debug("shutdown: ending %zu open watches with UNAVAILABLE", ended);
+    subscriber_stop(h->sub);
+    h->sub = NULL;
+}
+
+void watch_hub_free(watch_hub *h) {
+    if (!h) return;
+    subscriber_stop(h->sub);
+    if (h->nwatches) docq_log_error("watch hub freed with %zu watches open", h->nwatches);
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        for (watched_task *e = h->buckets[i], *next; e; e = next) {
+            next = e->next;
+            docq_task_clear(&e->latest);
+            if (e->packed) grpc_byte_buffer_destroy(e->packed);
+            free(e);
+        }
+    }
+    free(h->buckets);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+size_t watch_hub_open_count(watch_hub *h) {
+    pthread_mutex_lock(&h->lock);
+    size_t n = h->nwatches;
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+int watch_hub_trim_due(watch_hub *h, size_t min_closed, size_t *peak, size_t *open) {
+    pthread_mutex_lock(&h->lock);
+    *peak = h->high_water;
+    *open = h->nwatches;
+    size_t closed = h->high_water - h->nwatches;
+    int due = (closed >= min_closed && h->nwatches <= h->high_water / 2) ||
+              (h->nwatches == 0 && closed >= min_closed / 8);
+    if (due) h->high_water = h->nwatches;
+    pthread_mutex_unlock(&h->lock);
+    return due;
+}
+
+int watch_hub_watching(watch_hub *h, const char *id, size_t len) {
+    pthread_mutex_lock(&h->lock);
+    int found = *find_slot(h, id, len) != NULL;
+    pthread_mutex_unlock(&h->lock);
+    return found;
+}
+
+void watch_hub_update(watch_hub *h, docq_task *t) {
+    pthread_mutex_lock(&h->lock);
+    watched_task *e = *find_slot(h, t->task_id, strlen(t->task_id));
+    if (e && merge(e, t)) offer_all(e);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void watch_hub_gone(watch_hub *h, const char *task_id) {
+    pthread_mutex_lock(&h->lock);
+    watched_task *e = *find_slot(h, task_id, strlen(task_id));
+    for (watch *w = e ? e->watches : NULL, *next; w; w = next) {
+        next = w->next;
+        if (w->state == WATCH_OPEN)
+            end_watch(w, GRPC_STATUS_NOT_FOUND, "the task no longer exists (expired, or lost by Redis)");
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+char (*watch_hub_ids(watch_hub *h, size_t *n))[DOCQ_TASK_ID_MAX] {
+    pthread_mutex_lock(&h->lock);
+    char(*ids)[DOCQ_TASK_ID_MAX] = h->ntasks ? malloc(h->ntasks * sizeof(*ids)) : NULL;
+    *n = 0;
+    for (size_t i = 0; ids && i < h->nbuckets; i++)
+        for (watched_task *e = h->buckets[i]; e; e = e->next) memcpy(ids[(*n)++], e->latest.task_id, DOCQ_TASK_ID_MAX);
+    pthread_mutex_unlock(&h->lock);
+    return ids;
+}
+
+int watch_hub_pending_shards(watch_hub *h, unsigned char *need, int nshards) {
+    int count = 0;
+    memset(need, 0, (size_t)nshards);
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        for (watched_task *e = h->buckets[i]; e; e = e->next) {
+            if (e->known && e->latest.state == DOCQ_STATE_PENDING && e->shard < nshards && !need[e->shard]) {
+                need[e->shard] = 1;
+                count++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return count;
+}
+
+void watch_hub_positions(watch_hub *h, const int64_t *read, int nshards) {
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        for (watched_task *e = h->buckets[i], *next; e; e = next) {
+            next = e->next; /* offer_all may free e. */
+            if (!e->known || e->latest.state != DOCQ_STATE_PENDING || e->shard >= nshards ||
+                read[e->shard] < -1)
+                continue;
+            uint32_t pos = docq_queue_position(e->latest.seq, read[e->shard]);
+            if (pos == e->latest.queue_position) continue;
+            e->latest.queue_position = pos;
+            if (e->packed) grpc_byte_buffer_destroy(e->packed);
+            e->packed = NULL;
+            offer_all(e);
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+}
