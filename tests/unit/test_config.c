@@ -666,7 +666,7 @@ static void bool_flag_stands_alone(void) {
     setenv("DOCQ_RETRY", "1", 1);
     CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "submit", "d"), DOCQ_OK);
     CHECK_INT_EQ(cfg.retry, 1);
-    setenv("DOCQ_RETRY", "yes", 1);
+    setenv("DOCQ_RETRY", "maybe", 1);
     CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "submit", "d"), DOCQ_EINVAL);
     CHECK_STR_CONTAINS(err.msg, "DOCQ_RETRY");
     unsetenv("DOCQ_RETRY");
