@@ -38,8 +38,13 @@ void docq_codec_task_msg(const docq_task *t, docq_task_msg *out) {
     set_time(t->finished_at_ms, &out->finished, &m->finished_at);
 }
 
+/* A Timestamp in Unix ms; 0 (unset) for one outside the range protobuf
+ * defines (years 1 to 9999), which a hostile peer could send. */
 static int64_t ts_ms(const Google__Protobuf__Timestamp *ts) {
-    return ts ? ts->seconds * 1000 + ts->nanos / 1000000 : 0;
+    if (!ts || ts->seconds < -62135596800LL || ts->seconds > 253402300799LL || ts->nanos < 0 ||
+        ts->nanos > 999999999)
+        return 0;
+    return ts->seconds * 1000 + ts->nanos / 1000000;
 }
 
 /* Duplicate a non-empty string; empty strings stay NULL. */
