@@ -3,7 +3,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <grpc/grpc.h>
+
 #include "check.h"
+#include "codec.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
+#include "reflection.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "reflection_index.h"
 
@@ -81,5 +86,65 @@ static void garbage_refused(void) {
     CHECK_STR_CONTAINS(err.msg, "descriptor set");
 }
 
-CHECK_MAIN(CHECK_CASE(services_listed), CHECK_CASE(symbols_found), CHECK_CASE(closure_has_imports),
+typedef Grpc__Reflection__V1__ServerReflectionRequest request;
+typedef Grpc__Reflection__V1__ServerReflectionResponse response;
+
+/* Send req through docq_reflection_answer and parse what comes back. */
+static response *ask(const docq_reflection_index *idx, request *req) {
+    grpc_byte_buffer *in = docq_codec_pack(&req->base);
+    grpc_byte_buffer *out = docq_reflection_answer(idx, in);
+    grpc_byte_buffer_destroy(in);
+    CHECK(out != NULL);
+    if (!out) return NULL;
+    response *r = (response *)docq_codec_unpack(&grpc__reflection__v1__server_reflection_response__descriptor, out);
+    grpc_byte_buffer_destroy(out);
+    CHECK(r != NULL);
+    return r;
+}
+
+static void answers_questions(void) {
+    grpc_init();
+    docq_reflection_index *idx = load();
+    request req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+    response *r;
+    req.message_request_case = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
+    req.list_services = (char *)"*";
+    if (idx && (r = ask(idx, &req))) {
+        CHECK_INT_EQ(r->message_response_case,
+                     GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE);
+        CHECK_INT_EQ(r->list_services_response->n_service, 4);
+        CHECK(r->original_request && r->original_request->message_request_case == req.message_request_case);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    req.message_request_case = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
+    req.file_containing_symbol = (char *)"docq.v1.DocQueue";
+    if (idx && (r = ask(idx, &req))) {
+        CHECK_INT_EQ(r->message_response_case,
+                     GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE);
+        CHECK_INT_EQ(r->file_descriptor_response->n_file_descriptor_proto, 2);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    req.file_containing_symbol = (char *)"docq.v1.Missing";
+    if (idx && (r = ask(idx, &req))) {
+        CHECK_INT_EQ(r->message_response_case,
+                     GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE);
+        CHECK_INT_EQ(r->error_response->error_code, 5);
+        CHECK_STR_CONTAINS(r->error_response->error_message, "docq.v1.Missing");
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    req.message_request_case = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME;
+    req.file_by_filename = (char *)"google/protobuf/timestamp.proto";
+    if (idx && (r = ask(idx, &req))) {
+        CHECK_INT_EQ(r->file_descriptor_response->n_file_descriptor_proto, 1);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    grpc_slice junk = grpc_slice_from_static_string("\x0a\xff");
+    grpc_byte_buffer *bad = grpc_raw_byte_buffer_create(&junk, 1);
+    CHECK(idx && docq_reflection_answer(idx, bad) == NULL);
+    grpc_byte_buffer_destroy(bad);
+    docq_reflection_index_free(idx);
+    grpc_shutdown();
+}
+
+CHECK_MAIN(CHECK_CASE(answers_questions), CHECK_CASE(services_listed), CHECK_CASE(symbols_found), CHECK_CASE(closure_has_imports),
            CHECK_CASE(garbage_refused))
