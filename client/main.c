@@ -13,6 +13,7 @@
 #include <grpc/grpc.h>
 #include <grpc/support/time.h>
 
+#include "bench.h"
 #include "client.h"
 #include "codec.h"
 #include "config.h"
@@ -31,15 +32,17 @@ typedef struct command {
 
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_bench(docq_client *c, const docq_config *cfg, char **args, int nargs);
 
 static const command commands[] = {
     {"submit", 1, DOCQ_MAX_ARGS - 1, cmd_submit},
     {"status", 1, 1, cmd_status},
+    {"bench", 0, 0, cmd_bench},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out) {
-    char help[4096];
+    char help[8192];
     docq_config_help(DOCQ_BIN_CLI, help, sizeof(help));
     fprintf(out,
             "usage: docq [options] <command> [args]\n"
@@ -49,6 +52,8 @@ static void usage(FILE *out) {
             "                               its own line, in order\n"
             "  status TASK_ID               print the task: state, attempts, times (UTC),\n"
             "                               and its result or error\n"
+            "  bench                        load-test the server with simulated users\n"
+            "                               (the --users ... --json options below)\n"
             "\n"
             "options (a flag overrides its environment variable):\n"
             "  -h, --help                   print this help\n"
@@ -169,6 +174,12 @@ static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int n
     print_task((Docq__V1__Task *)m);
     protobuf_c_message_free_unpacked(m, NULL);
     return 0;
+}
+
+/* The load generator makes its own channels; see bench.h. */
+static int cmd_bench(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    (void)c, (void)args, (void)nargs;
+    return docq_bench_run(cfg);
 }
 
 static const command *find_command(const char *name) {
