@@ -19,6 +19,7 @@
 #include <grpc/grpc.h>
 #include <grpc/support/time.h>
 
+#include "bench.h"
 #include "client.h"
 #include "codec.h"
 #include "config.h"
@@ -40,11 +41,13 @@ static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int n
 static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_watch(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int watch_tasks(docq_client *c, const docq_config *cfg, const char **ids, int n);
+static int cmd_bench(docq_client *c, const docq_config *cfg, char **args, int nargs);
 
 static const command commands[] = {
     {"submit", 1, DOCQ_MAX_ARGS - 1, cmd_submit},
     {"status", 1, 1, cmd_status},
     {"watch", 1, 1, cmd_watch},
+    {"bench", 0, 0, cmd_bench},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -64,6 +67,8 @@ static void usage(FILE *out) {
             "                               until it ends: a live line on a terminal, else\n"
             "                               one line per change; exit 1 if it fails\n"
             "  submit --wait DOC_ID...      submit, then watch each task until it ends\n"
+            "  bench                        load-test the server with simulated users\n"
+            "                               (the --users ... --json options below)\n"
             "\n"
             "options (a flag overrides its environment variable):\n"
             "  -h, --help                   print this help\n"
@@ -227,6 +232,12 @@ static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int n
     print_task((Docq__V1__Task *)m);
     protobuf_c_message_free_unpacked(m, NULL);
     return 0;
+}
+
+/* The load generator makes its own channels; see bench.h. */
+static int cmd_bench(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    (void)c, (void)args, (void)nargs;
+    return docq_bench_run(cfg);
 }
 
 static const command *find_command(const char *name) {

@@ -72,6 +72,47 @@ static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
     return DOCQ_OK;
 }
 
+/* "500ms", "30s", "2m" or a plain number of seconds, into *ms. */
+static int parse_duration(const char *v, long *ms) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    double unit = 1000;
+    if (strcmp(end, "ms") == 0)
+        unit = 1;
+    else if (strcmp(end, "m") == 0)
+        unit = 60000;
+    else if (strcmp(end, "s") != 0 && *end)
+        return DOCQ_EINVAL;
+    if (errno || end == v || x < 0 || x * unit > 1e12) return DOCQ_EINVAL;
+    *ms = (long)(x * unit);
+    return DOCQ_OK;
+}
+
+static int check_bench_duration(docq_config *cfg, const char *v, docq_error *err) {
+    if (parse_duration(v, &cfg->bench_duration_ms) != DOCQ_OK || cfg->bench_duration_ms == 0)
+        return docq_error_set(err, DOCQ_EINVAL, "expected a duration such as 30s, 500ms or 2m");
+    return DOCQ_OK;
+}
+
+/* "R" or "R/s": calls per second, 0 for a closed loop. */
+static int check_bench_rate(docq_config *cfg, const char *v, docq_error *err) {
+    char *end;
+    errno = 0;
+    long r = strtol(v, &end, 10);
+    if (errno || end == v || (*end && strcmp(end, "/s") != 0) || r < 0 || r > 10000000)
+        return docq_error_set(err, DOCQ_EINVAL, "expected calls per second, such as 1000/s (0: closed loop)");
+    cfg->bench_rate = r;
+    return DOCQ_OK;
+}
+
+static int check_bench_follow(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    if (strcmp(v, "poll") && strcmp(v, "watch") && strcmp(v, "none"))
+        return docq_error_set(err, DOCQ_EINVAL, "expected poll, watch or none");
+    return DOCQ_OK;
+}
+
 #define S DOCQ_BIN_SERVER
 #define W DOCQ_BIN_WORKER
 #define C DOCQ_BIN_CLI
@@ -154,6 +195,24 @@ static const setting settings[] = {
      "submit: when the rate limit refuses a document, wait the delay the server gives and retry"},
     {"DOCQ_WAIT", C, BOOL(wait), "false", NULL,
      "submit: then watch each task until it ends (exit 1 if one fails)"},
+    {"DOCQ_BENCH_USERS", C, INT(bench_users, 1, 1000000), "30", NULL,
+     "bench: concurrent simulated users (closed loop)"},
+    {"DOCQ_BENCH_DURATION", C, STR(bench_duration), "30s", check_bench_duration,
+     "bench: how long to run (e.g. 30s, 500ms, 2m)"},
+    {"DOCQ_BENCH_TASKS", C, INT(bench_tasks, 0, 1000000000), "0", NULL,
+     "bench: stop after this many tasks instead (0: run for --duration)"},
+    {"DOCQ_BENCH_RATE", C, STR(bench_rate_text), "0", check_bench_rate,
+     "bench: open loop at this many SubmitDocs per second (0: closed loop of --users)"},
+    {"DOCQ_BENCH_FOLLOW", C, STR(bench_follow), "poll", check_bench_follow,
+     "bench: how a user follows its task: poll (GetStatus), watch (WatchStatus) or none"},
+    {"DOCQ_BENCH_POLL_MS", C, INT(bench_poll_ms, 0, 600000), "100", NULL,
+     "bench: pause between a user's GetStatus polls, ms"},
+    {"DOCQ_BENCH_CONNECTIONS", C, INT(bench_connections, 1, 1024), "4", NULL,
+     "bench: HTTP/2 connections to the server"},
+    {"DOCQ_BENCH_THREADS", C, INT(bench_threads, 1, 256), "2", NULL,
+     "bench: load-generator threads, each with its own completion queue"},
+    {"DOCQ_BENCH_JSON", C, BOOL(bench_json), "0", NULL,
+     "bench: print the results as JSON instead of a table"},
     {"DOCQ_LOG_LEVEL", S | W | C, STR(log_level), "info", check_log_level,
      "lowest log level written: debug, info, warn or error"},
 };
@@ -167,6 +226,9 @@ static const setting settings[] = {
 static void flag_name(const setting *s, char *buf, size_t cap) {
     size_t n = 0;
     const char *p = s->env + 5;
+    /* The load generator's settings are its command's own options:
+     * DOCQ_BENCH_USERS -> --users. */
+    if (strncmp(p, "BENCH_", 6) == 0) p += 6;
     buf[n++] = '-';
     buf[n++] = '-';
     for (; *p && n + 1 < cap; p++) buf[n++] = (*p == '_') ? '-' : (char)tolower((unsigned char)*p);

@@ -68,6 +68,19 @@ typedef struct docq_config {
     long wait;                 /* DOCQ_WAIT (--wait): 1 = submit, then watch until the end. */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
 
+    /* docq bench (the CLI's load generator); see its --help. */
+    long bench_users;          /* Concurrent users of the closed loop. */
+    char bench_duration[32];   /* As given; parsed into bench_duration_ms. */
+    long bench_duration_ms;
+    long bench_tasks;          /* Tasks to run, 0 = run for the duration. */
+    char bench_rate_text[32];  /* As given; parsed into bench_rate. */
+    long bench_rate;           /* Open-loop SubmitDocs per second, 0 = closed loop. */
+    char bench_follow[16];     /* poll, watch or none. */
+    long bench_poll_ms;        /* Pause between GetStatus polls. */
+    long bench_connections;    /* Channels (HTTP/2 connections). */
+    long bench_threads;        /* Generator threads. */
+    long bench_json;           /* 1: JSON output. */
+
     /* Positional arguments (not settings), in order; they point into argv. */
     int nargs;
     char *args[DOCQ_MAX_ARGS];
