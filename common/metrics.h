@@ -81,6 +81,12 @@ void docq_metrics_family(docq_buf *b, const char *name, const char *type, const 
  * (e.g. `method="SubmitDoc",code="OK"`), or NULL/"" for none. */
 void docq_metrics_sample(docq_buf *b, const char *name, const char *labels, double value);
 
+/* Write the standard process families of the calling process:
+ * process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_open_fds, process_max_fds and process_start_time_seconds (Linux
+ * /proc; a value that cannot be read is left out). */
+void docq_metrics_process(docq_buf *b);
+
 /* Write a histogram's _bucket (cumulative, le=...), _sum and _count lines. */
 void docq_metrics_histogram(docq_buf *b, const char *name, const char *labels, const docq_histogram *h);
 
