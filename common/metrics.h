@@ -29,6 +29,9 @@ static inline void docq_counter_add(docq_counter *c, uint64_t n) {
 static inline uint64_t docq_counter_get(const docq_counter *c) {
     return atomic_load_explicit(&c->v, memory_order_relaxed);
 }
+static inline void docq_counter_set(docq_counter *c, uint64_t n) {
+    atomic_store_explicit(&c->v, n, memory_order_relaxed);
+}
 static inline void docq_gauge_add(docq_gauge *g, int64_t n) {
     atomic_fetch_add_explicit(&g->v, n, memory_order_relaxed);
 }
