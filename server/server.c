@@ -314,8 +314,8 @@ static void server_free(docq_server *srv) {
     }
     free(srv->threads);
     srv->threads = NULL;
+    server_infra_free(srv->infra); /* First: its HTTP thread reads the watch hub. */
     watch_hub_free(srv->watch);
-    server_infra_free(srv->infra);
     srv->nthreads = 0;
     grpc_completion_queue_shutdown(srv->shutdown_cq);
     while (grpc_completion_queue_next(srv->shutdown_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
