@@ -244,10 +244,10 @@ static int call_batch(bench_call *c, const grpc_op *ops, size_t n, call_tag *tag
     return DOCQ_OK;
 }
 
-/* Start the whole unary exchange in one batch. */
-static int start_unary(bench_call *c) {
-    grpc_op ops[6];
-    memset(ops, 0, sizeof(ops));
+/* Fill ops[0..3] (zeroed by the caller) with the request half of a call:
+ * initial metadata (the API key, if any), the message, the half-close, and
+ * the receipt of the server's initial metadata. Returns 4. */
+static size_t request_ops(bench_call *c, grpc_op *ops) {
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].data.send_initial_metadata.count = c->auth ? 1 : 0;
     ops[0].data.send_initial_metadata.metadata = c->auth;
@@ -256,6 +256,14 @@ static int start_unary(bench_call *c) {
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
+    return 4;
+}
+
+/* Start the whole unary exchange in one batch. */
+static int start_unary(bench_call *c) {
+    grpc_op ops[6];
+    memset(ops, 0, sizeof(ops));
+    request_ops(c, ops);
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &c->recv;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -270,15 +278,7 @@ static int start_unary(bench_call *c) {
 static int start_watch(bench_call *c) {
     grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = c->auth ? 1 : 0;
-    ops[0].data.send_initial_metadata.metadata = c->auth;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = c->send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
-    if (call_batch(c, ops, 4, &c->main) != DOCQ_OK) return DOCQ_ERR;
+    if (call_batch(c, ops, request_ops(c, ops), &c->main) != DOCQ_OK) return DOCQ_ERR;
     grpc_op st;
     memset(&st, 0, sizeof(st));
     st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
