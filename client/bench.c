@@ -33,6 +33,7 @@
 #include <grpc/support/time.h>
 
 #include "bench.h"
+#include "client.h"
 #include "codec.h"
 #include "histogram.h"
 
@@ -49,6 +50,7 @@ typedef enum follow_mode { FOLLOW_POLL, FOLLOW_WATCH, FOLLOW_NONE } follow_mode;
 typedef struct bench_stats {
     docq_hist lat[NRPC];                   /* Call latency per RPC. */
     docq_hist e2e;                         /* Submit to terminal state seen. */
+    docq_hist retry_delay;                 /* Refused SubmitDocs: the delay the server told. */
     atomic_uint_fast64_t codes[NRPC][NCODES];
     atomic_uint_fast64_t succeeded, failed; /* Tasks that ended SUCCESS / FAILURE. */
 } bench_stats;
@@ -75,11 +77,13 @@ struct bench_call {
     int cancelled;           /* We cancelled it (run over): not counted. */
     int got_terminal;        /* Watch: a terminal state arrived. */
     int messages;            /* Watch: messages received. */
+    int reading;             /* Watch: RECV_MESSAGE batches have begun. */
     grpc_metadata_array initial_md, trailing_md;
     grpc_byte_buffer *send, *recv;
     grpc_status_code code;
     grpc_slice details;
     int64_t start_ns;        /* When the call was due (open loop) or started. */
+    grpc_metadata *auth;     /* API key metadata to send, or NULL (the run's). */
 };
 
 typedef enum user_state { USER_IDLE, USER_SUBMIT, USER_POLL_WAIT, USER_POLL, USER_WATCH, USER_DONE } user_state;
@@ -95,6 +99,7 @@ struct bench_user {
     int heap_pos;            /* Index in the timer heap, -1 when not in it. */
     long seq;                /* Documents this user submitted. */
     bench_call *active;      /* Its call in flight, or NULL. */
+    grpc_metadata *auth;     /* Its API key as metadata (the run's), or NULL. */
 };
 
 struct bench_thread {
@@ -124,7 +129,8 @@ struct bench_run {
     int64_t start_ns, end_ns;        /* end_ns: stop starting new work (duration runs). */
     atomic_long tasks_started;       /* --tasks budget taken so far. */
     atomic_int stopping;             /* Set when no new work may start. */
-    int64_t stopped_ns;
+    grpc_metadata *keys;     /* "authorization: Bearer <key>" per key; owned. */
+    int nkeys;
 };
 
 static int64_t now_ns(void) {
@@ -238,16 +244,26 @@ static int call_batch(bench_call *c, const grpc_op *ops, size_t n, call_tag *tag
     return DOCQ_OK;
 }
 
-/* Start the whole unary exchange in one batch. */
-static int start_unary(bench_call *c) {
-    grpc_op ops[6];
-    memset(ops, 0, sizeof(ops));
+/* Fill ops[0..3] (zeroed by the caller) with the request half of a call:
+ * initial metadata (the API key, if any), the message, the half-close, and
+ * the receipt of the server's initial metadata. Returns 4. */
+static size_t request_ops(bench_call *c, grpc_op *ops) {
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->auth ? 1 : 0;
+    ops[0].data.send_initial_metadata.metadata = c->auth;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
+    return 4;
+}
+
+/* Start the whole unary exchange in one batch. */
+static int start_unary(bench_call *c) {
+    grpc_op ops[6];
+    memset(ops, 0, sizeof(ops));
+    request_ops(c, ops);
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &c->recv;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -262,13 +278,7 @@ static int start_unary(bench_call *c) {
 static int start_watch(bench_call *c) {
     grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = c->send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
-    if (call_batch(c, ops, 4, &c->main) != DOCQ_OK) return DOCQ_ERR;
+    if (call_batch(c, ops, request_ops(c, ops), &c->main) != DOCQ_OK) return DOCQ_ERR;
     grpc_op st;
     memset(&st, 0, sizeof(st));
     st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -307,8 +317,10 @@ static int take_task(bench_run *run) {
 /* Start a call for u (or an open-loop call when u is NULL); a call that
  * cannot be created counts as INTERNAL. Returns the call or NULL. */
 static bench_call *launch(bench_thread *t, bench_user *u, int rpc, const ProtobufCMessage *req, int64_t start_ns) {
-    int chi = u ? u->index % t->run->nchannels : (int)(t->open_seq % t->run->nchannels);
+    bench_run *run = t->run;
+    int chi = u ? u->index % run->nchannels : (int)(t->open_seq % run->nchannels);
     bench_call *c = call_new(t, u, rpc, chi, req, start_ns);
+    if (c && run->nkeys) c->auth = u ? u->auth : &run->keys[t->open_seq % run->nkeys];
     int ok = c && (rpc == RPC_WATCH ? start_watch(c) : start_unary(c)) == DOCQ_OK;
     if (!ok) {
         atomic_fetch_add(&t->stats.codes[rpc][GRPC_STATUS_INTERNAL], 1);
@@ -418,11 +430,20 @@ static void record_call(bench_call *c) {
     if (c->cancelled) return;
     int code = c->code >= 0 && c->code < NCODES ? (int)c->code : GRPC_STATUS_UNKNOWN;
     atomic_fetch_add(&s->codes[c->rpc][code], 1);
+    if (code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
+        long delay = docq_client_retry_delay(&c->trailing_md);
+        if (delay >= 0) docq_hist_record(&s->retry_delay, (uint64_t)delay * 1000);
+    }
     if (c->rpc != RPC_WATCH) docq_hist_record(&s->lat[c->rpc], (uint64_t)(now_ns() - c->start_ns) / 1000);
 }
 
 /* A watch message batch completed: take the message and read the next. */
 static void on_watch_message(bench_call *c, int success) {
+    if (success && !c->reading) {
+        c->reading = 1; /* The request is sent: read the first message. */
+        if (read_message(c) != DOCQ_OK) grpc_call_cancel(c->call, NULL);
+        return;
+    }
     if (!success || !c->recv) return; /* Stream over: the status batch ends the call. */
     Docq__V1__Task *task = (Docq__V1__Task *)docq_codec_unpack(&docq__v1__task__descriptor, c->recv);
     grpc_byte_buffer_destroy(c->recv);
@@ -541,6 +562,50 @@ static void *thread_main(void *arg) {
 
 /* ---- set-up and results -------------------------------------------------- */
 
+/* Add "authorization: Bearer <key>" for key (n bytes) to the run's keys. */
+static int add_key(bench_run *run, const char *key, size_t n) {
+    grpc_metadata *grown = realloc(run->keys, (size_t)(run->nkeys + 1) * sizeof(*grown));
+    char *value = malloc(n + 8);
+    if (!grown || !value) {
+        free(value);
+        if (grown) run->keys = grown;
+        return DOCQ_ERR;
+    }
+    run->keys = grown;
+    memcpy(value, "Bearer ", 7);
+    memcpy(value + 7, key, n);
+    memset(&run->keys[run->nkeys], 0, sizeof(grpc_metadata));
+    run->keys[run->nkeys].key = grpc_slice_from_static_string("authorization");
+    run->keys[run->nkeys].value = grpc_slice_from_copied_buffer(value, n + 7);
+    run->nkeys++;
+    free(value);
+    return DOCQ_OK;
+}
+
+/* The keys the users send: the lines of --api-keys-file (blank lines and
+ * lines starting with # skipped), else DOCQ_API_KEY, else none. Returns
+ * DOCQ_OK or DOCQ_ERR with the reason on stderr. */
+static int load_keys(bench_run *run, const docq_config *cfg) {
+    if (!cfg->bench_api_keys_file[0]) return cfg->api_key[0] ? add_key(run, cfg->api_key, strlen(cfg->api_key)) : DOCQ_OK;
+    FILE *f = fopen(cfg->bench_api_keys_file, "r");
+    if (!f) {
+        fprintf(stderr, "docq: bench: cannot read %s: %s\n", cfg->bench_api_keys_file, strerror(errno));
+        return DOCQ_ERR;
+    }
+    char line[1024];
+    int rc = DOCQ_OK;
+    while (rc == DOCQ_OK && fgets(line, sizeof(line), f)) {
+        size_t n = strcspn(line, " \t\r\n");
+        if (n > 0 && line[0] != '#') rc = add_key(run, line, n);
+    }
+    fclose(f);
+    if (rc == DOCQ_OK && run->nkeys == 0) {
+        fprintf(stderr, "docq: bench: %s holds no key\n", cfg->bench_api_keys_file);
+        rc = DOCQ_ERR;
+    }
+    return rc;
+}
+
 static int run_setup(bench_run *run, const docq_config *cfg) {
     memset(run, 0, sizeof(*run));
     run->cfg = cfg;
@@ -563,6 +628,7 @@ static int run_setup(bench_run *run, const docq_config *cfg) {
     }
     grpc_channel_credentials_release(creds);
 
+    if (load_keys(run, cfg) != DOCQ_OK) return DOCQ_ERR;
     long users = cfg->bench_rate > 0 ? 0 : cfg->bench_users;
     for (int i = 0; i < run->nthreads; i++) {
         bench_thread *t = &run->threads[i];
@@ -579,6 +645,7 @@ static int run_setup(bench_run *run, const docq_config *cfg) {
             u->t = t;
             u->index = k * run->nthreads + i;
             u->heap_pos = -1;
+            u->auth = run->nkeys ? &run->keys[u->index % run->nkeys] : NULL;
         }
     }
     return DOCQ_OK;
@@ -602,6 +669,8 @@ static void run_free(bench_run *run) {
     free(run->channels);
     free(run->methods);
     free(run->threads);
+    for (int i = 0; i < run->nkeys; i++) grpc_slice_unref(run->keys[i].value);
+    free(run->keys);
 }
 
 /* Sum every thread's statistics into total (zeroed first). */
@@ -614,6 +683,7 @@ static void stats_total(const bench_run *run, bench_stats *total) {
             for (int k = 0; k < NCODES; k++) atomic_fetch_add(&total->codes[r][k], atomic_load(&s->codes[r][k]));
         }
         docq_hist_merge(&total->e2e, &s->e2e);
+        docq_hist_merge(&total->retry_delay, &s->retry_delay);
         atomic_fetch_add(&total->succeeded, atomic_load(&s->succeeded));
         atomic_fetch_add(&total->failed, atomic_load(&s->failed));
     }
@@ -675,6 +745,12 @@ static void print_table(const bench_run *run, const bench_stats *s, double secs)
         printf("   (submit to terminal state; %llu SUCCESS, %llu FAILURE)\n",
                (unsigned long long)atomic_load(&s->succeeded), (unsigned long long)atomic_load(&s->failed));
     }
+    uint64_t refused = atomic_load(&s->retry_delay.total);
+    if (refused)
+        printf("%-12s %10llu %10s %9.0f %9.0f %9.0f %9.0f %9.0f   (retry delays told, ms)\n", "refusals",
+               (unsigned long long)refused, "", ms(docq_hist_quantile(&s->retry_delay, 0.5)),
+               ms(docq_hist_quantile(&s->retry_delay, 0.9)), ms(docq_hist_quantile(&s->retry_delay, 0.99)),
+               ms(docq_hist_quantile(&s->retry_delay, 0.999)), ms(docq_hist_quantile(&s->retry_delay, 1.0)));
     printf("\nstatus codes:\n");
     for (int r = 0; r < NRPC; r++) {
         if (!calls_of(s, r)) continue;
@@ -700,7 +776,8 @@ static void print_json(const bench_run *run, const bench_stats *s, double secs) 
            cfg->server, cfg->bench_rate > 0 ? 0 : cfg->bench_users, cfg->bench_rate, cfg->bench_follow, secs);
     printf("  \"latency\": {\n");
     for (int r = 0; r < NRPC; r++) print_hist_json(rpc_names[r], &s->lat[r], calls_of(s, r), secs, 1);
-    print_hist_json("end_to_end", &s->e2e, atomic_load(&s->succeeded) + atomic_load(&s->failed), secs, 0);
+    print_hist_json("end_to_end", &s->e2e, atomic_load(&s->succeeded) + atomic_load(&s->failed), secs, 1);
+    print_hist_json("retry_delay_told", &s->retry_delay, atomic_load(&s->retry_delay.total), secs, 0);
     printf("  },\n  \"codes\": {");
     for (int r = 0; r < NRPC; r++) {
         printf("%s\n    \"%s\": {", r ? "," : "", rpc_names[r]);

@@ -197,9 +197,7 @@ static int call_wait(call_ctx *cx, void *tag) {
     return ev.success;
 }
 
-/* The retry delay the trailers md ask for: the RetryInfo in
- * grpc-status-details-bin, else grpc-retry-pushback-ms; -1 when neither. */
-static long retry_delay(const grpc_metadata_array *md) {
+long docq_client_retry_delay(const grpc_metadata_array *md) {
     long pushback = -1, ms;
     for (size_t i = 0; i < md->count; i++) {
         const grpc_slice *k = &md->metadata[i].key, *v = &md->metadata[i].value;
@@ -227,7 +225,7 @@ static void call_status(const call_ctx *cx, docq_rpc_status *st) {
     st->code = cx->status;
     memcpy(st->details, GRPC_SLICE_START_PTR(cx->details), n);
     st->details[n] = '\0';
-    st->retry_ms = retry_delay(&cx->trailing_md);
+    st->retry_ms = docq_client_retry_delay(&cx->trailing_md);
 }
 
 /* Release everything cx holds. A call with batches still in flight (a wait

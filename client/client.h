@@ -12,6 +12,7 @@
 #ifndef DOCQ_CLIENT_H
 #define DOCQ_CLIENT_H
 
+#include <grpc/grpc.h>
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
@@ -58,6 +59,11 @@ docq_client *docq_client_create(const char *target, long connect_timeout_ms, lon
  * called while calls are in flight. Returns DOCQ_OK, or DOCQ_ERR when out of
  * memory. */
 int docq_client_set_api_key(docq_client *c, const char *key);
+
+/* The retry delay, in ms, that the trailing metadata of a refused call asks
+ * for: the RetryInfo in grpc-status-details-bin, else grpc-retry-pushback-ms;
+ * -1 when neither is there. */
+long docq_client_retry_delay(const grpc_metadata_array *trailers);
 
 /* Close the channel and free c. Every call made through c must have
  * returned. NULL is accepted. */

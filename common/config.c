@@ -230,6 +230,9 @@ static const setting settings[] = {
      "bench: load-generator threads, each with its own completion queue"},
     {"DOCQ_BENCH_JSON", C, BOOL(bench_json), "0", NULL,
      "bench: print the results as JSON instead of a table"},
+    {"DOCQ_BENCH_API_KEYS_FILE", C, OPTSTR(bench_api_keys_file), "", NULL,
+     "bench: file of API keys, one per line; user i sends key i mod their number "
+     "(else every user sends DOCQ_API_KEY, if set)"},
     {"DOCQ_LOG_LEVEL", S | W | C, STR(log_level), "info", check_log_level,
      "lowest log level written: debug, info, warn or error"},
 };

@@ -85,6 +85,7 @@ typedef struct docq_config {
     long bench_connections;    /* Channels (HTTP/2 connections). */
     long bench_threads;        /* Generator threads. */
     long bench_json;           /* 1: JSON output. */
+    char bench_api_keys_file[1024]; /* Keys the simulated users send, one per line. */
 
     /* Positional arguments (not settings), in order; they point into argv. */
     int nargs;

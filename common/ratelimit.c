@@ -2,9 +2,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "ratelimit.h"
+#include "task.h"
 
 /* KEYS: limit key. ARGV: limit, window ms, member. Returns {ok, now, n,
  * wait}. Its slot counts down from the top of the script table so that
@@ -43,20 +43,6 @@ int docq_rate_from_reply(const redisReply *rep, const docq_rate_policy *p, docq_
     return DOCQ_OK;
 }
 
-/* A member for a request that has no id of its own: 64 random bits. */
-static int random_member(char *buf, size_t cap, docq_error *err) {
-    unsigned char rnd[8];
-    size_t got = 0;
-    while (got < sizeof(rnd)) {
-        ssize_t n = getrandom(rnd + got, sizeof(rnd) - got, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return docq_error_set(err, DOCQ_ERR, "getrandom: %s", strerror(errno));
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < sizeof(rnd) && 2 * i + 2 < cap; i++) snprintf(buf + 2 * i, 3, "%02x", rnd[i]);
-    return DOCQ_OK;
-}
-
 int docq_rate_check(docq_redis *r, const char *prefix, int shard, const char *kind,
                     const char *caller, const docq_rate_policy *p, docq_rate_result *out,
                     docq_error *err) {
@@ -68,7 +54,7 @@ int docq_rate_check(docq_redis *r, const char *prefix, int shard, const char *ki
     }
     if (docq_rate_key(key, sizeof(key), prefix, shard, kind, caller) != DOCQ_OK)
         return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
-    if (random_member(member, sizeof(member), err) != DOCQ_OK) return DOCQ_ERR;
+    if (docq_random_hex(member, sizeof(member), 8, err) != DOCQ_OK) return DOCQ_ERR;
     snprintf(limit, sizeof(limit), "%ld", p->limit);
     snprintf(window, sizeof(window), "%ld", p->window_s * 1000);
     const char *argv[] = {key, limit, window, member};

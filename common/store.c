@@ -482,3 +482,5 @@ int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char 
     freeReplyObject(rep);
     return DOCQ_OK;
 }
+
+const char *docq_store_submit_script(void) { return submit_script.src; }

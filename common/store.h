@@ -175,4 +175,8 @@ int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char 
                        const char *consumer, long min_idle_ms, char *cursor, long count,
                        redisReply **entries, docq_error *err);
 
+/* The Lua source of the submit script (for benchmarks that measure what
+ * Redis alone can do of SubmitDoc's work). Static storage. */
+const char *docq_store_submit_script(void);
+
 #endif

@@ -84,19 +84,25 @@ int docq_utf8_valid(const char *s, size_t len) {
     return 1;
 }
 
-int docq_task_id_new(int shard, char *buf, size_t cap, docq_error *err) {
-    unsigned char rnd[16];
+int docq_random_hex(char *buf, size_t cap, size_t nbytes, docq_error *err) {
+    unsigned char rnd[64];
     size_t got = 0;
-    while (got < sizeof(rnd)) {
-        ssize_t n = getrandom(rnd + got, sizeof(rnd) - got, 0);
+    if (nbytes > sizeof(rnd) || cap < 2 * nbytes + 1)
+        return docq_error_set(err, DOCQ_ERR, "random hex buffer too small");
+    while (got < nbytes) {
+        ssize_t n = getrandom(rnd + got, nbytes - got, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return docq_error_set(err, DOCQ_ERR, "getrandom: %s", strerror(errno));
         got += (size_t)n;
     }
+    for (size_t i = 0; i < nbytes; i++) snprintf(buf + 2 * i, 3, "%02x", rnd[i]);
+    return DOCQ_OK;
+}
+
+int docq_task_id_new(int shard, char *buf, size_t cap, docq_error *err) {
     int n = snprintf(buf, cap, "s%d-", shard);
     if (n < 0 || (size_t)n + 33 > cap) return docq_error_set(err, DOCQ_ERR, "task id buffer too small");
-    for (int i = 0; i < 16; i++) snprintf(buf + n + 2 * i, 3, "%02x", rnd[i]);
-    return DOCQ_OK;
+    return docq_random_hex(buf + n, cap - (size_t)n, 16, err);
 }
 
 int docq_task_id_parse(const char *s, size_t len, int *shard, docq_error *err) {
