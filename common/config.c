@@ -33,6 +33,12 @@ static int check_listen(docq_config *cfg, const char *v, docq_error *err) {
     return docq_hostport_check(v, 1, err);
 }
 
+/* DOCQ_METRICS_LISTEN: host:port (port 0 picks one), or "" / "off". */
+static int check_metrics_listen(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    return docq_metrics_listen_off(v) ? DOCQ_OK : docq_hostport_check(v, 1, err);
+}
+
 static int check_server(docq_config *cfg, const char *v, docq_error *err) {
     (void)cfg;
     return docq_hostport_check(v, 0, err);
@@ -185,6 +191,17 @@ static const setting settings[] = {
      "dead-letter stream of shard N: <DOCQ_KEY_PREFIX>:{sN}:<this>"},
     {"DOCQ_SHUTDOWN_GRACE_MS", S | W, INT(shutdown_grace_ms, 0, 3600000), "30000", NULL,
      "on SIGTERM, how long calls in flight may finish before they are cut off, ms"},
+    {"DOCQ_SHUTDOWN_DELAY_MS", S, INT(shutdown_delay_ms, 0, 3600000), "0", NULL,
+     "on SIGTERM, answer health checks NOT_SERVING but keep serving for this long before the drain, ms"},
+    {"DOCQ_METRICS_LISTEN", S | W, OPTSTR(metrics_listen), "0.0.0.0:9090", check_metrics_listen,
+     "HTTP address of /metrics (Prometheus), /healthz and /readyz (host:port; port 0 picks one; "
+     "off: none)"},
+    {"DOCQ_REFLECTION", S, BOOL(reflection), "true", NULL,
+     "serve gRPC server reflection (v1 and v1alpha), so that grpcurl needs no .proto file"},
+    {"DOCQ_HEALTH_INTERVAL_MS", S, INT(health_interval_ms, 50, 600000), "1000", NULL,
+     "how often the server PINGs Redis for its grpc.health.v1 status, ms"},
+    {"DOCQ_METRICS_REFRESH_MS", W, INT(metrics_refresh_ms, 100, 3600000), "5000", NULL,
+     "how often the worker reads the queue length and consumer-group lag for /metrics, ms"},
     {"DOCQ_SERVER", C, STR(server), "127.0.0.1:50051", check_server,
      "docq server address (host:port)"},
     {"DOCQ_DEADLINE_MS", C, INT(deadline_ms, 1, 86400000), "10000", NULL,
@@ -221,9 +238,26 @@ static const setting settings[] = {
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
+/* Settings whose default differs for one binary: the worker's metrics port
+ * is not the server's, so that both may run on one host. */
+static const struct {
+    const char *env;
+    unsigned bin;
+    const char *def;
+} bin_defaults[] = {
+    {"DOCQ_METRICS_LISTEN", W, "0.0.0.0:9091"},
+};
+
 #undef S
 #undef W
 #undef C
+
+/* The default of setting s for binary bin. */
+static const char *default_of(const setting *s, unsigned bin) {
+    for (size_t i = 0; i < sizeof(bin_defaults) / sizeof(bin_defaults[0]); i++)
+        if ((bin_defaults[i].bin & bin) && strcmp(bin_defaults[i].env, s->env) == 0) return bin_defaults[i].def;
+    return s->def;
+}
 
 /* The flag of a setting: DOCQ_REDIS_URL -> --redis-url. */
 static void flag_name(const setting *s, char *buf, size_t cap) {
@@ -336,7 +370,7 @@ int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq
      * environment, flag. Only the winning value is validated. */
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *env = (settings[i].bins & bin) ? getenv(settings[i].env) : NULL;
-        vals[i] = env ? env : settings[i].def;
+        vals[i] = env ? env : default_of(&settings[i], bin);
     }
     int rc = read_flags(cfg, bin, argc, argv, vals, err);
     if (rc != DOCQ_OK) return rc;
@@ -361,9 +395,9 @@ size_t docq_config_help(unsigned bin, char *buf, size_t cap) {
         char flag[64];
         if (!(settings[i].bins & bin)) continue;
         flag_name(&settings[i], flag, sizeof(flag));
+        const char *def = default_of(&settings[i], bin);
         int n = snprintf(buf + len, cap - len, "  %-28s %s\n  %-28s %s (default %s)\n", flag,
-                         settings[i].env, "", settings[i].help,
-                         settings[i].def[0] ? settings[i].def : "unset");
+                         settings[i].env, "", settings[i].help, def[0] ? def : "unset");
         if (n < 0) break;
         len += (size_t)n;
     }
@@ -413,6 +447,8 @@ int docq_hostport_check(const char *s, int allow_zero, docq_error *err) {
     if (port == 0 && !allow_zero) return docq_error_set(err, DOCQ_EINVAL, "port 0 is not allowed");
     return DOCQ_OK;
 }
+
+int docq_metrics_listen_off(const char *value) { return value[0] == '\0' || strcmp(value, "off") == 0; }
 
 int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err) {
     const char *p = url, *end;

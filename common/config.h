@@ -61,6 +61,11 @@ typedef struct docq_config {
     long max_deliveries;       /* DOCQ_MAX_DELIVERIES: deliveries before an entry is dead-lettered. */
     char dead_stream[64];      /* DOCQ_DEAD_STREAM: last key part of each shard's dead-letter stream. */
     long shutdown_grace_ms;    /* DOCQ_SHUTDOWN_GRACE_MS: drain time on SIGTERM. */
+    long shutdown_delay_ms;    /* DOCQ_SHUTDOWN_DELAY_MS: NOT_SERVING but still serving, before the drain. */
+    char metrics_listen[256];  /* DOCQ_METRICS_LISTEN: /metrics and probes, host:port; "" or "off": none. */
+    long reflection;           /* DOCQ_REFLECTION: 1 = serve gRPC server reflection. */
+    long health_interval_ms;   /* DOCQ_HEALTH_INTERVAL_MS: Redis PING behind the gRPC health status. */
+    long metrics_refresh_ms;   /* DOCQ_METRICS_REFRESH_MS: worker's queue length and lag refresh. */
     char server[256];          /* DOCQ_SERVER: the CLI's server address. */
     long deadline_ms;          /* DOCQ_DEADLINE_MS: the CLI's per-call deadline. */
     char api_key[512];         /* DOCQ_API_KEY: the key the CLI sends; empty: none. */
@@ -111,5 +116,9 @@ int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err)
 /* Check that s is host:port with a port from 0 to 65535 (0 only when
  * allow_zero). Returns DOCQ_OK or DOCQ_EINVAL with the reason. */
 int docq_hostport_check(const char *s, int allow_zero, docq_error *err);
+
+/* 1 when a DOCQ_METRICS_LISTEN value turns the endpoint off ("" or "off"),
+ * else 0. */
+int docq_metrics_listen_off(const char *value);
 
 #endif

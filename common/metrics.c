@@ -1,7 +1,10 @@
 /* metrics.c -- metric updates and the Prometheus text format. See metrics.h. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "metrics.h"
 
@@ -88,5 +91,71 @@ void docq_metrics_histogram(docq_buf *b, const char *name, const char *labels, c
                         (unsigned long long)cumulative);
     } else {
         docq_buf_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, sum, name, (unsigned long long)cumulative);
+    }
+}
+
+/* The process's start, Unix seconds: its start in clock ticks after boot
+ * (field 22 of /proc/self/stat) plus the boot time (btime of /proc/stat).
+ * Returns -1 when either cannot be read. */
+static double process_start_time(void) {
+    char buf[1024];
+    unsigned long long ticks = 0, btime = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* The command name may hold spaces. */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                     &ticks) != 1)
+        return -1;
+    f = fopen("/proc/stat", "r");
+    while (f && fgets(buf, sizeof(buf), f))
+        if (sscanf(buf, "btime %llu", &btime) == 1) break;
+    if (f) fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    return btime && hz > 0 ? (double)btime + (double)ticks / (double)hz : -1;
+}
+
+/* Open file descriptors: the entries of /proc/self/fd, less the one the
+ * listing itself holds. Returns -1 when it cannot be listed. */
+static long open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    long n = 0;
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1;
+}
+
+void docq_metrics_process(docq_buf *b) {
+    struct rusage ru;
+    struct rlimit rl;
+    long pages = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        docq_metrics_family(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent, seconds.");
+        docq_metrics_sample(b, "process_cpu_seconds_total", NULL,
+                            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                                (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    }
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f && fscanf(f, "%*s %ld", &pages) == 1) {
+        docq_metrics_family(b, "process_resident_memory_bytes", "gauge", "Resident memory size, bytes.");
+        docq_metrics_sample(b, "process_resident_memory_bytes", NULL, (double)pages * (double)sysconf(_SC_PAGESIZE));
+    }
+    if (f) fclose(f);
+    long fds = open_fds();
+    if (fds >= 0) {
+        docq_metrics_family(b, "process_open_fds", "gauge", "Open file descriptors.");
+        docq_metrics_sample(b, "process_open_fds", NULL, (double)fds);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        docq_metrics_family(b, "process_max_fds", "gauge", "Limit on open file descriptors.");
+        docq_metrics_sample(b, "process_max_fds", NULL, (double)rl.rlim_cur);
+    }
+    double start = process_start_time();
+    if (start >= 0) {
+        docq_metrics_family(b, "process_start_time_seconds", "gauge", "Start time of the process, Unix seconds.");
+        docq_metrics_sample(b, "process_start_time_seconds", NULL, start);
     }
 }

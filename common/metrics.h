@@ -29,6 +29,9 @@ static inline void docq_counter_add(docq_counter *c, uint64_t n) {
 static inline uint64_t docq_counter_get(const docq_counter *c) {
     return atomic_load_explicit(&c->v, memory_order_relaxed);
 }
+static inline void docq_counter_set(docq_counter *c, uint64_t n) {
+    atomic_store_explicit(&c->v, n, memory_order_relaxed);
+}
 static inline void docq_gauge_add(docq_gauge *g, int64_t n) {
     atomic_fetch_add_explicit(&g->v, n, memory_order_relaxed);
 }
@@ -80,6 +83,12 @@ void docq_metrics_family(docq_buf *b, const char *name, const char *type, const 
 /* Write one sample "name{labels} value"; labels is the inside of the braces
  * (e.g. `method="SubmitDoc",code="OK"`), or NULL/"" for none. */
 void docq_metrics_sample(docq_buf *b, const char *name, const char *labels, double value);
+
+/* Write the standard process families of the calling process:
+ * process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_open_fds, process_max_fds and process_start_time_seconds (Linux
+ * /proc; a value that cannot be read is left out). */
+void docq_metrics_process(docq_buf *b);
 
 /* Write a histogram's _bucket (cumulative, le=...), _sum and _count lines. */
 void docq_metrics_histogram(docq_buf *b, const char *name, const char *labels, const docq_histogram *h);

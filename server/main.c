@@ -81,6 +81,9 @@ int main(int argc, char **argv) {
     docq_log_info("docq-server listening on %s (port %d), %ld threads, redis %s:%d, %ld shards",
                   cfg.listen, docq_server_port(srv), cfg.threads, cfg.redis.host, cfg.redis.port,
                   cfg.shards);
+    if (docq_server_metrics_port(srv))
+        docq_log_info("metrics on %s (port %d): GET /metrics, /healthz, /readyz", cfg.metrics_listen,
+                      docq_server_metrics_port(srv));
     docq_log_info("callers: %s; SubmitDoc limit %ld per %ld s, reads %ld per %ld s (0: no limit)",
                   cfg.api_keys_file[0] ? "API keys" : cfg.proxies.count ? "IP, x-forwarded-for from trusted proxies" : "IP",
                   cfg.rate_limit, cfg.rate_window_s, cfg.read_rate_limit, cfg.read_rate_window_s);
@@ -88,6 +91,7 @@ int main(int argc, char **argv) {
     while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) reload_keys(srv, &cfg);
     docq_log_info("received %s: stopping (grace %ld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                   cfg.shutdown_grace_ms);
+    docq_server_stop_serving(srv, cfg.shutdown_delay_ms);
     docq_server_shutdown_and_free(srv, cfg.shutdown_grace_ms);
     docq_log_debug("shutdown: server freed");
     grpc_shutdown();

@@ -7,6 +7,11 @@
 
 #include "reflection_index.h"
 
+/* The serialized FileDescriptorSet of every service the server offers, with
+ * their imports, embedded at build time (gen/descriptor_set.c). */
+extern const unsigned char docq_descriptor_set[];
+extern const size_t docq_descriptor_set_len;
+
 /* Answer one ServerReflectionRequest received as req. Returns a new byte
  * buffer holding the ServerReflectionResponse (the caller destroys it), or
  * NULL when req is not a valid request or memory runs out. Unknown files and

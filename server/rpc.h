@@ -46,4 +46,12 @@ void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessa
  * server-streaming handler: see rpc_stream_handler. */
 int rpc_watch_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
 
+/* grpc.health.v1.Health/Check and /Watch: no key, no limit (rpc_health.c). */
+void rpc_health_check(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+int rpc_health_watch(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+
+/* grpc.reflection.v1(alpha).ServerReflection/ServerReflectionInfo: a
+ * bidirectional stream, req is NULL (rpc_reflection.c). */
+int rpc_reflection_info(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infra.h"
 #include "log.h"
 #include "richstatus.h"
 #include "rpc.h"
@@ -71,6 +72,7 @@ int rpc_read_allowed(server_thread *t, const rpc_call *call, rpc_reply *out) {
                              &err);
     if (rc == DOCQ_ELIMITED) {
         docq_log_debug("read by %s refused by the rate limit", caller.id);
+        docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_READ], 1);
         rpc_reply_rate_limited(out, &caller, "GetStatus/WatchStatus calls", &policy, &rate);
         return DOCQ_ERR;
     }

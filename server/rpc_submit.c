@@ -4,6 +4,7 @@
 
 #include "caller.h"
 #include "codec.h"
+#include "infra.h"
 #include "log.h"
 #include "rpc.h"
 #include "store.h"
@@ -38,6 +39,7 @@ void rpc_submit_doc(server_thread *t, const rpc_call *call, const ProtobufCMessa
                                &caller.submit, &created_at, &rate, &err);
     if (rc == DOCQ_ELIMITED) {
         docq_log_debug("SubmitDoc by %s refused by the rate limit", caller.id);
+        docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_SUBMIT], 1);
         rpc_reply_rate_limited(out, &caller, "SubmitDoc calls", &caller.submit, &rate);
         return;
     }
@@ -46,6 +48,7 @@ void rpc_submit_doc(server_thread *t, const rpc_call *call, const ProtobufCMessa
         return;
     }
     docq_log(DOCQ_LOG_DEBUG, task_id, "submitted by %s", caller.id);
+    docq_counter_add(&docq_server_infra(t->srv)->metrics->tasks_submitted, 1);
     Docq__V1__SubmitDocResponse resp = DOCQ__V1__SUBMIT_DOC_RESPONSE__INIT;
     resp.task_id = task_id;
     resp.state = DOCQ__V1__TASK__STATE__PENDING;

@@ -11,5 +11,5 @@ int rpc_watch_status(server_thread *t, const rpc_call *call, const ProtobufCMess
     int shard;
     if (rpc_read_allowed(t, call, out) != DOCQ_OK) return DOCQ_ERR;
     if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return DOCQ_ERR;
-    return watch_open(docq_server_watch_hub(t->srv), t, call->call, r->task_id, r->after_version, out);
+    return watch_open(docq_server_watch_hub(t->srv), t, call->call, r->task_id, r->after_version, call->metrics, out);
 }

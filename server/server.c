@@ -18,16 +18,20 @@
  * (WAITING_PER_METHOD of them, so bursts need not wait for a request), plus
  * one catch-all that answers UNIMPLEMENTED to unknown methods (without it
  * they would hang until the client's deadline). */
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 #include "codec.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "infra.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
@@ -36,9 +40,14 @@
 #define WAITING_PER_METHOD 16
 
 static const rpc_def rpcs[] = {
-    {"/docq.v1.DocQueue/SubmitDoc", &docq__v1__submit_doc_request__descriptor, rpc_submit_doc, NULL},
-    {"/docq.v1.DocQueue/GetStatus", &docq__v1__get_status_request__descriptor, rpc_get_status, NULL},
-    {"/docq.v1.DocQueue/WatchStatus", &docq__v1__watch_status_request__descriptor, NULL, rpc_watch_status},
+    {"/docq.v1.DocQueue/SubmitDoc", &docq__v1__submit_doc_request__descriptor, rpc_submit_doc, NULL, 0},
+    {"/docq.v1.DocQueue/GetStatus", &docq__v1__get_status_request__descriptor, rpc_get_status, NULL, 0},
+    {"/docq.v1.DocQueue/WatchStatus", &docq__v1__watch_status_request__descriptor, NULL, rpc_watch_status, 0},
+    {"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor, rpc_health_check, NULL, 0},
+    {"/grpc.health.v1.Health/Watch", &grpc__health__v1__health_check_request__descriptor, NULL, rpc_health_watch, 0},
+    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", NULL, NULL, rpc_reflection_info, RPC_REFLECTION},
+    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", NULL, NULL, rpc_reflection_info,
+     RPC_REFLECTION},
 };
 #define NRPCS (int)(sizeof(rpcs) / sizeof(rpcs[0]))
 
@@ -47,12 +56,13 @@ struct docq_server {
     docq_auth *auth;                    /* API keys; reloaded by the main thread. */
     grpc_server *server;
     grpc_completion_queue *shutdown_cq; /* Receives the shutdown notification. */
-    void *methods[NRPCS];               /* Registered method handles, as rpcs[]. */
+    void *methods[NRPCS];               /* Registered method handles, as rpcs[] (NULL: not served). */
     server_thread *threads;
     int nthreads;
     int started_threads;
     int port;
     watch_hub *watch;                   /* Open watches and the events subscriber. */
+    server_infra *infra;                /* Metrics, health, reflection, the HTTP endpoint. */
 };
 
 typedef enum call_state { CALL_WAITING, CALL_ANSWERING } call_state;
@@ -69,7 +79,14 @@ typedef struct call_ctx {
     grpc_byte_buffer *payload;       /* The request message (registered methods). */
     grpc_byte_buffer *response;      /* The answer while CALL_ANSWERING. */
     int cancelled;                   /* Set by RECV_CLOSE_ON_SERVER. */
+    int64_t arrived_ns;              /* Monotonic time the call arrived, for its latency. */
 } call_ctx;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 void rpc_reply_error(rpc_reply *out, grpc_status_code code, const char *fmt, ...) {
     va_list ap;
@@ -155,8 +172,8 @@ static void request_call(server_thread *t, int rpc) {
     grpc_call_error e;
     if (rpc >= 0)
         e = grpc_server_request_registered_call(t->srv->server, t->srv->methods[rpc], &c->call,
-                                                &c->deadline, &c->request_md, &c->payload, t->cq,
-                                                t->cq, c);
+                                                &c->deadline, &c->request_md,
+                                                rpcs[rpc].input ? &c->payload : NULL, t->cq, t->cq, c);
     else
         e = grpc_server_request_call(t->srv->server, &c->call, &c->details, &c->request_md, t->cq,
                                      t->cq, c);
@@ -203,6 +220,8 @@ static void send_answer(call_ctx *c, rpc_reply *reply) {
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
     c->state = CALL_ANSWERING;
+    rpc_metrics_observe(server_metrics_rpc(c->thread->srv->infra->metrics, c->rpc), reply->code,
+                        (uint64_t)(now_ns() - c->arrived_ns));
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
     grpc_slice_unref(details);
     if (e != GRPC_CALL_OK) {
@@ -220,21 +239,20 @@ static void handle_call(call_ctx *c) {
                         (const char *)GRPC_SLICE_START_PTR(c->details.method));
     } else {
         const rpc_def *rpc = &rpcs[c->rpc];
-        ProtobufCMessage *req = docq_codec_unpack(rpc->input, c->payload);
-        if (!req) {
+        rpc_call call = {c->call, &c->request_md, server_metrics_rpc(c->thread->srv->infra->metrics, c->rpc)};
+        ProtobufCMessage *req = rpc->input ? docq_codec_unpack(rpc->input, c->payload) : NULL;
+        if (!req && rpc->input) {
             rpc_reply_error(&reply, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s message (malformed bytes, or a string with a NUL byte)",
                             rpc->input->name);
         } else if (rpc->stream) {
-            rpc_call call = {c->call, &c->request_md};
             int taken = rpc->stream(c->thread, &call, req, &reply) == DOCQ_OK;
-            protobuf_c_message_free_unpacked(req, NULL);
+            if (req) protobuf_c_message_free_unpacked(req, NULL);
             if (taken) {
                 rpc_reply_clear(&reply);
                 call_free(c); /* The stream holds its own reference to the call. */
                 return;
             }
         } else {
-            rpc_call call = {c->call, &c->request_md};
             rpc->handler(c->thread, &call, req, &reply);
             protobuf_c_message_free_unpacked(req, NULL);
         }
@@ -252,6 +270,7 @@ static void on_event(server_tag *tag, int success) {
         call_free(c);
         return;
     }
+    c->arrived_ns = now_ns();
     request_call(c->thread, c->rpc);
     handle_call(c);
 }
@@ -259,7 +278,7 @@ static void on_event(server_tag *tag, int success) {
 static void *thread_main(void *arg) {
     server_thread *t = arg;
     for (int i = 0; i < NRPCS; i++)
-        for (int k = 0; k < WAITING_PER_METHOD; k++) request_call(t, i);
+        for (int k = 0; k < WAITING_PER_METHOD && t->srv->methods[i]; k++) request_call(t, i);
     request_call(t, -1);
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -295,6 +314,7 @@ static void server_free(docq_server *srv) {
     }
     free(srv->threads);
     srv->threads = NULL;
+    server_infra_free(srv->infra); /* First: its HTTP thread reads the watch hub. */
     watch_hub_free(srv->watch);
     srv->nthreads = 0;
     grpc_completion_queue_shutdown(srv->shutdown_cq);
@@ -334,9 +354,14 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
         free(srv);
         return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
     }
+    const char *paths[NRPCS];
+    int unary[NRPCS];
+    for (int i = 0; i < NRPCS; i++) paths[i] = rpcs[i].path, unary[i] = rpcs[i].handler != NULL;
     srv->auth = docq_auth_create(cfg->api_keys_file, err);
     srv->watch = srv->auth ? watch_hub_create(cfg, err) : NULL;
-    if (!srv->watch) {
+    srv->infra = srv->watch ? server_infra_create(cfg, paths, unary, NRPCS, err) : NULL;
+    if (!srv->infra) {
+        watch_hub_free(srv->watch);
         docq_auth_free(srv->auth);
         free(srv->threads);
         free(srv);
@@ -357,9 +382,12 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
         t->redis = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
         grpc_server_register_completion_queue(srv->server, t->cq, NULL);
     }
+    /* Without DOCQ_REFLECTION its methods stay unregistered: UNIMPLEMENTED. */
     for (int i = 0; i < NRPCS; i++)
-        srv->methods[i] = grpc_server_register_method(srv->server, rpcs[i].path, NULL,
-                                                      GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        if (cfg->reflection || !(rpcs[i].flags & RPC_REFLECTION))
+            srv->methods[i] = grpc_server_register_method(
+                srv->server, rpcs[i].path, NULL,
+                rpcs[i].input ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     srv->port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
     grpc_server_credentials_release(creds);
@@ -377,10 +405,17 @@ docq_auth *docq_server_auth(const docq_server *srv) { return srv->auth; }
 
 watch_hub *docq_server_watch_hub(const docq_server *srv) { return srv->watch; }
 
+server_infra *docq_server_infra(const docq_server *srv) { return srv->infra; }
+
+int docq_server_metrics_port(const docq_server *srv) { return server_infra_http_port(srv->infra); }
+
 const docq_config *docq_server_config(const docq_server *srv) { return srv->cfg; }
 
 int docq_server_start(docq_server *srv, docq_error *err) {
     grpc_server_start(srv->server);
+    /* Before the threads take calls: the first PING decides the status the
+     * first Check sees. */
+    if (server_infra_start(srv->infra, srv->watch, err) != DOCQ_OK) return DOCQ_ERR;
     for (int i = 0; i < srv->nthreads; i++) {
         if (pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]) != 0)
             return docq_error_set(err, DOCQ_ERR, "cannot start server thread %d", i);
@@ -389,12 +424,24 @@ int docq_server_start(docq_server *srv, docq_error *err) {
     return watch_hub_start(srv->watch, err);
 }
 
+void docq_server_stop_serving(docq_server *srv, long delay_ms) {
+    server_infra_stop_serving(srv->infra);
+    if (delay_ms > 0) {
+        docq_log_info("shutdown: NOT_SERVING, still serving for %ld ms before the drain", delay_ms);
+        struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+}
+
 void docq_server_shutdown_and_free(docq_server *srv, long grace_ms) {
+    server_infra_stop_serving(srv->infra);
     grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq, srv);
     /* Open streams would hold up the shutdown: end them now that no new call
      * can come in (clients reopening their watches get UNAVAILABLE from the
      * closed listener, not a call cancelled mid-shutdown). */
     watch_hub_shutdown(srv->watch);
+    server_infra_end_streams(srv->infra);
     gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     if (grpc_completion_queue_next(srv->shutdown_cq, grace, NULL).type == GRPC_QUEUE_TIMEOUT) {
         docq_log_warn("calls still open after %ld ms: cancelling them", grace_ms);

@@ -57,10 +57,13 @@ typedef struct rpc_reply {
 } rpc_reply;
 #define RPC_REPLY_INIT {.code = GRPC_STATUS_OK}
 
+struct rpc_metrics;
+
 /* What a handler may know of the call besides its message. */
 typedef struct rpc_call {
     grpc_call *call;                     /* The call (grpc_call_get_peer...). */
     const grpc_metadata_array *metadata; /* The client's metadata; entries owned by the call. */
+    struct rpc_metrics *metrics;         /* The method's metrics: a stream counts its end there. */
 } rpc_call;
 
 /* A unary-style handler: reads req (owned by the caller), fills out. */
@@ -73,13 +76,17 @@ typedef void (*rpc_handler)(server_thread *t, const rpc_call *call, const Protob
 typedef int (*rpc_stream_handler)(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
                                   rpc_reply *out);
 
-/* One registered method of docq.v1.DocQueue. */
+/* One registered method (docq.v1.DocQueue, grpc.health.v1.Health,
+ * grpc.reflection.*). */
 typedef struct rpc_def {
     const char *path;                        /* "/docq.v1.DocQueue/SubmitDoc". */
-    const ProtobufCMessageDescriptor *input; /* Request message type. */
+    const ProtobufCMessageDescriptor *input; /* Request message type; NULL for a bidirectional
+                                              * stream, which reads its own messages (req NULL). */
     rpc_handler handler;                     /* Unary methods. */
-    rpc_stream_handler stream;               /* Server-streaming methods (handler NULL). */
+    rpc_stream_handler stream;               /* Streaming methods (handler NULL). */
+    unsigned flags;                          /* RPC_* below. */
 } rpc_def;
+#define RPC_REFLECTION 1u /* Registered only with DOCQ_REFLECTION on (else UNIMPLEMENTED). */
 
 /* Set reply to an error status with a printf-style message. */
 void rpc_reply_error(rpc_reply *out, grpc_status_code code, const char *fmt, ...)
@@ -115,6 +122,9 @@ const docq_config *docq_server_config(const docq_server *srv);
 /* The API keys of the server (never NULL; it may hold no key file). */
 docq_auth *docq_server_auth(const docq_server *srv);
 
+/* Metrics, health and reflection of the server (infra.h). */
+struct server_infra *docq_server_infra(const docq_server *srv);
+
 /* The watch hub of the server (watch.h). */
 struct watch_hub *docq_server_watch_hub(const docq_server *srv);
 
@@ -125,9 +135,18 @@ int docq_server_port(const docq_server *srv);
  * DOCQ_ERR (threads could not be started; the server must still be freed). */
 int docq_server_start(docq_server *srv, docq_error *err);
 
-/* End every open watch with UNAVAILABLE, stop accepting calls, let calls in
- * flight finish for up to grace_ms, cancel the rest, stop the threads and
- * free everything. srv is gone afterwards. */
+/* Shutdown begins: the health status turns NOT_SERVING (so that load
+ * balancers and Kubernetes stop sending calls), then everything goes on
+ * being served for delay_ms (DOCQ_SHUTDOWN_DELAY_MS) before the drain. */
+void docq_server_stop_serving(docq_server *srv, long delay_ms);
+
+/* The port of the metrics endpoint (DOCQ_METRICS_LISTEN), 0 when off. */
+int docq_server_metrics_port(const docq_server *srv);
+
+/* Stop serving (health NOT_SERVING), stop accepting calls, end every open
+ * stream with UNAVAILABLE, let calls in flight finish for up to grace_ms,
+ * cancel the rest, stop the threads and free everything. srv is gone
+ * afterwards. */
 void docq_server_shutdown_and_free(docq_server *srv, long grace_ms);
 
 #endif

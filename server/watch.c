@@ -1,22 +1,19 @@
 /* watch.c -- WatchStatus streams and the watch index. See watch.h.
  *
- * A watch moves through these states (all under the hub's mutex):
+ * A watch's batches are a server_stream (stream.h), whose lock is the hub's
+ * mutex. Its states, as the watch sees them:
  *
- *   WATCH_OPENING  registered in the index; its cq thread is reading the
- *                  snapshot. Updates of its task are recorded in the index
- *                  but nothing is sent: the call is not ours yet (an error
- *                  is still answered by server.c).
- *   WATCH_OPEN     RECV_CLOSE_ON_SERVER is posted; every change is offered
- *                  (offer below): at most one SEND_MESSAGE in flight.
- *   WATCH_ENDING   a status is decided (shutdown, or an error) while a send
+ *   STREAM_IDLE    opening: registered in the index; its cq thread is
+ *                  reading the snapshot. Updates of its task are recorded
+ *                  in the index but nothing is sent: the call is not ours
+ *                  yet (an error is still answered by server.c).
+ *   STREAM_OPEN    every change is offered (offer below): at most one
+ *                  SEND_MESSAGE in flight.
+ *   STREAM_ENDING  a status is decided (shutdown, or an error) while a send
  *                  is in flight: it is sent when that send completes.
- *   WATCH_ENDED    the status is sent, or the call was cancelled: no batch
- *                  is started any more, and the watch is out of the index.
- *                  It is freed when its last batch completes.
- *
- * Each kind of batch has its own tag embedded in the watch (send_tag,
- * close_tag, status_tag), so a completion says which batch ended; batches
- * counts those in flight. */
+ *   STREAM_ENDED   the status is sent, or the call was cancelled: the watch
+ *                  is out of the index (watch_ended) and is freed when its
+ *                  last batch completes. */
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -28,38 +25,26 @@
 #include "codec.h"
 #include "log.h"
 #include "store.h"
+#include "stream.h"
 #include "subscriber.h"
 #include "watch.h"
 
 #define INITIAL_BUCKETS 1024
 #define SHUTDOWN_DETAILS "server shutting down; reopen the watch"
 
-typedef enum watch_state { WATCH_OPENING, WATCH_OPEN, WATCH_ENDING, WATCH_ENDED } watch_state;
-
 typedef struct watched_task watched_task;
 typedef struct watch watch;
 
 struct watch {
-    server_tag send_tag;         /* SEND_MESSAGE (with the initial metadata the first time). */
-    server_tag close_tag;        /* RECV_CLOSE_ON_SERVER, posted when the watch opens. */
-    server_tag status_tag;       /* SEND_STATUS_FROM_SERVER. */
+    server_stream s;             /* First: the call's batches (stream.h); s.lock is the hub's. */
     watch_hub *hub;
-    grpc_call *call;             /* Our own reference; released when the watch is freed. */
     watched_task *task;          /* Index entry while registered, else NULL. */
     watch *prev, *next;          /* Siblings watching the same task. */
-    grpc_byte_buffer *sending;   /* The message in flight, or NULL. */
     uint64_t after_version;      /* From the request: send only versions above it. */
     uint64_t sent_version;       /* Version of the last message sent (valid once sent_any). */
     uint32_t sent_position;      /* Its queue_position. */
-    int cancelled;               /* Written by RECV_CLOSE_ON_SERVER. */
-    int batches;                 /* Batches started and not yet completed. */
-    grpc_status_code end_code;   /* WATCH_ENDING: the status to send. */
-    const char *end_details;     /* Static text for it. */
-    watch_state state;
     unsigned sent_any : 1;       /* A message was sent. */
     unsigned sent_terminal : 1;  /* The last message sent held SUCCESS or FAILURE. */
-    unsigned md_sent : 1;        /* The initial metadata went with a batch. */
-    unsigned broken : 1;         /* A send failed: the call is cancelled or dead. */
 };
 
 struct watched_task {
@@ -84,12 +69,6 @@ struct watch_hub {
     int shutting_down;           /* New watches are refused. */
     subscriber *sub;             /* Owned; NULL until started. */
 };
-
-#define WATCH_OF(tag, member) ((watch *)((char *)(tag) - offsetof(watch, member)))
-
-static void send_done(server_tag *tag, int success);
-static void close_done(server_tag *tag, int success);
-static void status_done(server_tag *tag, int success);
 
 /* -- The index ----------------------------------------------------------- */
 
@@ -193,51 +172,13 @@ static int merge(watched_task *e, docq_task *t) {
     return 1;
 }
 
-/* -- Batches on a watch (all with the hub's mutex held) --------------------- */
-
-/* Send the status (with the initial metadata if none went yet), leave the
- * index, and start no batch after this one. */
-static void send_status(watch *w, grpc_status_code code, const char *details) {
-    grpc_op ops[2];
-    size_t n = 0;
-    grpc_slice text = grpc_slice_from_static_string(details);
-    memset(ops, 0, sizeof(ops));
-    if (!w->md_sent) {
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n++].data.send_initial_metadata.count = 0;
-    }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = code;
-    ops[n++].data.send_status_from_server.status_details = &text;
-    unregister_watch(w->hub, w);
-    w->state = WATCH_ENDED;
-    w->md_sent = 1;
-    grpc_call_error e = grpc_call_start_batch(w->call, ops, n, &w->status_tag, NULL);
-    if (e == GRPC_CALL_OK) {
-        w->batches++;
-    } else {
-        docq_log_error("watch: cannot send its status: start_batch error %d", e);
-        grpc_call_cancel(w->call, NULL);
-    }
-}
-
-/* End w with code: now, or after its send in flight completes. */
-static void end_watch(watch *w, grpc_status_code code, const char *details) {
-    if (w->state == WATCH_ENDED) return;
-    if (w->sending) {
-        w->state = WATCH_ENDING;
-        w->end_code = code;
-        w->end_details = details;
-    } else {
-        send_status(w, code, details);
-    }
-}
+/* -- Sending (all with the hub's mutex held) --------------------------------- */
 
 /* Send what the watch has not seen yet of its task's record, if anything
  * and if no send is in flight; end it with OK once a terminal state has gone
  * out (or the client had already seen it, by after_version). */
 static void offer(watch *w) {
-    if (w->state != WATCH_OPEN || w->sending || w->broken || !w->task || !w->task->known) return;
+    if (w->s.state != STREAM_OPEN || !stream_sendable(&w->s) || !w->task || !w->task->known) return;
     watched_task *e = w->task;
     const docq_task *t = &e->latest;
     int newer;
@@ -248,7 +189,7 @@ static void offer(watch *w) {
                 (t->version == w->sent_version && t->queue_position != w->sent_position);
     if (!newer) {
         if (docq_task_state_terminal(t->state) && (w->sent_terminal || !w->sent_any))
-            send_status(w, GRPC_STATUS_OK, "");
+            stream_end(&w->s, GRPC_STATUS_OK, "");
         return;
     }
     if (!e->packed) {
@@ -256,34 +197,17 @@ static void offer(watch *w) {
         docq_codec_task_msg(t, &m);
         e->packed = docq_codec_pack(&m.msg.base);
     }
-    w->sending = e->packed ? grpc_byte_buffer_copy(e->packed) : NULL;
-    if (!w->sending) {
-        send_status(w, GRPC_STATUS_INTERNAL, "out of memory");
+    grpc_byte_buffer *msg = e->packed ? grpc_byte_buffer_copy(e->packed) : NULL;
+    if (!msg) {
+        stream_end(&w->s, GRPC_STATUS_INTERNAL, "out of memory");
         return;
     }
-    grpc_op ops[2];
-    size_t n = 0;
-    memset(ops, 0, sizeof(ops));
-    if (!w->md_sent) {
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n++].data.send_initial_metadata.count = 0;
-    }
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = w->sending;
-    grpc_call_error err = grpc_call_start_batch(w->call, ops, n, &w->send_tag, NULL);
-    if (err != GRPC_CALL_OK) {
-        docq_log_error("watch: cannot send: start_batch error %d", err);
-        grpc_byte_buffer_destroy(w->sending);
-        w->sending = NULL;
-        send_status(w, GRPC_STATUS_INTERNAL, "cannot send");
-        return;
-    }
-    w->batches++;
-    w->md_sent = 1;
+    /* Recorded first: a failed send ends the watch, which may free e. */
     w->sent_any = 1;
     w->sent_version = t->version;
     w->sent_position = t->queue_position;
     w->sent_terminal = docq_task_state_terminal(t->state);
+    stream_send(&w->s, msg);
 }
 
 /* Offer every open watch of e what is new. Sending may end a watch and
@@ -296,60 +220,21 @@ static void offer_all(watched_task *e) {
     }
 }
 
-static void watch_free(watch *w) {
-    if (w->sending) grpc_byte_buffer_destroy(w->sending);
-    if (w->call) grpc_call_unref(w->call);
-    free(w);
+/* -- The watch's stream callbacks (hub's mutex held, but release) ----------- */
+
+static void watch_sent(server_stream *s) { offer((watch *)s); }
+
+/* Ended (status sent, or cancelled): out of the index, so no update reaches
+ * it any more. Logged under the mutex so that the counts appear in order. */
+static void watch_ended(server_stream *s) {
+    watch *w = (watch *)s;
+    unregister_watch(w->hub, w);
+    docq_log_debug("watch %s (%zu open)", s->cancelled ? "cancelled" : "closed", w->hub->nwatches);
 }
 
-/* After a completion: 1 when w must now be freed (by the caller, with the
- * mutex released). */
-static int finished(const watch *w) { return w->state == WATCH_ENDED && w->batches == 0; }
+static void watch_release(server_stream *s) { free(s); }
 
-static void send_done(server_tag *tag, int success) {
-    watch *w = WATCH_OF(tag, send_tag);
-    watch_hub *h = w->hub;
-    pthread_mutex_lock(&h->lock);
-    w->batches--;
-    grpc_byte_buffer_destroy(w->sending);
-    w->sending = NULL;
-    /* A failed send means the call is cancelled or broken: RECV_CLOSE will
-     * say so; nothing more is started on it. */
-    if (!success) w->broken = 1;
-    else if (w->state == WATCH_OPEN) offer(w);
-    else if (w->state == WATCH_ENDING) send_status(w, w->end_code, w->end_details);
-    int done = finished(w);
-    pthread_mutex_unlock(&h->lock);
-    if (done) watch_free(w);
-}
-
-static void close_done(server_tag *tag, int success) {
-    watch *w = WATCH_OF(tag, close_tag);
-    watch_hub *h = w->hub;
-    (void)success;
-    pthread_mutex_lock(&h->lock);
-    w->batches--;
-    /* Closed: after our status, or cancelled by the client, its deadline or
-     * a broken connection. Either way nothing more can be sent. */
-    unregister_watch(h, w);
-    w->state = WATCH_ENDED;
-    /* Logged under the mutex so that the counts appear in order. */
-    docq_log_debug("watch %s (%zu open)", w->cancelled ? "cancelled" : "closed", h->nwatches);
-    int done = finished(w);
-    pthread_mutex_unlock(&h->lock);
-    if (done) watch_free(w);
-}
-
-static void status_done(server_tag *tag, int success) {
-    watch *w = WATCH_OF(tag, status_tag);
-    watch_hub *h = w->hub;
-    (void)success;
-    pthread_mutex_lock(&h->lock);
-    w->batches--;
-    int done = finished(w);
-    pthread_mutex_unlock(&h->lock);
-    if (done) watch_free(w);
-}
+static const stream_ops watch_ops = {.sent = watch_sent, .ended = watch_ended, .release = watch_release};
 
 /* -- The hub --------------------------------------------------------------- */
 
@@ -373,7 +258,7 @@ int watch_hub_start(watch_hub *h, docq_error *err) {
 }
 
 int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task_id,
-               uint64_t after_version, rpc_reply *out) {
+               uint64_t after_version, rpc_metrics *metrics, rpc_reply *out) {
     docq_error err = {0};
     docq_task snap = {0};
     watch *w = calloc(1, sizeof(*w));
@@ -381,12 +266,9 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return DOCQ_ERR;
     }
+    stream_init(&w->s, &h->lock, &watch_ops, metrics);
     w->hub = h;
     w->after_version = after_version;
-    w->send_tag.done = send_done;
-    w->close_tag.done = close_done;
-    w->status_tag.done = status_done;
-    w->state = WATCH_OPENING;
 
     /* Register first, then read: a change published in between is caught. */
     pthread_mutex_lock(&h->lock);
@@ -401,13 +283,7 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task
     rc = docq_store_get(t->redis, h->cfg->key_prefix, h->cfg->group, task_id, &snap, &err);
 
     pthread_mutex_lock(&h->lock);
-    if (rc == DOCQ_OK && !h->shutting_down) {
-        grpc_op op;
-        memset(&op, 0, sizeof(op));
-        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-        op.data.recv_close_on_server.cancelled = &w->cancelled;
-        if (grpc_call_start_batch(call, &op, 1, &w->close_tag, NULL) != GRPC_CALL_OK) rc = DOCQ_ERR;
-    }
+    if (rc == DOCQ_OK && !h->shutting_down && stream_start(&w->s, call) != DOCQ_OK) rc = DOCQ_ERR;
     if (rc != DOCQ_OK || h->shutting_down) {
         unregister_watch(h, w);
         pthread_mutex_unlock(&h->lock);
@@ -424,10 +300,6 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task
             rpc_reply_error(out, GRPC_STATUS_INTERNAL, "cannot start the watch");
         return DOCQ_ERR;
     }
-    grpc_call_ref(call);
-    w->call = call;
-    w->batches = 1;
-    w->state = WATCH_OPEN;
     watched_task *e = w->task;
     docq_log(DOCQ_LOG_DEBUG, task_id, "watch opened after version %llu (%zu open)",
              (unsigned long long)after_version, h->nwatches);
@@ -453,8 +325,8 @@ void watch_hub_shutdown(watch_hub *h) {
             for (watch *w = e->watches, *wnext; w; w = wnext) {
                 wnext = w->next;
                 /* An opening watch is answered by its own thread. */
-                if (w->state == WATCH_OPEN) {
-                    end_watch(w, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
+                if (w->s.state == STREAM_OPEN) {
+                    stream_end(&w->s, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
                     ended++;
                 }
             }
@@ -521,8 +393,8 @@ void watch_hub_gone(watch_hub *h, const char *task_id) {
     watched_task *e = *find_slot(h, task_id, strlen(task_id));
     for (watch *w = e ? e->watches : NULL, *next; w; w = next) {
         next = w->next;
-        if (w->state == WATCH_OPEN)
-            end_watch(w, GRPC_STATUS_NOT_FOUND, "the task no longer exists (expired, or lost by Redis)");
+        if (w->s.state == STREAM_OPEN)
+            stream_end(&w->s, GRPC_STATUS_NOT_FOUND, "the task no longer exists (expired, or lost by Redis)");
     }
     pthread_mutex_unlock(&h->lock);
 }

@@ -19,14 +19,15 @@
  * has been sent, the watch ends with OK.
  *
  * Threads, and who touches what: the hub's mutex guards the index, every
- * watched task's record and every watch's fields, and is held around every
- * grpc_call_start_batch on a watch's call, so that batches on one call are
- * never started concurrently. A watch's batches are started by whichever
- * thread holds the mutex (the cq thread that opened it, the cq thread that
- * received a completion, or the subscriber thread); their completions
- * arrive on the queue of the cq thread that received the call. A watch is
- * freed, by the thread that saw its last batch complete, only once every
- * batch started on it has completed. */
+ * watched task's record and every watch's fields, and is the lock of every
+ * watch's stream (stream.h): it is held around every grpc_call_start_batch
+ * on a watch's call, so that batches on one call are never started
+ * concurrently. A watch's batches are started by whichever thread holds the
+ * mutex (the cq thread that opened it, the cq thread that received a
+ * completion, or the subscriber thread); their completions arrive on the
+ * queue of the cq thread that received the call. A watch is freed, by the
+ * thread that saw its last batch complete, only once every batch started on
+ * it has completed. */
 #ifndef DOCQ_WATCH_H
 #define DOCQ_WATCH_H
 
@@ -34,6 +35,7 @@
 #include <stdint.h>
 
 #include "server.h"
+#include "server_metrics.h"
 #include "task.h"
 
 typedef struct watch_hub watch_hub;
@@ -47,13 +49,14 @@ int watch_hub_start(watch_hub *h, docq_error *err);
 
 /* Open a watch on call for task_id (already validated), sending only
  * versions above after_version, on server thread t (whose Redis connection
- * reads the snapshot). Returns DOCQ_OK when the watch has taken the call
- * over: it holds its own reference and ends the call itself. Otherwise
+ * reads the snapshot); metrics (may be NULL) counts how it ends. Returns
+ * DOCQ_OK when the watch has taken the call over: it holds its own
+ * reference and ends the call itself. Otherwise
  * returns DOCQ_ERR with out set to the status to answer (NOT_FOUND,
  * UNAVAILABLE when Redis is down or the server is shutting down, INTERNAL)
  * and the call is left to the caller untouched. */
 int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task_id,
-               uint64_t after_version, rpc_reply *out);
+               uint64_t after_version, rpc_metrics *metrics, rpc_reply *out);
 
 /* Refuse new watches from now on, end every open watch with UNAVAILABLE
  * "server shutting down; reopen the watch" (after its send in flight, if

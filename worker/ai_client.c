@@ -174,6 +174,17 @@ int ai_client_poll(ai_client *c, ai_waitfd *fds, unsigned nfds, int timeout_ms, 
     return DOCQ_OK;
 }
 
+/* The kind of a transfer that ended with code (not CURLE_OK). */
+static ai_failure failure_of(CURLcode code) {
+    switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return AI_FAILURE_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT: return AI_FAILURE_TIMEOUT;
+    default: return AI_FAILURE_OTHER;
+    }
+}
+
 /* Fill out from a call that curl reports done with code. The body moves from
  * call to out. */
 static void result_fill(ai_call *call, CURLcode code, ai_result *out) {
@@ -192,9 +203,11 @@ static void result_fill(ai_call *call, CURLcode code, ai_result *out) {
         out->status = AI_CALL_TOO_LARGE;
     } else if (call->out_of_memory) {
         out->status = AI_CALL_FAILED;
+        out->failure = AI_FAILURE_OTHER;
         snprintf(out->error, sizeof(out->error), "out of memory receiving the answer");
     } else {
         out->status = AI_CALL_FAILED;
+        out->failure = failure_of(code);
         if (call->errbuf[0])
             snprintf(out->error, sizeof(out->error), "%s (%s)", curl_easy_strerror(code), call->errbuf);
         else

@@ -33,6 +33,14 @@ typedef enum ai_call_status {
     AI_CALL_FAILED         /* No answer: connection, timeout or protocol error. */
 } ai_call_status;
 
+/* Why a call got no answer (AI_CALL_FAILED). */
+typedef enum ai_failure {
+    AI_FAILURE_NONE = 0,
+    AI_FAILURE_CONNECT,  /* Could not connect: refused, unresolvable, unreachable. */
+    AI_FAILURE_TIMEOUT,  /* The connect or whole-call timeout passed. */
+    AI_FAILURE_OTHER     /* Anything else: reset, protocol error, out of memory... */
+} ai_failure;
+
 /* A finished call, as ai_client_next hands it over. */
 typedef struct ai_result {
     void *user;            /* The pointer given to ai_client_start. */
@@ -42,6 +50,7 @@ typedef struct ai_result {
     size_t body_len;       /* Bytes in body. */
     long retry_after_s;    /* When ANSWERED: the Retry-After header in seconds (both forms), else 0. */
     char error[512];       /* When FAILED: "<curl's text> (<details>)"; else empty. */
+    ai_failure failure;    /* When FAILED: its kind; else AI_FAILURE_NONE. */
 } ai_result;
 
 /* A file descriptor of the caller's to watch while waiting for calls. */

@@ -386,6 +386,7 @@ static void maybe_reclaim(worker_loop *w) {
 
 int worker_loop_run(worker_loop *w, docq_error *err) {
     while (!loop_done(w)) {
+        worker_metrics_loop_state(&w->metrics, w->redis_ok, ai_client_in_flight(w->ai));
         if (!w->redis_ok && worker_now_ms() >= w->retry_at_ms) redis_recover(w);
         if (w->redis_ok) tasks_flush_writes(w);
         if (w->redis_ok) tasks_start_due_retries(w);
@@ -442,6 +443,7 @@ worker_loop *worker_loop_create(const docq_config *cfg, int stop_fd, docq_error 
     w->queue = (docq_queue){cfg->key_prefix, cfg->group, cfg->dead_stream, cfg->max_deliveries,
                             cfg->result_ttl_s};
     w->rng = (uint64_t)worker_now_ms() * 1000003u ^ (uint64_t)getpid();
+    worker_metrics_init(&w->metrics);
     make_consumer_name(w);
     w->cmd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
     w->rd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
@@ -459,6 +461,8 @@ oom:
     docq_error_set(err, DOCQ_ERR, "cannot set up the worker: out of memory");
     return NULL;
 }
+
+worker_metrics *worker_loop_metrics(worker_loop *w) { return &w->metrics; }
 
 void worker_loop_free(worker_loop *w) {
     if (!w) return;

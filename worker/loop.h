@@ -64,6 +64,9 @@ worker_loop *worker_loop_create(const docq_config *cfg, int stop_fd, docq_error 
  * (calls in flight are then abandoned to be delivered again). */
 int worker_loop_run(worker_loop *w, docq_error *err);
 
+/* The loop's metrics (worker_metrics.h), for the observer to serve. */
+struct worker_metrics *worker_loop_metrics(worker_loop *w);
+
 /* Abort any call still in flight, close both Redis connections and free w.
  * NULL is fine. */
 void worker_loop_free(worker_loop *w);

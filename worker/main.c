@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "observe.h"
 
 /* Print the usage and the worker's settings to stdout. */
 static void print_usage(void) {
@@ -61,13 +62,21 @@ static int run(const docq_config *cfg, int sig_fd) {
         return 1;
     }
     int status = 1;
+    worker_observer *obs = NULL;
     worker_loop *w = worker_loop_create(cfg, sig_fd, &err);
-    if (!w)
+    if (w) obs = worker_observer_start(cfg, worker_loop_metrics(w), &err);
+    if (!w || !obs) {
         docq_log_error("%s", err.msg);
-    else if (worker_loop_run(w, &err) != DOCQ_OK)
-        docq_log_error("worker failed: %s", err.msg);
-    else
-        status = 0;
+    } else {
+        if (worker_observer_port(obs))
+            docq_log_info("metrics on %s (port %d): GET /metrics, /healthz, /readyz", cfg->metrics_listen,
+                          worker_observer_port(obs));
+        if (worker_loop_run(w, &err) != DOCQ_OK)
+            docq_log_error("worker failed: %s", err.msg);
+        else
+            status = 0;
+    }
+    worker_observer_stop(obs);
     worker_loop_free(w);
     curl_global_cleanup();
     return status;

@@ -118,14 +118,18 @@ static void slot_decide(worker_loop *w, slot *s, ai_result *r) {
     char snippet[SNIPPET_MAX + 16];
     long status = r->http_status;
     if (r->status == AI_CALL_TOO_LARGE) {
+        worker_metrics_ai_error(&w->metrics, r);
         slot_fail(w, s, 0, 0, "AI answer larger than %ld bytes", MAX_AI_BODY);
     } else if (r->status == AI_CALL_FAILED) {
+        worker_metrics_ai_error(&w->metrics, r);
         slot_fail(w, s, 1, 0, "AI call failed: %s", r->error);
     } else if (status < 200 || status > 299) {
+        worker_metrics_ai_error(&w->metrics, r);
         body_snippet(r->body, r->body_len, snippet, sizeof(snippet));
         slot_fail(w, s, docq_retry_status_transient(status), r->retry_after_s * 1000,
                   "AI service answered HTTP %ld%s", status, snippet);
     } else if (!docq_utf8_valid(r->body ? r->body : "", r->body_len)) {
+        worker_metrics_ai_error(&w->metrics, r);
         slot_fail(w, s, 0, 0, "AI service answered with a body that is not valid UTF-8");
     } else {
         s->outcome = DOCQ_STATE_SUCCESS;
@@ -162,7 +166,9 @@ static int write_outcome(worker_loop *w, slot *s) {
                                s->attempt, s->outcome, value, len, cfg->result_ttl_s, &why);
     if (rc == DOCQ_OK) {
         log_finished(s);
+        docq_counter_add(&w->metrics.tasks[ok ? OUTCOME_SUCCESS : OUTCOME_FAILURE], 1);
     } else if (rc == DOCQ_ECONFLICT) {
+        docq_counter_add(&w->metrics.tasks[OUTCOME_SUPERSEDED], 1);
         docq_log(DOCQ_LOG_WARN, s->task_id, "%s outcome of attempt %u not written: %s",
                  docq_task_state_name(s->outcome), s->attempt, why.msg);
     } else {
@@ -221,6 +227,7 @@ void tasks_collect_results(worker_loop *w) {
     ai_result r;
     while (ai_client_next(w->ai, &r)) {
         slot *s = r.user;
+        docq_histogram_observe_ns(&w->metrics.ai_latency, (uint64_t)(worker_now_ms() - s->started_ms) * 1000000u);
         slot_decide(w, s, &r);
         ai_result_clear(&r);
         if (w->redis_ok) write_slot(w, s);
@@ -283,6 +290,7 @@ void tasks_start_due_retries(worker_loop *w) {
             continue;
         }
         docq_log(DOCQ_LOG_DEBUG, s->task_id, "retrying: attempt %u", next);
+        docq_counter_add(&w->metrics.retries, 1);
         s->attempt = next;
         call_ai(w, s);
     }
@@ -359,6 +367,8 @@ static int start_task(worker_loop *w, int shard, const char *id, const char *tas
     worker_redis_worked(w);
     if (st.dead) {
         slot_release(w, s);
+        docq_counter_add(&w->metrics.dead_lettered, 1);
+        docq_counter_add(&w->metrics.tasks[OUTCOME_DEAD_LETTERED], 1);
         docq_log(DOCQ_LOG_WARN, task_id, "task FAILURE: entry %s of shard %d delivered %u times, more "
                  "than DOCQ_MAX_DELIVERIES (%ld): moved to the dead-letter stream", id, shard,
                  st.deliveries, w->cfg->max_deliveries);

@@ -19,6 +19,7 @@
 #include "redis.h"
 #include "store.h"
 #include "task.h"
+#include "worker_metrics.h"
 
 #define ENTRY_ID_MAX 48  /* A stream id: two 64-bit numbers and a dash. */
 #define KEY_MAX 96
@@ -113,6 +114,7 @@ struct worker_loop {
     int64_t retry_at_ms;      /* No reconnect before this time. */
     int stopping;             /* Stop asked: no new reads, no new attempts. */
     int64_t stop_at_ms;       /* With stopping: when the grace is over. */
+    worker_metrics metrics;   /* Updated by this thread, read by the observer's (observe.h). */
 };
 
 /* How a stream entry reached the worker. */

@@ -109,6 +109,8 @@ class Stack:
             "DOCQ_SHARDS": str(self.shards),
             "DOCQ_LOG_LEVEL": "debug",
             "DOCQ_REDIS_TIMEOUT_MS": "1000",
+            # /metrics and probes on a port of their own per process.
+            "DOCQ_METRICS_LISTEN": "127.0.0.1:0",
         }
 
     def start_redis(self, persist=False):

@@ -4,6 +4,7 @@ import signal
 import time
 import unittest
 
+from probes import metrics_port, scrape
 from stack import Stack, pb, wait_for
 from test_shutdown import VALGRIND, leak_summary
 
@@ -113,6 +114,10 @@ class Takeover(unittest.TestCase):
         self.assertEqual(s.queued_count(), 0)
         self.assertEqual(s.pending_count(), 0)
         self.assertEqual(s.ai_stats()["requests"], 2)
+        # The worker that dead-lettered it counts it.
+        metrics = scrape(metrics_port(s.workers[-1]))
+        self.assertEqual(metrics["docq_dead_lettered_total"].value(), 1)
+        self.assertEqual(metrics["docq_tasks_total"].value(outcome="dead_lettered"), 1)
 
 
 class Drain(unittest.TestCase):

@@ -686,6 +686,40 @@ static void api_key_never_shown(void) {
     CHECK_STR_EQ(cfg.api_key, "s3cret");
 }
 
+static void metrics_listen(void) {
+    docq_config cfg;
+    docq_error err;
+    char help[16384];
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.metrics_listen, "0.0.0.0:9090");
+    CHECK_INT_EQ(cfg.reflection, 1);
+    CHECK_INT_EQ(cfg.health_interval_ms, 1000);
+    CHECK_INT_EQ(cfg.shutdown_delay_ms, 0);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.metrics_listen, "0.0.0.0:9091");
+    CHECK_INT_EQ(cfg.metrics_refresh_ms, 5000);
+    docq_config_help(DOCQ_BIN_SERVER, help, sizeof(help));
+    CHECK_STR_CONTAINS(help, "(default 0.0.0.0:9090)");
+    docq_config_help(DOCQ_BIN_WORKER, help, sizeof(help));
+    CHECK_STR_CONTAINS(help, "(default 0.0.0.0:9091)");
+    CHECK_STR_NOT_CONTAINS(help, "0.0.0.0:9090");
+    setenv("DOCQ_METRICS_LISTEN", "127.0.0.1:0", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.metrics_listen, "127.0.0.1:0");
+    unsetenv("DOCQ_METRICS_LISTEN");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--metrics-listen", "off", "--reflection=0"), DOCQ_OK);
+    CHECK(docq_metrics_listen_off(cfg.metrics_listen));
+    CHECK_INT_EQ(cfg.reflection, 0);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--metrics-listen="), DOCQ_OK);
+    CHECK(docq_metrics_listen_off(cfg.metrics_listen));
+    CHECK(!docq_metrics_listen_off("[::]:9090"));
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--metrics-listen", "9090"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_METRICS_LISTEN");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--health-interval-ms", "10"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_HEALTH_INTERVAL_MS");
+}
+
 CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(defaults_cli),
            CHECK_CASE(defaults_worker_reliability), CHECK_CASE(heartbeat_below_visibility),
            CHECK_CASE(env_overrides_default), CHECK_CASE(env_of_other_binary_ignored),
@@ -698,4 +732,4 @@ CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(
            CHECK_CASE(password_never_shown), CHECK_CASE(help_lists_own_settings),
            CHECK_CASE(help_truncates), CHECK_CASE(hostport_check),
            CHECK_CASE(defaults_rate_limits), CHECK_CASE(bool_flag_stands_alone),
-           CHECK_CASE(api_key_never_shown), CHECK_CASE(switch_flag))
+           CHECK_CASE(api_key_never_shown), CHECK_CASE(switch_flag), CHECK_CASE(metrics_listen))

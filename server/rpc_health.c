@@ -1,0 +1,28 @@
+/* rpc_health.c -- grpc.health.v1.Health: Check and Watch (health.h). No API
+ * key and no rate limit: the kubelet and load balancers send neither. */
+#include "grpc/health/v1/health.pb-c.h"
+#include "health.h"
+#include "infra.h"
+#include "rpc.h"
+
+/* Check: SERVING or NOT_SERVING for "" and "docq.v1.DocQueue", NOT_FOUND
+ * for any other service. */
+void rpc_health_check(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+    const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)req;
+    int serving;
+    (void)call;
+    if (docq_health_check(docq_server_infra(t->srv)->health, r->service, &serving) != DOCQ_OK) {
+        rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "unknown service '%.200s'", r->service);
+        return;
+    }
+    out->code = GRPC_STATUS_OK;
+    out->message = docq_health_pack(serving ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                                            : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+    if (!out->message) rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* Watch: the status now, then each change (health.h). */
+int rpc_health_watch(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+    const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)req;
+    return docq_health_watch(docq_server_infra(t->srv)->health, call->call, r->service, call->metrics, out);
+}

@@ -1,0 +1,97 @@
+/* rpc_reflection.c -- grpc.reflection.v1 and v1alpha ServerReflectionInfo:
+ * a bidirectional stream answering each request in order, so that grpcurl
+ * and reflection clients need no .proto file.
+ *
+ * A stream reads one request (RECV_MESSAGE), sends its answer
+ * (docq_reflection_answer), and only then reads the next: one message in
+ * flight each way, answers in request order, and a client that sends
+ * faster than it reads is not buffered for. When the client half-closes
+ * the stream ends with OK; a request that does not parse ends it with
+ * INVALID_ARGUMENT; at shutdown every stream ends with UNAVAILABLE. */
+#include <stdlib.h>
+
+#include "infra.h"
+#include "reflection.h"
+#include "rpc.h"
+#include "stream.h"
+
+struct reflection_service {
+    docq_reflection_index *idx;  /* Read-only once built: shared without a lock. */
+    stream_group streams;        /* Open streams; its lock is theirs. */
+};
+
+typedef struct reflection_stream {
+    server_stream s;             /* Its batches; s.lock is the group's. */
+    reflection_service *svc;
+} reflection_stream;
+
+/* A request arrived (or the client half-closed): answer it. */
+static void on_request(server_stream *s, grpc_byte_buffer *msg) {
+    reflection_stream *rs = (reflection_stream *)s;
+    if (!msg) {
+        stream_end(s, GRPC_STATUS_OK, "");
+        return;
+    }
+    grpc_byte_buffer *answer = docq_reflection_answer(rs->svc->idx, msg);
+    grpc_byte_buffer_destroy(msg);
+    if (!answer)
+        stream_end(s, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid ServerReflectionRequest");
+    else
+        stream_send(s, answer);
+}
+
+/* The answer went out: read the next request. */
+static void on_sent(server_stream *s) {
+    if (s->state == STREAM_OPEN) stream_recv(s);
+}
+
+static void on_release(server_stream *s) { free(s); }
+
+static const stream_ops reflection_ops = {.sent = on_sent, .received = on_request, .release = on_release};
+
+int rpc_reflection_info(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+    reflection_service *svc = docq_server_infra(t->srv)->reflection;
+    (void)req; /* A bidirectional stream: it reads its own messages. */
+    reflection_stream *rs = calloc(1, sizeof(*rs));
+    if (!rs) {
+        rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return DOCQ_ERR;
+    }
+    rs->svc = svc;
+    stream_init(&rs->s, &svc->streams.lock, &reflection_ops, call->metrics);
+    pthread_mutex_lock(&svc->streams.lock);
+    int rc = svc->streams.closed ? DOCQ_EUNAVAIL : stream_start(&rs->s, call->call);
+    if (rc == DOCQ_OK) {
+        stream_group_add(&svc->streams, &rs->s);
+        stream_recv(&rs->s);
+    }
+    pthread_mutex_unlock(&svc->streams.lock);
+    if (rc == DOCQ_OK) return DOCQ_OK;
+    free(rs);
+    if (rc == DOCQ_EUNAVAIL) rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+    else rpc_reply_error(out, GRPC_STATUS_INTERNAL, "cannot start the stream");
+    return DOCQ_ERR;
+}
+
+reflection_service *reflection_service_create(docq_error *err) {
+    reflection_service *r = calloc(1, sizeof(*r));
+    if (!r) return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
+    r->idx = docq_reflection_index_create(docq_descriptor_set, docq_descriptor_set_len, err);
+    if (!r->idx) {
+        free(r);
+        return NULL;
+    }
+    stream_group_init(&r->streams);
+    return r;
+}
+
+void reflection_service_end_streams(reflection_service *r) {
+    if (r) stream_group_close(&r->streams, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+}
+
+void reflection_service_free(reflection_service *r) {
+    if (!r) return;
+    stream_group_destroy(&r->streams);
+    docq_reflection_index_free(r->idx);
+    free(r);
+}

@@ -1,0 +1,137 @@
+"""grpc.health.v1 on the server, and /healthz and /readyz on both binaries:
+what Kubernetes probes and load balancers see as Redis comes and goes and as
+a server shuts down."""
+import hashlib
+import os
+import signal
+import time
+import unittest
+
+import grpc
+
+from probes import NOT_SERVING, SERVICE_UNKNOWN, SERVING, HealthWatch, health_check, http_get, metrics_port
+from stack import Stack, pb, wait_for
+
+
+class Health(unittest.TestCase):
+    def setUp(self):
+        self.stack = Stack().start_redis()
+        self.addCleanup(self.stack.stop)
+
+    def channel(self):
+        ch = grpc.insecure_channel(self.stack.address())
+        self.addCleanup(ch.close)
+        return ch
+
+    def test_check_needs_no_api_key_nor_rate_limit_and_knows_only_its_services(self):
+        path = os.path.join(self.stack.dir, "keys")
+        with open(path, "w") as f:
+            f.write("alice %s\n" % hashlib.sha256(b"key-alice").hexdigest())
+        self.stack.start_server(DOCQ_API_KEYS_FILE=path, DOCQ_READ_RATE_LIMIT="1")
+        ch = self.channel()
+        # The API is closed to callers without a key...
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.stack.stub().GetStatus(pb.GetStatusRequest(task_id="s0-" + "0" * 32), timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        # ...but health answers anyone, as often as asked.
+        for _ in range(20):
+            self.assertEqual(health_check(ch, ""), SERVING)
+            self.assertEqual(health_check(ch, "docq.v1.DocQueue"), SERVING)
+        for service in ("docq.v1.Nope", "grpc.health.v1.Health", "x" * 300):
+            with self.assertRaises(grpc.RpcError) as cm:
+                health_check(ch, service)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND, service)
+            self.assertIn("unknown service", cm.exception.details())
+        # A Watch of an unknown service says SERVICE_UNKNOWN and stays open.
+        w = HealthWatch(ch, "docq.v1.Nope")
+        w.wait_statuses([SERVICE_UNKNOWN])
+        time.sleep(0.3)
+        self.assertIsNone(w.code)
+        w.call.cancel()
+        w.finish()
+        self.assertEqual(w.code, grpc.StatusCode.CANCELLED)
+
+    def test_check_and_watch_follow_redis_going_down_and_coming_back(self):
+        s = self.stack
+        s.start_server(DOCQ_HEALTH_INTERVAL_MS="100")
+        ch = self.channel()
+        port = metrics_port(s.server)
+        watches = [HealthWatch(ch, ""), HealthWatch(ch, "docq.v1.DocQueue")]
+        for w in watches:
+            w.wait_statuses([SERVING])
+        self.assertEqual(http_get(port, "/readyz")[0], 200)
+        s.stop_redis()
+        for w in watches:
+            w.wait_statuses([SERVING, NOT_SERVING])
+        self.assertEqual(health_check(ch, ""), NOT_SERVING)
+        self.assertEqual(health_check(ch, "docq.v1.DocQueue"), NOT_SERVING)
+        self.assertEqual(http_get(port, "/readyz")[0], 503)
+        self.assertEqual(http_get(port, "/healthz")[0], 200)
+        s.start_redis()
+        for w in watches:
+            w.wait_statuses([SERVING, NOT_SERVING, SERVING])
+        self.assertEqual(health_check(ch, ""), SERVING)
+        self.assertEqual(http_get(port, "/readyz")[0], 200)
+        self.assertTrue(s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="after"), timeout=10).task_id)
+        for w in watches:
+            self.assertIsNone(w.code, s.logs())
+            w.call.cancel()
+            w.finish()
+
+    def test_sigterm_turns_health_not_serving_before_the_drain(self):
+        s = self.stack
+        s.start_server(DOCQ_SHUTDOWN_DELAY_MS="2000")
+        ch = self.channel()
+        w = HealthWatch(ch, "")
+        w.wait_statuses([SERVING])
+        t0 = time.monotonic()
+        s.server.signal(signal.SIGTERM)
+        w.wait_statuses([SERVING, NOT_SERVING], timeout=10)
+        # During DOCQ_SHUTDOWN_DELAY_MS: NOT_SERVING, yet everything is still served.
+        self.assertEqual(health_check(ch, ""), NOT_SERVING)
+        self.assertTrue(s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="during"), timeout=5).task_id)
+        self.assertLess(w.times[1] - t0, 1.5, "NOT_SERVING came only after the delay")
+        w.finish(timeout=30)
+        self.assertEqual(w.code, grpc.StatusCode.UNAVAILABLE, w.details)
+        self.assertEqual(w.statuses, [SERVING, NOT_SERVING])
+        self.assertEqual(s.server.wait(timeout=30), 0, s.server.text()[-3000:])
+        self.assertGreaterEqual(time.monotonic() - t0, 2.0)
+
+
+class WorkerProbes(unittest.TestCase):
+    def setUp(self):
+        self.stack = Stack().start_redis().start_ai()
+        self.addCleanup(self.stack.stop)
+
+    def test_worker_healthz_is_200_while_it_runs_and_readyz_503_while_redis_is_down(self):
+        s = self.stack
+        w = s.start_worker()
+        port = metrics_port(w)
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="the worker to be ready")
+        self.assertEqual(http_get(port, "/healthz"), (200, "text/plain; charset=utf-8", "ok\n"))
+        self.assertEqual(http_get(port, "/nope")[0], 404)
+        s.stop_redis()
+        wait_for(lambda: http_get(port, "/readyz")[0] == 503, what="readyz to say 503", timeout=15)
+        self.assertEqual(http_get(port, "/healthz")[0], 200)
+        s.start_redis()
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="readyz to be 200 again", timeout=15)
+        # Ready means working: a task submitted now runs.
+        s.start_server()
+        tid = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="ready"), timeout=10).task_id
+        self.assertEqual(s.wait_terminal(tid).state, pb.Task.SUCCESS, s.logs())
+        w.signal(signal.SIGTERM)
+        self.assertEqual(w.wait(timeout=30), 0)
+
+    def test_a_worker_started_before_redis_is_not_ready_until_redis_is_up(self):
+        s = self.stack
+        s.stop_redis()
+        w = s.start_worker()
+        port = metrics_port(w)
+        self.assertEqual(http_get(port, "/readyz")[0], 503)
+        self.assertEqual(http_get(port, "/healthz")[0], 200)
+        s.start_redis()
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="readyz to be 200", timeout=15)
+
+
+if __name__ == "__main__":
+    unittest.main()

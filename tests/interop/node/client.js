@@ -1,0 +1,41 @@
+// A Node.js gRPC client that knows nothing of docq but the server's address:
+// it discovers docq.v1.DocQueue through server reflection (grpc-js-reflection-client,
+// the path grpcurl takes), calls SubmitDoc and reads the task back with GetStatus.
+//
+// Usage: node client.js ADDRESS v1|v1alpha DOC_ID
+// Prints one JSON object with what it saw; exits 0, or 1 with the error on stderr.
+'use strict';
+const grpc = require('@grpc/grpc-js');
+const { GrpcReflection } = require('grpc-js-reflection-client');
+
+function call(client, method, request) {
+  return new Promise((resolve, reject) => {
+    client[method](request, { deadline: Date.now() + 10000 }, (err, reply) => (err ? reject(err) : resolve(reply)));
+  });
+}
+
+async function main() {
+  const [address, version, docId] = process.argv.slice(2);
+  const insecure = grpc.credentials.createInsecure();
+  const reflection = new GrpcReflection(address, insecure, {}, version);
+  const services = await reflection.listServices();
+  const methods = (await reflection.listMethods('docq.v1.DocQueue')).map((m) => m.name);
+  const descriptor = await reflection.getDescriptorBySymbol('docq.v1.DocQueue');
+  const pkg = descriptor.getPackageObject({ keepCase: true, enums: String, longs: String, defaults: true });
+  const client = new pkg.docq.v1.DocQueue(address, insecure);
+  const submitted = await call(client, 'SubmitDoc', { doc_id: docId });
+  const task = await call(client, 'GetStatus', { task_id: submitted.task_id });
+  client.close();
+  console.log(JSON.stringify({
+    version,
+    services,
+    methods,
+    submitted: { task_id: submitted.task_id, state: submitted.state },
+    status: { task_id: task.task_id, doc_id: task.doc_id, state: task.state, version: task.version },
+  }));
+}
+
+main().then(() => process.exit(0), (err) => {
+  console.error('node client: ' + (err && err.stack ? err.stack : err));
+  process.exit(1);
+});
