@@ -35,12 +35,13 @@ def values_file(name):
     return os.path.join(VALUES, name if name.endswith(".yaml") else name + ".yaml")
 
 
-def helm(*args):
-    """Run helm; returns the CompletedProcess (text)."""
+def helm(*args, kubeconfig=None):
+    """Run helm; returns the CompletedProcess (text). Without kubeconfig, helm knows no
+    cluster."""
     env = dict(os.environ)
     for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
         env[var] = os.path.join(_home, var.lower())
-    env["KUBECONFIG"] = os.path.join(_home, "no-kubeconfig")
+    env["KUBECONFIG"] = kubeconfig or os.path.join(_home, "no-kubeconfig")
     return subprocess.run([HELM] + list(args), capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -58,15 +59,18 @@ def lint(values=(), sets=()):
     return helm("lint", "--strict", CHART, "--namespace", NAMESPACE, *value_args(values, sets))
 
 
-def template(values=(), sets=()):
-    """helm template of the chart; returns the CompletedProcess."""
-    return helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *value_args(values, sets))
+def template(values=(), sets=(), kubeconfig=None):
+    """helm template of the chart; returns the CompletedProcess. With kubeconfig, against that
+    cluster (--dry-run=server: lookup reads it)."""
+    cluster = ["--dry-run=server", "--disable-openapi-validation"] if kubeconfig else []
+    return helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *(value_args(values, sets) + cluster),
+                kubeconfig=kubeconfig)
 
 
-def render(values=(), sets=()):
+def render(values=(), sets=(), kubeconfig=None):
     """The objects helm template renders, each checked against its Kubernetes schema. Raises
     AssertionError naming what failed."""
-    t = template(values, sets)
+    t = template(values, sets, kubeconfig)
     if t.returncode != 0:
         raise AssertionError("helm template failed:\n" + t.stderr)
     v = subprocess.run(["node", os.path.join(NODE_DIR, "k8s-objects.js")], input=t.stdout,

@@ -4,6 +4,7 @@ say what the value set asks for. The values schema refuses bad values, and the r
 Deployments agree with the binaries (ports, grace periods, settings and their defaults,
 security contexts).
 """
+import base64
 import collections
 import os
 import subprocess
@@ -11,6 +12,7 @@ import tempfile
 import unittest
 
 import chart
+import fakekube
 from chart import find, kinds, container, pod_spec
 
 
@@ -201,6 +203,37 @@ class ValueSets(unittest.TestCase, Common):
                          ("256", "https://ai.example.com/v1/process"))
         self.assertEqual(pod_spec(server)["terminationGracePeriodSeconds"], 10 + 10 + 5)
         self.assertEqual(pod_spec(worker)["terminationGracePeriodSeconds"], 600 + 10)
+
+
+class RedisPassword(unittest.TestCase):
+    def password(self, objs):
+        return chart.secret_data(find(objs, "Secret", "redis"))["redis-password"]
+
+    def test_the_generated_redis_password_is_kept_across_upgrades(self):
+        # A cluster where the release is installed: helm template --dry-run=server runs the
+        # chart's lookup against it, as helm upgrade does.
+        name = "%s-redis" % chart.RELEASE
+        secret = fakekube.helm_owned({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": chart.NAMESPACE},
+            "data": {"redis-password": base64.b64encode(b"Password0fTheFirstInstall").decode()}},
+            chart.RELEASE, chart.NAMESPACE)
+        with fakekube.FakeKube({(chart.NAMESPACE, name): secret}) as kube:
+            objs = chart.render(kubeconfig=kube.kubeconfig)
+            self.assertIn("GET /api/v1/namespaces/%s/secrets/%s" % (chart.NAMESPACE, name), kube.requests)
+        self.assertEqual(self.password(objs), "Password0fTheFirstInstall")
+        env = chart.container_env(objs, find(objs, "Deployment", "server"))
+        self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:Password0fTheFirstInstall@docq-redis:6379/0")
+        # A first install (no Secret yet) gets a new random password each time.
+        with fakekube.FakeKube() as kube:
+            first = self.password(chart.render(kubeconfig=kube.kubeconfig))
+            second = self.password(chart.render(kubeconfig=kube.kubeconfig))
+        self.assertRegex(first, r"^[A-Za-z0-9]{32}$")
+        self.assertNotEqual(first, second)
+        # A password given in values wins over the one in the cluster.
+        with fakekube.FakeKube({(chart.NAMESPACE, name): secret}) as kube:
+            objs = chart.render(sets=["redis.bundled.password=fromvalues"], kubeconfig=kube.kubeconfig)
+        self.assertEqual(self.password(objs), "fromvalues")
 
 
 class Schema(unittest.TestCase):
