@@ -47,7 +47,7 @@ class Common:
                 self.assertEqual(pod_labels.get(k), v)
             # The environment resolves: every Secret and ConfigMap it names is rendered or is
             # one the value set says the operator provides.
-            env = chart.container_env(objs, w, {s: {"password": "pw", "redis-password": "pw"}
+            env = chart.container_env(objs, w, {s: {"password": "pw", "redis-password": "pw", "pw": "pw"}
                                                 for s in external_secrets})
             self.assertTrue(env["DOCQ_REDIS_URL"].startswith("redis://"), env["DOCQ_REDIS_URL"])
             self.assertNotIn("$(", env["DOCQ_REDIS_URL"])
@@ -123,7 +123,13 @@ class ValueSets(unittest.TestCase, Common):
 
     def test_networkpolicy_and_servicemonitor_on(self):
         objs = self.lint_and_render(["netpol-servicemonitor"])
-        server, worker, _ = self.check_common(objs)
+        server, worker, _ = self.check_common(objs, external_secrets=["redis-auth"])
+        # The bundled Redis takes its password from the operator's Secret: none is generated.
+        self.assertEqual(kinds(objs, "Secret"), [])
+        redis = find(objs, "StatefulSet", "redis")
+        for w in (server, worker, redis):
+            ref = next(e for e in container(w)["env"] if e["name"] == "REDIS_PASSWORD")
+            self.assertEqual(ref["valueFrom"]["secretKeyRef"], {"name": "redis-auth", "key": "pw"})
         labels = {c: find(objs, "Deployment", c)["spec"]["template"]["metadata"]["labels"]
                   for c in ("server", "worker")}
         redis_labels = find(objs, "StatefulSet", "redis")["spec"]["template"]["metadata"]["labels"]
@@ -163,7 +169,7 @@ class ValueSets(unittest.TestCase, Common):
             [port] = [p for p in svc["spec"]["ports"] if p["name"] == "metrics"]
             for c, w in (("server", server), ("worker", worker)):
                 if all(labels[c].get(k) == v for k, v in svc["spec"]["selector"].items()):
-                    env = chart.container_env(objs, w)
+                    env = chart.container_env(objs, w, {"redis-auth": {"pw": "x"}})
                     self.assertEqual(chart.named_port(w, port["targetPort"]),
                                      listen_port(env["DOCQ_METRICS_LISTEN"]))
                     scraped.append(c)
@@ -203,6 +209,32 @@ class ValueSets(unittest.TestCase, Common):
                          ("256", "https://ai.example.com/v1/process"))
         self.assertEqual(pod_spec(server)["terminationGracePeriodSeconds"], 10 + 10 + 5)
         self.assertEqual(pod_spec(worker)["terminationGracePeriodSeconds"], 600 + 10)
+
+
+class Notes(unittest.TestCase):
+    def notes(self, *sets):
+        out = chart.helm("install", chart.RELEASE, chart.CHART, "--namespace", chart.NAMESPACE, "--dry-run=client",
+                         *chart.value_args(sets=sets))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout[out.stdout.index("NOTES:"):]
+
+    def test_the_install_notes_show_grpcurl_commands_for_the_service(self):
+        notes = self.notes()
+        self.assertIn("docq-server.%s.svc:50051" % chart.NAMESPACE, notes)
+        self.assertIn("kubectl -n %s port-forward svc/docq-server 50051:50051" % chart.NAMESPACE, notes)
+        for line in ("grpcurl -plaintext localhost:50051 grpc.health.v1.Health/Check",
+                     "grpcurl -plaintext localhost:50051 list",
+                     "grpcurl -plaintext localhost:50051 describe docq.v1.DocQueue",
+                     "grpcurl -plaintext -d '{\"doc_id\":\"doc_1\"}' localhost:50051 docq.v1.DocQueue/SubmitDoc",
+                     "grpcurl -plaintext -d '{\"task_id\":\"TASK_ID\"}' localhost:50051 docq.v1.DocQueue/GetStatus"):
+            self.assertIn(line, notes)
+        self.assertIn("worker.config.aiUrl is still the default", notes)
+        # With API keys every call but the health check carries one; a set AI URL is not warned of.
+        notes = self.notes("server.apiKeys.enabled=true", "server.apiKeys.keys=k", "server.service.port=443",
+                           "worker.config.aiUrl=http://ai:80/x")
+        self.assertIn("grpcurl -plaintext -H \"authorization: Bearer $DOCQ_API_KEY\" localhost:443 list", notes)
+        self.assertIn("grpcurl -plaintext localhost:443 grpc.health.v1.Health/Check", notes)
+        self.assertNotIn("aiUrl", notes)
 
 
 class RedisPassword(unittest.TestCase):
@@ -374,7 +406,8 @@ class Binaries(unittest.TestCase):
                 w = find(objs, "Deployment", component)
                 with self.subTest(values=values, component=component), tempfile.TemporaryDirectory() as root:
                     env = chart.local_env(objs, w, root, collections.defaultdict(int), redis_port=1,
-                                          external_secrets={"docq-redis-credentials": {"password": "pw"}})
+                                          external_secrets={"docq-redis-credentials": {"password": "pw"},
+                                                            "redis-auth": {"pw": "pw"}})
                     p = subprocess.Popen([os.path.join(chart.BIN_DIR, container(w)["command"][0])], env=env,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                     try:
