@@ -1,0 +1,423 @@
+"""helm/docq rendered with each value set of tests/helm/values: helm lint --strict passes, every
+object helm template renders passes its Kubernetes schema (kubernetes-models), and the objects
+say what the value set asks for. The values schema refuses bad values, and the rendered
+Deployments agree with the binaries (ports, grace periods, settings and their defaults,
+security contexts).
+"""
+import base64
+import collections
+import os
+import subprocess
+import tempfile
+import unittest
+
+import chart
+import fakekube
+from chart import find, kinds, container, pod_spec
+
+
+def probe_port(workload, probe):
+    """The port a probe of the workload's container targets, as a number."""
+    p = container(workload)[probe]
+    action = p.get("grpc") or p.get("httpGet") or p.get("tcpSocket")
+    return chart.named_port(workload, action["port"])
+
+
+def listen_port(address):
+    return int(address.rsplit(":", 1)[1])
+
+
+class Common:
+    """Checks that hold for every value set."""
+
+    def check_common(self, objs, external_secrets=()):
+        names = [(o["kind"], o["metadata"]["name"]) for o in objs]
+        self.assertEqual(len(names), len(set(names)), "an object is rendered twice: %s" % names)
+        for o in objs:
+            labels = o["metadata"].get("labels") or {}
+            self.assertEqual(labels.get("app.kubernetes.io/instance"), chart.RELEASE, o["metadata"]["name"])
+            self.assertLessEqual(len(o["metadata"]["name"]), 63, o["metadata"]["name"])
+        server = find(objs, "Deployment", "server")
+        worker = find(objs, "Deployment", "worker")
+        service = find(objs, "Service", "server")
+        for w in (server, worker):
+            # Every workload's selector matches its pod labels.
+            pod_labels = w["spec"]["template"]["metadata"]["labels"]
+            for k, v in w["spec"]["selector"]["matchLabels"].items():
+                self.assertEqual(pod_labels.get(k), v)
+            # The environment resolves: every Secret and ConfigMap it names is rendered or is
+            # one the value set says the operator provides.
+            env = chart.container_env(objs, w, {s: {"password": "pw", "redis-password": "pw", "pw": "pw"}
+                                                for s in external_secrets})
+            self.assertTrue(env["DOCQ_REDIS_URL"].startswith("redis://"), env["DOCQ_REDIS_URL"])
+            self.assertNotIn("$(", env["DOCQ_REDIS_URL"])
+        # The Service sends gRPC to the server pods' grpc port.
+        for k, v in service["spec"]["selector"].items():
+            self.assertEqual(server["spec"]["template"]["metadata"]["labels"].get(k), v)
+        self.assertEqual([(p["name"], p["targetPort"], p.get("appProtocol")) for p in service["spec"]["ports"]],
+                         [("grpc", "grpc", "grpc")])
+        return server, worker, service
+
+
+class ValueSets(unittest.TestCase, Common):
+    def lint_and_render(self, values=(), sets=()):
+        lint = chart.lint(values, sets)
+        self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+        return chart.render(values, sets)
+
+    def test_default_values(self):
+        objs = self.lint_and_render()
+        server, worker, _ = self.check_common(objs)
+        # Bundled Redis: one pod, AOF on a PersistentVolumeClaim, a generated password.
+        redis = find(objs, "StatefulSet", "redis")
+        self.assertEqual(redis["spec"]["replicas"], 1)
+        args = container(redis)["args"]
+        self.assertEqual(args[args.index("--appendonly") + 1], "yes")
+        self.assertEqual(args[args.index("--appendfsync") + 1], "everysec")
+        self.assertEqual(args[args.index("--maxmemory-policy") + 1], "noeviction")
+        self.assertEqual(args[args.index("--requirepass") + 1], "$(REDIS_PASSWORD)")
+        self.assertEqual([m["mountPath"] for m in container(redis)["volumeMounts"]], ["/data"])
+        self.assertEqual([t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]], ["data"])
+        password = chart.secret_data(find(objs, "Secret", "redis"))["redis-password"]
+        self.assertRegex(password, r"^[A-Za-z0-9]{32}$")
+        env = chart.container_env(objs, server)
+        self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:%s@docq-redis:6379/0" % password)
+        self.assertEqual(chart.container_env(objs, worker)["DOCQ_REDIS_URL"], env["DOCQ_REDIS_URL"])
+        self.assertNotIn(password, str(kinds(objs, "ConfigMap")))
+        # Workers scale on CPU; servers and workers have disruption budgets.
+        hpa = find(objs, "HorizontalPodAutoscaler", "worker")
+        self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"], worker["metadata"]["name"])
+        self.assertEqual([m["type"] for m in hpa["spec"]["metrics"]], ["Resource"])
+        self.assertNotIn("replicas", worker["spec"])
+        self.assertEqual(server["spec"]["replicas"], 2)
+        self.assertEqual(len(kinds(objs, "PodDisruptionBudget")), 2)
+        # Servers spread over zones and nodes.
+        keys = [t["topologyKey"] for t in pod_spec(server)["topologySpreadConstraints"]]
+        self.assertEqual(keys, ["topology.kubernetes.io/zone", "kubernetes.io/hostname"])
+        # Off by default: API keys, NetworkPolicy, ServiceMonitor.
+        self.assertEqual(chart.container_env(objs, server)["DOCQ_API_KEYS_FILE"], "")
+        self.assertEqual(kinds(objs, "NetworkPolicy") + kinds(objs, "ServiceMonitor"), [])
+
+    def test_external_redis(self):
+        objs = self.lint_and_render(["external-redis"])
+        server, worker, _ = self.check_common(objs, external_secrets=["docq-redis-credentials"])
+        self.assertEqual(kinds(objs, "StatefulSet"), [])
+        self.assertEqual([s["metadata"]["name"] for s in kinds(objs, "Secret")], [])
+        for w in (server, worker):
+            env = chart.container_env(objs, w, {"docq-redis-credentials": {"password": "p@ss:w"}})
+            self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:p@ss:w@redis.data.svc.cluster.local:6380/2")
+            ref = next(e for e in container(w)["env"] if e["name"] == "REDIS_PASSWORD")
+            self.assertEqual(ref["valueFrom"]["secretKeyRef"], {"name": "docq-redis-credentials", "key": "password"})
+        self.assertEqual(chart.container_env(objs, worker, {"docq-redis-credentials": {"password": "x"}})[
+            "DOCQ_AI_URL"], "http://ai.models.svc.cluster.local:8080/process")
+
+    def test_bundled_redis_off_and_hpa_off(self):
+        objs = self.lint_and_render(["no-bundled-redis-no-hpa"])
+        server, worker, _ = self.check_common(objs)
+        self.assertEqual(kinds(objs, "StatefulSet") + kinds(objs, "Secret") + kinds(objs, "HorizontalPodAutoscaler"), [])
+        self.assertEqual(server["spec"]["replicas"], 3)
+        self.assertEqual(worker["spec"]["replicas"], 4)
+        for w in (server, worker):
+            self.assertEqual([e["name"] for e in container(w)["env"]], ["DOCQ_REDIS_URL"])
+            self.assertEqual(chart.container_env(objs, w)["DOCQ_REDIS_URL"], "redis://10.0.0.5:6379")
+
+    def test_networkpolicy_and_servicemonitor_on(self):
+        objs = self.lint_and_render(["netpol-servicemonitor"])
+        server, worker, _ = self.check_common(objs, external_secrets=["redis-auth"])
+        # The bundled Redis takes its password from the operator's Secret: none is generated.
+        self.assertEqual(kinds(objs, "Secret"), [])
+        redis = find(objs, "StatefulSet", "redis")
+        for w in (server, worker, redis):
+            ref = next(e for e in container(w)["env"] if e["name"] == "REDIS_PASSWORD")
+            self.assertEqual(ref["valueFrom"]["secretKeyRef"], {"name": "redis-auth", "key": "pw"})
+        labels = {c: find(objs, "Deployment", c)["spec"]["template"]["metadata"]["labels"]
+                  for c in ("server", "worker")}
+        redis_labels = find(objs, "StatefulSet", "redis")["spec"]["template"]["metadata"]["labels"]
+        # Only servers and workers reach Redis, on its port only.
+        pol = find(objs, "NetworkPolicy", "redis")
+        for k, v in pol["spec"]["podSelector"]["matchLabels"].items():
+            self.assertEqual(redis_labels[k], v)
+        self.assertEqual(pol["spec"]["policyTypes"], ["Ingress"])
+        [rule] = pol["spec"]["ingress"]
+        self.assertEqual([p["port"] for p in rule["ports"]], ["redis"])
+        admitted = []
+        for peer in rule["from"]:
+            self.assertEqual(set(peer), {"podSelector"})
+            sel = peer["podSelector"]["matchLabels"]
+            admitted += [c for c, l in labels.items() if all(l.get(k) == v for k, v in sel.items())]
+            self.assertFalse(all(redis_labels.get(k) == v for k, v in sel.items()))
+        self.assertEqual(sorted(admitted), ["server", "worker"])
+        # Servers: gRPC from the ingress namespace, metrics from monitoring; workers: metrics.
+        rules = find(objs, "NetworkPolicy", "server")["spec"]["ingress"]
+        self.assertEqual([(r["ports"][0]["port"], r["from"][0]["namespaceSelector"]["matchLabels"][
+            "kubernetes.io/metadata.name"]) for r in rules], [("grpc", "ingress"), ("metrics", "monitoring")])
+        rules = find(objs, "NetworkPolicy", "worker")["spec"]["ingress"]
+        self.assertEqual([r["ports"][0]["port"] for r in rules], ["metrics"])
+        # The ServiceMonitor scrapes /metrics on the port named metrics of Services that select
+        # the server and the worker pods and resolve to the ports DOCQ_METRICS_LISTEN binds.
+        sm = find(objs, "ServiceMonitor")
+        self.assertEqual(sm["metadata"]["labels"]["release"], "prometheus")
+        self.assertEqual([(e["port"], e["path"]) for e in sm["spec"]["endpoints"]], [("metrics", "/metrics")])
+        self.assertEqual(sm["spec"]["namespaceSelector"]["matchNames"], [chart.NAMESPACE])
+        scraped = []
+        for svc in kinds(objs, "Service"):
+            l = svc["metadata"]["labels"]
+            if not all(l.get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items()):
+                continue
+            if not all(l.get(e["key"]) in e["values"] for e in sm["spec"]["selector"]["matchExpressions"]):
+                continue
+            [port] = [p for p in svc["spec"]["ports"] if p["name"] == "metrics"]
+            for c, w in (("server", server), ("worker", worker)):
+                if all(labels[c].get(k) == v for k, v in svc["spec"]["selector"].items()):
+                    env = chart.container_env(objs, w, {"redis-auth": {"pw": "x"}})
+                    self.assertEqual(chart.named_port(w, port["targetPort"]),
+                                     listen_port(env["DOCQ_METRICS_LISTEN"]))
+                    scraped.append(c)
+        self.assertEqual(sorted(scraped), ["server", "worker"])
+
+    def test_api_keys_lag_autoscaling_and_no_redis_volume(self):
+        objs = self.lint_and_render(["api-keys-lag"])
+        server, worker, _ = self.check_common(objs)
+        # The keys file comes from a Secret mounted where DOCQ_API_KEYS_FILE points.
+        env = chart.container_env(objs, server)
+        [mount] = [m for m in container(server)["volumeMounts"] if m["name"] == "api-keys"]
+        self.assertTrue(mount["readOnly"])
+        [vol] = [v for v in pod_spec(server)["volumes"] if v["name"] == "api-keys"]
+        [item] = vol["secret"]["items"]
+        self.assertEqual(env["DOCQ_API_KEYS_FILE"], os.path.join(mount["mountPath"], item["path"]))
+        keys = chart.secret_data(find(objs, "Secret", "api-keys"))[item["key"]]
+        self.assertRegex(keys, r"(?m)^acme\s+2c26b46b")
+        self.assertIn("checksum/api-keys", server["spec"]["template"]["metadata"]["annotations"])
+        # The password from values, Redis on an emptyDir.
+        self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:s3cret-from-values@docq-redis:6379/0")
+        redis = find(objs, "StatefulSet", "redis")
+        self.assertNotIn("volumeClaimTemplates", redis["spec"])
+        self.assertEqual(pod_spec(redis)["volumes"], [{"name": "data", "emptyDir": {}}])
+        # Lag only: the external metric, averaged over the workers.
+        hpa = find(objs, "HorizontalPodAutoscaler", "worker")
+        [m] = hpa["spec"]["metrics"]
+        self.assertEqual(m["type"], "External")
+        self.assertEqual(m["external"]["metric"], {"name": "docq_consumer_group_lag",
+                                                   "selector": {"matchLabels": {"namespace": "docq"}}})
+        self.assertEqual(m["external"]["target"], {"type": "AverageValue", "averageValue": "50"})
+        # Changed settings reach both ConfigMaps.
+        wenv = chart.container_env(objs, worker)
+        for e in (env, wenv):
+            self.assertEqual((e["DOCQ_SHARDS"], e["DOCQ_KEY_PREFIX"], e["DOCQ_LOG_LEVEL"]), ("32", "prod", "debug"))
+        self.assertEqual((env["DOCQ_RATE_LIMIT"], env["DOCQ_MAX_CONNECTION_AGE_MS"]), ("0", "1800000"))
+        self.assertEqual((wenv["DOCQ_WORKER_CONCURRENCY"], wenv["DOCQ_AI_URL"]),
+                         ("256", "https://ai.example.com/v1/process"))
+        self.assertEqual(pod_spec(server)["terminationGracePeriodSeconds"], 10 + 10 + 5)
+        self.assertEqual(pod_spec(worker)["terminationGracePeriodSeconds"], 600 + 10)
+
+
+class Notes(unittest.TestCase):
+    def notes(self, *sets):
+        out = chart.helm("install", chart.RELEASE, chart.CHART, "--namespace", chart.NAMESPACE, "--dry-run=client",
+                         *chart.value_args(sets=sets))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout[out.stdout.index("NOTES:"):]
+
+    def test_the_install_notes_show_grpcurl_commands_for_the_service(self):
+        notes = self.notes()
+        self.assertIn("docq-server.%s.svc:50051" % chart.NAMESPACE, notes)
+        self.assertIn("kubectl -n %s port-forward svc/docq-server 50051:50051" % chart.NAMESPACE, notes)
+        for line in ("grpcurl -plaintext localhost:50051 grpc.health.v1.Health/Check",
+                     "grpcurl -plaintext localhost:50051 list",
+                     "grpcurl -plaintext localhost:50051 describe docq.v1.DocQueue",
+                     "grpcurl -plaintext -d '{\"doc_id\":\"doc_1\"}' localhost:50051 docq.v1.DocQueue/SubmitDoc",
+                     "grpcurl -plaintext -d '{\"task_id\":\"TASK_ID\"}' localhost:50051 docq.v1.DocQueue/GetStatus"):
+            self.assertIn(line, notes)
+        self.assertIn("worker.config.aiUrl is still the default", notes)
+        # With API keys every call but the health check carries one; a set AI URL is not warned of.
+        notes = self.notes("server.apiKeys.enabled=true", "server.apiKeys.keys=k", "server.service.port=443",
+                           "worker.config.aiUrl=http://ai:80/x")
+        self.assertIn("grpcurl -plaintext -H \"authorization: Bearer $DOCQ_API_KEY\" localhost:443 list", notes)
+        self.assertIn("grpcurl -plaintext localhost:443 grpc.health.v1.Health/Check", notes)
+        self.assertNotIn("aiUrl", notes)
+
+
+class RedisPassword(unittest.TestCase):
+    def password(self, objs):
+        return chart.secret_data(find(objs, "Secret", "redis"))["redis-password"]
+
+    def test_the_generated_redis_password_is_kept_across_upgrades(self):
+        # A cluster where the release is installed: helm template --dry-run=server runs the
+        # chart's lookup against it, as helm upgrade does.
+        name = "%s-redis" % chart.RELEASE
+        secret = fakekube.helm_owned({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": chart.NAMESPACE},
+            "data": {"redis-password": base64.b64encode(b"Password0fTheFirstInstall").decode()}},
+            chart.RELEASE, chart.NAMESPACE)
+        with fakekube.FakeKube({(chart.NAMESPACE, name): secret}) as kube:
+            objs = chart.render(kubeconfig=kube.kubeconfig)
+            self.assertIn("GET /api/v1/namespaces/%s/secrets/%s" % (chart.NAMESPACE, name), kube.requests)
+        self.assertEqual(self.password(objs), "Password0fTheFirstInstall")
+        env = chart.container_env(objs, find(objs, "Deployment", "server"))
+        self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:Password0fTheFirstInstall@docq-redis:6379/0")
+        # A first install (no Secret yet) gets a new random password each time.
+        with fakekube.FakeKube() as kube:
+            first = self.password(chart.render(kubeconfig=kube.kubeconfig))
+            second = self.password(chart.render(kubeconfig=kube.kubeconfig))
+        self.assertRegex(first, r"^[A-Za-z0-9]{32}$")
+        self.assertNotEqual(first, second)
+        # A password given in values wins over the one in the cluster.
+        with fakekube.FakeKube({(chart.NAMESPACE, name): secret}) as kube:
+            objs = chart.render(sets=["redis.bundled.password=fromvalues"], kubeconfig=kube.kubeconfig)
+        self.assertEqual(self.password(objs), "fromvalues")
+
+
+class Schema(unittest.TestCase):
+    def assert_refused(self, values=(), sets=(), says="", lint=True):
+        runs = [("helm lint", chart.lint)] if lint else []
+        for what, run in runs + [("helm template", chart.template)]:
+            out = run(values, sets)
+            self.assertNotEqual(out.returncode, 0, "%s accepted %s %s" % (what, values, sets))
+            self.assertIn(says, out.stdout + out.stderr, what)
+
+    def test_a_negative_replica_count_is_refused(self):
+        self.assert_refused(["bad-negative-replicas"], says="/server/replicas")
+        self.assert_refused(sets=["worker.autoscaling.minReplicas=-2"], says="/worker/autoscaling/minReplicas")
+
+    def test_an_unknown_key_is_refused(self):
+        self.assert_refused(["bad-unknown-key"], says="'replica' not allowed")
+        self.assert_refused(sets=["server.config.rateLimt=3"], says="'rateLimt' not allowed")
+        self.assert_refused(sets=["extra=1"], says="'extra' not allowed")
+
+    def test_settings_outside_what_the_binaries_accept_are_refused(self):
+        for s, says in (("config.shards=0", "/config/shards"),
+                        ("config.shards=1025", "/config/shards"),
+                        ("config.logLevel=verbose", "/config/logLevel"),
+                        ("config.keyPrefix=a:b", "/config/keyPrefix"),
+                        ("server.port=70000", "/server/port"),
+                        ("server.config.threads=two", "/server/config/threads"),
+                        ("worker.config.aiUrl=ftp://ai", "/worker/config/aiUrl"),
+                        ("worker.config.workerConcurrency=0", "/worker/config/workerConcurrency"),
+                        ("redis.external.url=redis://:pw@host:6379", "/redis/external/url"),
+                        ("redis.bundled.appendfsync=sometimes", "/redis/bundled/appendfsync")):
+            with self.subTest(s):
+                self.assert_refused(sets=[s], says=says)
+
+    def test_combinations_the_schema_cannot_express_fail_the_install_with_a_message(self):
+        # The templates' fail: helm install and helm template stop (helm lint lets fail pass).
+        for s, says in ((["worker.config.heartbeatMs=30000"], "heartbeatMs must be below worker.config.visibilityTimeoutMs"),
+                        (["redis.bundled.enabled=false"], "redis.external.url is required"),
+                        (["redis.external.url=redis://r:6379"], "turn the bundled Redis off"),
+                        (["server.apiKeys.enabled=true"], "server.apiKeys.existingSecret or server.apiKeys.keys"),
+                        (["worker.autoscaling.targetCPUUtilizationPercentage=0"], "targetCPUUtilizationPercentage or lag.enabled"),
+                        (["worker.autoscaling.minReplicas=5", "worker.autoscaling.maxReplicas=3"], "minReplicas is above maxReplicas")):
+            with self.subTest(s):
+                self.assert_refused(sets=s, says=says, lint=False)
+
+
+class Manifests(unittest.TestCase):
+    """The default rendering against what the binaries serve and read."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.objs = chart.render()
+        cls.server = find(cls.objs, "Deployment", "server")
+        cls.worker = find(cls.objs, "Deployment", "worker")
+
+    def test_probes_and_ports_name_the_ports_the_binaries_listen_on(self):
+        env = chart.container_env(self.objs, self.server)
+        grpc = listen_port(env["DOCQ_LISTEN"])
+        for probe in ("readinessProbe", "livenessProbe"):
+            self.assertIn("grpc", container(self.server)[probe])
+            self.assertEqual(probe_port(self.server, probe), grpc, probe)
+        self.assertEqual(chart.named_port(self.server, "grpc"), grpc)
+        self.assertEqual(chart.named_port(self.server, "metrics"), listen_port(env["DOCQ_METRICS_LISTEN"]))
+        svc = find(self.objs, "Service", "server")
+        self.assertEqual(chart.named_port(self.server, svc["spec"]["ports"][0]["targetPort"]), grpc)
+        wenv = chart.container_env(self.objs, self.worker)
+        metrics = listen_port(wenv["DOCQ_METRICS_LISTEN"])
+        self.assertEqual(chart.named_port(self.worker, "metrics"), metrics)
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            self.assertEqual(container(self.worker)[probe]["httpGet"]["path"], path)
+            self.assertEqual(probe_port(self.worker, probe), metrics, probe)
+        for w, e in ((self.server, env), (self.worker, wenv)):
+            ann = w["spec"]["template"]["metadata"]["annotations"]
+            self.assertEqual(int(ann["prometheus.io/port"]), listen_port(e["DOCQ_METRICS_LISTEN"]))
+
+    def test_termination_grace_covers_the_prestop_delay_and_the_shutdown_grace(self):
+        env = chart.container_env(self.objs, self.server)
+        pre = container(self.server)["lifecycle"]["preStop"]["exec"]["command"]
+        self.assertEqual(pre[0], "sleep")
+        grace_s = -(-int(env["DOCQ_SHUTDOWN_GRACE_MS"]) // 1000)
+        self.assertGreater(pod_spec(self.server)["terminationGracePeriodSeconds"], int(pre[1]) + grace_s)
+        wenv = chart.container_env(self.objs, self.worker)
+        wgrace_s = -(-int(wenv["DOCQ_SHUTDOWN_GRACE_MS"]) // 1000)
+        self.assertGreater(pod_spec(self.worker)["terminationGracePeriodSeconds"], wgrace_s)
+        # A grace that is not a whole number of seconds is rounded up, never down.
+        objs = chart.render(sets=["server.config.shutdownGraceMs=2500", "server.preStopDelaySeconds=0",
+                                  "server.terminationGraceMarginSeconds=0",
+                                  "worker.config.shutdownGraceMs=1", "worker.terminationGraceMarginSeconds=0"])
+        self.assertEqual(pod_spec(find(objs, "Deployment", "server"))["terminationGracePeriodSeconds"], 3)
+        self.assertNotIn("lifecycle", container(find(objs, "Deployment", "server")))
+        self.assertEqual(pod_spec(find(objs, "Deployment", "worker"))["terminationGracePeriodSeconds"], 1)
+
+    def test_every_container_runs_locked_down(self):
+        for w in [self.server, self.worker, find(self.objs, "StatefulSet", "redis")]:
+            spec = pod_spec(w)
+            self.assertFalse(spec["automountServiceAccountToken"])
+            self.assertTrue(spec["securityContext"]["runAsNonRoot"])
+            self.assertNotEqual(spec["securityContext"]["runAsUser"], 0)
+            self.assertEqual(spec["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+            for c in spec["containers"]:
+                sc = c["securityContext"]
+                self.assertTrue(sc["runAsNonRoot"])
+                self.assertTrue(sc["readOnlyRootFilesystem"])
+                self.assertFalse(sc["allowPrivilegeEscalation"])
+                self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
+                self.assertEqual(sc["seccompProfile"], {"type": "RuntimeDefault"})
+                self.assertIn("requests", c["resources"])
+                self.assertIn("memory", c["resources"]["limits"])
+
+    def test_the_configmaps_set_every_setting_the_binaries_read_with_their_defaults(self):
+        # Settings the chart derives instead of copying a default: addresses from the ports,
+        # the Redis URL from the Redis values, the keys file from apiKeys.
+        derived = {"DOCQ_LISTEN", "DOCQ_METRICS_LISTEN", "DOCQ_REDIS_URL", "DOCQ_API_KEYS_FILE"}
+        truth = {"1": "1", "true": "1", "yes": "1", "on": "1", "0": "0", "false": "0", "no": "0", "off": "0"}
+        for binary, w, component in (("docq-server", self.server, "server"), ("docq-worker", self.worker, "worker")):
+            cm = find(self.objs, "ConfigMap", component)["data"]
+            env = chart.container_env(self.objs, w)
+            for setting, default in chart.binary_settings(binary).items():
+                with self.subTest(binary=binary, setting=setting):
+                    self.assertIn(setting, env, "%s reads %s but the chart does not set it" % (binary, setting))
+                    if setting == "DOCQ_REDIS_URL":
+                        self.assertNotIn(setting, cm, "the Redis URL holds the password: not in a ConfigMap")
+                        continue
+                    self.assertIn(setting, cm)
+                    if setting not in derived:
+                        self.assertEqual(truth.get(cm[setting], cm[setting]), truth.get(default, default))
+            for setting in cm:
+                self.assertTrue(setting.startswith("DOCQ_"), setting)
+
+
+class Binaries(unittest.TestCase):
+    def test_the_binaries_accept_the_environment_of_every_value_set(self):
+        # A value a binary refuses makes it exit 2 at once, naming the setting; one that it
+        # accepts leaves it running (waiting for a Redis that is not there).
+        for values in ([], ["external-redis"], ["no-bundled-redis-no-hpa"], ["netpol-servicemonitor"],
+                       ["api-keys-lag"]):
+            objs = chart.render(values)
+            for component in ("server", "worker"):
+                w = find(objs, "Deployment", component)
+                with self.subTest(values=values, component=component), tempfile.TemporaryDirectory() as root:
+                    env = chart.local_env(objs, w, root, collections.defaultdict(int), redis_port=1,
+                                          external_secrets={"docq-redis-credentials": {"password": "pw"},
+                                                            "redis-auth": {"pw": "pw"}})
+                    p = subprocess.Popen([os.path.join(chart.BIN_DIR, container(w)["command"][0])], env=env,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                    try:
+                        out, _ = p.communicate(timeout=1.5)
+                    except subprocess.TimeoutExpired:
+                        p.terminate()
+                        out, _ = p.communicate(timeout=30)
+                    self.assertNotIn("invalid DOCQ_", out)
+                    self.assertNotEqual(p.returncode, 2, out)
+
+
+if __name__ == "__main__":
+    unittest.main()
