@@ -258,6 +258,29 @@ static void call_close(call_ctx *cx) {
     memset(cx, 0, sizeof(*cx));
 }
 
+/* Fill ops[0..3] (zeroed by the caller) with the request half of a call:
+ * initial metadata (the API key when authorization is set, through *auth),
+ * the packed request, the half-close and the receipt of the server's initial
+ * metadata. The key's slices are static: core may keep pointing at their
+ * bytes, a literal and the client's copy of the key, which outlive every
+ * call. Returns 4. */
+static size_t request_ops(call_ctx *cx, const char *authorization, grpc_metadata *auth, grpc_op *ops) {
+    memset(auth, 0, sizeof(*auth));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (authorization) {
+        auth->key = grpc_slice_from_static_string("authorization");
+        auth->value = grpc_slice_from_static_string(authorization);
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = auth;
+    }
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = cx->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &cx->initial_md;
+    return 4;
+}
+
 /* Run the whole unary exchange on an open call: send req, half-close, and
  * receive the initial metadata, one message and the status, in one batch.
  * Returns as docq_client_call does. */
@@ -270,21 +293,7 @@ static int unary_batch(call_ctx *cx, const char *authorization, const ProtobufCM
     if (!cx->send) return local_status(st, GRPC_STATUS_INTERNAL, "out of memory");
 
     memset(ops, 0, sizeof(ops));
-    memset(&auth, 0, sizeof(auth));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (authorization) {
-        /* Static slices: core may keep pointing at their bytes, a literal and
-         * the client's copy of the key, which outlive every call. */
-        auth.key = grpc_slice_from_static_string("authorization");
-        auth.value = grpc_slice_from_static_string(authorization);
-        ops[0].data.send_initial_metadata.count = 1;
-        ops[0].data.send_initial_metadata.metadata = &auth;
-    }
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = cx->send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &cx->initial_md;
+    request_ops(cx, authorization, &auth, ops);
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &cx->recv;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -332,6 +341,7 @@ struct docq_stream {
 int docq_stream_open(docq_client *c, const char *method, const ProtobufCMessage *req,
                      long deadline_ms, docq_stream **out, docq_rpc_status *st) {
     grpc_op ops[4];
+    grpc_metadata auth;
     *out = NULL;
     docq_stream *s = calloc(1, sizeof(*s));
     if (!s) return local_status(st, GRPC_STATUS_INTERNAL, "out of memory");
@@ -343,13 +353,8 @@ int docq_stream_open(docq_client *c, const char *method, const ProtobufCMessage 
         goto fail;
     }
     memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = cx->send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &cx->initial_md;
-    if (call_start(cx, ops, 4, &s->send_tag, st) != DOCQ_OK) goto fail;
+    if (call_start(cx, ops, request_ops(cx, c->authorization, &auth, ops), &s->send_tag, st) != DOCQ_OK)
+        goto fail;
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
     ops[0].data.recv_status_on_client.trailing_metadata = &cx->trailing_md;

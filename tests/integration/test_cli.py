@@ -1,4 +1,5 @@
 """The docq CLI and the settings of every binary."""
+import hashlib
 import os
 import pty
 import re
@@ -124,6 +125,25 @@ class WatchCli(unittest.TestCase):
         self.assertEqual(sorted(set(changes), key=changes.index), [("PENDING", 1), ("STARTED", 2), ("SUCCESS", 3)])
         self.assertEqual(rows[-1][3], 1)
         self.assertIn('result={"doc_id":"doc_1","summary":"processed doc_1"}', rows[-1][5])
+
+    def test_docq_submit_wait_sends_the_api_key_to_a_server_that_requires_keys(self):
+        path = os.path.join(self.stack.dir, "keys")
+        with open(path, "w") as f:
+            f.write("alice %s\n" % hashlib.sha256(b"key-alice").hexdigest())
+        s = self.stack.start_redis().start_ai()
+        s.start_server(DOCQ_API_KEYS_FILE=path)
+        s.start_worker()
+        docq = [os.path.join(BIN_DIR, "docq"), "--server", s.address()]
+        keyed = dict(os.environ, DOCQ_API_KEY="key-alice")
+        out = subprocess.run(docq + ["submit", "--wait", "doc_k"], capture_output=True, text=True, env=keyed,
+                             timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        tid = out.stdout.split()[0]
+        self.assertIn("SUCCESS", out.stdout)
+        unkeyed = {k: v for k, v in os.environ.items() if k != "DOCQ_API_KEY"}
+        out = subprocess.run(docq + ["watch", tid], capture_output=True, text=True, env=unkeyed, timeout=60)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("UNAUTHENTICATED", out.stderr)
 
     def test_docq_watch_exits_1_when_the_task_ends_failure(self):
         s = self.stack.start_all(workers=1, ai_args=("--fail-status", "500", "--fail-every", "0"))
