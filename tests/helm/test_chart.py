@@ -344,7 +344,7 @@ class Manifests(unittest.TestCase):
         env = chart.container_env(self.objs, self.server)
         pre = container(self.server)["lifecycle"]["preStop"]["exec"]["command"]
         self.assertEqual(pre[0], "sleep")
-        grace_s = -(-int(env["DOCQ_SHUTDOWN_GRACE_MS"]) // 1000)
+        grace_s = -(-(int(env["DOCQ_SHUTDOWN_GRACE_MS"]) + int(env["DOCQ_SHUTDOWN_DELAY_MS"])) // 1000)
         self.assertGreater(pod_spec(self.server)["terminationGracePeriodSeconds"], int(pre[1]) + grace_s)
         wenv = chart.container_env(self.objs, self.worker)
         wgrace_s = -(-int(wenv["DOCQ_SHUTDOWN_GRACE_MS"]) // 1000)
