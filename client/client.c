@@ -175,6 +175,16 @@ static int call_start(call_ctx *cx, const grpc_op *ops, size_t n, void *tag, doc
     return DOCQ_OK;
 }
 
+/* Forget the batch started with tag: it has completed. */
+static void pending_remove(call_ctx *cx, void *tag) {
+    for (int i = 0; i < cx->npending; i++) {
+        if (cx->pending[i] == tag) {
+            cx->pending[i] = cx->pending[--cx->npending];
+            return;
+        }
+    }
+}
+
 /* Wait for the batch started with tag. When the deadline passes first (the
  * call's own deadline timer and this wait race), the call is cancelled with
  * DEADLINE_EXCEEDED, which completes the batch at once. Returns the batch's
@@ -188,12 +198,7 @@ static int call_wait(call_ctx *cx, void *tag) {
         ev = grpc_completion_queue_pluck(cx->cq, tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     }
     if (ev.type != GRPC_OP_COMPLETE) return -1;
-    for (int i = 0; i < cx->npending; i++) {
-        if (cx->pending[i] == tag) {
-            cx->pending[i] = cx->pending[--cx->npending];
-            break;
-        }
-    }
+    pending_remove(cx, tag);
     return ev.success;
 }
 
@@ -382,12 +387,7 @@ static int stream_wait(docq_stream *s, void *tag, long wait_ms) {
             grpc_event ev = grpc_completion_queue_pluck(cx->cq, tag, t, NULL);
             if (ev.type == GRPC_QUEUE_TIMEOUT) return -2;
             if (ev.type != GRPC_OP_COMPLETE) return -1;
-            for (int i = 0; i < cx->npending; i++) {
-                if (cx->pending[i] == tag) {
-                    cx->pending[i] = cx->pending[--cx->npending];
-                    break;
-                }
-            }
+            pending_remove(cx, tag);
             return ev.success;
         }
     }
