@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
     int nthreads = atoi(argv[2]);
     docq_error err = {0};
     grpc_init();
-    load l = {.client = docq_client_create(argv[1], 5000, 0, &err)};
+    load l = {.client = docq_client_create(argv[1], NULL, 5000, 0, &err)};
     if (!l.client) {
         fprintf(stderr, "docq-bench: %s\n", err.msg);
         return 1;

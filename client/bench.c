@@ -34,6 +34,7 @@
 
 #include "bench.h"
 #include "codec.h"
+#include "credentials.h"
 #include "histogram.h"
 
 enum { RPC_SUBMIT, RPC_STATUS, RPC_WATCH, NRPC };
@@ -125,6 +126,8 @@ struct bench_run {
     atomic_long tasks_started;       /* --tasks budget taken so far. */
     atomic_int stopping;             /* Set when no new work may start. */
     int64_t stopped_ns;
+    grpc_metadata auth;              /* "authorization: Bearer <key>" when --api-key is set... */
+    size_t nauth;                    /* ...1, else 0. Sent with every call. */
 };
 
 static int64_t now_ns(void) {
@@ -243,6 +246,8 @@ static int start_unary(bench_call *c) {
     grpc_op ops[6];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->t->run->nauth;
+    ops[0].data.send_initial_metadata.metadata = &c->t->run->auth;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -263,6 +268,8 @@ static int start_watch(bench_call *c) {
     grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->t->run->nauth;
+    ops[0].data.send_initial_metadata.metadata = &c->t->run->auth;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -541,7 +548,34 @@ static void *thread_main(void *arg) {
 
 /* ---- set-up and results -------------------------------------------------- */
 
-static int run_setup(bench_run *run, const docq_config *cfg) {
+/* Open the run's channels (plaintext or TLS, as cfg says) and register the
+ * methods on each. Returns DOCQ_OK, or DOCQ_ERR with err set. */
+static int open_channels(bench_run *run, const docq_config *cfg, docq_error *err) {
+    docq_client_tls tls;
+    docq_client_tls_from_config(cfg, &tls);
+    grpc_channel_credentials *creds = docq_client_credentials(&tls, err);
+    if (!creds) return DOCQ_ERR;
+    /* Each channel its own connection (channels with equal args share one). */
+    grpc_arg args[2] = {{GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}}};
+    grpc_channel_args chargs = {1 + (size_t)docq_client_server_name_arg(&tls, &args[1]), args};
+    for (int i = 0; i < run->nchannels; i++) {
+        run->channels[i] = grpc_channel_create(cfg->server, creds, &chargs);
+        for (int r = 0; r < NRPC; r++)
+            run->methods[i * NRPC + r] = grpc_channel_register_call(run->channels[i], rpc_paths[r], NULL, NULL);
+    }
+    grpc_channel_credentials_release(creds);
+    if (cfg->api_key[0]) {
+        char value[sizeof(cfg->api_key) + 8];
+        int n = snprintf(value, sizeof(value), "Bearer %s", cfg->api_key);
+        run->auth.key = grpc_slice_from_static_string("authorization");
+        run->auth.value = grpc_slice_from_copied_buffer(value, (size_t)n);
+        run->nauth = 1;
+        explicit_bzero(value, sizeof(value));
+    }
+    return DOCQ_OK;
+}
+
+static int run_setup(bench_run *run, const docq_config *cfg, docq_error *err) {
     memset(run, 0, sizeof(*run));
     run->cfg = cfg;
     run->follow = !strcmp(cfg->bench_follow, "watch") ? FOLLOW_WATCH
@@ -551,17 +585,9 @@ static int run_setup(bench_run *run, const docq_config *cfg) {
     run->channels = calloc((size_t)run->nchannels, sizeof(*run->channels));
     run->methods = calloc((size_t)run->nchannels * NRPC, sizeof(*run->methods));
     run->threads = calloc((size_t)run->nthreads, sizeof(*run->threads));
-    if (!run->channels || !run->methods || !run->threads) return DOCQ_ERR;
-    /* Each channel its own connection (channels with equal args share one). */
-    grpc_arg arg = {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}};
-    grpc_channel_args args = {1, &arg};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    for (int i = 0; i < run->nchannels; i++) {
-        run->channels[i] = grpc_channel_create(cfg->server, creds, &args);
-        for (int r = 0; r < NRPC; r++)
-            run->methods[i * NRPC + r] = grpc_channel_register_call(run->channels[i], rpc_paths[r], NULL, NULL);
-    }
-    grpc_channel_credentials_release(creds);
+    if (!run->channels || !run->methods || !run->threads)
+        return docq_error_set(err, DOCQ_ERR, "out of memory");
+    if (open_channels(run, cfg, err) != DOCQ_OK) return DOCQ_ERR;
 
     long users = cfg->bench_rate > 0 ? 0 : cfg->bench_users;
     for (int i = 0; i < run->nthreads; i++) {
@@ -572,7 +598,7 @@ static int run_setup(bench_run *run, const docq_config *cfg) {
         t->nusers = (int)(users / run->nthreads + (i < users % run->nthreads));
         t->users = calloc((size_t)t->nusers + 1, sizeof(bench_user));
         t->heap = calloc((size_t)t->nusers + 1, sizeof(bench_user *));
-        if (!t->users || !t->heap) return DOCQ_ERR;
+        if (!t->users || !t->heap) return docq_error_set(err, DOCQ_ERR, "out of memory");
         t->rate = cfg->bench_rate > 0 ? (double)cfg->bench_rate / run->nthreads : 0;
         for (int k = 0; k < t->nusers; k++) {
             bench_user *u = &t->users[k];
@@ -602,6 +628,11 @@ static void run_free(bench_run *run) {
     free(run->channels);
     free(run->methods);
     free(run->threads);
+    if (run->nauth) {
+        grpc_slice_unref(run->auth.key);
+        grpc_slice_unref(run->auth.value);
+        run->nauth = 0;
+    }
 }
 
 /* Sum every thread's statistics into total (zeroed first). */
@@ -722,8 +753,9 @@ int docq_bench_run(const docq_config *cfg) {
     static bench_run run; /* Large (histograms): kept off the stack. */
     static bench_stats total;
     int rc = 0;
-    if (run_setup(&run, cfg) != DOCQ_OK) {
-        fprintf(stderr, "docq: bench: out of memory\n");
+    docq_error err = {0};
+    if (run_setup(&run, cfg, &err) != DOCQ_OK) {
+        fprintf(stderr, "docq: bench: %s\n", err.msg);
         run_free(&run);
         return 2;
     }

@@ -47,6 +47,20 @@ static void reload_keys(docq_server *srv, const docq_config *cfg) {
     }
 }
 
+/* Say how clients must connect: TLS or not, client certificates, and the
+ * plaintext port for health probes. */
+static void log_transport(const docq_server *srv, const docq_config *cfg) {
+    if (!cfg->tls_cert[0]) {
+        docq_log_info("transport: plaintext (no DOCQ_TLS_CERT)");
+        return;
+    }
+    docq_log_info("transport: TLS (certificate %s)%s", cfg->tls_cert,
+                  cfg->tls_client_ca[0] ? ", client certificates required (mutual TLS)" : "");
+    if (docq_server_plaintext_port(srv))
+        docq_log_info("plaintext health port on %s (port %d): only grpc.health.v1.Health is served there",
+                      cfg->plaintext_listen, docq_server_plaintext_port(srv));
+}
+
 /* Wait (bounded) until gRPC's background cleanup after grpc_shutdown is
  * done, so that it does not race the process exit. */
 static void wait_grpc_cleanup(void) {
@@ -81,8 +95,10 @@ int main(int argc, char **argv) {
     docq_log_info("docq-server listening on %s (port %d), %ld threads, redis %s:%d, %ld shards",
                   cfg.listen, docq_server_port(srv), cfg.threads, cfg.redis.host, cfg.redis.port,
                   cfg.shards);
+    log_transport(srv, &cfg);
     docq_log_info("callers: %s; SubmitDoc limit %ld per %ld s, reads %ld per %ld s (0: no limit)",
-                  cfg.api_keys_file[0] ? "API keys" : cfg.proxies.count ? "IP, x-forwarded-for from trusted proxies" : "IP",
+                  cfg.tls_client_ca[0] ? (cfg.api_keys_file[0] ? "API keys, else client certificates" : "client certificates")
+                  : cfg.api_keys_file[0] ? "API keys" : cfg.proxies.count ? "IP, x-forwarded-for from trusted proxies" : "IP",
                   cfg.rate_limit, cfg.rate_window_s, cfg.read_rate_limit, cfg.read_rate_window_s);
     int sig = 0;
     while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) reload_keys(srv, &cfg);
