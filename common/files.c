@@ -8,6 +8,8 @@
 
 #include "files.h"
 
+#define SECRET_FILE_MAX 65536
+
 /* Read up to max + 1 bytes of fd into a new buffer (one more than allowed,
  * so that a file that grew past max is caught). */
 static int read_all(int fd, const char *path, size_t max, char **out, size_t *len, docq_error *err) {
@@ -63,17 +65,19 @@ int docq_secret_read(const char *path, char *buf, size_t cap, docq_error *err) {
     char *data;
     size_t len;
     memset(buf, 0, cap);
-    int rc = docq_file_read(path, cap + 2, &data, &len, err);
+    /* Read more than a secret may hold, so that a file with more in it is
+     * refused for what it holds rather than for its size. */
+    int rc = docq_file_read(path, SECRET_FILE_MAX, &data, &len, err);
     if (rc != DOCQ_OK) return rc;
     size_t total = len;
     if (len > 0 && data[len - 1] == '\n') len--;
     if (len > 0 && data[len - 1] == '\r') len--;
     if (len == 0)
         rc = docq_error_set(err, DOCQ_EINVAL, "%s is empty", path);
-    else if (len >= cap)
-        rc = docq_error_set(err, DOCQ_EINVAL, "the secret in %s is longer than %zu bytes", path, cap - 1);
     else if (memchr(data, '\0', len) || memchr(data, '\n', len) || memchr(data, '\r', len))
         rc = docq_error_set(err, DOCQ_EINVAL, "the secret in %s must be one line without NUL bytes", path);
+    else if (len >= cap)
+        rc = docq_error_set(err, DOCQ_EINVAL, "the secret in %s is longer than %zu bytes", path, cap - 1);
     else
         memcpy(buf, data, len);
     /* The copy held a secret: wipe it before giving the memory back. */

@@ -27,6 +27,12 @@ from docq.v1 import docq_pb2 as pb  # noqa: E402,F401
 from docq.v1 import docq_pb2_grpc as pb_grpc  # noqa: E402
 
 
+# The sanitizer settings of a DOCQ_SANITIZE build (tests/CMakeLists.txt) go
+# to every process a Stack starts; what they report fails the test.
+SANITIZER_VARS = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS")
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ")
+
+
 def free_port():
     """A TCP port that was free a moment ago on 127.0.0.1."""
     with socket.socket() as s:
@@ -98,6 +104,7 @@ class Stack:
     # -- processes ---------------------------------------------------------
     def _start(self, name, argv, env=None, wrap=None):
         e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        e.update({k: v for k, v in os.environ.items() if k in SANITIZER_VARS})
         e.update(env or {})
         p = Proc(name, argv, e, os.path.join(self.dir, name + ".log"), wrap)
         self.procs.append(p)
@@ -189,10 +196,14 @@ class Stack:
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        reports = ["== %s ==\n%s" % (p.name, p.text()[-6000:]) for p in self.procs
+                   if SANITIZER_REPORT.search(p.text())]
         if os.environ.get("DOCQ_TEST_KEEP") == "1":
             print("kept test files in", self.dir, file=sys.stderr)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if reports:
+            raise AssertionError("a sanitizer reported an error:\n" + "\n".join(reports))
 
     def logs(self):
         """Every process log, for a failing test's message."""
