@@ -76,6 +76,7 @@ struct bench_call {
     int cancelled;           /* We cancelled it (run over): not counted. */
     int got_terminal;        /* Watch: a terminal state arrived. */
     int messages;            /* Watch: messages received. */
+    int reading;             /* Watch: the request went out; `main` now reads messages. */
     grpc_metadata_array initial_md, trailing_md;
     grpc_byte_buffer *send, *recv;
     grpc_status_code code;
@@ -428,8 +429,14 @@ static void record_call(bench_call *c) {
     if (c->rpc != RPC_WATCH) docq_hist_record(&s->lat[c->rpc], (uint64_t)(now_ns() - c->start_ns) / 1000);
 }
 
-/* A watch message batch completed: take the message and read the next. */
+/* A watch's `main` batch completed: the request went out (then read the
+ * first message), or a message arrived (take it and read the next). */
 static void on_watch_message(bench_call *c, int success) {
+    if (!c->reading) {
+        c->reading = 1;
+        if (!success || read_message(c) != DOCQ_OK) grpc_call_cancel(c->call, NULL);
+        return;
+    }
     if (!success || !c->recv) return; /* Stream over: the status batch ends the call. */
     Docq__V1__Task *task = (Docq__V1__Task *)docq_codec_unpack(&docq__v1__task__descriptor, c->recv);
     grpc_byte_buffer_destroy(c->recv);

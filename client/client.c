@@ -339,6 +339,7 @@ struct docq_stream {
 int docq_stream_open(docq_client *c, const char *method, const ProtobufCMessage *req,
                      long deadline_ms, docq_stream **out, docq_rpc_status *st) {
     grpc_op ops[4];
+    grpc_metadata auth;
     *out = NULL;
     docq_stream *s = calloc(1, sizeof(*s));
     if (!s) return local_status(st, GRPC_STATUS_INTERNAL, "out of memory");
@@ -350,7 +351,15 @@ int docq_stream_open(docq_client *c, const char *method, const ProtobufCMessage 
         goto fail;
     }
     memset(ops, 0, sizeof(ops));
+    memset(&auth, 0, sizeof(auth));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->authorization) {
+        /* As in unary_batch: static slices of bytes that outlive the call. */
+        auth.key = grpc_slice_from_static_string("authorization");
+        auth.value = grpc_slice_from_static_string(c->authorization);
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &auth;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = cx->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
