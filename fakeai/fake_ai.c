@@ -1633,7 +1633,7 @@ static int init_thread_attr(pthread_attr_t *attr) {
 
 /* The server's state. Never freed: detached connection threads may still use it when main
  * returns; held here so that leak checkers see it as still reachable, which it is. */
-static struct fake_server *server_state;
+static struct fake_server *volatile server_state; /* volatile: the store must stay. */
 
 int main(int argc, char **argv) {
     struct fake_server *srv = server_state = calloc(1, sizeof *srv);

@@ -7,7 +7,7 @@ import unittest
 
 import grpc
 
-from stack import Stack, pb, rss_slack_kib, wait_for
+from stack import Stack, pb, rss_env, rss_slack_kib, wait_for
 
 TERMINAL = (pb.Task.SUCCESS, pb.Task.FAILURE)
 
@@ -150,7 +150,7 @@ class Watch(unittest.TestCase):
 
     def test_cancelling_1000_watches_returns_the_watch_count_and_server_memory_to_baseline(self):
         s = self.stack
-        s.start_redis().start_server()
+        s.start_redis().start_server(**rss_env())
         stub = s.stub()
         ids = submit(stub, 250)
         cancelled = [0]
