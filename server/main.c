@@ -47,6 +47,14 @@ static void reload_keys(docq_server *srv, const docq_config *cfg) {
     }
 }
 
+/* What names callers (caller.h), for the start-up log. */
+static const char *callers_kind(const docq_config *cfg) {
+    if (cfg->tls_client_ca[0])
+        return cfg->api_keys_file[0] ? "API keys, else client certificates" : "client certificates";
+    if (cfg->api_keys_file[0]) return "API keys";
+    return cfg->proxies.count ? "IP, x-forwarded-for from trusted proxies" : "IP";
+}
+
 /* Say how clients must connect: TLS or not, client certificates, and the
  * plaintext port for health probes. */
 static void log_transport(const docq_server *srv, const docq_config *cfg) {
@@ -97,8 +105,7 @@ int main(int argc, char **argv) {
                   cfg.shards);
     log_transport(srv, &cfg);
     docq_log_info("callers: %s; SubmitDoc limit %ld per %ld s, reads %ld per %ld s (0: no limit)",
-                  cfg.tls_client_ca[0] ? (cfg.api_keys_file[0] ? "API keys, else client certificates" : "client certificates")
-                  : cfg.api_keys_file[0] ? "API keys" : cfg.proxies.count ? "IP, x-forwarded-for from trusted proxies" : "IP",
+                  callers_kind(&cfg),
                   cfg.rate_limit, cfg.rate_window_s, cfg.read_rate_limit, cfg.read_rate_window_s);
     int sig = 0;
     while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) reload_keys(srv, &cfg);
