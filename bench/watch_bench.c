@@ -257,7 +257,7 @@ int main(int argc, char **argv) {
         int shard = i % opt.shards;
         snprintf(doc, sizeof(doc), "bench_%d", i);
         if (docq_task_id_new(shard, calls[i].task_id, sizeof(calls[i].task_id), &err) != DOCQ_OK ||
-            docq_store_submit(r, "docq", shard, calls[i].task_id, doc, strlen(doc), "bench", &no_limit,
+            docq_store_submit(r, "docq", shard, calls[i].task_id, doc, strlen(doc), "bench", NULL, &no_limit,
                               &created, &rate, &err) != DOCQ_OK) {
             fprintf(stderr, "docq-watch-bench: submit: %s\n", err.msg);
             return 1;

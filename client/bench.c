@@ -35,6 +35,7 @@
 #include "bench.h"
 #include "client.h"
 #include "codec.h"
+#include "credentials.h"
 #include "histogram.h"
 
 enum { RPC_SUBMIT, RPC_STATUS, RPC_WATCH, NRPC };
@@ -437,7 +438,8 @@ static void record_call(bench_call *c) {
     if (c->rpc != RPC_WATCH) docq_hist_record(&s->lat[c->rpc], (uint64_t)(now_ns() - c->start_ns) / 1000);
 }
 
-/* A watch message batch completed: take the message and read the next. */
+/* A watch's `main` batch completed: the request went out (then read the
+ * first message), or a message arrived (take it and read the next). */
 static void on_watch_message(bench_call *c, int success) {
     if (success && !c->reading) {
         c->reading = 1; /* The request is sent: read the first message. */
@@ -584,29 +586,48 @@ static int add_key(bench_run *run, const char *key, size_t n) {
 
 /* The keys the users send: the lines of --api-keys-file (blank lines and
  * lines starting with # skipped), else DOCQ_API_KEY, else none. Returns
- * DOCQ_OK or DOCQ_ERR with the reason on stderr. */
-static int load_keys(bench_run *run, const docq_config *cfg) {
-    if (!cfg->bench_api_keys_file[0]) return cfg->api_key[0] ? add_key(run, cfg->api_key, strlen(cfg->api_key)) : DOCQ_OK;
-    FILE *f = fopen(cfg->bench_api_keys_file, "r");
-    if (!f) {
-        fprintf(stderr, "docq: bench: cannot read %s: %s\n", cfg->bench_api_keys_file, strerror(errno));
-        return DOCQ_ERR;
+ * DOCQ_OK or DOCQ_ERR with err set (never quoting a key). */
+static int load_keys(bench_run *run, const docq_config *cfg, docq_error *err) {
+    if (!cfg->bench_api_keys_file[0]) {
+        if (!cfg->api_key[0] || add_key(run, cfg->api_key, strlen(cfg->api_key)) == DOCQ_OK) return DOCQ_OK;
+        return docq_error_set(err, DOCQ_ERR, "out of memory");
     }
+    FILE *f = fopen(cfg->bench_api_keys_file, "r");
+    if (!f) return docq_error_set(err, DOCQ_ERR, "cannot read %s: %s", cfg->bench_api_keys_file, strerror(errno));
     char line[1024];
     int rc = DOCQ_OK;
     while (rc == DOCQ_OK && fgets(line, sizeof(line), f)) {
         size_t n = strcspn(line, " \t\r\n");
         if (n > 0 && line[0] != '#') rc = add_key(run, line, n);
     }
+    explicit_bzero(line, sizeof(line));
     fclose(f);
-    if (rc == DOCQ_OK && run->nkeys == 0) {
-        fprintf(stderr, "docq: bench: %s holds no key\n", cfg->bench_api_keys_file);
-        rc = DOCQ_ERR;
-    }
-    return rc;
+    if (rc != DOCQ_OK) return docq_error_set(err, DOCQ_ERR, "out of memory");
+    if (run->nkeys == 0) return docq_error_set(err, DOCQ_ERR, "%s holds no key", cfg->bench_api_keys_file);
+    return DOCQ_OK;
 }
 
-static int run_setup(bench_run *run, const docq_config *cfg) {
+/* Open the run's channels (plaintext or TLS, as cfg says), each its own
+ * connection, and register the methods on each. Returns DOCQ_OK, or DOCQ_ERR
+ * with err set (an unreadable certificate file, say). */
+static int open_channels(bench_run *run, const docq_config *cfg, docq_error *err) {
+    docq_client_tls tls;
+    docq_client_tls_from_config(cfg, &tls);
+    grpc_channel_credentials *creds = docq_client_credentials(&tls, err);
+    if (!creds) return DOCQ_ERR;
+    /* Channels with equal args would share one connection. */
+    grpc_arg args[2] = {{GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}}};
+    grpc_channel_args chargs = {1 + (size_t)docq_client_server_name_arg(&tls, &args[1]), args};
+    for (int i = 0; i < run->nchannels; i++) {
+        run->channels[i] = grpc_channel_create(cfg->server, creds, &chargs);
+        for (int r = 0; r < NRPC; r++)
+            run->methods[i * NRPC + r] = grpc_channel_register_call(run->channels[i], rpc_paths[r], NULL, NULL);
+    }
+    grpc_channel_credentials_release(creds);
+    return DOCQ_OK;
+}
+
+static int run_setup(bench_run *run, const docq_config *cfg, docq_error *err) {
     memset(run, 0, sizeof(*run));
     run->cfg = cfg;
     run->follow = !strcmp(cfg->bench_follow, "watch") ? FOLLOW_WATCH
@@ -616,19 +637,10 @@ static int run_setup(bench_run *run, const docq_config *cfg) {
     run->channels = calloc((size_t)run->nchannels, sizeof(*run->channels));
     run->methods = calloc((size_t)run->nchannels * NRPC, sizeof(*run->methods));
     run->threads = calloc((size_t)run->nthreads, sizeof(*run->threads));
-    if (!run->channels || !run->methods || !run->threads) return DOCQ_ERR;
-    /* Each channel its own connection (channels with equal args share one). */
-    grpc_arg arg = {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}};
-    grpc_channel_args args = {1, &arg};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    for (int i = 0; i < run->nchannels; i++) {
-        run->channels[i] = grpc_channel_create(cfg->server, creds, &args);
-        for (int r = 0; r < NRPC; r++)
-            run->methods[i * NRPC + r] = grpc_channel_register_call(run->channels[i], rpc_paths[r], NULL, NULL);
-    }
-    grpc_channel_credentials_release(creds);
-
-    if (load_keys(run, cfg) != DOCQ_OK) return DOCQ_ERR;
+    if (!run->channels || !run->methods || !run->threads)
+        return docq_error_set(err, DOCQ_ERR, "out of memory");
+    if (open_channels(run, cfg, err) != DOCQ_OK) return DOCQ_ERR;
+    if (load_keys(run, cfg, err) != DOCQ_OK) return DOCQ_ERR;
     long users = cfg->bench_rate > 0 ? 0 : cfg->bench_users;
     for (int i = 0; i < run->nthreads; i++) {
         bench_thread *t = &run->threads[i];
@@ -638,7 +650,7 @@ static int run_setup(bench_run *run, const docq_config *cfg) {
         t->nusers = (int)(users / run->nthreads + (i < users % run->nthreads));
         t->users = calloc((size_t)t->nusers + 1, sizeof(bench_user));
         t->heap = calloc((size_t)t->nusers + 1, sizeof(bench_user *));
-        if (!t->users || !t->heap) return DOCQ_ERR;
+        if (!t->users || !t->heap) return docq_error_set(err, DOCQ_ERR, "out of memory");
         t->rate = cfg->bench_rate > 0 ? (double)cfg->bench_rate / run->nthreads : 0;
         for (int k = 0; k < t->nusers; k++) {
             bench_user *u = &t->users[k];
@@ -799,8 +811,9 @@ int docq_bench_run(const docq_config *cfg) {
     static bench_run run; /* Large (histograms): kept off the stack. */
     static bench_stats total;
     int rc = 0;
-    if (run_setup(&run, cfg) != DOCQ_OK) {
-        fprintf(stderr, "docq: bench: out of memory\n");
+    docq_error err = {0};
+    if (run_setup(&run, cfg, &err) != DOCQ_OK) {
+        fprintf(stderr, "docq: bench: %s\n", err.msg);
         run_free(&run);
         return 2;
     }

@@ -76,8 +76,8 @@ static int status_result(grpc_status_code code) {
     }
 }
 
-docq_client *docq_client_create(const char *target, long connect_timeout_ms, long keepalive_ms,
-                                docq_error *err) {
+docq_client *docq_client_create(const char *target, const docq_client_tls *tls, long connect_timeout_ms,
+                                long keepalive_ms, docq_error *err) {
     docq_client *c = calloc(1, sizeof(*c));
     if (!c) {
         docq_error_set(err, DOCQ_ERR, "out of memory");
@@ -99,14 +99,19 @@ docq_client *docq_client_create(const char *target, long connect_timeout_ms, lon
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS, .value.integer = 20000},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, .value.integer = 0},
     };
-    grpc_arg chosen[6];
+    grpc_arg chosen[7];
     grpc_channel_args chargs = {.num_args = 0, .args = chosen};
     chosen[chargs.num_args++] = args[0];
     for (int i = 1; i <= 2 && connect_timeout_ms > 0; i++) chosen[chargs.num_args++] = args[i];
     for (int i = 3; i <= 5 && keepalive_ms > 0; i++) chosen[chargs.num_args++] = args[i];
+    chargs.num_args += (size_t)docq_client_server_name_arg(tls, &chosen[chargs.num_args]);
     /* The channel takes its own references to the credentials and copies
      * the arguments. */
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = docq_client_credentials(tls, err);
+    if (!creds) {
+        free(c);
+        return NULL;
+    }
     c->channel = grpc_channel_create(target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     if (!c->channel) {

@@ -16,6 +16,7 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "credentials.h"
 #include "error.h"
 
 /* Method paths of docq.v1.DocQueue, for docq_client_call. */
@@ -37,8 +38,9 @@ typedef struct docq_rpc_status {
                             * else grpc-retry-pushback-ms; -1 when it said nothing. */
 } docq_rpc_status;
 
-/* Open a client for target ("host:port", or any gRPC target URI) over an
- * insecure channel, which sends HTTP/2 keepalive pings every keepalive_ms
+/* Open a client for target ("host:port", or any gRPC target URI) over a
+ * plaintext channel, or a TLS one as tls says (NULL: plaintext; its files
+ * are read now and a wrong one fails here), which sends HTTP/2 keepalive pings every keepalive_ms
  * while a call is open (so that a long watch survives idle proxies; 0 or
  * less: gRPC's default, none). No connection is made yet: the first call connects, so a
  * server that is down shows up as UNAVAILABLE from docq_client_call, not
@@ -51,8 +53,8 @@ typedef struct docq_rpc_status {
  * A short-lived program should therefore pass its longest call deadline.
  *
  * Returns the client (free with docq_client_free) or NULL with err filled. */
-docq_client *docq_client_create(const char *target, long connect_timeout_ms, long keepalive_ms,
-                                docq_error *err);
+docq_client *docq_client_create(const char *target, const docq_client_tls *tls, long connect_timeout_ms,
+                                long keepalive_ms, docq_error *err);
 
 /* Send key with every call made through c from now on, as "authorization:
  * Bearer <key>" metadata (key is copied; NULL or "" sends none). Not to be

@@ -292,7 +292,9 @@ int main(int argc, char **argv) {
     grpc_init();
     /* A connection attempt cannot serve a call after its deadline, and an
      * unfinished one would hold up grpc_shutdown: give it the same limit. */
-    docq_client *c = docq_client_create(cfg.server, cfg.deadline_ms, cfg.keepalive_ms, &err);
+    docq_client_tls tls;
+    docq_client_tls_from_config(&cfg, &tls);
+    docq_client *c = docq_client_create(cfg.server, &tls, cfg.deadline_ms, cfg.keepalive_ms, &err);
     if (!c || docq_client_set_api_key(c, cfg.api_key) != DOCQ_OK) {
         fprintf(stderr, "docq: %s\n", c ? "out of memory" : err.msg);
         docq_client_free(c);

@@ -181,7 +181,10 @@ int cli_watch(docq_client *c, const docq_config *cfg, const char *task_id, FILE 
         docq_error err = {0};
         long connect_ms = cfg->deadline_ms < REOPEN_CONNECT_MS ? cfg->deadline_ms : REOPEN_CONNECT_MS;
         docq_client_free(fresh);
-        fresh = docq_client_create(cfg->server, connect_ms, cfg->keepalive_ms, &err);
+        docq_client_tls tls;
+        docq_client_tls_from_config(cfg, &tls);
+        fresh = docq_client_create(cfg->server, &tls, connect_ms, cfg->keepalive_ms, &err);
+        /* The reopened watch is the same caller's: its key goes along. */
         if (fresh && docq_client_set_api_key(fresh, cfg->api_key) != DOCQ_OK) {
             docq_client_free(fresh);
             fresh = NULL;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "files.h"
 #include "log.h"
 
 /* KIND_OPTSTRING may be empty (its default often is); KIND_BOOL is 0 or 1 and
@@ -64,6 +65,12 @@ static int check_key_part(docq_config *cfg, const char *v, docq_error *err) {
             return docq_error_set(err, DOCQ_EINVAL, "use only letters, digits, '_', '-' and '.'");
     }
     return DOCQ_OK;
+}
+
+/* An optional second listen address: empty, or host:port. */
+static int check_optional_listen(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    return v[0] ? docq_hostport_check(v, 1, err) : DOCQ_OK;
 }
 
 static int check_proxies(docq_config *cfg, const char *v, docq_error *err) {
@@ -235,6 +242,37 @@ static const setting settings[] = {
      "(else every user sends DOCQ_API_KEY, if set)"},
     {"DOCQ_LOG_LEVEL", S | W | C, STR(log_level), "info", check_log_level,
      "lowest log level written: debug, info, warn or error"},
+    {"DOCQ_REDIS_PASSWORD_FILE", S | W, OPTSTR(redis_password_file), "", NULL,
+     "file holding the Redis password (one line), instead of putting it in DOCQ_REDIS_URL"},
+    {"DOCQ_TLS_CERT", S, OPTSTR(tls_cert), "", NULL,
+     "server certificate chain (PEM file): serve gRPC over TLS (with DOCQ_TLS_KEY)"},
+    {"DOCQ_TLS_KEY", S, OPTSTR(tls_key), "", NULL,
+     "private key of DOCQ_TLS_CERT (PEM file)"},
+    {"DOCQ_TLS_CLIENT_CA", S, OPTSTR(tls_client_ca), "", NULL,
+     "CA certificates (PEM file): require client certificates signed by them (mutual TLS); "
+     "a client certificate's CN then names its caller"},
+    {"DOCQ_PLAINTEXT_LISTEN", S, OPTSTR(plaintext_listen), "", check_optional_listen,
+     "with TLS: also listen here without TLS, for health probes only (grpc.health.v1.Health)"},
+    {"DOCQ_MAX_MESSAGE_BYTES", S, INT(max_message_bytes, 1024, 67108864), "65536", NULL,
+     "largest request message the server accepts, bytes (larger: RESOURCE_EXHAUSTED)"},
+    {"DOCQ_MAX_METADATA_BYTES", S, INT(max_metadata_bytes, 1024, 1048576), "8192", NULL,
+     "largest request metadata (headers) the server accepts, bytes"},
+    {"DOCQ_MAX_CONCURRENT_STREAMS", S, INT(max_concurrent_streams, 1, 1000000), "1000", NULL,
+     "calls one client connection may have open at once (HTTP/2 streams)"},
+    {"DOCQ_MAX_WATCHES_PER_CALLER", S, INT(max_watches_per_caller, 0, 100000000), "1000", NULL,
+     "WatchStatus streams one caller may have open at once (more: RESOURCE_EXHAUSTED); 0: no limit"},
+    {"DOCQ_MAX_RESULT_BYTES", W, INT(max_result_bytes, 1, 268435456), "1048576", NULL,
+     "largest AI answer stored as a result, bytes; a larger one fails the task"},
+    {"DOCQ_TLS", C, BOOL(tls), "false", NULL,
+     "connect with TLS (implied by --cacert and --cert)"},
+    {"DOCQ_TLS_CACERT", C, OPTSTR(tls_cacert), "", NULL,
+     "CA certificates (PEM file) to verify the server with; unset: the system's roots"},
+    {"DOCQ_TLS_CLIENT_CERT", C, OPTSTR(tls_client_cert), "", NULL,
+     "client certificate chain (PEM file) for servers that require one (mutual TLS)"},
+    {"DOCQ_TLS_CLIENT_KEY", C, OPTSTR(tls_client_key), "", NULL,
+     "private key of the client certificate (PEM file)"},
+    {"DOCQ_TLS_SERVER_NAME", C, OPTSTR(tls_server_name), "", NULL,
+     "name the server's certificate must hold, when not the host of --server"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -258,10 +296,25 @@ static const char *default_of(const setting *s, unsigned bin) {
         if ((bin_defaults[i].bin & bin) && strcmp(bin_defaults[i].env, s->env) == 0) return bin_defaults[i].def;
     return s->def;
 }
+/* Flags not derived from their variable: the CLI's TLS files take the
+ * names curl and grpcurl give them. */
+static const struct {
+    const char *env, *flag;
+} short_flags[] = {
+    {"DOCQ_TLS_CACERT", "--cacert"},
+    {"DOCQ_TLS_CLIENT_CERT", "--cert"},
+    {"DOCQ_TLS_CLIENT_KEY", "--key"},
+};
 
 /* The flag of a setting: DOCQ_REDIS_URL -> --redis-url. */
 static void flag_name(const setting *s, char *buf, size_t cap) {
     size_t n = 0;
+    for (size_t i = 0; i < sizeof(short_flags) / sizeof(short_flags[0]); i++) {
+        if (strcmp(s->env, short_flags[i].env) == 0) {
+            snprintf(buf, cap, "%s", short_flags[i].flag);
+            return;
+        }
+    }
     const char *p = s->env + 5;
     /* The load generator's settings are its command's own options:
      * DOCQ_BENCH_USERS -> --users. */
@@ -362,6 +415,34 @@ static int read_flags(docq_config *cfg, unsigned bin, int argc, char **argv, con
     return DOCQ_OK;
 }
 
+/* The security settings that go together, and the Redis password file
+ * (read here, into cfg->redis.password). Returns DOCQ_OK or DOCQ_EINVAL
+ * with a message that never quotes a secret. */
+static int check_security(docq_config *cfg, unsigned bin, docq_error *err) {
+    docq_error why = {0};
+    if ((bin & DOCQ_BIN_SERVER) && !cfg->tls_cert[0] != !cfg->tls_key[0])
+        return docq_error_set(err, DOCQ_EINVAL, "DOCQ_TLS_CERT (--tls-cert) and DOCQ_TLS_KEY (--tls-key) "
+                              "go together: set both or neither");
+    if ((bin & DOCQ_BIN_SERVER) && !cfg->tls_cert[0] && cfg->tls_client_ca[0])
+        return docq_error_set(err, DOCQ_EINVAL, "DOCQ_TLS_CLIENT_CA (--tls-client-ca) needs TLS: "
+                              "set DOCQ_TLS_CERT and DOCQ_TLS_KEY too");
+    if ((bin & DOCQ_BIN_SERVER) && !cfg->tls_cert[0] && cfg->plaintext_listen[0])
+        return docq_error_set(err, DOCQ_EINVAL, "DOCQ_PLAINTEXT_LISTEN (--plaintext-listen) is for "
+                              "health probes beside a TLS port: set DOCQ_TLS_CERT and DOCQ_TLS_KEY too");
+    if ((bin & DOCQ_BIN_CLI) && !cfg->tls_client_cert[0] != !cfg->tls_client_key[0])
+        return docq_error_set(err, DOCQ_EINVAL, "DOCQ_TLS_CLIENT_CERT (--cert) and DOCQ_TLS_CLIENT_KEY "
+                              "(--key) go together: set both or neither");
+    if (!(bin & (DOCQ_BIN_SERVER | DOCQ_BIN_WORKER)) || !cfg->redis_password_file[0]) return DOCQ_OK;
+    if (cfg->redis.password[0])
+        return docq_error_set(err, DOCQ_EINVAL, "the Redis password is given twice: in DOCQ_REDIS_URL "
+                              "and by DOCQ_REDIS_PASSWORD_FILE; keep one");
+    if (docq_secret_read(cfg->redis_password_file, cfg->redis.password, sizeof(cfg->redis.password),
+                         &why) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "invalid DOCQ_REDIS_PASSWORD_FILE (--redis-password-file): %s",
+                              why.msg);
+    return DOCQ_OK;
+}
+
 int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq_error *err) {
     const char *vals[NSETTINGS];
     memset(cfg, 0, sizeof(*cfg));
@@ -381,6 +462,7 @@ int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq
                               "invalid DOCQ_HEARTBEAT_MS (--heartbeat-ms) '%ld': must be below "
                               "DOCQ_VISIBILITY_TIMEOUT_MS (%ld)",
                               cfg->heartbeat_ms, cfg->visibility_timeout_ms);
+    if (check_security(cfg, bin, err) != DOCQ_OK) return DOCQ_EINVAL;
     docq_log_level level;
     docq_log_level_parse(cfg->log_level, &level);
     docq_log_set_level(level);

@@ -73,6 +73,23 @@ typedef struct docq_config {
     long wait;                 /* DOCQ_WAIT (--wait): 1 = submit, then watch until the end. */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
 
+    /* Security and bounded inputs (README "Security"). */
+    char redis_password_file[1024]; /* DOCQ_REDIS_PASSWORD_FILE: read into redis.password. */
+    char tls_cert[1024];       /* DOCQ_TLS_CERT: server certificate chain (PEM); empty: no TLS. */
+    char tls_key[1024];        /* DOCQ_TLS_KEY: its private key (PEM). */
+    char tls_client_ca[1024];  /* DOCQ_TLS_CLIENT_CA: CAs of required client certificates (mTLS). */
+    char plaintext_listen[256];/* DOCQ_PLAINTEXT_LISTEN: with TLS, a plaintext port for health probes. */
+    long max_message_bytes;    /* DOCQ_MAX_MESSAGE_BYTES: largest request message received. */
+    long max_metadata_bytes;   /* DOCQ_MAX_METADATA_BYTES: largest request metadata received. */
+    long max_concurrent_streams;/* DOCQ_MAX_CONCURRENT_STREAMS: open calls per connection. */
+    long max_watches_per_caller;/* DOCQ_MAX_WATCHES_PER_CALLER: open watches per caller (0: no limit). */
+    long max_result_bytes;     /* DOCQ_MAX_RESULT_BYTES: largest AI answer the worker stores. */
+    long tls;                  /* DOCQ_TLS (--tls): the CLI connects with TLS. */
+    char tls_cacert[1024];     /* DOCQ_TLS_CACERT (--cacert): CAs the CLI trusts; empty: system roots. */
+    char tls_client_cert[1024];/* DOCQ_TLS_CLIENT_CERT (--cert): the CLI's certificate (mTLS). */
+    char tls_client_key[1024]; /* DOCQ_TLS_CLIENT_KEY (--key): its private key. */
+    char tls_server_name[256]; /* DOCQ_TLS_SERVER_NAME: name to check the server's certificate for. */
+
     /* docq bench (the CLI's load generator); see its --help. */
     long bench_users;          /* Concurrent users of the closed loop. */
     char bench_duration[32];   /* As given; parsed into bench_duration_ms. */

@@ -57,7 +57,7 @@
     "end "
 
 /* KEYS: record, stream, the caller's rate-limit key (ratelimit.h). ARGV:
- * task_id, doc_id, limit (0: none), window ms. The limit check and the task
+ * task_id, doc_id, limit (0: none), window ms, owner ('': none). The limit check and the task
  * creation are one step: a refused request writes nothing but the trimming
  * of expired limit entries. Returns {admitted, created_at (or now when
  * refused), n, wait} as docq_rate_from_reply reads it. A repeat (the reply
@@ -79,6 +79,7 @@ static const docq_script submit_script = {0,
     "if not ok then return {0, now, n, wait} end "
     "redis.call('HSET', KEYS[1], 'doc_id', ARGV[2], 'state', 'PENDING', 'attempts', 0, "
     "  'created_at', string.format('%d', now)) "
+    "if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'owner', ARGV[5]) end "
     "redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'doc_id', ARGV[2]) "
     "local info = redis.call('XINFO', 'STREAM', KEYS[2]) "
     "for i = 1, #info, 2 do "
@@ -280,20 +281,22 @@ static int eval_ints(docq_redis *r, const docq_script *s, int nkeys, int argc, c
 }
 
 int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *task_id,
-                      const char *doc_id, size_t doc_len, const char *caller,
+                      const char *doc_id, size_t doc_len, const char *caller, const char *owner,
                       const docq_rate_policy *limit, int64_t *created_at_ms,
                       docq_rate_result *rate, docq_error *err) {
     char rkey[128], skey[96], lkey[512], lim[24], win[24];
+    if (!owner) owner = "";
+    if (strlen(owner) >= DOCQ_OWNER_MAX) return docq_error_set(err, DOCQ_EINVAL, "owner id too long");
     docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard);
     docq_key_stream(skey, sizeof(skey), prefix, shard);
     if (docq_rate_key(lkey, sizeof(lkey), prefix, shard, DOCQ_RATE_SUBMIT, caller) != DOCQ_OK)
         return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
     snprintf(lim, sizeof(lim), "%ld", limit->limit > 0 ? limit->limit : 0);
     snprintf(win, sizeof(win), "%ld", limit->window_s * 1000);
-    const char *argv[] = {rkey, skey, lkey, task_id, doc_id, lim, win};
+    const char *argv[] = {rkey, skey, lkey, task_id, doc_id, lim, win, owner};
     size_t lens[] = {strlen(rkey), strlen(skey), strlen(lkey), strlen(task_id), doc_len,
-                     strlen(lim), strlen(win)};
-    redisReply *rep = docq_redis_eval(r, &submit_script, 3, 7, argv, lens, err);
+                     strlen(lim), strlen(win), strlen(owner)};
+    redisReply *rep = docq_redis_eval(r, &submit_script, 3, 8, argv, lens, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
     int rc = docq_rate_from_reply(rep, limit, rate, created_at_ms, err);
     freeReplyObject(rep);

@@ -15,8 +15,10 @@
  *                         (transient AI failures so far: the retry budget),
  *                         version (1 when submitted, + 1 with each change),
  *                         seq (the entry's number in its stream:
- *                         entries-added after its XADD). No expiry until the
- *                         task finishes, then DOCQ_RESULT_TTL_S.
+ *                         entries-added after its XADD), owner (the caller
+ *                         id of an authenticated submitter; absent when
+ *                         callers are addresses). No expiry until the task
+ *                         finishes, then DOCQ_RESULT_TTL_S.
  *   P:{sN}:<dead>         Stream: the shard's dead-letter stream (<dead> =
  *                         DOCQ_DEAD_STREAM). One entry per task whose queue
  *                         entry was delivered more than DOCQ_MAX_DELIVERIES
@@ -63,6 +65,8 @@ uint32_t docq_queue_position(uint64_t seq, int64_t read);
 
 /* Check caller's SubmitDoc limit and, when it admits the request, store a
  * new PENDING task and queue it: one script, one round trip, atomically.
+ * owner (a caller id, or NULL or "" for none) is stored in the record's
+ * owner field: the task then belongs to that caller (rpc_status.c).
  * task_id must come from docq_task_id_new for shard, which must be caller's
  * shard (the limit key lives in it). limit may have limit 0 (no limit).
  * Returns DOCQ_OK with *created_at_ms the stored creation time, or
@@ -70,7 +74,7 @@ uint32_t docq_queue_position(uint64_t seq, int64_t read);
  * in both cases. Either both the record and the entry exist afterwards or
  * neither does. */
 int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *task_id,
-                      const char *doc_id, size_t doc_len, const char *caller,
+                      const char *doc_id, size_t doc_len, const char *caller, const char *owner,
                       const docq_rate_policy *limit, int64_t *created_at_ms,
                       docq_rate_result *rate, docq_error *err);
 

@@ -169,6 +169,9 @@ int docq_task_set_field(docq_task *t, const char *name, size_t nlen, const char 
         return set_owned(&t->result, &t->result_len, val, vlen);
     } else if (FIELD_IS("error")) {
         return set_owned(&t->error, NULL, val, vlen);
+    } else if (FIELD_IS("owner")) {
+        if (vlen == 0 || vlen >= DOCQ_OWNER_MAX || memchr(val, '\0', vlen)) return DOCQ_EINVAL;
+        return set_owned(&t->owner, NULL, val, vlen);
     } else if (FIELD_IS("attempts")) {
         if (parse_i64(val, vlen, &n) != DOCQ_OK || n > UINT32_MAX) return DOCQ_EINVAL;
         t->attempts = (uint32_t)n;
@@ -194,5 +197,6 @@ int docq_task_set_field(docq_task *t, const char *name, size_t nlen, const char 
 void docq_task_clear(docq_task *t) {
     free(t->result);
     free(t->error);
+    free(t->owner);
     memset(t, 0, sizeof(*t));
 }

@@ -86,6 +86,7 @@ typedef enum docq_task_state {
 #define DOCQ_DOC_ID_MAX 256   /* Longest doc_id, in bytes. */
 #define DOCQ_TASK_ID_MAX 48   /* Room for any task id and its NUL. */
 #define DOCQ_MAX_SHARDS 1024
+#define DOCQ_OWNER_MAX 128    /* Room for an owner (a caller id) and its NUL. */
 
 typedef struct docq_task {
     char task_id[DOCQ_TASK_ID_MAX];
@@ -94,6 +95,8 @@ typedef struct docq_task {
     char *result;           /* AI answer (owned, NUL-terminated) or NULL. */
     size_t result_len;      /* Bytes in result, which may hold NULs. */
     char *error;            /* Failure reason (owned) or NULL. */
+    char *owner;            /* Caller id of the submitter when it was authenticated (owned), or
+                             * NULL: the task belongs to no one. Never sent to clients. */
     uint32_t attempts;      /* AI calls started, retries and re-deliveries included. */
     uint32_t deliveries;    /* Times the queue handed the task to a worker (1 unless one stopped). */
     int64_t created_at_ms;  /* Unix milliseconds; 0 when unset. */

@@ -554,6 +554,8 @@ struct fake_config {
     int reject_status;      /* Status of rejected documents (a permanent failure). */
     long log_requests;      /* 1: log one line per POST answer. */
     const char *port_file;  /* Where to write the bound port, or NULL; borrowed from argv/environ. */
+    long pad_bytes;         /* Success answers carry a "padding" string of this many bytes. */
+    const char *pad_prefix; /* ...only for doc_ids starting with it, or NULL for all; borrowed. */
 };
 
 struct fake_server {
@@ -643,6 +645,15 @@ static int parse_reject_status(const char *text, struct fake_config *cfg) {
     return DOCQ_OK;
 }
 
+static int parse_pad_bytes(const char *text, struct fake_config *cfg) {
+    return parse_count(text, 64L * 1024 * 1024, &cfg->pad_bytes);
+}
+
+static int parse_pad_prefix(const char *text, struct fake_config *cfg) {
+    cfg->pad_prefix = *text ? text : NULL;
+    return DOCQ_OK;
+}
+
 static int parse_log_requests(const char *text, struct fake_config *cfg) {
     return parse_count(text, 1, &cfg->log_requests);
 }
@@ -689,6 +700,10 @@ static const struct option_spec option_specs[] = {
      "HTTP status (200-599) of rejected documents", parse_reject_status},
     {"log-requests", "FAKEAI_LOG_REQUESTS", "0|1", "0",
      "1 logs each POST answer: task_id, status, the task's request count", parse_log_requests},
+    {"pad-bytes", "FAKEAI_PAD_BYTES", "N", "0",
+     "success answers carry a \"padding\" string of N bytes (large answers)", parse_pad_bytes},
+    {"pad-prefix", "FAKEAI_PAD_PREFIX", "TEXT", "",
+     "with --pad-bytes, pad only the answers of doc_ids starting with TEXT", parse_pad_prefix},
     {"port-file", "FAKEAI_PORT_FILE", "PATH", NULL,
      "after binding, write the bound port and a newline to PATH (atomically)", parse_port_file},
 };
@@ -1017,6 +1032,20 @@ static int is_rejected(const struct fake_config *cfg, const struct strbuf *doc_i
     return n > 0 && doc_id->len >= n && memcmp(doc_id->data, cfg->reject_prefix, n) == 0;
 }
 
+/* With --pad-bytes, close the summary and add ,"padding":"xxx...(N bytes) to body, for the
+ * documents --pad-prefix selects; the caller closes the string and the object. */
+static void append_padding(const struct fake_config *cfg, const struct strbuf *doc_id,
+                           struct strbuf *body) {
+    size_t n = cfg->pad_prefix ? strlen(cfg->pad_prefix) : 0;
+    if (cfg->pad_bytes == 0 || doc_id->len < n || (n && memcmp(doc_id->data, cfg->pad_prefix, n) != 0))
+        return;
+    sb_appends(body, "\",\"padding\":\"");
+    if (sb_reserve(body, (size_t)cfg->pad_bytes) != DOCQ_OK) return;
+    memset(body->data + body->len, 'x', (size_t)cfg->pad_bytes);
+    body->len += (size_t)cfg->pad_bytes;
+    body->data[body->len] = '\0';
+}
+
 /* POST <any path>: counts the request, waits for the latency, then answers 200 with a summary,
  * the injected failure, or 400 when the body has no doc_id. */
 static void handle_process(struct fake_server *srv, const struct http_request *req,
@@ -1046,6 +1075,7 @@ static void handle_process(struct fake_server *srv, const struct http_request *r
             json_append_escaped(&resp->body, doc_id.data, doc_id.len);
             sb_appends(&resp->body, "\",\"summary\":\"processed ");
             json_append_escaped(&resp->body, doc_id.data, doc_id.len);
+            append_padding(cfg, &doc_id, &resp->body);
             sb_appends(&resp->body, "\"}");
         }
         stats_finish(&srv->stats, &ticket, ok);
@@ -1447,7 +1477,8 @@ static int write_port_file(const char *path, unsigned port, char *err, size_t er
     return ok ? DOCQ_OK : DOCQ_ERR;
 }
 
-/* What the signal thread needs. Allocated by main and never freed (the thread may outlive it). */
+/* What the signal thread needs. Allocated by main; the signal thread owns it and frees it when
+ * it ends. */
 struct signal_watch {
     sigset_t signals;  /* Blocked in every thread; only the signal thread waits for them. */
     int notify_fd;     /* Write end of the stop pipe; the accept loop polls the read end. */
@@ -1459,11 +1490,13 @@ static void *signal_main(void *arg) {
     int sig = 0;
     if (sigwait(&watch->signals, &sig) != 0) {
         log_line("error", "sigwait failed; signals will not stop the server");
+        free(watch);
         return NULL;
     }
     unsigned char byte = (unsigned char)sig;
     while (write(watch->notify_fd, &byte, 1) < 0 && errno == EINTR) {
     }
+    free(watch);
     return NULL;
 }
 
@@ -1492,6 +1525,7 @@ static int start_signal_thread(void) {
     pthread_t tid;
     err = pthread_create(&tid, NULL, signal_main, watch);
     if (err != 0) {
+        free(watch);
         errno = err;
         return -1;
     }
@@ -1597,9 +1631,12 @@ static int init_thread_attr(pthread_attr_t *attr) {
     return DOCQ_OK;
 }
 
+/* The server's state. Never freed: detached connection threads may still use it when main
+ * returns; held here so that leak checkers see it as still reachable, which it is. */
+static struct fake_server *volatile server_state; /* volatile: the store must stay. */
+
 int main(int argc, char **argv) {
-    /* Never freed: connection threads may still use it when main returns. */
-    struct fake_server *srv = calloc(1, sizeof *srv);
+    struct fake_server *srv = server_state = calloc(1, sizeof *srv);
     struct accept_loop loop = {0};
     char err[512], address[NI_MAXHOST + NI_MAXSERV + 8];
     unsigned port = 0;

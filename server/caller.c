@@ -6,6 +6,7 @@
 #include <grpc/support/alloc.h>
 
 #include "caller.h"
+#include "tls.h"
 
 void docq_caller_from_peer(const char *peer, char *buf, size_t cap) {
     const char *start = peer, *end;
@@ -68,24 +69,45 @@ static const char *api_key_of(const grpc_metadata_array *md, size_t *len) {
     return *len ? p : NULL;
 }
 
+/* The caller of an API key (keys file in use): DOCQ_OK, or DOCQ_ENOTFOUND
+ * for an unknown key (the key is never copied into the message). */
+static int identify_by_key(docq_auth *auth, const char *key, size_t len, docq_caller *out,
+                           docq_error *err) {
+    docq_apikey k;
+    if (docq_auth_lookup(auth, key, len, &k) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_ENOTFOUND, "unknown API key");
+    snprintf(out->id, sizeof(out->id), "%s", k.caller);
+    if (k.limit >= 0) out->submit.limit = k.limit;
+    if (k.window_s > 0) out->submit.window_s = k.window_s;
+    out->authenticated = 1;
+    return DOCQ_OK;
+}
+
+/* The caller named by the call's verified client certificate (mutual TLS). */
+static int identify_by_cert(grpc_call *call, docq_caller *out, docq_error *err) {
+    if (tls_peer_caller(call, out->id, sizeof(out->id)) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_ENOTFOUND,
+                              "no usable client certificate: its CN (or else its subject) must be 1 to %d "
+                              "printable ASCII characters", DOCQ_CALLER_MAX - 1);
+    out->authenticated = 1;
+    return DOCQ_OK;
+}
+
 int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *call,
                          const grpc_metadata_array *md, docq_caller *out, docq_error *err) {
     out->submit.limit = cfg->rate_limit;
     out->submit.window_s = cfg->rate_window_s;
+    out->authenticated = 0;
+    int by_cert = cfg->tls_client_ca[0] != '\0';
     if (docq_auth_enabled(auth)) {
         size_t len;
-        docq_apikey k;
         const char *key = api_key_of(md, &len);
-        if (!key)
+        if (key) return identify_by_key(auth, key, len, out, err);
+        if (!by_cert)
             return docq_error_set(err, DOCQ_ENOTFOUND,
                                   "missing API key: send 'authorization: Bearer <key>' or 'x-api-key: <key>'");
-        if (docq_auth_lookup(auth, key, len, &k) != DOCQ_OK)
-            return docq_error_set(err, DOCQ_ENOTFOUND, "unknown API key");
-        snprintf(out->id, sizeof(out->id), "%s", k.caller);
-        if (k.limit >= 0) out->submit.limit = k.limit;
-        if (k.window_s > 0) out->submit.window_s = k.window_s;
-        return DOCQ_OK;
     }
+    if (by_cert) return identify_by_cert(call, out, err);
     char peer[DOCQ_CALLER_MAX];
     docq_caller_of(call, peer, sizeof(peer));
     /* The last header: the one the nearest proxy wrote, when there are several. */

@@ -1,10 +1,16 @@
-/* caller.h -- who is calling: the identity rate limits and shards use.
+/* caller.h -- who is calling: the identity rate limits, shards and the
+ * ownership of tasks use.
  *
  * With an API keys file (DOCQ_API_KEYS_FILE) the caller is the id its key
  * belongs to, and that id picks its shard; a call without a known key is
- * refused. Without one the caller is the peer's IP address, or the client
- * address in x-forwarded-for when the peer is a trusted proxy
- * (DOCQ_TRUSTED_PROXIES). */
+ * refused. With mutual TLS (DOCQ_TLS_CLIENT_CA) a call without a key is the
+ * caller its client certificate names (its CN, else its subject: tls.h); a
+ * call with a key is still the key's caller, so both kinds of ids share one
+ * namespace (a key of caller "acme" and a certificate with CN=acme are the
+ * same caller). Either way the caller is authenticated: its tasks are its
+ * own. Otherwise the caller is the peer's IP address, or the client address
+ * in x-forwarded-for when the peer is a trusted proxy (DOCQ_TRUSTED_PROXIES),
+ * and tasks are not owned. */
 #ifndef DOCQ_CALLER_H
 #define DOCQ_CALLER_H
 
@@ -21,13 +27,16 @@
 typedef struct docq_caller {
     char id[DOCQ_CALLER_MAX];  /* Caller id or IP address; never a key. */
     docq_rate_policy submit;   /* SubmitDoc limit: the key's own, or DOCQ_RATE_LIMIT. */
+    int authenticated;         /* 1: named by an API key or a client certificate, so it owns
+                                * its tasks; 0: an address, which owns nothing. */
 } docq_caller;
 
 /* Identify the caller of call, whose client metadata is md, for a server
  * with settings cfg and keys auth. Returns DOCQ_OK and fills out, or
  * DOCQ_ENOTFOUND with a message for the client when keys are in use and the
- * call has none or an unknown one (the key is never copied into the
- * message). */
+ * call has none (and no client certificate stands in) or an unknown one
+ * (the key is never copied into the message), or when its client
+ * certificate names no usable caller. */
 int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *call,
                          const grpc_metadata_array *md, docq_caller *out, docq_error *err);
 

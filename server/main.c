@@ -47,6 +47,28 @@ static void reload_keys(docq_server *srv, const docq_config *cfg) {
     }
 }
 
+/* What names callers (caller.h), for the start-up log. */
+static const char *callers_kind(const docq_config *cfg) {
+    if (cfg->tls_client_ca[0])
+        return cfg->api_keys_file[0] ? "API keys, else client certificates" : "client certificates";
+    if (cfg->api_keys_file[0]) return "API keys";
+    return cfg->proxies.count ? "IP, x-forwarded-for from trusted proxies" : "IP";
+}
+
+/* Say how clients must connect: TLS or not, client certificates, and the
+ * plaintext port for health probes. */
+static void log_transport(const docq_server *srv, const docq_config *cfg) {
+    if (!cfg->tls_cert[0]) {
+        docq_log_info("transport: plaintext (no DOCQ_TLS_CERT)");
+        return;
+    }
+    docq_log_info("transport: TLS (certificate %s)%s", cfg->tls_cert,
+                  cfg->tls_client_ca[0] ? ", client certificates required (mutual TLS)" : "");
+    if (docq_server_plaintext_port(srv))
+        docq_log_info("plaintext health port on %s (port %d): only grpc.health.v1.Health is served there",
+                      cfg->plaintext_listen, docq_server_plaintext_port(srv));
+}
+
 /* Wait (bounded) until gRPC's background cleanup after grpc_shutdown is
  * done, so that it does not race the process exit. */
 static void wait_grpc_cleanup(void) {
@@ -84,8 +106,9 @@ int main(int argc, char **argv) {
     if (docq_server_metrics_port(srv))
         docq_log_info("metrics on %s (port %d): GET /metrics, /healthz, /readyz", cfg.metrics_listen,
                       docq_server_metrics_port(srv));
+    log_transport(srv, &cfg);
     docq_log_info("callers: %s; SubmitDoc limit %ld per %ld s, reads %ld per %ld s (0: no limit)",
-                  cfg.api_keys_file[0] ? "API keys" : cfg.proxies.count ? "IP, x-forwarded-for from trusted proxies" : "IP",
+                  callers_kind(&cfg),
                   cfg.rate_limit, cfg.rate_window_s, cfg.read_rate_limit, cfg.read_rate_window_s);
     int sig = 0;
     while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) reload_keys(srv, &cfg);

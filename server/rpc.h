@@ -28,12 +28,23 @@ void rpc_reply_rate_headers(rpc_reply *out, const docq_rate_result *rate);
 void rpc_reply_rate_limited(rpc_reply *out, const docq_caller *caller, const char *what,
                             const docq_rate_policy *policy, const docq_rate_result *rate);
 
-/* The gate of GetStatus and WatchStatus: identify the caller and count the
- * call against its read limit (DOCQ_READ_RATE_LIMIT). Returns DOCQ_OK to go
- * on (the ratelimit-* metadata already added), or DOCQ_ERR with out filled:
- * UNAUTHENTICATED, RESOURCE_EXHAUSTED, or UNAVAILABLE when Redis is down
- * (rpc_limit.c). */
-int rpc_read_allowed(server_thread *t, const rpc_call *call, rpc_reply *out);
+/* The gate of GetStatus and WatchStatus: identify the caller (into
+ * *caller) and count the call against its read limit
+ * (DOCQ_READ_RATE_LIMIT). Returns DOCQ_OK to go on (the ratelimit-* metadata
+ * already added), or DOCQ_ERR with out filled: UNAUTHENTICATED,
+ * RESOURCE_EXHAUSTED, or UNAVAILABLE when Redis is down (rpc_limit.c). */
+int rpc_read_allowed(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out);
+
+/* Ownership: 1 when caller may see task, else 0. An authenticated caller
+ * (API key, client certificate) sees only the tasks it submitted; without
+ * authentication tasks belong to no one and every caller sees every task.
+ * A task the caller may not see must be answered exactly as an unknown id
+ * (rpc_reply_not_found), so that ids cannot be probed (rpc_status.c). */
+int rpc_task_visible(const docq_caller *caller, const docq_task *task);
+
+/* Fill out with NOT_FOUND for task_id: the one answer for ids never issued,
+ * expired and other callers' (rpc_status.c). */
+void rpc_reply_not_found(rpc_reply *out, const char *task_id);
 
 /* SubmitDoc: validate doc_id, check the caller's limit, store and queue a
  * PENDING task (rpc_submit.c). */

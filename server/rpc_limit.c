@@ -60,20 +60,19 @@ void rpc_reply_rate_limited(rpc_reply *out, const docq_caller *caller, const cha
     free(details);
 }
 
-int rpc_read_allowed(server_thread *t, const rpc_call *call, rpc_reply *out) {
+int rpc_read_allowed(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out) {
     const docq_config *cfg = docq_server_config(t->srv);
     docq_rate_policy policy = {cfg->read_rate_limit, cfg->read_rate_window_s};
     docq_rate_result rate;
-    docq_caller caller;
     docq_error err = {0};
-    if (rpc_caller(t, call, &caller, out) != DOCQ_OK) return DOCQ_ERR;
-    int shard = docq_shard_for(caller.id, strlen(caller.id), (int)cfg->shards);
-    int rc = docq_rate_check(t->redis, cfg->key_prefix, shard, DOCQ_RATE_READ, caller.id, &policy, &rate,
+    if (rpc_caller(t, call, caller, out) != DOCQ_OK) return DOCQ_ERR;
+    int shard = docq_shard_for(caller->id, strlen(caller->id), (int)cfg->shards);
+    int rc = docq_rate_check(t->redis, cfg->key_prefix, shard, DOCQ_RATE_READ, caller->id, &policy, &rate,
                              &err);
     if (rc == DOCQ_ELIMITED) {
-        docq_log_debug("read by %s refused by the rate limit", caller.id);
+        docq_log_debug("read by %s refused by the rate limit", caller->id);
         docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_READ], 1);
-        rpc_reply_rate_limited(out, &caller, "GetStatus/WatchStatus calls", &policy, &rate);
+        rpc_reply_rate_limited(out, caller, "GetStatus/WatchStatus calls", &policy, &rate);
         return DOCQ_ERR;
     }
     if (rc != DOCQ_OK) {

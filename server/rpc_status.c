@@ -19,22 +19,31 @@ int rpc_task_id_check(server_thread *t, const char *task_id, int *shard, rpc_rep
     return DOCQ_OK;
 }
 
+int rpc_task_visible(const docq_caller *caller, const docq_task *task) {
+    return !caller->authenticated || (task->owner && strcmp(task->owner, caller->id) == 0);
+}
+
+void rpc_reply_not_found(rpc_reply *out, const char *task_id) {
+    rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "task %s not found: unknown id, or finished and expired",
+                    task_id);
+}
+
 /* Count the call against the caller's read limit, then read the record,
  * and the queue position of a PENDING task, in one round trip. An id that
  * was never issued, or whose finished record has expired, is NOT_FOUND:
- * never "PENDING forever". */
+ * never "PENDING forever"; so is another caller's task (rpc_task_visible). */
 void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     const Docq__V1__GetStatusRequest *r = (const Docq__V1__GetStatusRequest *)req;
     docq_error err = {0};
     docq_task task = {0};
+    docq_caller caller;
     int shard;
-    if (rpc_read_allowed(t, call, out) != DOCQ_OK) return;
+    if (rpc_read_allowed(t, call, &caller, out) != DOCQ_OK) return;
     if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return;
     const docq_config *cfg = docq_server_config(t->srv);
     int rc = docq_store_get(t->redis, cfg->key_prefix, cfg->group, r->task_id, &task, &err);
-    if (rc == DOCQ_ENOTFOUND) {
-        rpc_reply_error(out, GRPC_STATUS_NOT_FOUND,
-                        "task %s not found: unknown id, or finished and expired", r->task_id);
+    if (rc == DOCQ_ENOTFOUND || (rc == DOCQ_OK && !rpc_task_visible(&caller, &task))) {
+        rpc_reply_not_found(out, r->task_id);
     } else if (rc != DOCQ_OK) {
         rpc_reply_store_error(out, &err);
     } else {

@@ -35,7 +35,9 @@ void rpc_submit_doc(server_thread *t, const rpc_call *call, const ProtobufCMessa
     }
     int64_t created_at;
     docq_rate_result rate;
+    /* An authenticated caller owns its task (rpc_task_visible). */
     int rc = docq_store_submit(t->redis, cfg->key_prefix, shard, task_id, r->doc_id, len, caller.id,
+                               caller.authenticated ? caller.id : NULL,
                                &caller.submit, &created_at, &rate, &err);
     if (rc == DOCQ_ELIMITED) {
         docq_log_debug("SubmitDoc by %s refused by the rate limit", caller.id);

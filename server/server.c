@@ -29,12 +29,14 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "bounds.h"
 #include "codec.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "infra.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
+#include "tls.h"
 #include "watch.h"
 
 #define WAITING_PER_METHOD 16
@@ -61,6 +63,7 @@ struct docq_server {
     int nthreads;
     int started_threads;
     int port;
+    int plain_port;                     /* DOCQ_PLAINTEXT_LISTEN's port (tls.h), 0 if none. */
     watch_hub *watch;                   /* Open watches and the events subscriber. */
     server_infra *infra;                /* Metrics, health, reflection, the HTTP endpoint. */
 };
@@ -230,10 +233,25 @@ static void send_answer(call_ctx *c, rpc_reply *reply) {
     }
 }
 
+/* With TLS on, a call that came over the plaintext port may only reach the
+ * health service (tls.h). Returns 1 to serve c, else 0 with reply set to
+ * PERMISSION_DENIED. */
+static int transport_allows(const call_ctx *c, rpc_reply *reply) {
+    const docq_config *cfg = c->thread->srv->cfg;
+    const char *m = c->rpc >= 0 ? rpcs[c->rpc].path : (const char *)GRPC_SLICE_START_PTR(c->details.method);
+    size_t len = c->rpc >= 0 ? strlen(m) : GRPC_SLICE_LENGTH(c->details.method);
+    if (tls_plaintext_allows(cfg, m, len) || tls_call_secure(c->call)) return 1;
+    rpc_reply_error(reply, GRPC_STATUS_PERMISSION_DENIED,
+                    "only grpc.health.v1.Health is served without TLS: call %.*s over TLS", (int)len, m);
+    return 0;
+}
+
 /* A call arrived: decode its request, run its handler, answer. */
 static void handle_call(call_ctx *c) {
     rpc_reply reply = RPC_REPLY_INIT;
-    if (c->rpc < 0) {
+    if (!transport_allows(c, &reply)) {
+        /* Answered with the refusal below. */
+    } else if (c->rpc < 0) {
         rpc_reply_error(&reply, GRPC_STATUS_UNIMPLEMENTED, "unknown method %.*s",
                         (int)GRPC_SLICE_LENGTH(c->details.method),
                         (const char *)GRPC_SLICE_START_PTR(c->details.method));
@@ -369,7 +387,7 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
     }
     /* A second server on the same port must fail, not share it silently. */
     grpc_arg args[] = {{GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
-                       KEEPALIVE_ARGS(cfg)};
+                       KEEPALIVE_ARGS(cfg), INPUT_LIMIT_ARGS(cfg)};
     grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
     srv->server = grpc_server_create(&chargs, NULL);
     srv->shutdown_cq = grpc_completion_queue_create_for_next(NULL);
@@ -388,11 +406,7 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
             srv->methods[i] = grpc_server_register_method(
                 srv->server, rpcs[i].path, NULL,
                 rpcs[i].input ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    srv->port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
-    grpc_server_credentials_release(creds);
-    if (srv->port == 0) {
-        docq_error_set(err, DOCQ_ERR, "cannot listen on %s (address in use or not available)", cfg->listen);
+    if (tls_add_ports(srv->server, cfg, &srv->port, &srv->plain_port, err) != DOCQ_OK) {
         server_free(srv);
         return NULL;
     }
@@ -400,6 +414,8 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
 }
 
 int docq_server_port(const docq_server *srv) { return srv->port; }
+
+int docq_server_plaintext_port(const docq_server *srv) { return srv->plain_port; }
 
 docq_auth *docq_server_auth(const docq_server *srv) { return srv->auth; }
 

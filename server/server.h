@@ -111,9 +111,10 @@ void rpc_reply_add_trailer(rpc_reply *out, const char *key, const void *value, s
 /* Release the reply's message and metadata. */
 void rpc_reply_clear(rpc_reply *out);
 
-/* Create a server for cfg (which must outlive it): binds DOCQ_LISTEN and
- * registers the methods, but starts nothing. Returns NULL and fills err when
- * the address cannot be bound. */
+/* Create a server for cfg (which must outlive it): binds DOCQ_LISTEN (and
+ * DOCQ_PLAINTEXT_LISTEN, with TLS: tls.h) and registers the methods, but
+ * starts nothing. Returns NULL and fills err when an address cannot be bound
+ * or a certificate file is unusable. */
 docq_server *docq_server_create(const docq_config *cfg, docq_error *err);
 
 /* The configuration the server was created with. */
@@ -130,6 +131,9 @@ struct watch_hub *docq_server_watch_hub(const docq_server *srv);
 
 /* The port actually bound (useful with port 0). */
 int docq_server_port(const docq_server *srv);
+
+/* The port of DOCQ_PLAINTEXT_LISTEN (health probes beside TLS), 0 if none. */
+int docq_server_plaintext_port(const docq_server *srv);
 
 /* Start serving: grpc_server_start and the threads. Returns DOCQ_OK or
  * DOCQ_ERR (threads could not be started; the server must still be freed). */

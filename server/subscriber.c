@@ -13,6 +13,7 @@
 
 #include "event.h"
 #include "log.h"
+#include "memory.h"
 #include "redis.h"
 #include "store.h"
 #include "subscriber.h"
@@ -170,7 +171,7 @@ static void trim_memory(subscriber *s) {
     size_t peak, open;
     if (!watch_hub_trim_due(s->hub, TRIM_AFTER_CLOSED, &peak, &open)) return;
     int64_t t0 = now_ms();
-    malloc_trim(0);
+    docq_memory_trim();
     struct mallinfo2 mi = mallinfo2();
     docq_log_info("memory: trimmed after open watches fell from %zu to %zu, in %lld ms; heap in use %zu KiB",
                   peak, open, (long long)(now_ms() - t0), mi.uordblks / 1024);

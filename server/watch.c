@@ -22,8 +22,10 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 
+#include "bounds.h"
 #include "codec.h"
 #include "log.h"
+#include "rpc.h"
 #include "store.h"
 #include "stream.h"
 #include "subscriber.h"
@@ -39,6 +41,7 @@ struct watch {
     server_stream s;             /* First: the call's batches (stream.h); s.lock is the hub's. */
     watch_hub *hub;
     watched_task *task;          /* Index entry while registered, else NULL. */
+    caller_count *quota;         /* The caller's open-watch count while registered, else NULL. */
     watch *prev, *next;          /* Siblings watching the same task. */
     uint64_t after_version;      /* From the request: send only versions above it. */
     uint64_t sent_version;       /* Version of the last message sent (valid once sent_any). */
@@ -66,6 +69,7 @@ struct watch_hub {
     size_t ntasks;               /* Entries in the index. */
     size_t nwatches;             /* Registered watches: the open-watch gauge. */
     size_t high_water;           /* Most watches open since the last memory trim. */
+    caller_counts *per_caller;   /* Registered watches of each caller (DOCQ_MAX_WATCHES_PER_CALLER). */
     int shutting_down;           /* New watches are refused. */
     subscriber *sub;             /* Owned; NULL until started. */
 };
@@ -108,15 +112,22 @@ static void maybe_grow(watch_hub *h) {
     h->nbuckets = n;
 }
 
-/* Add w to the entry of task_id, creating it. Returns DOCQ_OK or DOCQ_ERR
- * (out of memory). */
-static int register_watch(watch_hub *h, watch *w, const char *task_id) {
+/* Count w against caller's open watches and add it to the entry of task_id,
+ * creating it. Returns DOCQ_OK, DOCQ_ELIMITED when the caller has
+ * DOCQ_MAX_WATCHES_PER_CALLER watches open, or DOCQ_ERR (out of memory). */
+static int register_watch(watch_hub *h, watch *w, const docq_caller *caller, const char *task_id) {
     size_t len = strlen(task_id);
+    int rc = caller_counts_acquire(h->per_caller, caller->id, h->cfg->max_watches_per_caller, &w->quota);
+    if (rc != DOCQ_OK) return rc;
     watched_task **slot = find_slot(h, task_id, len);
     watched_task *e = *slot;
     if (!e) {
         e = calloc(1, sizeof(*e));
-        if (!e) return DOCQ_ERR;
+        if (!e) {
+            caller_counts_release(h->per_caller, w->quota);
+            w->quota = NULL;
+            return DOCQ_ERR;
+        }
         memcpy(e->latest.task_id, task_id, len + 1);
         e->shard = atoi(task_id + 1);
         *slot = e;
@@ -137,6 +148,8 @@ static int register_watch(watch_hub *h, watch *w, const char *task_id) {
 static void unregister_watch(watch_hub *h, watch *w) {
     watched_task *e = w->task;
     if (!e) return;
+    caller_counts_release(h->per_caller, w->quota);
+    w->quota = NULL;
     if (w->prev) w->prev->next = w->next;
     else e->watches = w->next;
     if (w->next) w->next->prev = w->prev;
@@ -241,7 +254,10 @@ static const stream_ops watch_ops = {.sent = watch_sent, .ended = watch_ended, .
 watch_hub *watch_hub_create(const docq_config *cfg, docq_error *err) {
     watch_hub *h = calloc(1, sizeof(*h));
     if (h) h->buckets = calloc(INITIAL_BUCKETS, sizeof(*h->buckets));
-    if (!h || !h->buckets) {
+    if (h) h->per_caller = caller_counts_create();
+    if (!h || !h->buckets || !h->per_caller) {
+        if (h) free(h->buckets);
+        if (h) caller_counts_free(h->per_caller);
         free(h);
         docq_error_set(err, DOCQ_ERR, "out of memory");
         return NULL;
@@ -257,8 +273,21 @@ int watch_hub_start(watch_hub *h, docq_error *err) {
     return h->sub ? DOCQ_OK : DOCQ_ERR;
 }
 
-int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task_id,
-               uint64_t after_version, rpc_metrics *metrics, rpc_reply *out) {
+/* Fill out with the refusal of a watch that could not be registered
+ * (register_watch's rc; DOCQ_EUNAVAIL: shutting down). */
+static void refuse_watch(const watch_hub *h, const docq_caller *caller, int rc, rpc_reply *out) {
+    if (rc == DOCQ_EUNAVAIL)
+        rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
+    else if (rc == DOCQ_ELIMITED)
+        rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                        "too many open watches: at most %ld per caller (%s); end one first",
+                        h->cfg->max_watches_per_caller, caller->id);
+    else
+        rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller,
+               const char *task_id, uint64_t after_version, rpc_metrics *metrics, rpc_reply *out) {
     docq_error err = {0};
     docq_task snap = {0};
     watch *w = calloc(1, sizeof(*w));
@@ -272,15 +301,17 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task
 
     /* Register first, then read: a change published in between is caught. */
     pthread_mutex_lock(&h->lock);
-    int rc = h->shutting_down ? DOCQ_EUNAVAIL : register_watch(h, w, task_id);
+    int rc = h->shutting_down ? DOCQ_EUNAVAIL : register_watch(h, w, caller, task_id);
     pthread_mutex_unlock(&h->lock);
     if (rc != DOCQ_OK) {
         free(w);
-        if (rc == DOCQ_EUNAVAIL) rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
-        else rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        refuse_watch(h, caller, rc, out);
         return DOCQ_ERR;
     }
     rc = docq_store_get(t->redis, h->cfg->key_prefix, h->cfg->group, task_id, &snap, &err);
+    /* Another caller's task is answered as an unknown one, before anything
+     * of it is sent. */
+    if (rc == DOCQ_OK && !rpc_task_visible(caller, &snap)) rc = DOCQ_ENOTFOUND;
 
     pthread_mutex_lock(&h->lock);
     if (rc == DOCQ_OK && !h->shutting_down && stream_start(&w->s, call) != DOCQ_OK) rc = DOCQ_ERR;
@@ -290,8 +321,7 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task
         free(w);
         docq_task_clear(&snap);
         if (rc == DOCQ_ENOTFOUND)
-            rpc_reply_error(out, GRPC_STATUS_NOT_FOUND,
-                            "task %s not found: unknown id, or finished and expired", task_id);
+            rpc_reply_not_found(out, task_id);
         else if (rc == DOCQ_OK)
             rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
         else if (err.code == DOCQ_EUNAVAIL || err.code == DOCQ_ERR)
@@ -351,6 +381,7 @@ void watch_hub_free(watch_hub *h) {
         }
     }
     free(h->buckets);
+    caller_counts_free(h->per_caller);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "caller.h"
 #include "server.h"
 #include "server_metrics.h"
 #include "task.h"
@@ -47,16 +48,18 @@ watch_hub *watch_hub_create(const docq_config *cfg, docq_error *err);
 /* Start the subscriber thread. Returns DOCQ_OK or DOCQ_ERR with err set. */
 int watch_hub_start(watch_hub *h, docq_error *err);
 
-/* Open a watch on call for task_id (already validated), sending only
- * versions above after_version, on server thread t (whose Redis connection
- * reads the snapshot); metrics (may be NULL) counts how it ends. Returns
- * DOCQ_OK when the watch has taken the call over: it holds its own
- * reference and ends the call itself. Otherwise
- * returns DOCQ_ERR with out set to the status to answer (NOT_FOUND,
- * UNAVAILABLE when Redis is down or the server is shutting down, INTERNAL)
- * and the call is left to the caller untouched. */
-int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const char *task_id,
-               uint64_t after_version, rpc_metrics *metrics, rpc_reply *out);
+/* Open a watch by caller on call for task_id (already validated), sending
+ * only versions above after_version, on server thread t (whose Redis
+ * connection reads the snapshot); metrics (may be NULL) counts how it ends.
+ * Returns DOCQ_OK when the watch has taken
+ * the call over: it holds its own reference and ends the call itself.
+ * Otherwise returns DOCQ_ERR with out set to the status to answer
+ * (NOT_FOUND for an unknown task or one caller may not see, as GetStatus;
+ * RESOURCE_EXHAUSTED when caller already has DOCQ_MAX_WATCHES_PER_CALLER
+ * watches open; UNAVAILABLE when Redis is down or the server is shutting
+ * down; INTERNAL) and the call is left to the caller untouched. */
+int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller,
+               const char *task_id, uint64_t after_version, rpc_metrics *metrics, rpc_reply *out);
 
 /* Refuse new watches from now on, end every open watch with UNAVAILABLE
  * "server shutting down; reopen the watch" (after its send in flight, if

@@ -127,6 +127,9 @@ static int easy_setup(ai_client *c, ai_call *call, const char *body, size_t len)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* An answer whose Content-Length is over the limit is refused before
+     * its body is read (the write callback stops the others). */
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)call->max_body);
     return DOCQ_OK;
 }
 
@@ -199,7 +202,7 @@ static void result_fill(ai_call *call, CURLcode code, ai_result *out) {
         out->body = call->buf;
         out->body_len = call->len;
         call->buf = NULL;
-    } else if (call->too_large) {
+    } else if (call->too_large || code == CURLE_FILESIZE_EXCEEDED) {
         out->status = AI_CALL_TOO_LARGE;
     } else if (call->out_of_memory) {
         out->status = AI_CALL_FAILED;

@@ -449,7 +449,7 @@ worker_loop *worker_loop_create(const docq_config *cfg, int stop_fd, docq_error 
     w->rd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
     if (!w->cmd || !w->rd || alloc_tables(w) != DOCQ_OK || recovery_init(w) != DOCQ_OK) goto oom;
     ai_client_options opts = {cfg->ai_url, cfg->ai_connect_timeout_ms, cfg->ai_timeout_ms,
-                              (size_t)MAX_AI_BODY, cfg->concurrency};
+                              (size_t)cfg->max_result_bytes, cfg->concurrency};
     w->ai = ai_client_create(&opts, err);
     if (!w->ai) {
         worker_loop_free(w);

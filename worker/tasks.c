@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ai_outcome.h"
 #include "log.h"
 #include "retry.h"
 #include "worker.h"
 
-#define SNIPPET_MAX 200  /* Bytes of an error answer's body quoted in the task's error. */
 #define REQUEST_MAX (DOCQ_DOC_ID_MAX * 6 + DOCQ_TASK_ID_MAX * 2 + 64)
 
 /* ---- Slots ---------------------------------------------------------------- */
@@ -93,52 +93,22 @@ static void slot_fail(worker_loop *w, slot *s, int transient, long retry_after_m
 
 /* ---- What an AI call came to ---------------------------------------------- */
 
-/* Write into out (cap bytes) ": <start of body>" when the body's first
- * SNIPPET_MAX bytes are printable text, else an empty string. */
-static void body_snippet(const char *body, size_t len, char *out, size_t cap) {
-    char text[SNIPPET_MAX];
-    size_t n = len < SNIPPET_MAX ? len : SNIPPET_MAX, t = 0;
-    out[0] = '\0';
-    if (!body) return;
-    while (n > 0 && n < len && ((unsigned char)body[n] & 0xc0) == 0x80) n--; /* Whole characters. */
-    if (!docq_utf8_valid(body, n)) return;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)body[i];
-        if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-        else if (c < 0x20 || c == 0x7f) return;
-        text[t++] = (char)c;
-    }
-    while (t > 0 && text[t - 1] == ' ') t--;
-    if (t > 0) snprintf(out, cap, ": %.*s%s", (int)t, text, n < len ? "..." : "");
-}
-
-/* Turn a finished AI call into what s must write: SUCCESS with r's body
- * (taken), FAILURE, or a transient failure to retry (see retry.h). */
+/* Turn a finished AI call into what s must write (ai_outcome.h): SUCCESS
+ * with r's body (taken), FAILURE, or a transient failure to retry. */
 static void slot_decide(worker_loop *w, slot *s, ai_result *r) {
-    char snippet[SNIPPET_MAX + 16];
-    long status = r->http_status;
-    if (r->status == AI_CALL_TOO_LARGE) {
+    ai_outcome o;
+    ai_outcome_decide(r, (size_t)w->cfg->max_result_bytes, &o);
+    if (o.verdict != AI_SUCCESS) {
         worker_metrics_ai_error(&w->metrics, r);
-        slot_fail(w, s, 0, 0, "AI answer larger than %ld bytes", MAX_AI_BODY);
-    } else if (r->status == AI_CALL_FAILED) {
-        worker_metrics_ai_error(&w->metrics, r);
-        slot_fail(w, s, 1, 0, "AI call failed: %s", r->error);
-    } else if (status < 200 || status > 299) {
-        worker_metrics_ai_error(&w->metrics, r);
-        body_snippet(r->body, r->body_len, snippet, sizeof(snippet));
-        slot_fail(w, s, docq_retry_status_transient(status), r->retry_after_s * 1000,
-                  "AI service answered HTTP %ld%s", status, snippet);
-    } else if (!docq_utf8_valid(r->body ? r->body : "", r->body_len)) {
-        worker_metrics_ai_error(&w->metrics, r);
-        slot_fail(w, s, 0, 0, "AI service answered with a body that is not valid UTF-8");
-    } else {
-        s->outcome = DOCQ_STATE_SUCCESS;
-        s->retry = 0;
-        s->result = r->body;
-        s->result_len = r->body_len;
-        r->body = NULL;
-        slot_enter(w, s, SLOT_WRITING);
+        slot_fail(w, s, o.verdict == AI_TRANSIENT, o.retry_after_ms, "%s", o.error);
+        return;
     }
+    s->outcome = DOCQ_STATE_SUCCESS;
+    s->retry = 0;
+    s->result = r->body;
+    s->result_len = r->body_len;
+    r->body = NULL;
+    slot_enter(w, s, SLOT_WRITING);
 }
 
 /* ---- Writing -------------------------------------------------------------- */

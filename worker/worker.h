@@ -24,7 +24,6 @@
 #define ENTRY_ID_MAX 48  /* A stream id: two 64-bit numbers and a dash. */
 #define KEY_MAX 96
 #define ERROR_MAX 512
-#define MAX_AI_BODY (16L * 1024 * 1024)  /* Longest AI answer kept; longer ones fail the task. */
 
 typedef enum slot_state {
     SLOT_FREE = 0,

@@ -1,8 +1,10 @@
 /* test_config.c -- defaults, environment, flags and value checks of every
  * binary's settings (common/config.c). Each case starts from an environment
  * without DOCQ_* variables and removes what it sets. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "config.h"
@@ -720,6 +722,116 @@ static void metrics_listen(void) {
     CHECK_STR_CONTAINS(err.msg, "DOCQ_HEALTH_INTERVAL_MS");
 }
 
+/* A temporary file holding text; its path goes into path (capacity 64). */
+static void temp_file(char *path, const char *text) {
+    snprintf(path, 64, "/tmp/docq-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    CHECK_INT_EQ(write(fd, text, strlen(text)), (long long)strlen(text));
+    close(fd);
+}
+
+static void security_defaults(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.max_message_bytes, 65536);
+    CHECK_INT_EQ(cfg.max_metadata_bytes, 8192);
+    CHECK_INT_EQ(cfg.max_concurrent_streams, 1000);
+    CHECK_INT_EQ(cfg.max_watches_per_caller, 1000);
+    CHECK_STR_EQ(cfg.tls_cert, "");
+    CHECK_STR_EQ(cfg.plaintext_listen, "");
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.max_result_bytes, 1048576);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "status", "x"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.tls, 0);
+    CHECK_STR_EQ(cfg.tls_cacert, "");
+    setenv("DOCQ_MAX_MESSAGE_BYTES", "100", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_MAX_MESSAGE_BYTES");
+    unsetenv("DOCQ_MAX_MESSAGE_BYTES");
+}
+
+static void tls_settings_go_together(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--tls-cert", "s.crt"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_TLS_KEY");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--tls-key", "s.key"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_TLS_CERT");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--tls-client-ca", "ca.crt"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_TLS_CLIENT_CA");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--plaintext-listen", "0.0.0.0:8081"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_PLAINTEXT_LISTEN");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--tls-cert", "s.crt", "--tls-key", "s.key",
+                      "--tls-client-ca", "ca.crt", "--plaintext-listen", "0.0.0.0:8081"), DOCQ_OK);
+    CHECK_STR_EQ(cfg.tls_client_ca, "ca.crt");
+    CHECK_STR_EQ(cfg.plaintext_listen, "0.0.0.0:8081");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--tls-cert", "s.crt", "--tls-key", "s.key",
+                      "--plaintext-listen", "nohost"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_PLAINTEXT_LISTEN");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--cert", "c.crt", "status", "x"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "--key");
+}
+
+static void cli_tls_flags(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--tls", "--cacert", "ca.crt", "--cert=c.crt", "--key", "c.key",
+                      "--tls-server-name", "docq.internal", "status", "x"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.tls, 1);
+    CHECK_STR_EQ(cfg.tls_cacert, "ca.crt");
+    CHECK_STR_EQ(cfg.tls_client_cert, "c.crt");
+    CHECK_STR_EQ(cfg.tls_client_key, "c.key");
+    CHECK_STR_EQ(cfg.tls_server_name, "docq.internal");
+    setenv("DOCQ_TLS_CACERT", "env-ca.crt", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "status", "x"), DOCQ_OK);
+    CHECK_STR_EQ(cfg.tls_cacert, "env-ca.crt");
+    unsetenv("DOCQ_TLS_CACERT");
+    /* The server's certificate settings are not the CLI's, nor the reverse. */
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "--tls-cert", "x", "status", "x"), DOCQ_EINVAL);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--cacert", "x"), DOCQ_EINVAL);
+}
+
+static void redis_password_file(void) {
+    docq_config cfg;
+    docq_error err;
+    char path[64], flag[96];
+    clean_env();
+    temp_file(path, "pass word:@/#\n");
+    snprintf(flag, sizeof(flag), "--redis-password-file=%s", path);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, flag), DOCQ_OK);
+    CHECK_STR_EQ(cfg.redis.password, "pass word:@/#");
+    setenv("DOCQ_REDIS_PASSWORD_FILE", path, 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.redis.password, "pass word:@/#");
+    /* Not in the URL as well. */
+    setenv("DOCQ_REDIS_URL", "redis://:other@127.0.0.1:6379", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_REDIS_PASSWORD_FILE");
+    CHECK_STR_NOT_CONTAINS(err.msg, "other");
+    CHECK_STR_NOT_CONTAINS(err.msg, "pass word");
+    unsetenv("DOCQ_REDIS_URL");
+    unlink(path);
+    /* A file that holds more than a password is refused without quoting it. */
+    temp_file(path, "hunter2\nsecond line\n");
+    setenv("DOCQ_REDIS_PASSWORD_FILE", path, 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, path);
+    CHECK_STR_NOT_CONTAINS(err.msg, "hunter2");
+    CHECK_STR_EQ(cfg.redis.password, "");
+    unlink(path);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "cannot open");
+    /* The CLI has no Redis: the variable is not its. */
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "status", "x"), DOCQ_OK);
+    unsetenv("DOCQ_REDIS_PASSWORD_FILE");
+}
+
 CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(defaults_cli),
            CHECK_CASE(defaults_worker_reliability), CHECK_CASE(heartbeat_below_visibility),
            CHECK_CASE(env_overrides_default), CHECK_CASE(env_of_other_binary_ignored),
@@ -732,4 +844,6 @@ CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(
            CHECK_CASE(password_never_shown), CHECK_CASE(help_lists_own_settings),
            CHECK_CASE(help_truncates), CHECK_CASE(hostport_check),
            CHECK_CASE(defaults_rate_limits), CHECK_CASE(bool_flag_stands_alone),
-           CHECK_CASE(api_key_never_shown), CHECK_CASE(switch_flag), CHECK_CASE(metrics_listen))
+           CHECK_CASE(api_key_never_shown), CHECK_CASE(switch_flag), CHECK_CASE(metrics_listen),
+           CHECK_CASE(security_defaults), CHECK_CASE(tls_settings_go_together),
+           CHECK_CASE(cli_tls_flags), CHECK_CASE(redis_password_file))

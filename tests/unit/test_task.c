@@ -473,6 +473,26 @@ static void set_field_unknown_ignored(void) {
     CHECK(same_task(&t, &before));
 }
 
+static void owner_field(void) {
+    docq_task t = {0};
+    CHECK_INT_EQ(set(&t, "owner", "acme"), DOCQ_OK);
+    CHECK_STR_EQ(t.owner, "acme");
+    CHECK_INT_EQ(set(&t, "owner", "CN=beta,O=Example"), DOCQ_OK);
+    CHECK_STR_EQ(t.owner, "CN=beta,O=Example");
+    /* Empty, too long or holding a NUL: a corrupt record. */
+    char longer[DOCQ_OWNER_MAX + 1];
+    memset(longer, 'o', DOCQ_OWNER_MAX);
+    longer[DOCQ_OWNER_MAX] = '\0';
+    CHECK_INT_EQ(set(&t, "owner", ""), DOCQ_EINVAL);
+    CHECK_INT_EQ(set(&t, "owner", longer), DOCQ_EINVAL);
+    longer[DOCQ_OWNER_MAX - 1] = '\0';
+    CHECK_INT_EQ(set(&t, "owner", longer), DOCQ_OK);
+    CHECK_INT_EQ(docq_task_set_field(&t, "owner", 5, "ac\0me", 5), DOCQ_EINVAL);
+    CHECK_STR_EQ(t.owner, longer);
+    docq_task_clear(&t);
+    CHECK(t.owner == NULL);
+}
+
 static void task_clear_frees(void) {
     docq_task t = {0};
     strcpy(t.task_id, "s1-00112233445566778899aabbccddeeff");
@@ -498,4 +518,5 @@ CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CAS
            CHECK_CASE(shard_for_stable), CHECK_CASE(shard_for_in_range),
            CHECK_CASE(shard_for_spread), CHECK_CASE(state_names),
            CHECK_CASE(set_field_every_field), CHECK_CASE(set_field_malformed),
-           CHECK_CASE(set_field_unknown_ignored), CHECK_CASE(task_clear_frees))
+           CHECK_CASE(set_field_unknown_ignored), CHECK_CASE(task_clear_frees),
+           CHECK_CASE(owner_field))

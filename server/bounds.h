@@ -1,0 +1,52 @@
+/* bounds.h -- bounds on what one client may send or hold open.
+ *
+ * gRPC enforces the per-call and per-connection bounds itself, from the
+ * server's channel arguments (INPUT_LIMIT_ARGS): a request message larger
+ * than DOCQ_MAX_MESSAGE_BYTES fails with RESOURCE_EXHAUSTED before docq sees
+ * it, request metadata beyond DOCQ_MAX_METADATA_BYTES is refused, and a
+ * connection may have at most DOCQ_MAX_CONCURRENT_STREAMS calls open (HTTP/2
+ * SETTINGS_MAX_CONCURRENT_STREAMS: clients queue the rest).
+ *
+ * docq counts what outlives a call's arrival itself: the open watches of
+ * each caller (DOCQ_MAX_WATCHES_PER_CALLER), in a caller_counts table that
+ * the watch hub keeps under its mutex. */
+#ifndef DOCQ_SERVER_BOUNDS_H
+#define DOCQ_SERVER_BOUNDS_H
+
+#include <stddef.h>
+
+#include <grpc/grpc.h>
+
+#define INPUT_LIMIT_ARGS(cfg)                                                                       \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)(cfg)->max_message_bytes}}, \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = (int)(cfg)->max_metadata_bytes}},     \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = (int)(cfg)->max_concurrent_streams}}
+
+/* How many things each caller holds, by caller id. Not thread-safe: its
+ * owner serializes every call (the watch hub holds its mutex). */
+typedef struct caller_counts caller_counts;
+
+/* One caller's count, handed out by caller_counts_acquire. */
+typedef struct caller_count caller_count;
+
+/* An empty table, or NULL when out of memory. */
+caller_counts *caller_counts_create(void);
+
+/* Free the table and every count left in it. NULL is fine. */
+void caller_counts_free(caller_counts *t);
+
+/* Add one to the count of caller id (NUL-terminated, as docq_caller holds
+ * it) when that count is below max (0: no maximum). Returns DOCQ_OK with
+ * *out the caller's count (give it back with caller_counts_release),
+ * DOCQ_ELIMITED when the caller already holds max, or DOCQ_ERR when out of
+ * memory. */
+int caller_counts_acquire(caller_counts *t, const char *id, long max, caller_count **out);
+
+/* Take one off c, which caller_counts_acquire handed out; a count that
+ * reaches 0 leaves the table (c is then freed). NULL is fine. */
+void caller_counts_release(caller_counts *t, caller_count *c);
+
+/* The count of caller id (0 when it holds nothing). */
+long caller_counts_get(const caller_counts *t, const char *id);
+
+#endif
