@@ -16,6 +16,7 @@ import unittest
 import grpc
 
 from certs import Pki
+from probes import SERVING, HealthWatch, health_check, http_get, metrics_port
 from stack import BIN_DIR, Stack, pb, pb_grpc, wait_for
 
 UNKNOWN_ID = "s0-" + "0" * 32
@@ -200,14 +201,16 @@ class Tls(unittest.TestCase):
             self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED, method)
             self.assertIn("over TLS", details)
         self.assertEqual(s.redis_cli("DBSIZE"), "0")
-        # Health is answered on the plaintext port exactly as over TLS
-        # (UNIMPLEMENTED while no health service is registered, SERVING once
-        # one is): the port lets it through.
-        check = "/grpc.health.v1.Health/Check"
-        over_tls = code_of(raw_unary(secure, check), b"", timeout=10)
-        over_plain = code_of(raw_unary(plain, check), b"", timeout=10)
-        self.assertEqual(over_plain, over_tls)
-        self.assertNotEqual(over_plain[0], grpc.StatusCode.PERMISSION_DENIED)
+        # Health is answered on the plaintext port as over TLS: SERVING, with
+        # no key, for the server and for DocQueue; Watch too.
+        for service in ("", "docq.v1.DocQueue"):
+            self.assertEqual(health_check(plain, service, timeout=10), SERVING, service)
+            self.assertEqual(health_check(secure, service, timeout=10), SERVING, service)
+        watch = HealthWatch(plain, timeout=5)  # Reads from its start.
+        wait_for(lambda: watch.statuses, what="the health watch's first status")
+        self.assertEqual(watch.statuses[0], SERVING)
+        watch.call.cancel()
+        watch.join(10)
         # The TLS port still serves everything.
         stub = pb_grpc.DocQueueStub(secure)
         self.assertEqual(stub.SubmitDoc(pb.SubmitDocRequest(doc_id="x"), timeout=10).state, pb.Task.PENDING)
@@ -479,6 +482,9 @@ class Secrets(unittest.TestCase):
         wait_for(lambda: "WRONGPASS" in s.workers[1].text(), what="the worker with a wrong password to say so")
         wait_for(lambda: "WRONGPASS" in bad_server.text() or "NOAUTH" in bad_server.text(),
                  what="the server with a wrong password to say so")
+        # Nor does any /metrics page.
+        for p in (s.server, s.workers[0], s.workers[1], bad_server):
+            outputs.append(http_get(metrics_port(p), "/metrics")[2])
         for p in s.procs:
             p.signal(signal.SIGTERM)
         for p in s.procs:
