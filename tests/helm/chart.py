@@ -188,36 +188,70 @@ def _secret_or_configmap(objs, kind, name, external_secrets):
     return secret_data(obj) if kind == "Secret" else obj.get("data") or {}
 
 
+def _volume_files(objs, volume, external_secrets):
+    """{relative path: content} of the files the kubelet writes for a volume of a pod: a Secret,
+    a ConfigMap or a projected volume of them (items or every key); {} for other kinds."""
+    def source(kind, spec, name):
+        data = _secret_or_configmap(objs, kind, name, external_secrets if kind == "Secret" else {})
+        items = spec.get("items") or [{"key": k, "path": k} for k in data]
+        for it in items:
+            if it["key"] not in data:
+                raise AssertionError("%s %s has no key %s" % (kind, name, it["key"]))
+        return {it["path"]: data[it["key"]] for it in items}
+
+    if "secret" in volume:
+        return source("Secret", volume["secret"], volume["secret"]["secretName"])
+    if "configMap" in volume:
+        return source("ConfigMap", volume["configMap"], volume["configMap"]["name"])
+    files = {}
+    for src in (volume.get("projected") or {}).get("sources") or []:
+        if "secret" in src:
+            files.update(source("Secret", src["secret"], src["secret"]["name"]))
+        elif "configMap" in src:
+            files.update(source("ConfigMap", src["configMap"], src["configMap"]["name"]))
+    return files
+
+
+def mounted_files(objs, workload, external_secrets=None):
+    """{path in the container: content} of every file that the workload's first container's
+    volume mounts hold (Secrets and ConfigMaps resolved as in container_env)."""
+    external_secrets = external_secrets or {}
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes") or []}
+    # A StatefulSet's claims are volumes too (empty ones, as far as files go).
+    for t in workload["spec"].get("volumeClaimTemplates") or []:
+        volumes[t["metadata"]["name"]] = {"name": t["metadata"]["name"], "persistentVolumeClaim": {}}
+    files = {}
+    for m in container(workload).get("volumeMounts") or []:
+        if m["name"] not in volumes:
+            raise AssertionError("%s mounts %s, which is no volume of its pod" % (
+                workload["metadata"]["name"], m["name"]))
+        for rel, data in _volume_files(objs, volumes[m["name"]], external_secrets).items():
+            files[m["mountPath"].rstrip("/") + "/" + rel] = data
+    return files
+
+
 def local_env(objs, workload, root, ports, redis_port, ai_base=None, external_secrets=None):
     """The workload's environment (container_env) made to run on this machine, changing only
     what must change: the listen addresses' ports (ports maps each rendered port to a local
     one; the host becomes 127.0.0.1), the Redis host and port (to 127.0.0.1:redis_port; the
-    password and db stay), the AI service's scheme, host and port (to ai_base, e.g.
+    db stays), the AI service's scheme, host and port (to ai_base, e.g.
     "http://127.0.0.1:PORT"; the path stays), and the paths of mounted volumes, whose files
-    (Secret and ConfigMap items) are written under root as the kubelet writes them."""
+    (Secret and ConfigMap items, projected or not) are written under root as the kubelet
+    writes them."""
     external_secrets = external_secrets or {}
     env = container_env(objs, workload, external_secrets)
-    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes") or []}
+    for m in container(workload).get("volumeMounts") or []:
+        os.makedirs(os.path.join(root, m["mountPath"].lstrip("/")), exist_ok=True)
+    for path, data in mounted_files(objs, workload, external_secrets).items():
+        with open(os.path.join(root, path.lstrip("/")), "w") as f:
+            f.write(data)
     for m in container(workload).get("volumeMounts") or []:
         local = os.path.join(root, m["mountPath"].lstrip("/"))
-        os.makedirs(local, exist_ok=True)
-        vol = volumes[m["name"]]
-        src = None
-        if "secret" in vol:
-            src = vol["secret"], _secret_or_configmap(objs, "Secret", vol["secret"]["secretName"], external_secrets)
-        elif "configMap" in vol:
-            src = vol["configMap"], _secret_or_configmap(objs, "ConfigMap", vol["configMap"]["name"], {})
-        if src:
-            spec, data = src
-            items = spec.get("items") or [{"key": k, "path": k} for k in data]
-            for it in items:
-                with open(os.path.join(local, it["path"]), "w") as f:
-                    f.write(data[it["key"]])
         for k, v in env.items():
             if v == m["mountPath"] or v.startswith(m["mountPath"].rstrip("/") + "/"):
                 env[k] = local + v[len(m["mountPath"].rstrip("/")):]
-    for k in ("DOCQ_LISTEN", "DOCQ_METRICS_LISTEN"):
-        if k in env:
+    for k in ("DOCQ_LISTEN", "DOCQ_METRICS_LISTEN", "DOCQ_PLAINTEXT_LISTEN"):
+        if env.get(k):
             port = int(env[k].rsplit(":", 1)[1])
             env[k] = "127.0.0.1:%d" % ports[port]
     m = re.match(r"^redis://(?:(:[^@]*)@)?[^/]+(/\d+)?$", env["DOCQ_REDIS_URL"])
@@ -233,6 +267,16 @@ def local_env(objs, workload, root, ports, redis_port, ai_base=None, external_se
 
 
 def redis_password(objs, workload, external_secrets=None):
-    """The Redis password in the workload's DOCQ_REDIS_URL, or None."""
-    m = re.match(r"^redis://:([^@]*)@", container_env(objs, workload, external_secrets)["DOCQ_REDIS_URL"])
+    """The Redis password the workload's docq binary uses: the file DOCQ_REDIS_PASSWORD_FILE
+    names, read from the volume mounted there as docq reads it (one trailing newline
+    dropped), or the password in DOCQ_REDIS_URL; None without one."""
+    env = container_env(objs, workload, external_secrets)
+    path = env.get("DOCQ_REDIS_PASSWORD_FILE")
+    if path:
+        files = mounted_files(objs, workload, external_secrets)
+        if path not in files:
+            raise AssertionError("DOCQ_REDIS_PASSWORD_FILE %s is in no volume of %s" % (
+                path, workload["metadata"]["name"]))
+        return re.sub(r"\r?\n\Z", "", files[path])
+    m = re.match(r"^redis://:([^@]*)@", env["DOCQ_REDIS_URL"])
     return m.group(1) if m else None

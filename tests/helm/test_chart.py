@@ -6,8 +6,10 @@ security contexts).
 """
 import base64
 import collections
+import json
 import os
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -25,6 +27,35 @@ def probe_port(workload, probe):
 
 def listen_port(address):
     return int(address.rsplit(":", 1)[1])
+
+
+# What a Secret the chart expects the operator to provide holds, in the checks that do not look
+# at the values themselves: every key a value set names.
+OPERATOR_SECRET = {"password": "pw", "redis-password": "pw", "pw": "pw",
+                   "tls.crt": "certificate", "tls.key": "key", "ca.crt": "client CA"}
+
+
+def mounted_volume(workload, mount_path):
+    """The volume of a workload's pod that its first container mounts at mount_path."""
+    [m] = [m for m in container(workload).get("volumeMounts") or [] if m["mountPath"] == mount_path]
+    [v] = [v for v in pod_spec(workload)["volumes"] if v["name"] == m["name"]]
+    return m, v
+
+
+def assert_redis_password_is_a_mounted_file(test, objs, workload, secret, key, password,
+                                            external_secrets=None):
+    """The workload reads the Redis password from the file DOCQ_REDIS_PASSWORD_FILE names,
+    item key of Secret secret mounted read-only, and from nowhere else: not in its URL, its
+    environment, its command or its arguments."""
+    env = chart.container_env(objs, workload, external_secrets)
+    c = container(workload)
+    mount, vol = mounted_volume(workload, os.path.dirname(env["DOCQ_REDIS_PASSWORD_FILE"]))
+    test.assertTrue(mount["readOnly"])
+    test.assertEqual(vol["secret"], {"secretName": secret, "items": [
+        {"key": key, "path": os.path.basename(env["DOCQ_REDIS_PASSWORD_FILE"])}]})
+    test.assertEqual(chart.redis_password(objs, workload, external_secrets), password)
+    test.assertNotIn("@", env["DOCQ_REDIS_URL"])
+    test.assertNotIn(password, json.dumps([c.get("env"), c.get("command"), c.get("args"), env]))
 
 
 class Common:
@@ -47,10 +78,17 @@ class Common:
                 self.assertEqual(pod_labels.get(k), v)
             # The environment resolves: every Secret and ConfigMap it names is rendered or is
             # one the value set says the operator provides.
-            env = chart.container_env(objs, w, {s: {"password": "pw", "redis-password": "pw", "pw": "pw"}
-                                                for s in external_secrets})
+            operator = {s: OPERATOR_SECRET for s in external_secrets}
+            env = chart.container_env(objs, w, operator)
             self.assertTrue(env["DOCQ_REDIS_URL"].startswith("redis://"), env["DOCQ_REDIS_URL"])
             self.assertNotIn("$(", env["DOCQ_REDIS_URL"])
+            # Every file it mounts is there (Secrets rendered or the operator's, with the keys
+            # named), and every file a setting names is mounted.
+            files = chart.mounted_files(objs, w, operator)
+            for setting in ("DOCQ_REDIS_PASSWORD_FILE", "DOCQ_API_KEYS_FILE", "DOCQ_TLS_CERT", "DOCQ_TLS_KEY",
+                            "DOCQ_TLS_CLIENT_CA"):
+                if env.get(setting):
+                    self.assertIn(env[setting], files, setting)
         # The Service sends gRPC to the server pods' grpc port.
         for k, v in service["spec"]["selector"].items():
             self.assertEqual(server["spec"]["template"]["metadata"]["labels"].get(k), v)
@@ -75,14 +113,18 @@ class ValueSets(unittest.TestCase, Common):
         self.assertEqual(args[args.index("--appendonly") + 1], "yes")
         self.assertEqual(args[args.index("--appendfsync") + 1], "everysec")
         self.assertEqual(args[args.index("--maxmemory-policy") + 1], "noeviction")
-        self.assertEqual(args[args.index("--requirepass") + 1], "$(REDIS_PASSWORD)")
-        self.assertEqual([m["mountPath"] for m in container(redis)["volumeMounts"]], ["/data"])
+        self.assertEqual([m["mountPath"] for m in container(redis)["volumeMounts"]], ["/data", "/etc/docq/redis"])
         self.assertEqual([t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]], ["data"])
         password = chart.secret_data(find(objs, "Secret", "redis"))["redis-password"]
         self.assertRegex(password, r"^[A-Za-z0-9]{32}$")
         env = chart.container_env(objs, server)
-        self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:%s@docq-redis:6379/0" % password)
+        self.assertEqual(env["DOCQ_REDIS_URL"], "redis://docq-redis:6379/0")
         self.assertEqual(chart.container_env(objs, worker)["DOCQ_REDIS_URL"], env["DOCQ_REDIS_URL"])
+        # Servers, workers and Redis itself read the password from the Secret mounted as a file.
+        for w in (server, worker):
+            assert_redis_password_is_a_mounted_file(self, objs, w, "docq-redis", "redis-password", password)
+        self.assertEqual(chart.mounted_files(objs, redis)["/etc/docq/redis/password"], password)
+        self.assertNotIn("env", container(redis))
         self.assertNotIn(password, str(kinds(objs, "ConfigMap")))
         # Workers scale on CPU; servers and workers have disruption budgets.
         hpa = find(objs, "HorizontalPodAutoscaler", "worker")
@@ -103,11 +145,13 @@ class ValueSets(unittest.TestCase, Common):
         server, worker, _ = self.check_common(objs, external_secrets=["docq-redis-credentials"])
         self.assertEqual(kinds(objs, "StatefulSet"), [])
         self.assertEqual([s["metadata"]["name"] for s in kinds(objs, "Secret")], [])
+        # The password from the operator's Secret, as a file: a '/' or an '@' in it is fine.
+        secrets = {"docq-redis-credentials": {"password": "p@ss:w/rd\n"}}
         for w in (server, worker):
-            env = chart.container_env(objs, w, {"docq-redis-credentials": {"password": "p@ss:w"}})
-            self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:p@ss:w@redis.data.svc.cluster.local:6380/2")
-            ref = next(e for e in container(w)["env"] if e["name"] == "REDIS_PASSWORD")
-            self.assertEqual(ref["valueFrom"]["secretKeyRef"], {"name": "docq-redis-credentials", "key": "password"})
+            env = chart.container_env(objs, w, secrets)
+            self.assertEqual(env["DOCQ_REDIS_URL"], "redis://redis.data.svc.cluster.local:6380/2")
+            assert_redis_password_is_a_mounted_file(self, objs, w, "docq-redis-credentials", "password",
+                                                    "p@ss:w/rd", secrets)
         self.assertEqual(chart.container_env(objs, worker, {"docq-redis-credentials": {"password": "x"}})[
             "DOCQ_AI_URL"], "http://ai.models.svc.cluster.local:8080/process")
 
@@ -117,9 +161,12 @@ class ValueSets(unittest.TestCase, Common):
         self.assertEqual(kinds(objs, "StatefulSet") + kinds(objs, "Secret") + kinds(objs, "HorizontalPodAutoscaler"), [])
         self.assertEqual(server["spec"]["replicas"], 3)
         self.assertEqual(worker["spec"]["replicas"], 4)
+        # No password: no file, no volume; every setting comes from the ConfigMap.
         for w in (server, worker):
-            self.assertEqual([e["name"] for e in container(w)["env"]], ["DOCQ_REDIS_URL"])
-            self.assertEqual(chart.container_env(objs, w)["DOCQ_REDIS_URL"], "redis://10.0.0.5:6379")
+            self.assertNotIn("env", container(w))
+            self.assertNotIn("volumes", pod_spec(w))
+            env = chart.container_env(objs, w)
+            self.assertEqual((env["DOCQ_REDIS_URL"], env["DOCQ_REDIS_PASSWORD_FILE"]), ("redis://10.0.0.5:6379", ""))
 
     def test_networkpolicy_and_servicemonitor_on(self):
         objs = self.lint_and_render(["netpol-servicemonitor"])
@@ -127,9 +174,11 @@ class ValueSets(unittest.TestCase, Common):
         # The bundled Redis takes its password from the operator's Secret: none is generated.
         self.assertEqual(kinds(objs, "Secret"), [])
         redis = find(objs, "StatefulSet", "redis")
-        for w in (server, worker, redis):
-            ref = next(e for e in container(w)["env"] if e["name"] == "REDIS_PASSWORD")
-            self.assertEqual(ref["valueFrom"]["secretKeyRef"], {"name": "redis-auth", "key": "pw"})
+        for w in (server, worker):
+            assert_redis_password_is_a_mounted_file(self, objs, w, "redis-auth", "pw", "operator's",
+                                                    {"redis-auth": {"pw": "operator's"}})
+        self.assertEqual(mounted_volume(redis, "/etc/docq/redis")[1]["secret"],
+                         {"secretName": "redis-auth", "items": [{"key": "pw", "path": "password"}]})
         labels = {c: find(objs, "Deployment", c)["spec"]["template"]["metadata"]["labels"]
                   for c in ("server", "worker")}
         redis_labels = find(objs, "StatefulSet", "redis")["spec"]["template"]["metadata"]["labels"]
@@ -189,10 +238,10 @@ class ValueSets(unittest.TestCase, Common):
         self.assertRegex(keys, r"(?m)^acme\s+2c26b46b")
         self.assertIn("checksum/api-keys", server["spec"]["template"]["metadata"]["annotations"])
         # The password from values, Redis on an emptyDir.
-        self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:s3cret-from-values@docq-redis:6379/0")
+        self.assertEqual(chart.redis_password(objs, server), "s3cret-from-values")
         redis = find(objs, "StatefulSet", "redis")
         self.assertNotIn("volumeClaimTemplates", redis["spec"])
-        self.assertEqual(pod_spec(redis)["volumes"], [{"name": "data", "emptyDir": {}}])
+        self.assertEqual(mounted_volume(redis, "/data")[1], {"name": "data", "emptyDir": {}})
         # Lag only: the external metric, averaged over the workers.
         hpa = find(objs, "HorizontalPodAutoscaler", "worker")
         [m] = hpa["spec"]["metrics"]
@@ -209,6 +258,46 @@ class ValueSets(unittest.TestCase, Common):
                          ("256", "https://ai.example.com/v1/process"))
         self.assertEqual(pod_spec(server)["terminationGracePeriodSeconds"], 10 + 10 + 5)
         self.assertEqual(pod_spec(worker)["terminationGracePeriodSeconds"], 600 + 10)
+
+
+    def test_tls_and_mutual_tls(self):
+        objs = self.lint_and_render(["tls-mtls"])
+        server, worker, service = self.check_common(objs, external_secrets=["docq-tls"])
+        env = chart.container_env(objs, server)
+        # The certificate, key and client CA of the operator's kubernetes.io/tls Secret.
+        files = chart.mounted_files(objs, server, {"docq-tls": OPERATOR_SECRET})
+        self.assertEqual([files[env[k]] for k in ("DOCQ_TLS_CERT", "DOCQ_TLS_KEY", "DOCQ_TLS_CLIENT_CA")],
+                         ["certificate", "key", "client CA"])
+        self.assertEqual(listen_port(env["DOCQ_PLAINTEXT_LISTEN"]), 8082)
+        # The Service carries the TLS port only; the NetworkPolicy opens no rule on the health
+        # port (the kubelet probes from the node, which NetworkPolicy always admits).
+        self.assertEqual([p["targetPort"] for p in service["spec"]["ports"]], ["grpc"])
+        rules = find(objs, "NetworkPolicy", "server")["spec"]["ingress"]
+        self.assertEqual(sorted(p["port"] for r in rules for p in r["ports"]), ["grpc", "metrics"])
+        # The worker has nothing to do with TLS.
+        self.assertFalse([v for v in pod_spec(worker)["volumes"] if v["name"] == "tls"])
+        # The bounds on inputs reach the ConfigMaps.
+        wenv = chart.container_env(objs, worker)
+        self.assertEqual([env[k] for k in ("DOCQ_MAX_MESSAGE_BYTES", "DOCQ_MAX_METADATA_BYTES",
+                                           "DOCQ_MAX_CONCURRENT_STREAMS", "DOCQ_MAX_WATCHES_PER_CALLER")],
+                         ["131072", "16384", "200", "50"])
+        self.assertEqual(wenv["DOCQ_MAX_RESULT_BYTES"], "4194304")
+        # A client CA from a Secret of its own.
+        objs = chart.render(["tls-mtls"], ["server.tls.clientCA.existingSecret=clients-ca",
+                                           "server.tls.clientCA.existingSecretKey=bundle.pem"])
+        server = find(objs, "Deployment", "server")
+        env = chart.container_env(objs, server)
+        files = chart.mounted_files(objs, server, {"docq-tls": OPERATOR_SECRET, "clients-ca": {"bundle.pem": "CAs"}})
+        self.assertEqual(files[env["DOCQ_TLS_CLIENT_CA"]], "CAs")
+        self.assertEqual(files[env["DOCQ_TLS_CERT"]], "certificate")
+        # TLS without client certificates: no client CA, nothing but tls.crt and tls.key needed.
+        objs = chart.render(["tls-mtls"], ["server.tls.clientAuth=false"])
+        server = find(objs, "Deployment", "server")
+        env = chart.container_env(objs, server)
+        self.assertEqual(env["DOCQ_TLS_CLIENT_CA"], "")
+        files = chart.mounted_files(objs, server, {"docq-tls": {"tls.crt": "c", "tls.key": "k"}})
+        self.assertEqual(sorted(p for p in files if p.startswith("/etc/docq/tls/")),
+                         ["/etc/docq/tls/tls.crt", "/etc/docq/tls/tls.key"])
 
 
 class Notes(unittest.TestCase):
@@ -235,6 +324,15 @@ class Notes(unittest.TestCase):
         self.assertIn("grpcurl -plaintext -H \"authorization: Bearer $DOCQ_API_KEY\" localhost:443 list", notes)
         self.assertIn("grpcurl -plaintext localhost:443 grpc.health.v1.Health/Check", notes)
         self.assertNotIn("aiUrl", notes)
+        # With mutual TLS, grpcurl and docq check the Service's name and present a certificate.
+        notes = self.notes("server.tls.enabled=true", "server.tls.existingSecret=docq-tls", "server.tls.clientAuth=true")
+        tls = "-cacert ca.crt -servername docq-server.%s.svc -cert client.crt -key client.key" % chart.NAMESPACE
+        self.assertIn("grpcurl %s localhost:50051 list" % tls, notes)
+        self.assertIn("grpcurl %s localhost:50051 grpc.health.v1.Health/Check" % tls, notes)
+        self.assertIn("docq --server localhost:50051 --cacert ca.crt --tls-server-name docq-server.%s.svc "
+                      "--cert client.crt --key client.key submit --wait doc_1" % chart.NAMESPACE, notes)
+        self.assertNotIn("-plaintext", notes)
+        self.assertIn("plaintext port 8081", notes)
 
 
 class RedisPassword(unittest.TestCase):
@@ -254,8 +352,9 @@ class RedisPassword(unittest.TestCase):
             objs = chart.render(kubeconfig=kube.kubeconfig)
             self.assertIn("GET /api/v1/namespaces/%s/secrets/%s" % (chart.NAMESPACE, name), kube.requests)
         self.assertEqual(self.password(objs), "Password0fTheFirstInstall")
-        env = chart.container_env(objs, find(objs, "Deployment", "server"))
-        self.assertEqual(env["DOCQ_REDIS_URL"], "redis://:Password0fTheFirstInstall@docq-redis:6379/0")
+        for component in ("server", "worker"):
+            self.assertEqual(chart.redis_password(objs, find(objs, "Deployment", component)),
+                             "Password0fTheFirstInstall")
         # A first install (no Secret yet) gets a new random password each time.
         with fakekube.FakeKube() as kube:
             first = self.password(chart.render(kubeconfig=kube.kubeconfig))
@@ -295,7 +394,18 @@ class Schema(unittest.TestCase):
                         ("worker.config.aiUrl=ftp://ai", "/worker/config/aiUrl"),
                         ("worker.config.workerConcurrency=0", "/worker/config/workerConcurrency"),
                         ("redis.external.url=redis://:pw@host:6379", "/redis/external/url"),
-                        ("redis.bundled.appendfsync=sometimes", "/redis/bundled/appendfsync")):
+                        ("redis.bundled.appendfsync=sometimes", "/redis/bundled/appendfsync"),
+                        ("server.config.maxMessageBytes=1023", "/server/config/maxMessageBytes"),
+                        ("server.config.maxMessageBytes=67108865", "/server/config/maxMessageBytes"),
+                        ("server.config.maxMetadataBytes=1048577", "/server/config/maxMetadataBytes"),
+                        ("server.config.maxConcurrentStreams=0", "/server/config/maxConcurrentStreams"),
+                        ("server.config.maxWatchesPerCaller=-1", "/server/config/maxWatchesPerCaller"),
+                        ("server.config.maxWatchesPerCaller=100000001", "/server/config/maxWatchesPerCaller"),
+                        ("worker.config.maxResultBytes=0", "/worker/config/maxResultBytes"),
+                        ("worker.config.maxResultBytes=268435457", "/worker/config/maxResultBytes"),
+                        ("server.healthPort=0", "/server/healthPort"),
+                        ("server.tls.enabled=yes", "/server/tls/enabled"),
+                        ("server.tls.clientCert=x", "'clientCert' not allowed")):
             with self.subTest(s):
                 self.assert_refused(sets=[s], says=says)
 
@@ -306,7 +416,15 @@ class Schema(unittest.TestCase):
                         (["redis.external.url=redis://r:6379"], "turn the bundled Redis off"),
                         (["server.apiKeys.enabled=true"], "server.apiKeys.existingSecret or server.apiKeys.keys"),
                         (["worker.autoscaling.targetCPUUtilizationPercentage=0"], "targetCPUUtilizationPercentage or lag.enabled"),
-                        (["worker.autoscaling.minReplicas=5", "worker.autoscaling.maxReplicas=3"], "minReplicas is above maxReplicas")):
+                        (["worker.autoscaling.minReplicas=5", "worker.autoscaling.maxReplicas=3"], "minReplicas is above maxReplicas"),
+                        (["server.tls.enabled=true"], "server.tls.enabled needs server.tls.existingSecret"),
+                        (["server.tls.clientAuth=true"], "server.tls.clientAuth (mutual TLS) needs server.tls.enabled"),
+                        (["server.tls.enabled=true", "server.tls.existingSecret=t", "server.tls.clientCA.existingSecret=ca"],
+                         "server.tls.clientAuth is false"),
+                        (["server.tls.enabled=true", "server.tls.existingSecret=t", "server.healthPort=50051"],
+                         "server.healthPort must differ"),
+                        (["server.tls.enabled=true", "server.tls.existingSecret=t", "server.healthPort=9090"],
+                         "server.healthPort must differ")):
             with self.subTest(s):
                 self.assert_refused(sets=s, says=says, lint=False)
 
@@ -339,6 +457,38 @@ class Manifests(unittest.TestCase):
         for w, e in ((self.server, env), (self.worker, wenv)):
             ann = w["spec"]["template"]["metadata"]["annotations"]
             self.assertEqual(int(ann["prometheus.io/port"]), listen_port(e["DOCQ_METRICS_LISTEN"]))
+
+    def test_with_tls_the_probes_target_the_plaintext_port_and_the_tls_files_are_mounted(self):
+        objs = chart.render(["tls-mtls"])
+        server = find(objs, "Deployment", "server")
+        env = chart.container_env(objs, server)
+        grpc, health = listen_port(env["DOCQ_LISTEN"]), listen_port(env["DOCQ_PLAINTEXT_LISTEN"])
+        self.assertNotEqual(grpc, health)
+        self.assertEqual(chart.named_port(server, "grpc"), grpc)
+        self.assertEqual(chart.named_port(server, "health"), health)
+        # The kubelet's gRPC probes do not do TLS: both go to the plaintext health port.
+        for probe in ("readinessProbe", "livenessProbe"):
+            self.assertIn("grpc", container(server)[probe])
+            self.assertEqual(probe_port(server, probe), health, probe)
+        # The Service sends clients to the TLS port only.
+        svc = find(objs, "Service", "server")
+        self.assertEqual([chart.named_port(server, p["targetPort"]) for p in svc["spec"]["ports"]], [grpc])
+        # DOCQ_TLS_* name files of one read-only mount, projected from the operator's Secret.
+        mount, vol = mounted_volume(server, os.path.dirname(env["DOCQ_TLS_CERT"]))
+        self.assertTrue(mount["readOnly"])
+        for setting in ("DOCQ_TLS_KEY", "DOCQ_TLS_CLIENT_CA"):
+            self.assertEqual(os.path.dirname(env[setting]), mount["mountPath"], setting)
+        sources = [(src["secret"]["name"], it["key"], os.path.join(mount["mountPath"], it["path"]))
+                   for src in vol["projected"]["sources"] for it in src["secret"]["items"]]
+        self.assertEqual(sources, [("docq-tls", "tls.crt", env["DOCQ_TLS_CERT"]),
+                                   ("docq-tls", "tls.key", env["DOCQ_TLS_KEY"]),
+                                   ("docq-tls", "ca.crt", env["DOCQ_TLS_CLIENT_CA"])])
+        # Without TLS there is no health port, no TLS file, and the probes use the gRPC port
+        # (test_probes_and_ports_name_the_ports_the_binaries_listen_on).
+        env = chart.container_env(self.objs, self.server)
+        self.assertEqual([env[k] for k in ("DOCQ_TLS_CERT", "DOCQ_TLS_KEY", "DOCQ_TLS_CLIENT_CA",
+                                           "DOCQ_PLAINTEXT_LISTEN")], ["", "", "", ""])
+        self.assertEqual([p["name"] for p in container(self.server)["ports"]], ["grpc", "metrics"])
 
     def test_termination_grace_covers_the_prestop_delay_and_the_shutdown_grace(self):
         env = chart.container_env(self.objs, self.server)
@@ -376,8 +526,11 @@ class Manifests(unittest.TestCase):
 
     def test_the_configmaps_set_every_setting_the_binaries_read_with_their_defaults(self):
         # Settings the chart derives instead of copying a default: addresses from the ports,
-        # the Redis URL from the Redis values, the keys file from apiKeys.
-        derived = {"DOCQ_LISTEN", "DOCQ_METRICS_LISTEN", "DOCQ_REDIS_URL", "DOCQ_API_KEYS_FILE"}
+        # the Redis URL and password file from the Redis values, the keys file from apiKeys,
+        # the TLS files and the plaintext health address from server.tls.
+        derived = {"DOCQ_LISTEN", "DOCQ_METRICS_LISTEN", "DOCQ_REDIS_URL", "DOCQ_REDIS_PASSWORD_FILE",
+                   "DOCQ_API_KEYS_FILE", "DOCQ_TLS_CERT", "DOCQ_TLS_KEY", "DOCQ_TLS_CLIENT_CA",
+                   "DOCQ_PLAINTEXT_LISTEN"}
         truth = {"1": "1", "true": "1", "yes": "1", "on": "1", "0": "0", "false": "0", "no": "0", "off": "0"}
         for binary, w, component in (("docq-server", self.server, "server"), ("docq-worker", self.worker, "worker")):
             cm = find(self.objs, "ConfigMap", component)["data"]
@@ -385,10 +538,9 @@ class Manifests(unittest.TestCase):
             for setting, default in chart.binary_settings(binary).items():
                 with self.subTest(binary=binary, setting=setting):
                     self.assertIn(setting, env, "%s reads %s but the chart does not set it" % (binary, setting))
-                    if setting == "DOCQ_REDIS_URL":
-                        self.assertNotIn(setting, cm, "the Redis URL holds the password: not in a ConfigMap")
-                        continue
                     self.assertIn(setting, cm)
+                    if setting == "DOCQ_REDIS_URL":
+                        self.assertNotIn("@", cm[setting], "the password is a file, never in the URL")
                     if setting not in derived:
                         self.assertEqual(truth.get(cm[setting], cm[setting]), truth.get(default, default))
             for setting in cm:
@@ -398,25 +550,34 @@ class Manifests(unittest.TestCase):
 class Binaries(unittest.TestCase):
     def test_the_binaries_accept_the_environment_of_every_value_set(self):
         # A value a binary refuses makes it exit 2 at once, naming the setting; one that it
-        # accepts leaves it running (waiting for a Redis that is not there).
+        # accepts leaves it running (waiting for a Redis that is not there). The server of the
+        # TLS set reads real certificates (a bad one would stop it too).
+        sys.path.insert(0, os.path.join(chart.HERE, "..", "integration"))
+        from certs import Pki
+        with tempfile.TemporaryDirectory() as pki_dir:
+            pki = Pki(pki_dir)
+            tls = {"tls.crt": Pki.read(pki.server.cert).decode(), "tls.key": Pki.read(pki.server.key).decode(),
+                   "ca.crt": Pki.read(pki.ca_cert).decode()}
+        secrets = {"docq-redis-credentials": {"password": "pw"}, "redis-auth": {"pw": "pw"}, "docq-tls": tls}
         for values in ([], ["external-redis"], ["no-bundled-redis-no-hpa"], ["netpol-servicemonitor"],
-                       ["api-keys-lag"]):
+                       ["api-keys-lag"], ["tls-mtls"]):
             objs = chart.render(values)
             for component in ("server", "worker"):
                 w = find(objs, "Deployment", component)
                 with self.subTest(values=values, component=component), tempfile.TemporaryDirectory() as root:
                     env = chart.local_env(objs, w, root, collections.defaultdict(int), redis_port=1,
-                                          external_secrets={"docq-redis-credentials": {"password": "pw"},
-                                                            "redis-auth": {"pw": "pw"}})
+                                          external_secrets=secrets)
                     p = subprocess.Popen([os.path.join(chart.BIN_DIR, container(w)["command"][0])], env=env,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                    running = False
                     try:
                         out, _ = p.communicate(timeout=1.5)
                     except subprocess.TimeoutExpired:
+                        running = True
                         p.terminate()
                         out, _ = p.communicate(timeout=30)
                     self.assertNotIn("invalid DOCQ_", out)
-                    self.assertNotEqual(p.returncode, 2, out)
+                    self.assertTrue(running, "exited %d:\n%s" % (p.returncode, out))
 
 
 if __name__ == "__main__":

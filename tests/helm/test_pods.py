@@ -4,7 +4,9 @@ and environment helm template renders for them, changing only what must change o
 the rendered password, the AI host to docq-fake-ai, mounted files to a temporary directory),
 then probed the way the kubelet probes them: grpc.health.v1.Health/Check on the port the gRPC
 probes name, HTTP GET on the worker's probe paths and port, GET /metrics where Prometheus is
-told to scrape.
+told to scrape. With TLS values the server gets certificates made by openssl (the operator's
+kubernetes.io/tls Secret). The bundled Redis's own command and readiness probe run too, with
+redis-server and redis-cli of this machine.
 
 The probe tests need the server's health service and the endpoints on DOCQ_METRICS_LISTEN
 (issue 6).
@@ -26,6 +28,7 @@ sys.path.insert(0, os.environ.get("DOCQ_HELM_PYGEN", os.path.join(chart.BIN_DIR,
 import grpc  # noqa: E402
 import health_pb2  # noqa: E402
 import health_pb2_grpc  # noqa: E402
+from certs import Pki  # noqa: E402
 from stack import Proc, free_port, wait_for  # noqa: E402
 
 # The value sets started: the defaults (bundled Redis with a generated password) and one with
@@ -38,8 +41,11 @@ API_KEY = "foo"  # api-keys-lag.yaml lists its SHA-256 for caller acme.
 class Pod:
     """The server and worker of one rendering, started as the kubelet would start them."""
 
-    def __init__(self, values):
+    def __init__(self, values, external_secrets=None):
+        """external_secrets: {name: {key: value}} of the Secrets the values name and the chart
+        does not render."""
         self.values = values
+        self.external_secrets = external_secrets or {}
         self.dir = tempfile.mkdtemp(prefix="docq-helm-pods-")
         self.procs = []
         self.objs = chart.render(values)
@@ -51,7 +57,7 @@ class Pod:
                 self.ports[p["containerPort"]] = free_port()
 
     def start(self):
-        self.password = chart.redis_password(self.objs, self.server)
+        self.password = chart.redis_password(self.objs, self.server, self.external_secrets)
         self.redis_port = free_port()
         argv = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir]
@@ -69,9 +75,11 @@ class Pod:
                     return f.read().strip()
         ai_port = int(wait_for(ai_port_written, what="docq-fake-ai to listen"))
 
-        self.server_env = chart.local_env(self.objs, self.server, self.dir, self.ports, self.redis_port)
+        self.server_env = chart.local_env(self.objs, self.server, self.dir, self.ports, self.redis_port,
+                                          external_secrets=self.external_secrets)
         self.worker_env = chart.local_env(self.objs, self.worker, self.dir, self.ports, self.redis_port,
-                                          ai_base="http://127.0.0.1:%d" % ai_port)
+                                          ai_base="http://127.0.0.1:%d" % ai_port,
+                                          external_secrets=self.external_secrets)
         self.server_proc = self._start("server", self.argv(self.server), self.server_env)
         wait_for(lambda: "listening on" in self.server_proc.text() or not self.server_proc.alive(),
                  timeout=30, what="the server to listen")
@@ -141,9 +149,18 @@ def http_get(port, path, timeout):
         return False, str(e), ""
 
 
+def health_check(channel, timeout=5):
+    """Health/Check of the whole server over channel: (ok, what was seen)."""
+    try:
+        r = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+    except grpc.RpcError as e:
+        return False, "%s: %s" % (e.code().name, e.details())
+    return r.status == health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+
+
 class Pods(unittest.TestCase):
-    def start(self, values):
-        pod = Pod(values)
+    def start(self, values, external_secrets=None):
+        pod = Pod(values, external_secrets)
         self.addCleanup(pod.stop)
         try:
             return pod.start()
@@ -222,6 +239,120 @@ class Pods(unittest.TestCase):
                 self.eventually(lambda: http_get(port, ann["prometheus.io/path"], 5),
                                 "the worker's /metrics on the annotated port", pod)
                 self.assertIn("docq_", http_get(port, ann["prometheus.io/path"], 5)[2])
+
+    def test_with_tls_the_server_serves_tls_and_answers_the_kubelets_probes_on_the_plaintext_port(self):
+        pki = Pki(tempfile.mkdtemp(prefix="docq-helm-pki-"))
+        self.addCleanup(subprocess.run, ["rm", "-rf", os.path.dirname(pki.dir)])
+        client = pki.client("acme")
+        # The operator's kubernetes.io/tls Secret (tls-mtls.yaml names it), as cert-manager
+        # writes it: the certificate, its key and the CA.
+        secret = {"tls.crt": Pki.read(pki.server.cert).decode(), "tls.key": Pki.read(pki.server.key).decode(),
+                  "ca.crt": Pki.read(pki.ca_cert).decode()}
+        pod = self.start(["tls-mtls"], {"docq-tls": secret})
+        tls_port = pod.local_port(pod.server, "grpc")
+        health_port = pod.local_port(pod.server, "health")
+        # The kubelet's probes: plaintext Health/Check on the port they name, the health port.
+        c = container(pod.server)
+        for name in ("readinessProbe", "livenessProbe"):
+            probe = c[name]
+            port = pod.local_port(pod.server, probe["grpc"]["port"])
+            self.assertEqual(port, health_port, name)
+            self.eventually(lambda: grpc_probe(port, probe["grpc"].get("service", ""), probe["timeoutSeconds"]),
+                            "the server's %s (plaintext gRPC Health/Check on the health port)" % name, pod)
+        # The gRPC port speaks TLS only, and wants a client certificate signed by the CA.
+        ok, seen = grpc_probe(tls_port, "", 5)
+        self.assertFalse(ok, "plaintext Health/Check on the TLS port answered %s" % seen)
+        ca, key, cert = Pki.read(pki.ca_cert), Pki.read(client.key), Pki.read(client.cert)
+        with grpc.secure_channel("127.0.0.1:%d" % tls_port, grpc.ssl_channel_credentials(ca, key, cert)) as ch:
+            self.assertEqual(health_check(ch), (True, "SERVING"))
+        with grpc.secure_channel("127.0.0.1:%d" % tls_port, grpc.ssl_channel_credentials(ca)) as ch:
+            ok, seen = health_check(ch)
+            self.assertFalse(ok, "a TLS client without a certificate was answered %s" % seen)
+        # The plaintext port serves health only.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        out = subprocess.run([os.path.join(chart.BIN_DIR, "docq"), "--server", "127.0.0.1:%d" % health_port,
+                              "status", "00000000000000000000000000000000"], capture_output=True, text=True,
+                             env=env, timeout=30)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("PERMISSION_DENIED", out.stdout + out.stderr)
+        # A task submitted over mutual TLS finishes: the worker reached this Redis, which requires
+        # the password, with the URL that holds none and the file mounted from the Secret.
+        cli = [os.path.join(chart.BIN_DIR, "docq"), "--server", "127.0.0.1:%d" % tls_port, "--cacert", pki.ca_cert,
+               "--cert", client.cert, "--key", client.key]
+        out = subprocess.run(cli + ["submit", "doc_1"], capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr + pod.logs())
+        task_id = out.stdout.split()[0]
+
+        def finished():
+            st = subprocess.run(cli + ["status", task_id], capture_output=True, text=True, env=env, timeout=30)
+            return ("SUCCESS" in st.stdout or "FAILURE" in st.stdout) and st.stdout
+        try:
+            self.assertIn("SUCCESS", wait_for(finished, timeout=30, interval=0.2, what="the task to end"))
+        except AssertionError as e:
+            self.fail("%s\n%s" % (e, pod.logs()))
+        self.assertNotIn("@", pod.worker_env["DOCQ_REDIS_URL"])
+        path = pod.worker_env["DOCQ_REDIS_PASSWORD_FILE"]
+        self.assertTrue(path.startswith(pod.dir + "/"), path)
+        with open(path) as f:
+            self.assertEqual(f.read(), pod.password)
+        self.assertNotIn(pod.password, "".join(pod.worker_env.values()))
+
+    def test_the_bundled_redis_starts_with_the_password_from_its_mounted_file_and_answers_its_probe(self):
+        # A password that a shell or redis.conf would mangle, with the trailing newline of a
+        # Secret made from a file (dropped, as docq drops it).
+        password = "p@ss w/\"q\\$x`y'#"
+        objs = chart.render(sets=["redis.bundled.existingSecret=redis-auth", "redis.bundled.existingSecretKey=pw"])
+        redis = find(objs, "StatefulSet", "redis")
+        secrets = {"redis-auth": {"pw": password + "\n"}}
+        self.assertEqual(chart.redis_password(objs, find(objs, "Deployment", "worker"), secrets), password)
+        root = tempfile.mkdtemp(prefix="docq-helm-redis-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", root])
+        files = chart.mounted_files(objs, redis, secrets)
+        for path, data in files.items():
+            os.makedirs(os.path.dirname(root + path), exist_ok=True)
+            with open(root + path, "w") as f:
+                f.write(data)
+        mounts = [m["mountPath"] for m in container(redis)["volumeMounts"]]
+
+        def local(text):
+            """text with the container's mount paths moved under root."""
+            for m in mounts:
+                text = text.replace(m, root + m)
+            return text
+        os.makedirs(root + "/data")
+        c = container(redis)
+        port = free_port()
+        args = list(c["args"])
+        self.assertEqual(args[args.index("--port") + 1], "6379")
+        args[args.index("--port") + 1] = str(port)
+        args[args.index("--dir") + 1] = root + "/data"
+        argv = [local(a) for a in c["command"]] + args + ["--bind", "127.0.0.1"]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        proc = Proc("redis", argv, env, os.path.join(root, "redis.log"))
+        self.addCleanup(lambda: proc.kill())
+
+        def cli(auth, *args):
+            e = dict(env, **({"REDISCLI_AUTH": auth} if auth is not None else {}))
+            return subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True, text=True,
+                                  env=e, timeout=10).stdout.strip()
+        wait_for(lambda: cli(password, "PING") == "PONG" or not proc.alive(), timeout=15, what="redis-server")
+        self.assertEqual(cli(password, "PING"), "PONG", proc.text())
+        self.assertIn("NOAUTH", cli(None, "PING"))
+        self.assertNotEqual(cli("wrong", "PING"), "PONG")
+        self.assertEqual(cli(password, "CONFIG", "GET", "appendonly").split(), ["appendonly", "yes"])
+        # The password is in neither the environment nor the command line of redis-server.
+        pid = proc.p.pid
+        for what in ("environ", "cmdline"):
+            with open("/proc/%d/%s" % (pid, what), "rb") as f:
+                self.assertNotIn(password.encode(), f.read(), what)
+        # The readiness probe, as the kubelet runs it in the container (redis-cli pointed at
+        # this port), passes; with another password in the file it fails.
+        probe = [local(a).replace("redis-cli ", "redis-cli -p %d " % port) for a in c["readinessProbe"]["exec"]["command"]]
+        self.assertEqual(subprocess.run(probe, env=env, timeout=10).returncode, 0)
+        [path] = files
+        with open(root + path, "w") as f:
+            f.write("not-the-password")
+        self.assertNotEqual(subprocess.run(probe, env=env, timeout=10).returncode, 0)
 
 
 if __name__ == "__main__":

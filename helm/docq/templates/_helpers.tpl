@@ -57,9 +57,11 @@ app.kubernetes.io/part-of: docq
 
 {{/*
 Redis. The bundled Redis's password lives in a Secret (generated once, see
-redis-secret.yaml); an external Redis's in a Secret of the operator's. Pods get
-it as REDIS_PASSWORD and compose DOCQ_REDIS_URL from it ($(REDIS_PASSWORD)), so
-the password is never written into a ConfigMap.
+redis-secret.yaml); an external Redis's in a Secret of the operator's. Every pod
+that needs it (servers, workers, the bundled Redis) mounts that Secret read-only
+as the file docq.redis.passwordFile: docq reads it through
+DOCQ_REDIS_PASSWORD_FILE, so the password is in no ConfigMap, no environment
+variable and no URL.
 */}}
 {{- define "docq.redis.host" -}}
 {{- printf "%s-redis" (include "docq.fullname" .) -}}
@@ -81,28 +83,89 @@ the password is never written into a ConfigMap.
 {{- end -}}
 {{- end -}}
 
-{{/* The Redis URL with "$(REDIS_PASSWORD)" where the password goes, if there is one. */}}
+{{/* DOCQ_REDIS_URL: redis://host:port[/db], never with a password. */}}
 {{- define "docq.redis.url" -}}
 {{- if .Values.redis.bundled.enabled -}}
-{{- printf "redis://:$(REDIS_PASSWORD)@%s:6379/%d" (include "docq.redis.host" .) (int64 .Values.redis.bundled.db) -}}
-{{- else if .Values.redis.external.existingSecret -}}
-{{- .Values.redis.external.url | replace "redis://" "redis://:$(REDIS_PASSWORD)@" -}}
+{{- printf "redis://%s:6379/%d" (include "docq.redis.host" .) (int64 .Values.redis.bundled.db) -}}
 {{- else -}}
 {{- .Values.redis.external.url -}}
 {{- end -}}
 {{- end -}}
 
-{{/* The environment every docq container gets besides its ConfigMap. */}}
-{{- define "docq.redis.env" -}}
+{{- define "docq.redis.passwordDir" -}}/etc/docq/redis{{- end -}}
+
+{{/* DOCQ_REDIS_PASSWORD_FILE: the mounted password, or "" when Redis has none. */}}
+{{- define "docq.redis.passwordFile" -}}
+{{- if include "docq.redis.secretName" . -}}{{ include "docq.redis.passwordDir" . }}/password{{- end -}}
+{{- end -}}
+
+{{/* The password file's volume, as a YAML list (empty when Redis has no password). */}}
+{{- define "docq.redis.volumes" -}}
 {{- if include "docq.redis.secretName" . -}}
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "docq.redis.secretName" . }}
-      key: {{ include "docq.redis.secretKey" . }}
-{{ end -}}
-- name: DOCQ_REDIS_URL
-  value: {{ include "docq.redis.url" . | quote }}
+- name: redis-password
+  secret:
+    secretName: {{ include "docq.redis.secretName" . }}
+    items:
+      - key: {{ include "docq.redis.secretKey" . | quote }}
+        path: password
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
+{{/* Its mount, as a YAML list. */}}
+{{- define "docq.redis.volumeMounts" -}}
+{{- if include "docq.redis.secretName" . -}}
+- name: redis-password
+  mountPath: {{ include "docq.redis.passwordDir" . }}
+  readOnly: true
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
+{{/*
+TLS on the server's gRPC port: the certificate and key of server.tls.existingSecret,
+and with clientAuth the client CA, projected into one read-only directory.
+*/}}
+{{- define "docq.tls.dir" -}}/etc/docq/tls{{- end -}}
+
+{{- define "docq.tls.volumes" -}}
+{{- $t := .Values.server.tls -}}
+{{- if $t.enabled -}}
+- name: tls
+  projected:
+    sources:
+      - secret:
+          name: {{ $t.existingSecret }}
+          items:
+            - {key: tls.crt, path: tls.crt}
+            - {key: tls.key, path: tls.key}
+      {{- if $t.clientAuth }}
+      - secret:
+          name: {{ default $t.existingSecret $t.clientCA.existingSecret }}
+          items:
+            - key: {{ $t.clientCA.existingSecretKey | quote }}
+              path: client-ca.crt
+      {{- end }}
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
+{{- define "docq.tls.volumeMounts" -}}
+{{- if .Values.server.tls.enabled -}}
+- name: tls
+  mountPath: {{ include "docq.tls.dir" . }}
+  readOnly: true
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
+{{/* The port the server's gRPC probes target: with TLS on, the plaintext health port. */}}
+{{- define "docq.server.probePort" -}}
+{{- if .Values.server.tls.enabled -}}{{ .Values.server.healthPort }}{{- else -}}{{ .Values.server.port }}{{- end -}}
 {{- end -}}
 
 {{/* The API keys file's place in the server container. */}}
@@ -156,5 +219,18 @@ Checks the schema cannot express; they fail the install with a message.
 {{- end -}}
 {{- if and .Values.worker.autoscaling.enabled (gt (int64 .Values.worker.autoscaling.minReplicas) (int64 .Values.worker.autoscaling.maxReplicas)) -}}
 {{- fail "worker.autoscaling.minReplicas is above maxReplicas" -}}
+{{- end -}}
+{{- $t := .Values.server.tls -}}
+{{- if and $t.enabled (not $t.existingSecret) -}}
+{{- fail "server.tls.enabled needs server.tls.existingSecret: a kubernetes.io/tls Secret holding tls.crt and tls.key" -}}
+{{- end -}}
+{{- if and $t.clientAuth (not $t.enabled) -}}
+{{- fail "server.tls.clientAuth (mutual TLS) needs server.tls.enabled" -}}
+{{- end -}}
+{{- if and $t.clientCA.existingSecret (not $t.clientAuth) -}}
+{{- fail "server.tls.clientCA.existingSecret is set but server.tls.clientAuth is false: client certificates would not be required" -}}
+{{- end -}}
+{{- if and $t.enabled (has (int64 .Values.server.healthPort) (list (int64 .Values.server.port) (int64 .Values.server.metricsPort))) -}}
+{{- fail "server.healthPort must differ from server.port and server.metricsPort" -}}
 {{- end -}}
 {{- end -}}
