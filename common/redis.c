@@ -223,13 +223,17 @@ int docq_pipeline_eval(docq_pipeline *p, const docq_script *script, int nkeys, i
 
 int docq_pipeline_count(const docq_pipeline *p) { return (int)p->ncmds; }
 
-const redisReply *docq_pipeline_reply(const docq_pipeline *p, int i, docq_error *err) {
-    if (i < 0 || (size_t)i >= p->ncmds || p->cmds[i].state != CMD_DONE) {
-        docq_error_set(err, DOCQ_ERR, "no outcome for pipelined command %d", i);
-        return NULL;
+int docq_pipeline_reply(const docq_pipeline *p, int i, const redisReply **rep, docq_error *err) {
+    *rep = NULL;
+    if (i < 0 || (size_t)i >= p->ncmds || p->cmds[i].state != CMD_DONE)
+        return docq_error_set(err, DOCQ_ERR, "no outcome for pipelined command %d", i);
+    const pipe_cmd *c = &p->cmds[i];
+    if (c->reply) {
+        *rep = c->reply;
+        return DOCQ_OK;
     }
-    if (!p->cmds[i].reply && err) *err = p->cmds[i].err;
-    return p->cmds[i].reply;
+    if (err) *err = c->err;
+    return c->err.code;
 }
 
 /* Give command c its outcome: an error. */

@@ -89,7 +89,7 @@ redisReply *docq_redis_eval(docq_redis *r, const docq_script *script, int nkeys,
  * Typical use, by the one thread that owns both p and r:
  *     i = docq_pipeline_eval(p, &script, ...);  (more commands...)
  *     docq_pipeline_run(p, r);
- *     rep = docq_pipeline_reply(p, i, &err);    (each command's outcome)
+ *     rc = docq_pipeline_reply(p, i, &rep, &err); (each command's outcome)
  *     docq_pipeline_reset(p);                   (before the next batch) */
 typedef struct docq_pipeline docq_pipeline;
 
@@ -118,10 +118,11 @@ int docq_pipeline_count(const docq_pipeline *p);
  * pipeline twice without a reset in between sends nothing the second time. */
 void docq_pipeline_run(docq_pipeline *p, docq_redis *r);
 
-/* The outcome of command i after docq_pipeline_run: its reply, owned by the
- * pipeline until the next reset, or NULL with err set as docq_redis_command
- * sets it (err may be NULL). */
-const redisReply *docq_pipeline_reply(const docq_pipeline *p, int i, docq_error *err);
+/* The outcome of command i after docq_pipeline_run: DOCQ_OK with *rep its
+ * reply (owned by the pipeline until the next reset), or the error that
+ * docq_redis_command would have returned (DOCQ_EUNAVAIL, DOCQ_ERR) with err
+ * filled (err may be NULL) and *rep NULL. */
+int docq_pipeline_reply(const docq_pipeline *p, int i, const redisReply **rep, docq_error *err);
 
 /* Forget every command and free every reply; p is empty again (and keeps
  * its memory for the next batch). */
