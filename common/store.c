@@ -9,21 +9,26 @@
 /* Milliseconds from Redis TIME, as a Lua integer-valued number. */
 #define LUA_NOW "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
-/* Defines docq_publish(rkey) and docq_changed(rkey) for a script that
- * changes a task record (put it first in the script). docq_publish sends the
- * record at rkey ("P:{sN}:task:<id>") on its shard's channel "P:{sN}:events":
- * the task id, then HGETALL's field/value pairs, each as a netstring (see
- * event.h). docq_changed adds 1 to the record's version, then publishes.
- * Every script that changes a record must end its change with docq_changed
- * (or set the version itself and call docq_publish), in the same script, so
- * that watchers see each version exactly once and in order. */
+/* Defines docq_publish(rkey), docq_publish_fields(rkey, f) and
+ * docq_changed(rkey) for a script that changes a task record (put it first
+ * in the script). docq_publish sends the record at rkey ("P:{sN}:task:<id>")
+ * on its shard's channel "P:{sN}:events": the task id, then HGETALL's
+ * field/value pairs, each as a netstring (see event.h). docq_publish_fields
+ * sends the same for a record the script has just written whole as the
+ * field/value list f (strings), without reading it back. docq_changed adds 1
+ * to the record's version, then publishes. Every script that changes a
+ * record must end its change with docq_changed (or set the version itself
+ * and publish), in the same script, so that watchers see each version
+ * exactly once and in order. */
 #define LUA_CHANGED \
-    "local function docq_publish(rkey) " \
+    "local function docq_publish_fields(rkey, f) " \
     "  local base, id = string.match(rkey, '^(.*):task:(.*)$') " \
-    "  local f = redis.call('HGETALL', rkey) " \
     "  local p = {#id, ':', id, ','} " \
     "  for i = 1, #f do p[#p + 1] = #f[i] .. ':' .. f[i] .. ',' end " \
     "  redis.call('PUBLISH', base .. ':events', table.concat(p)) " \
+    "end " \
+    "local function docq_publish(rkey) " \
+    "  docq_publish_fields(rkey, redis.call('HGETALL', rkey)) " \
     "end " \
     "local function docq_changed(rkey) " \
     "  redis.call('HINCRBY', rkey, 'version', 1) " \
@@ -64,7 +69,8 @@
  * was lost and the command sent again) changes nothing and is not counted
  * twice. An admitted task's record gets version 1 and seq, the entry's
  * number in the stream (its entries-added right after the XADD), from which
- * the queue position is computed; the new record is published to watchers. */
+ * the queue position is computed; the new record, written whole in one HSET,
+ * is published to watchers as written. */
 static const docq_script submit_script = {0,
     DOCQ_RATE_LUA
     LUA_CHANGED
@@ -77,15 +83,20 @@ static const docq_script submit_script = {0,
     "end "
     "local ok, n, wait = docq_rate(KEYS[3], limit, window, now, ARGV[1], true) "
     "if not ok then return {0, now, n, wait} end "
-    "redis.call('HSET', KEYS[1], 'doc_id', ARGV[2], 'state', 'PENDING', 'attempts', 0, "
-    "  'created_at', string.format('%d', now)) "
     "redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'doc_id', ARGV[2]) "
+    "local f = {'doc_id', ARGV[2], 'state', 'PENDING', 'attempts', '0', "
+    "  'created_at', string.format('%d', now)} "
     "local info = redis.call('XINFO', 'STREAM', KEYS[2]) "
     "for i = 1, #info, 2 do "
-    "  if info[i] == 'entries-added' then redis.call('HSET', KEYS[1], 'seq', info[i + 1]) end "
+    "  if info[i] == 'entries-added' then "
+    "    f[#f + 1] = 'seq' "
+    "    f[#f + 1] = string.format('%d', info[i + 1]) "
+    "  end "
     "end "
-    "redis.call('HSET', KEYS[1], 'version', 1) "
-    "docq_publish(KEYS[1]) "
+    "f[#f + 1] = 'version' "
+    "f[#f + 1] = '1' "
+    "redis.call('HSET', KEYS[1], unpack(f)) "
+    "docq_publish_fields(KEYS[1], f) "
     "return {1, now, n, wait}"};
 
 /* KEYS: record, stream, dead-letter stream. ARGV: group, entry id, max
