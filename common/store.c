@@ -282,6 +282,7 @@ static int shard_of(const char *task_id) { return atoi(task_id + 1); }
  * error of docq_redis_eval. */
 static int eval_int(docq_redis *r, const docq_script *s, int nkeys, int argc, const char **argv,
                     const size_t *argvlen, long long *out, docq_error *err) {
+    *out = 0;
     redisReply *rep = docq_redis_eval(r, s, nkeys, argc, argv, argvlen, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
     int rc = DOCQ_OK;
@@ -298,10 +299,10 @@ static int eval_int(docq_redis *r, const docq_script *s, int nkeys, int argc, co
  * docq_redis_eval. */
 static int eval_ints(docq_redis *r, const docq_script *s, int nkeys, int argc, const char **argv,
                      const size_t *argvlen, long long *out, size_t cap, size_t *n, docq_error *err) {
+    *n = 0;
     redisReply *rep = docq_redis_eval(r, s, nkeys, argc, argv, argvlen, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
     int rc = DOCQ_OK;
-    *n = 0;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements > cap)
         rc = docq_error_set(err, DOCQ_ERR, "unexpected reply type %d from script", rep->type);
     for (size_t i = 0; rc == DOCQ_OK && i < rep->elements; i++) {
