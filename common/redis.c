@@ -163,7 +163,8 @@ static int reserve(docq_pipeline *p, int argc, size_t total) {
     return DOCQ_OK;
 }
 
-/* Queue a command (script NULL) or a script call; see docq_pipeline_command. */
+/* Queue a command (script NULL: docq_redis_command) or a script call (see
+ * docq_pipeline_eval). */
 static int queue(docq_pipeline *p, const docq_script *script, int nkeys, int argc, const char **argv,
                  const size_t *argvlen, docq_error *err) {
     size_t total = 0;
@@ -211,17 +212,10 @@ void docq_pipeline_free(docq_pipeline *p) {
     free(p);
 }
 
-int docq_pipeline_command(docq_pipeline *p, int argc, const char **argv, const size_t *argvlen,
-                          docq_error *err) {
-    return queue(p, NULL, 0, argc, argv, argvlen, err);
-}
-
 int docq_pipeline_eval(docq_pipeline *p, const docq_script *script, int nkeys, int argc,
                        const char **argv, const size_t *argvlen, docq_error *err) {
     return queue(p, script, nkeys, argc, argv, argvlen, err);
 }
-
-int docq_pipeline_count(const docq_pipeline *p) { return (int)p->ncmds; }
 
 int docq_pipeline_reply(const docq_pipeline *p, int i, const redisReply **rep, docq_error *err) {
     *rep = NULL;

@@ -99,19 +99,12 @@ docq_pipeline *docq_pipeline_create(void);
 /* Free p, its queued commands and their replies. NULL is fine. */
 void docq_pipeline_free(docq_pipeline *p);
 
-/* Queue a command given as an argument vector (binary-safe; argvlen NULL:
- * strlen of each). Returns its index in the pipeline (0, 1, ... in queueing
- * order), or DOCQ_ERR with err set when out of memory. */
-int docq_pipeline_command(docq_pipeline *p, int argc, const char **argv, const size_t *argvlen,
-                          docq_error *err);
-
 /* Queue an EVALSHA of script, as docq_redis_eval takes it (argv: nkeys keys
- * then the arguments). Returns as docq_pipeline_command. */
+ * then the arguments; binary-safe, argvlen NULL: strlen of each). Returns
+ * its index in the pipeline (0, 1, ... in queueing order), or DOCQ_ERR with
+ * err set when out of memory. */
 int docq_pipeline_eval(docq_pipeline *p, const docq_script *script, int nkeys, int argc,
                        const char **argv, const size_t *argvlen, docq_error *err);
-
-/* How many commands are queued. */
-int docq_pipeline_count(const docq_pipeline *p);
 
 /* Send every queued command on r and read every reply, by the rules above.
  * Afterwards each command has its outcome (docq_pipeline_reply). Running a
