@@ -41,7 +41,8 @@ void rpc_reply_read_limited(server_thread *t, const docq_caller *caller, const d
  * its read limit. Returns DOCQ_OK to go on (the ratelimit-* metadata
  * already added), or DOCQ_ERR with out filled: UNAUTHENTICATED,
  * RESOURCE_EXHAUSTED, or UNAVAILABLE when Redis is down (rpc_limit.c).
- * GetStatus does the same in its pipelined read (rpc_status.c). */
+ * GetStatus counts its reads in its pipelined read instead (rpc_status.c),
+ * after checking the id: a malformed id costs a GetStatus nothing. */
 int rpc_read_allowed(server_thread *t, const rpc_call *call, rpc_reply *out);
 
 /* SubmitDoc, pipelined (rpc_prepare, rpc_finish): validate doc_id, then
