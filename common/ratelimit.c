@@ -43,25 +43,53 @@ int docq_rate_from_reply(const redisReply *rep, const docq_rate_policy *p, docq_
     return DOCQ_OK;
 }
 
+int docq_rate_args_init(docq_rate_args *a, const char *prefix, int shard, const char *kind,
+                        const char *caller, const docq_rate_policy *p, docq_error *err) {
+    if (docq_rate_key(a->key, sizeof(a->key), prefix, shard, kind, caller) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
+    if (docq_random_hex(a->member, sizeof(a->member), 8, err) != DOCQ_OK) return DOCQ_ERR;
+    snprintf(a->limit, sizeof(a->limit), "%ld", p->limit);
+    snprintf(a->window, sizeof(a->window), "%ld", p->window_s * 1000);
+    return DOCQ_OK;
+}
+
+/* The outcome of the check script's reply rep under policy p: DOCQ_OK or
+ * DOCQ_ELIMITED with out filled, or DOCQ_ERR for a reply of another shape. */
+static int check_outcome(const redisReply *rep, const docq_rate_policy *p, docq_rate_result *out,
+                         docq_error *err) {
+    int rc = docq_rate_from_reply(rep, p, out, NULL, err);
+    if (rc != DOCQ_OK) return rc;
+    return out->admitted ? DOCQ_OK : DOCQ_ELIMITED;
+}
+
 int docq_rate_check(docq_redis *r, const char *prefix, int shard, const char *kind,
                     const char *caller, const docq_rate_policy *p, docq_rate_result *out,
                     docq_error *err) {
-    char key[512], limit[24], window[24], member[24];
+    docq_rate_args a;
     memset(out, 0, sizeof(*out));
     if (p->limit <= 0) {
         out->admitted = 1;
         return DOCQ_OK;
     }
-    if (docq_rate_key(key, sizeof(key), prefix, shard, kind, caller) != DOCQ_OK)
-        return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
-    if (docq_random_hex(member, sizeof(member), 8, err) != DOCQ_OK) return DOCQ_ERR;
-    snprintf(limit, sizeof(limit), "%ld", p->limit);
-    snprintf(window, sizeof(window), "%ld", p->window_s * 1000);
-    const char *argv[] = {key, limit, window, member};
+    int rc = docq_rate_args_init(&a, prefix, shard, kind, caller, p, err);
+    if (rc != DOCQ_OK) return rc;
+    const char *argv[] = {a.key, a.limit, a.window, a.member};
     redisReply *rep = docq_redis_eval(r, &check_script, 1, 4, argv, NULL, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
-    int rc = docq_rate_from_reply(rep, p, out, NULL, err);
+    rc = check_outcome(rep, p, out, err);
     freeReplyObject(rep);
-    if (rc != DOCQ_OK) return rc;
-    return out->admitted ? DOCQ_OK : DOCQ_ELIMITED;
+    return rc;
+}
+
+int docq_rate_check_queue(docq_pipeline *pl, const docq_rate_args *a, docq_error *err) {
+    const char *argv[] = {a->key, a->limit, a->window, a->member};
+    return docq_pipeline_eval(pl, &check_script, 1, 4, argv, NULL, err);
+}
+
+int docq_rate_check_result(const docq_pipeline *pl, int i, const docq_rate_policy *p,
+                           docq_rate_result *out, docq_error *err) {
+    const redisReply *rep;
+    memset(out, 0, sizeof(*out));
+    int rc = docq_pipeline_reply(pl, i, &rep, err);
+    return rc == DOCQ_OK ? check_outcome(rep, p, out, err) : rc;
 }

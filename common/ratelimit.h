@@ -19,7 +19,9 @@
  *   P:{sN}:rate:<caller>       SubmitDoc's limit, in the shard's hash slot so
  *                              that the submit script (store.c) checks it and
  *                              stores the task in one step;
- *   P:{sN}:rate-read:<caller>  GetStatus and WatchStatus, checked alone.
+ *   P:{sN}:rate-read:<caller>  GetStatus and WatchStatus: checked alone, or
+ *                              by GetStatus's read script (store.h) when the
+ *                              task lives in the caller's shard.
  *
  * A policy with limit 0 is "no limit": nothing is read or written. */
 #ifndef DOCQ_RATELIMIT_H
@@ -89,6 +91,22 @@ int docq_rate_key(char *buf, size_t cap, const char *prefix, int shard, const ch
 int docq_rate_from_reply(const redisReply *rep, const docq_rate_policy *p, docq_rate_result *out,
                          int64_t *now_ms, docq_error *err);
 
+/* The arguments of one check of a caller's limit, as the text a script
+ * takes (KEYS: key; ARGV: limit, window, member). */
+typedef struct docq_rate_args {
+    char key[512];    /* The caller's limit key (docq_rate_key). */
+    char limit[24];   /* The policy's limit, in decimal. */
+    char window[24];  /* The policy's window, in ms. */
+    char member[24];  /* A random member that stands for this request: a
+                       * check sent twice (see redis.h) counts it once. */
+} docq_rate_args;
+
+/* Fill a for a check of caller's limit of kind in shard under policy p,
+ * with a fresh random member. Returns DOCQ_OK, DOCQ_EINVAL when the caller
+ * id is too long for a key, or DOCQ_ERR when no random bytes came. */
+int docq_rate_args_init(docq_rate_args *a, const char *prefix, int shard, const char *kind,
+                        const char *caller, const docq_rate_policy *p, docq_error *err);
+
 /* Check caller's limit of kind in shard alone (one script, one round trip),
  * counting this request when it is admitted. Returns DOCQ_OK when admitted
  * (or p has no limit), DOCQ_ELIMITED when refused, or the errors of
@@ -97,5 +115,14 @@ int docq_rate_from_reply(const redisReply *rep, const docq_rate_policy *p, docq_
 int docq_rate_check(docq_redis *r, const char *prefix, int shard, const char *kind,
                     const char *caller, const docq_rate_policy *p, docq_rate_result *out,
                     docq_error *err);
+
+/* The same check queued in a pipeline (a's policy must have a limit > 0).
+ * Returns the index of its command, or DOCQ_ERR (nothing queued). */
+int docq_rate_check_queue(docq_pipeline *pl, const docq_rate_args *a, docq_error *err);
+
+/* The outcome of the check queued as command i of pl, once pl has run, under
+ * policy p: as docq_rate_check returns it. */
+int docq_rate_check_result(const docq_pipeline *pl, int i, const docq_rate_policy *p,
+                           docq_rate_result *out, docq_error *err);
 
 #endif

@@ -1,4 +1,5 @@
-/* redis.h -- one owned, self-reconnecting connection to Redis, and scripts.
+/* redis.h -- one owned, self-reconnecting connection to Redis, scripts and
+ * pipelines.
  *
  * A docq_redis belongs to one thread at a time (hiredis contexts are not
  * thread-safe). It connects lazily: every command first (re)connects if the
@@ -43,14 +44,12 @@ void docq_redis_disconnect(docq_redis *r);
  * owned by r; a caller that sees it fail must call docq_redis_disconnect. */
 redisContext *docq_redis_context(docq_redis *r);
 
-/* Run one command given as an argument vector (binary-safe).
- * A command that fails on a connection that was already open (it may have
- * died while idle) is sent once more on a fresh one, so commands must be safe
- * to repeat (docq's scripts are written so).
+/* Run one command given as an argument vector (binary-safe): a pipeline of
+ * one command (see below, whose retry rules apply).
  * Returns the reply (the caller frees it with freeReplyObject), or NULL with
  * err set: DOCQ_EUNAVAIL when Redis cannot be reached (the connection is
  * dropped), DOCQ_ERR when Redis answered an error (err->msg holds its text,
- * e.g. "NOGROUP ..."). */
+ * e.g. "NOGROUP ...") or memory ran out. */
 redisReply *docq_redis_command(docq_redis *r, int argc, const char **argv, const size_t *argvlen,
                                docq_error *err);
 
@@ -59,5 +58,67 @@ redisReply *docq_redis_command(docq_redis *r, int argc, const char **argv, const
  * keys then the arguments. Returns as docq_redis_command. */
 redisReply *docq_redis_eval(docq_redis *r, const docq_script *script, int nkeys, int argc,
                             const char **argv, const size_t *argvlen, docq_error *err);
+
+/* A pipeline: commands queued without touching any connection, then sent
+ * together on one docq_redis, their replies read in order: one round trip
+ * for all of them.
+ *
+ * Queueing copies the arguments, so they need not outlive the call, and
+ * writes nothing to the connection: the thread that owns the connection may
+ * go on using it (docq_redis_command...) between queueing and running.
+ *
+ * docq_pipeline_run keeps the rules of docq_redis_command for each command:
+ *   - the connection is made (or remade) first; when that fails, every
+ *     command fails with DOCQ_EUNAVAIL;
+ *   - every script the pipeline uses is loaded on the connection before
+ *     anything is sent (SCRIPT LOAD, once per connection), and a command
+ *     answered NOSCRIPT (Redis lost its scripts in between) did not run and
+ *     is sent once more after the script is loaded again;
+ *   - when the connection fails while replies are outstanding (a write or a
+ *     read fails or times out), the commands whose replies were read keep
+ *     them, and those still outstanding may or may not have run. If the
+ *     connection had been open before this run (it may have died while
+ *     idle), they are sent once more on a fresh connection, else they fail
+ *     with DOCQ_EUNAVAIL. So every queued command must be safe to repeat,
+ *     as docq's scripts are (their contracts in store.c say how);
+ *   - each command is sent at most once more for NOSCRIPT and at most once
+ *     more for a lost connection; Redis running commands in the order sent,
+ *     a command's retry runs after the first try of every command queued
+ *     after it.
+ *
+ * Typical use, by the one thread that owns both p and r:
+ *     i = docq_pipeline_eval(p, &script, ...);  (more commands...)
+ *     docq_pipeline_run(p, r);
+ *     rc = docq_pipeline_reply(p, i, &rep, &err); (each command's outcome)
+ *     docq_pipeline_reset(p);                   (before the next batch) */
+typedef struct docq_pipeline docq_pipeline;
+
+/* Create an empty pipeline. Returns NULL when out of memory. */
+docq_pipeline *docq_pipeline_create(void);
+
+/* Free p, its queued commands and their replies. NULL is fine. */
+void docq_pipeline_free(docq_pipeline *p);
+
+/* Queue an EVALSHA of script, as docq_redis_eval takes it (argv: nkeys keys
+ * then the arguments; binary-safe, argvlen NULL: strlen of each). Returns
+ * its index in the pipeline (0, 1, ... in queueing order), or DOCQ_ERR with
+ * err set when out of memory. */
+int docq_pipeline_eval(docq_pipeline *p, const docq_script *script, int nkeys, int argc,
+                       const char **argv, const size_t *argvlen, docq_error *err);
+
+/* Send every queued command on r and read every reply, by the rules above.
+ * Afterwards each command has its outcome (docq_pipeline_reply). Running a
+ * pipeline twice without a reset in between sends nothing the second time. */
+void docq_pipeline_run(docq_pipeline *p, docq_redis *r);
+
+/* The outcome of command i after docq_pipeline_run: DOCQ_OK with *rep its
+ * reply (owned by the pipeline until the next reset), or the error that
+ * docq_redis_command would have returned (DOCQ_EUNAVAIL, DOCQ_ERR) with err
+ * filled (err may be NULL) and *rep NULL. */
+int docq_pipeline_reply(const docq_pipeline *p, int i, const redisReply **rep, docq_error *err);
+
+/* Forget every command and free every reply; p is empty again (and keeps
+ * its memory for the next batch). */
+void docq_pipeline_reset(docq_pipeline *p);
 
 #endif

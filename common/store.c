@@ -9,21 +9,26 @@
 /* Milliseconds from Redis TIME, as a Lua integer-valued number. */
 #define LUA_NOW "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
-/* Defines docq_publish(rkey) and docq_changed(rkey) for a script that
- * changes a task record (put it first in the script). docq_publish sends the
- * record at rkey ("P:{sN}:task:<id>") on its shard's channel "P:{sN}:events":
- * the task id, then HGETALL's field/value pairs, each as a netstring (see
- * event.h). docq_changed adds 1 to the record's version, then publishes.
- * Every script that changes a record must end its change with docq_changed
- * (or set the version itself and call docq_publish), in the same script, so
- * that watchers see each version exactly once and in order. */
+/* Defines docq_publish(rkey), docq_publish_fields(rkey, f) and
+ * docq_changed(rkey) for a script that changes a task record (put it first
+ * in the script). docq_publish sends the record at rkey ("P:{sN}:task:<id>")
+ * on its shard's channel "P:{sN}:events": the task id, then HGETALL's
+ * field/value pairs, each as a netstring (see event.h). docq_publish_fields
+ * sends the same for a record the script has just written whole as the
+ * field/value list f (strings), without reading it back. docq_changed adds 1
+ * to the record's version, then publishes. Every script that changes a
+ * record must end its change with docq_changed (or set the version itself
+ * and publish), in the same script, so that watchers see each version
+ * exactly once and in order. */
 #define LUA_CHANGED \
-    "local function docq_publish(rkey) " \
+    "local function docq_publish_fields(rkey, f) " \
     "  local base, id = string.match(rkey, '^(.*):task:(.*)$') " \
-    "  local f = redis.call('HGETALL', rkey) " \
     "  local p = {#id, ':', id, ','} " \
     "  for i = 1, #f do p[#p + 1] = #f[i] .. ':' .. f[i] .. ',' end " \
     "  redis.call('PUBLISH', base .. ':events', table.concat(p)) " \
+    "end " \
+    "local function docq_publish(rkey) " \
+    "  docq_publish_fields(rkey, redis.call('HGETALL', rkey)) " \
     "end " \
     "local function docq_changed(rkey) " \
     "  redis.call('HINCRBY', rkey, 'version', 1) " \
@@ -64,7 +69,8 @@
  * was lost and the command sent again) changes nothing and is not counted
  * twice. An admitted task's record gets version 1 and seq, the entry's
  * number in the stream (its entries-added right after the XADD), from which
- * the queue position is computed; the new record is published to watchers. */
+ * the queue position is computed; the new record, written whole in one HSET,
+ * is published to watchers as written. */
 static const docq_script submit_script = {0,
     DOCQ_RATE_LUA
     LUA_CHANGED
@@ -77,16 +83,24 @@ static const docq_script submit_script = {0,
     "end "
     "local ok, n, wait = docq_rate(KEYS[3], limit, window, now, ARGV[1], true) "
     "if not ok then return {0, now, n, wait} end "
-    "redis.call('HSET', KEYS[1], 'doc_id', ARGV[2], 'state', 'PENDING', 'attempts', 0, "
-    "  'created_at', string.format('%d', now)) "
-    "if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'owner', ARGV[5]) end "
     "redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'doc_id', ARGV[2]) "
+    "local f = {'doc_id', ARGV[2], 'state', 'PENDING', 'attempts', '0', "
+    "  'created_at', string.format('%d', now)} "
     "local info = redis.call('XINFO', 'STREAM', KEYS[2]) "
     "for i = 1, #info, 2 do "
-    "  if info[i] == 'entries-added' then redis.call('HSET', KEYS[1], 'seq', info[i + 1]) end "
+    "  if info[i] == 'entries-added' then "
+    "    f[#f + 1] = 'seq' "
+    "    f[#f + 1] = string.format('%d', info[i + 1]) "
+    "  end "
     "end "
-    "redis.call('HSET', KEYS[1], 'version', 1) "
-    "docq_publish(KEYS[1]) "
+    "f[#f + 1] = 'version' "
+    "f[#f + 1] = '1' "
+    "if ARGV[5] ~= '' then "
+    "  f[#f + 1] = 'owner' "
+    "  f[#f + 1] = ARGV[5] "
+    "end "
+    "redis.call('HSET', KEYS[1], unpack(f)) "
+    "docq_publish_fields(KEYS[1], f) "
     "return {1, now, n, wait}"};
 
 /* KEYS: record, stream, dead-letter stream. ARGV: group, entry id, max
@@ -150,22 +164,46 @@ static const docq_script ack_script = {3,
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) "
     "return redis.call('XDEL', KEYS[1], ARGV[2])"};
 
-/* KEYS: record, stream. ARGV: group. Returns {HGETALL of the record, queue
- * position}: the position is 0 unless the task is PENDING and its place is
- * known (the same formula as docq_queue_position). Reads only. Slots 13 and
- * 14: the worker's scripts use 10 to 12 and the rate limiter 15 (a collision
- * would only cost reloads, see redis.c, but each script should have its own). */
-static const docq_script read_script = {13,
-    LUA_GROUP_READ
-    "local f = redis.call('HGETALL', KEYS[1]) "
-    "local pos = 0 "
-    "local h = {} "
-    "for i = 1, #f, 2 do h[f[i]] = f[i + 1] end "
-    "if h['state'] == 'PENDING' and h['seq'] then "
-    "  local read = docq_group_read(KEYS[2], ARGV[1]) "
-    "  if read then pos = math.max(1, tonumber(h['seq']) - read) end "
+/* Defines docq_read(rkey, skey, group): {HGETALL of the record at rkey,
+ * queue position}. The position is 0 unless the task is PENDING and its
+ * place in the stream skey is known to the consumer group (the same formula
+ * as docq_queue_position). Reads only. */
+#define LUA_READ \
+    LUA_GROUP_READ \
+    "local function docq_read(rkey, skey, group) " \
+    "  local f = redis.call('HGETALL', rkey) " \
+    "  local pos = 0 " \
+    "  local h = {} " \
+    "  for i = 1, #f, 2 do h[f[i]] = f[i + 1] end " \
+    "  if h['state'] == 'PENDING' and h['seq'] then " \
+    "    local read = docq_group_read(skey, group) " \
+    "    if read then pos = math.max(1, tonumber(h['seq']) - read) end " \
+    "  end " \
+    "  return {f, pos} " \
     "end "
-    "return {f, pos}"};
+
+/* KEYS: record, stream. ARGV: group. Returns docq_read's {fields, position}.
+ * Reads only. Slots 13 and 14: the worker's scripts use 10 to 12 and the
+ * rate limiter 15 (a collision would only cost reloads, see redis.c, but
+ * each script should have its own). */
+static const docq_script read_script = {13,
+    LUA_READ
+    "return docq_read(KEYS[1], KEYS[2], ARGV[1])"};
+
+/* GetStatus in one step when the caller's read-limit key and the task share
+ * a shard. KEYS: the limit key (ratelimit.h), record, stream. ARGV: limit,
+ * window ms, member, group. Returns {{ok, now, n, wait}} when the limit
+ * refuses (nothing read), else {{ok, now, n, wait}, {fields, position}}: the
+ * check script's reply (ratelimit.c), then read_script's. Sent twice, it
+ * counts the read once (the member is the same). */
+static const docq_script status_script = {4,
+    DOCQ_RATE_LUA
+    LUA_READ
+    LUA_NOW
+    "local ok, n, wait = docq_rate(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now, ARGV[3], true) "
+    "local rate = {ok and 1 or 0, now, n, wait} "
+    "if not ok then return {rate} end "
+    "return {rate, docq_read(KEYS[2], KEYS[3], ARGV[4])}"};
 
 /* KEYS: stream. ARGV: group. Returns how many entries the group has read, or
  * -1 when that is not known. Reads only. */
@@ -214,8 +252,8 @@ static const docq_script heartbeat_script = {12,
     "end "
     "return lost"};
 
-/* Most entry ids one heartbeat script call takes (docq_redis_eval's limit on
- * arguments, less the key and the group and consumer). */
+/* Most entry ids one heartbeat script call takes (a bound on each call's
+ * size and the time Redis spends in it). */
 #define HEARTBEAT_BATCH 24
 
 void docq_key_stream(char *buf, size_t cap, const char *prefix, int shard) {
@@ -248,6 +286,7 @@ static int shard_of(const char *task_id) { return atoi(task_id + 1); }
  * error of docq_redis_eval. */
 static int eval_int(docq_redis *r, const docq_script *s, int nkeys, int argc, const char **argv,
                     const size_t *argvlen, long long *out, docq_error *err) {
+    *out = 0;
     redisReply *rep = docq_redis_eval(r, s, nkeys, argc, argv, argvlen, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
     int rc = DOCQ_OK;
@@ -264,10 +303,10 @@ static int eval_int(docq_redis *r, const docq_script *s, int nkeys, int argc, co
  * docq_redis_eval. */
 static int eval_ints(docq_redis *r, const docq_script *s, int nkeys, int argc, const char **argv,
                      const size_t *argvlen, long long *out, size_t cap, size_t *n, docq_error *err) {
+    *n = 0;
     redisReply *rep = docq_redis_eval(r, s, nkeys, argc, argv, argvlen, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
     int rc = DOCQ_OK;
-    *n = 0;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements > cap)
         rc = docq_error_set(err, DOCQ_ERR, "unexpected reply type %d from script", rep->type);
     for (size_t i = 0; rc == DOCQ_OK && i < rep->elements; i++) {
@@ -280,30 +319,76 @@ static int eval_ints(docq_redis *r, const docq_script *s, int nkeys, int argc, c
     return rc;
 }
 
-int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *task_id,
-                      const char *doc_id, size_t doc_len, const char *caller, const char *owner,
-                      const docq_rate_policy *limit, int64_t *created_at_ms,
-                      docq_rate_result *rate, docq_error *err) {
+/* The arguments of the submit script (KEYS and ARGV in order). */
+typedef struct submit_args {
     char rkey[128], skey[96], lkey[512], lim[24], win[24];
+    const char *argv[8];
+    size_t lens[8];
+} submit_args;
+
+/* Fill a for docq_store_submit's arguments. Returns DOCQ_OK, or DOCQ_EINVAL
+ * when the caller id is too long for a key or owner (NULL: none) for a record. */
+static int submit_args_init(submit_args *a, const char *prefix, int shard, const char *task_id,
+                            const char *doc_id, size_t doc_len, const char *caller, const char *owner,
+                            const docq_rate_policy *limit, docq_error *err) {
     if (!owner) owner = "";
     if (strlen(owner) >= DOCQ_OWNER_MAX) return docq_error_set(err, DOCQ_EINVAL, "owner id too long");
-    docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard);
-    docq_key_stream(skey, sizeof(skey), prefix, shard);
-    if (docq_rate_key(lkey, sizeof(lkey), prefix, shard, DOCQ_RATE_SUBMIT, caller) != DOCQ_OK)
+    docq_key_task(a->rkey, sizeof(a->rkey), prefix, task_id, shard);
+    docq_key_stream(a->skey, sizeof(a->skey), prefix, shard);
+    if (docq_rate_key(a->lkey, sizeof(a->lkey), prefix, shard, DOCQ_RATE_SUBMIT, caller) != DOCQ_OK)
         return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
-    snprintf(lim, sizeof(lim), "%ld", limit->limit > 0 ? limit->limit : 0);
-    snprintf(win, sizeof(win), "%ld", limit->window_s * 1000);
-    const char *argv[] = {rkey, skey, lkey, task_id, doc_id, lim, win, owner};
-    size_t lens[] = {strlen(rkey), strlen(skey), strlen(lkey), strlen(task_id), doc_len,
-                     strlen(lim), strlen(win), strlen(owner)};
-    redisReply *rep = docq_redis_eval(r, &submit_script, 3, 8, argv, lens, err);
-    if (!rep) return err ? err->code : DOCQ_ERR;
+    snprintf(a->lim, sizeof(a->lim), "%ld", limit->limit > 0 ? limit->limit : 0);
+    snprintf(a->win, sizeof(a->win), "%ld", limit->window_s * 1000);
+    const char *argv[] = {a->rkey, a->skey, a->lkey, task_id, doc_id, a->lim, a->win, owner};
+    for (int i = 0; i < 8; i++) {
+        a->argv[i] = argv[i];
+        a->lens[i] = i == 4 ? doc_len : strlen(argv[i]);
+    }
+    return DOCQ_OK;
+}
+
+/* The outcome of the submit script's reply rep: see docq_store_submit. */
+static int submit_outcome(const redisReply *rep, const docq_rate_policy *limit, int64_t *created_at_ms,
+                          docq_rate_result *rate, docq_error *err) {
     int rc = docq_rate_from_reply(rep, limit, rate, created_at_ms, err);
-    freeReplyObject(rep);
     if (rc != DOCQ_OK) return rc;
     if (!rate->admitted)
         return docq_error_set(err, DOCQ_ELIMITED, "rate limit exceeded, retry in %ld ms", rate->retry_ms);
     return DOCQ_OK;
+}
+
+int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *task_id,
+                      const char *doc_id, size_t doc_len, const char *caller, const char *owner,
+                      const docq_rate_policy *limit, int64_t *created_at_ms,
+                      docq_rate_result *rate, docq_error *err) {
+    submit_args a;
+    int rc = submit_args_init(&a, prefix, shard, task_id, doc_id, doc_len, caller, owner, limit, err);
+    if (rc != DOCQ_OK) return rc;
+    redisReply *rep = docq_redis_eval(r, &submit_script, 3, 8, a.argv, a.lens, err);
+    if (!rep) return err ? err->code : DOCQ_ERR;
+    rc = submit_outcome(rep, limit, created_at_ms, rate, err);
+    freeReplyObject(rep);
+    return rc;
+}
+
+int docq_store_submit_queue(docq_pipeline *pl, const char *prefix, int shard, const char *task_id,
+                            const char *doc_id, size_t doc_len, const char *caller, const char *owner,
+                            const docq_rate_policy *limit, docq_store_ticket *ticket, docq_error *err) {
+    submit_args a;
+    int rc = submit_args_init(&a, prefix, shard, task_id, doc_id, doc_len, caller, owner, limit, err);
+    if (rc != DOCQ_OK) return rc;
+    ticket->first = docq_pipeline_eval(pl, &submit_script, 3, 8, a.argv, a.lens, err);
+    ticket->shape = 0;
+    ticket->policy = *limit;
+    return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
+}
+
+int docq_store_submit_result(const docq_pipeline *pl, const docq_store_ticket *ticket,
+                             int64_t *created_at_ms, docq_rate_result *rate, docq_error *err) {
+    const redisReply *rep;
+    memset(rate, 0, sizeof(*rate));
+    int rc = docq_pipeline_reply(pl, ticket->first, &rep, err);
+    return rc == DOCQ_OK ? submit_outcome(rep, &ticket->policy, created_at_ms, rate, err) : rc;
 }
 
 /* Fill out from a record's field/value array (HGETALL's reply). */
@@ -321,25 +406,112 @@ static int task_from_fields(const redisReply *rep, const char *task_id, docq_tas
     return DOCQ_OK;
 }
 
+/* Fill out (cleared) from read_script's reply {fields, position}. Returns
+ * DOCQ_OK, DOCQ_ENOTFOUND for no record, or DOCQ_ERR for a bad reply. */
+static int read_outcome(const redisReply *rep, const char *task_id, docq_task *out, docq_error *err) {
+    docq_task_clear(out);
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_INTEGER)
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from the read script");
+    int rc = task_from_fields(rep->element[0], task_id, out, err);
+    if (rc != DOCQ_OK) {
+        docq_task_clear(out);
+        return rc;
+    }
+    long long pos = rep->element[1]->integer;
+    out->queue_position = pos > 0 && pos <= UINT32_MAX ? (uint32_t)pos : 0;
+    return DOCQ_OK;
+}
+
+/* The arguments of read_script for task_id. */
+typedef struct read_args {
+    char rkey[128], skey[96];
+} read_args;
+
+static void read_args_init(read_args *a, const char *prefix, const char *task_id) {
+    int shard = shard_of(task_id);
+    docq_key_task(a->rkey, sizeof(a->rkey), prefix, task_id, shard);
+    docq_key_stream(a->skey, sizeof(a->skey), prefix, shard);
+}
+
 int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id,
                    docq_task *out, docq_error *err) {
-    char rkey[128], skey[96];
-    int shard = shard_of(task_id);
+    read_args a;
     docq_task_clear(out);
-    docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard);
-    docq_key_stream(skey, sizeof(skey), prefix, shard);
-    const char *argv[] = {rkey, skey, group};
+    read_args_init(&a, prefix, task_id);
+    const char *argv[] = {a.rkey, a.skey, group};
     redisReply *rep = docq_redis_eval(r, &read_script, 2, 3, argv, NULL, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
-    int rc;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_INTEGER)
-        rc = docq_error_set(err, DOCQ_ERR, "unexpected reply from the read script");
-    else if ((rc = task_from_fields(rep->element[0], task_id, out, err)) == DOCQ_OK)
-        out->queue_position = rep->element[1]->integer > 0 && rep->element[1]->integer <= UINT32_MAX
-                                  ? (uint32_t)rep->element[1]->integer : 0;
+    int rc = read_outcome(rep, task_id, out, err);
     freeReplyObject(rep);
-    if (rc != DOCQ_OK) docq_task_clear(out);
     return rc;
+}
+
+/* The shapes of a queued read (docq_store_ticket.shape). */
+enum {
+    READ_ONLY,        /* read_script alone: no limit. */
+    READ_LIMITED,     /* status_script: the limit and the read in one. */
+    READ_CHECK_FIRST  /* The limit's check script, then read_script. */
+};
+
+int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *group, const char *task_id,
+                          const docq_reader *reader, docq_store_ticket *ticket, docq_error *err) {
+    read_args a;
+    docq_rate_args lim;
+    read_args_init(&a, prefix, task_id);
+    const char *read_argv[] = {a.rkey, a.skey, group};
+    ticket->policy = reader ? reader->policy : (docq_rate_policy){0, 0};
+    ticket->shape = READ_ONLY;
+    if (ticket->policy.limit > 0) {
+        int rc = docq_rate_args_init(&lim, prefix, reader->shard, DOCQ_RATE_READ, reader->caller,
+                                     &reader->policy, err);
+        if (rc != DOCQ_OK) return rc;
+        ticket->shape = reader->shard == shard_of(task_id) ? READ_LIMITED : READ_CHECK_FIRST;
+    }
+    if (ticket->shape == READ_LIMITED) {
+        const char *argv[] = {lim.key, a.rkey, a.skey, lim.limit, lim.window, lim.member, group};
+        ticket->first = docq_pipeline_eval(pl, &status_script, 3, 7, argv, NULL, err);
+        return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
+    }
+    if (ticket->shape == READ_CHECK_FIRST && (ticket->first = docq_rate_check_queue(pl, &lim, err)) < 0)
+        return DOCQ_ERR;
+    int i = docq_pipeline_eval(pl, &read_script, 2, 3, read_argv, NULL, err);
+    if (ticket->shape == READ_ONLY) ticket->first = i;
+    return i < 0 ? DOCQ_ERR : DOCQ_OK;
+}
+
+/* The outcome of a READ_LIMITED step: status_script's reply rep. */
+static int limited_read_outcome(const redisReply *rep, const docq_store_ticket *ticket, const char *task_id,
+                                docq_rate_result *rate, docq_task *out, docq_error *err) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->elements > 2)
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from the status script");
+    int rc = docq_rate_from_reply(rep->element[0], &ticket->policy, rate, NULL, err);
+    if (rc != DOCQ_OK) return rc;
+    if (!rate->admitted)
+        return docq_error_set(err, DOCQ_ELIMITED, "rate limit exceeded, retry in %ld ms", rate->retry_ms);
+    if (rep->elements != 2) return docq_error_set(err, DOCQ_ERR, "the status script admitted but did not read");
+    return read_outcome(rep->element[1], task_id, out, err);
+}
+
+int docq_store_read_result(const docq_pipeline *pl, const docq_store_ticket *ticket, const char *task_id,
+                           docq_rate_result *rate, docq_task *out, docq_error *err) {
+    const redisReply *rep;
+    int rc;
+    memset(rate, 0, sizeof(*rate));
+    docq_task_clear(out);
+    switch (ticket->shape) {
+    case READ_LIMITED:
+        rc = docq_pipeline_reply(pl, ticket->first, &rep, err);
+        return rc == DOCQ_OK ? limited_read_outcome(rep, ticket, task_id, rate, out, err) : rc;
+    case READ_CHECK_FIRST:
+        rc = docq_rate_check_result(pl, ticket->first, &ticket->policy, rate, err);
+        if (rc != DOCQ_OK) return rc;
+        rc = docq_pipeline_reply(pl, ticket->first + 1, &rep, err);
+        return rc == DOCQ_OK ? read_outcome(rep, task_id, out, err) : rc;
+    default:
+        rate->admitted = 1;
+        rc = docq_pipeline_reply(pl, ticket->first, &rep, err);
+        return rc == DOCQ_OK ? read_outcome(rep, task_id, out, err) : rc;
+    }
 }
 
 int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const char *group,

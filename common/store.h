@@ -31,6 +31,7 @@
  *
  *   P:{sN}:rate:<caller>  Sorted set: the caller's SubmitDoc rate limit, a
  *                         sliding log (ratelimit.h), N = the caller's shard.
+ *   P:{sN}:rate-read:<caller>  The same for GetStatus and WatchStatus.
  *
  * Every key of one task and of its queue share the hash tag {sN}, so each
  * script below touches one hash slot and runs unchanged on Redis Cluster.
@@ -84,6 +85,47 @@ int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *
  * created, or finished and expired). */
 int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id,
                    docq_task *out, docq_error *err);
+
+/* Pipelined steps (redis.h): a step's _queue function queues its commands
+ * in a pipeline and fills a ticket; once the pipeline has run, its _result
+ * function reads the step's outcome through the ticket. A _queue function
+ * that fails (DOCQ_EINVAL, or DOCQ_ERR when out of memory, when a command of
+ * the step may already be queued: it then runs unread) leaves the ticket
+ * unusable. The commands are safe to send twice, as redis.h requires. */
+typedef struct docq_store_ticket {
+    int first;                /* Index of the step's first command. */
+    int shape;                /* Which commands it queued (store.c's business). */
+    docq_rate_policy policy;  /* The limit the step checks (limit 0: none). */
+} docq_store_ticket;
+
+/* docq_store_submit, queued: its result returns as docq_store_submit. */
+int docq_store_submit_queue(docq_pipeline *pl, const char *prefix, int shard, const char *task_id,
+                            const char *doc_id, size_t doc_len, const char *caller, const char *owner,
+                            const docq_rate_policy *limit, docq_store_ticket *ticket, docq_error *err);
+int docq_store_submit_result(const docq_pipeline *pl, const docq_store_ticket *ticket,
+                             int64_t *created_at_ms, docq_rate_result *rate, docq_error *err);
+
+/* Who reads a task, for the read limit of docq_store_read_queue. */
+typedef struct docq_reader {
+    const char *caller;       /* The caller's id (borrowed until queued). */
+    int shard;                /* The caller's shard: where its limit key lives. */
+    docq_rate_policy policy;  /* Its read limit (DOCQ_READ_RATE_LIMIT); limit 0: none. */
+} docq_reader;
+
+/* GetStatus's Redis work: count the read against reader's read limit (key
+ * kind DOCQ_RATE_READ, as docq_rate_check counts it) and, when admitted,
+ * read task_id as docq_store_get does. When the limit key and the task share
+ * a shard (a caller reading its own task), one script does both and a
+ * refused read reads nothing; otherwise the check and the read are two
+ * commands, both sent (the read's reply is ignored when the limit refuses).
+ * With no limit (reader NULL or limit 0) only the read is queued.
+ * The result: DOCQ_OK with out (cleared first) and *rate filled,
+ * DOCQ_ELIMITED with *rate filled, DOCQ_ENOTFOUND (the read was counted),
+ * or the errors of docq_redis_eval. */
+int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *group, const char *task_id,
+                          const docq_reader *reader, docq_store_ticket *ticket, docq_error *err);
+int docq_store_read_result(const docq_pipeline *pl, const docq_store_ticket *ticket, const char *task_id,
+                           docq_rate_result *rate, docq_task *out, docq_error *err);
 
 /* How many entries of shard's stream the consumer group has read, into
  * *read; -1 when Redis cannot tell (no stream or group yet). One round trip;

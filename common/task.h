@@ -128,9 +128,10 @@ int docq_doc_id_validate(const char *s, size_t len, docq_error *err);
  * into a proto3 string field, such as an AI answer. */
 int docq_utf8_valid(const char *s, size_t len);
 
-/* Write nbytes (at most 64) random bytes from getrandom into buf as
- * 2 * nbytes lowercase hex digits and a NUL (cap must hold them). Returns
- * DOCQ_OK, or DOCQ_ERR if the system has no randomness to give. */
+/* Write nbytes (at most 64) random bytes from getrandom (drawn in blocks
+ * into a pool of the calling thread's) into buf as 2 * nbytes lowercase hex
+ * digits and a NUL (cap must hold them). Returns DOCQ_OK, or DOCQ_ERR if the
+ * system has no randomness to give. */
 int docq_random_hex(char *buf, size_t cap, size_t nbytes, docq_error *err);
 
 /* Make a new task id for shard into buf (at least DOCQ_TASK_ID_MAX bytes).

@@ -28,11 +28,21 @@ void rpc_reply_rate_headers(rpc_reply *out, const docq_rate_result *rate);
 void rpc_reply_rate_limited(rpc_reply *out, const docq_caller *caller, const char *what,
                             const docq_rate_policy *policy, const docq_rate_result *rate);
 
-/* The gate of GetStatus and WatchStatus: identify the caller (into
- * *caller) and count the call against its read limit
- * (DOCQ_READ_RATE_LIMIT). Returns DOCQ_OK to go on (the ratelimit-* metadata
- * already added), or DOCQ_ERR with out filled: UNAUTHENTICATED,
- * RESOURCE_EXHAUSTED, or UNAVAILABLE when Redis is down (rpc_limit.c). */
+/* Who reads, for GetStatus and WatchStatus: caller, its shard and the read
+ * limit (DOCQ_READ_RATE_LIMIT) (rpc_limit.c). caller is borrowed. */
+docq_reader rpc_reader(server_thread *t, const docq_caller *caller);
+
+/* Fill out with the refusal of a read by the read limit, and count it
+ * (rpc_limit.c). */
+void rpc_reply_read_limited(server_thread *t, const docq_caller *caller, const docq_rate_result *rate,
+                            rpc_reply *out);
+
+/* The gate of WatchStatus: identify the caller (into *caller) and count the
+ * call against its read limit. Returns DOCQ_OK to go on (the ratelimit-*
+ * metadata already added), or DOCQ_ERR with out filled: UNAUTHENTICATED,
+ * RESOURCE_EXHAUSTED, or UNAVAILABLE when Redis is down (rpc_limit.c).
+ * GetStatus counts its reads in its pipelined read instead (rpc_status.c),
+ * after checking the id: a malformed id costs a GetStatus nothing. */
 int rpc_read_allowed(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out);
 
 /* Ownership: 1 when caller may see task, else 0. An authenticated caller
@@ -46,12 +56,19 @@ int rpc_task_visible(const docq_caller *caller, const docq_task *task);
  * expired and other callers' (rpc_status.c). */
 void rpc_reply_not_found(rpc_reply *out, const char *task_id);
 
-/* SubmitDoc: validate doc_id, check the caller's limit, store and queue a
- * PENDING task (rpc_submit.c). */
-void rpc_submit_doc(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+/* SubmitDoc, pipelined (rpc_prepare, rpc_finish): validate doc_id, then
+ * check the caller's limit, store and queue a PENDING task (rpc_submit.c). */
+int rpc_submit_prepare(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                       rpc_pending *pending, rpc_reply *out);
+void rpc_submit_finish(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                       const rpc_pending *pending, rpc_reply *out);
 
-/* GetStatus: the stored task, NOT_FOUND for unknown ids (rpc_status.c). */
-void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);
+/* GetStatus, pipelined: validate the id, then count the read and read the
+ * stored task; NOT_FOUND for unknown ids (rpc_status.c). */
+int rpc_status_prepare(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                       rpc_pending *pending, rpc_reply *out);
+void rpc_status_finish(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                       const rpc_pending *pending, rpc_reply *out);
 
 /* WatchStatus: validate the id and open a watch (rpc_watch.c, watch.h). A
  * server-streaming handler: see rpc_stream_handler. */

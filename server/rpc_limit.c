@@ -60,19 +60,30 @@ void rpc_reply_rate_limited(rpc_reply *out, const docq_caller *caller, const cha
     free(details);
 }
 
-int rpc_read_allowed(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out) {
+docq_reader rpc_reader(server_thread *t, const docq_caller *caller) {
     const docq_config *cfg = docq_server_config(t->srv);
-    docq_rate_policy policy = {cfg->read_rate_limit, cfg->read_rate_window_s};
+    docq_reader r = {caller->id, docq_shard_for(caller->id, strlen(caller->id), (int)cfg->shards),
+                     {cfg->read_rate_limit, cfg->read_rate_window_s}};
+    return r;
+}
+
+void rpc_reply_read_limited(server_thread *t, const docq_caller *caller, const docq_rate_result *rate,
+                            rpc_reply *out) {
+    docq_reader reader = rpc_reader(t, caller);
+    docq_log_debug("read by %s refused by the rate limit", caller->id);
+    docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_READ], 1);
+    rpc_reply_rate_limited(out, caller, "GetStatus/WatchStatus calls", &reader.policy, rate);
+}
+
+int rpc_read_allowed(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out) {
     docq_rate_result rate;
     docq_error err = {0};
     if (rpc_caller(t, call, caller, out) != DOCQ_OK) return DOCQ_ERR;
-    int shard = docq_shard_for(caller->id, strlen(caller->id), (int)cfg->shards);
-    int rc = docq_rate_check(t->redis, cfg->key_prefix, shard, DOCQ_RATE_READ, caller->id, &policy, &rate,
-                             &err);
+    docq_reader reader = rpc_reader(t, caller);
+    int rc = docq_rate_check(t->redis, docq_server_config(t->srv)->key_prefix, reader.shard, DOCQ_RATE_READ,
+                             caller->id, &reader.policy, &rate, &err);
     if (rc == DOCQ_ELIMITED) {
-        docq_log_debug("read by %s refused by the rate limit", caller->id);
-        docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_READ], 1);
-        rpc_reply_rate_limited(out, caller, "GetStatus/WatchStatus calls", &policy, &rate);
+        rpc_reply_read_limited(t, caller, &rate, out);
         return DOCQ_ERR;
     }
     if (rc != DOCQ_OK) {

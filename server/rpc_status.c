@@ -1,4 +1,5 @@
 /* rpc_status.c -- GetStatus: the stored task, or NOT_FOUND. */
+#include <stdio.h>
 #include <string.h>
 
 #include "codec.h"
@@ -13,7 +14,7 @@ int rpc_task_id_check(server_thread *t, const char *task_id, int *shard, rpc_rep
         return DOCQ_ERR;
     }
     if (*shard >= docq_server_config(t->srv)->shards) {
-        rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "task %s not found", task_id);
+        rpc_reply_not_found(out, task_id);
         return DOCQ_ERR;
     }
     return DOCQ_OK;
@@ -28,22 +29,46 @@ void rpc_reply_not_found(rpc_reply *out, const char *task_id) {
                     task_id);
 }
 
-/* Count the call against the caller's read limit, then read the record,
- * and the queue position of a PENDING task, in one round trip. An id that
- * was never issued, or whose finished record has expired, is NOT_FOUND:
- * never "PENDING forever"; so is another caller's task (rpc_task_visible). */
-void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+/* Identify the caller and check the id (UNAUTHENTICATED, INVALID_ARGUMENT,
+ * NOT_FOUND for a shard this deployment does not have: answered at once,
+ * without counting), then queue the read: the caller's read limit and the
+ * record with its queue position, one script when they share a shard. */
+int rpc_status_prepare(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                       rpc_pending *pending, rpc_reply *out) {
     const Docq__V1__GetStatusRequest *r = (const Docq__V1__GetStatusRequest *)req;
+    const docq_config *cfg = docq_server_config(t->srv);
+    docq_error err = {0};
+    int shard;
+    if (rpc_caller(t, call, &pending->caller, out) != DOCQ_OK) return DOCQ_ERR;
+    if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return DOCQ_ERR;
+    snprintf(pending->task_id, sizeof(pending->task_id), "%s", r->task_id);
+    docq_reader reader = rpc_reader(t, &pending->caller);
+    if (docq_store_read_queue(t->pipeline, cfg->key_prefix, cfg->group, pending->task_id, &reader,
+                              &pending->ticket, &err) != DOCQ_OK) {
+        rpc_reply_store_error(out, &err);
+        return DOCQ_ERR;
+    }
+    return DOCQ_OK;
+}
+
+/* Answer the task, RESOURCE_EXHAUSTED when the read limit refused,
+ * UNAVAILABLE when Redis is down, or NOT_FOUND: an id that was never
+ * issued, or whose finished record has expired, is NOT_FOUND, never
+ * "PENDING forever". Every answer past the limit check carries the
+ * ratelimit-* metadata. */
+void rpc_status_finish(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                       const rpc_pending *pending, rpc_reply *out) {
+    (void)call, (void)req;
     docq_error err = {0};
     docq_task task = {0};
-    docq_caller caller;
-    int shard;
-    if (rpc_read_allowed(t, call, &caller, out) != DOCQ_OK) return;
-    if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return;
-    const docq_config *cfg = docq_server_config(t->srv);
-    int rc = docq_store_get(t->redis, cfg->key_prefix, cfg->group, r->task_id, &task, &err);
-    if (rc == DOCQ_ENOTFOUND || (rc == DOCQ_OK && !rpc_task_visible(&caller, &task))) {
-        rpc_reply_not_found(out, r->task_id);
+    docq_rate_result rate;
+    int rc = docq_store_read_result(t->pipeline, &pending->ticket, pending->task_id, &rate, &task, &err);
+    if (rc == DOCQ_ELIMITED) {
+        rpc_reply_read_limited(t, &pending->caller, &rate, out);
+        return;
+    }
+    if (rc == DOCQ_ENOTFOUND || (rc == DOCQ_OK && !rpc_task_visible(&pending->caller, &task))) {
+        rpc_reply_not_found(out, pending->task_id);
     } else if (rc != DOCQ_OK) {
         rpc_reply_store_error(out, &err);
     } else {
@@ -51,5 +76,6 @@ void rpc_get_status(server_thread *t, const rpc_call *call, const ProtobufCMessa
         docq_codec_task_msg(&task, &msg);
         rpc_reply_message(out, &msg.msg.base);
     }
+    rpc_reply_rate_headers(out, &rate);
     docq_task_clear(&task);
 }

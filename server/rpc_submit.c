@@ -9,50 +9,62 @@
 #include "rpc.h"
 #include "store.h"
 
-/* Identify the caller, validate the request, then check the caller's rate
- * limit, store the record and queue the entry in one atomic script in the
- * caller's shard (store.h). Answers UNAUTHENTICATED for a missing or unknown
- * key, INVALID_ARGUMENT for a bad doc_id, RESOURCE_EXHAUSTED when the limit
- * refuses and UNAVAILABLE when Redis is down (nothing was stored or counted
- * in those cases). Every answer that passed the limit check carries the
- * ratelimit-* metadata. */
-void rpc_submit_doc(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+/* Identify the caller and validate the request (UNAUTHENTICATED for a
+ * missing or unknown key, INVALID_ARGUMENT for a bad doc_id), then queue the
+ * one atomic script that checks the caller's rate limit, stores the record
+ * and queues the entry in the caller's shard (store.h), under a new task id. */
+int rpc_submit_prepare(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                       rpc_pending *pending, rpc_reply *out) {
     const Docq__V1__SubmitDocRequest *r = (const Docq__V1__SubmitDocRequest *)req;
     const docq_config *cfg = docq_server_config(t->srv);
+    docq_caller *caller = &pending->caller;
     docq_error err = {0};
-    docq_caller caller;
-    if (rpc_caller(t, call, &caller, out) != DOCQ_OK) return;
+    if (rpc_caller(t, call, caller, out) != DOCQ_OK) return DOCQ_ERR;
     size_t len = strlen(r->doc_id);
     if (docq_doc_id_validate(r->doc_id, len, &err) != DOCQ_OK) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
-        return;
+        return DOCQ_ERR;
     }
-    char task_id[DOCQ_TASK_ID_MAX];
-    int shard = docq_shard_for(caller.id, strlen(caller.id), (int)cfg->shards);
-    if (docq_task_id_new(shard, task_id, sizeof(task_id), &err) != DOCQ_OK) {
+    int shard = docq_shard_for(caller->id, strlen(caller->id), (int)cfg->shards);
+    if (docq_task_id_new(shard, pending->task_id, sizeof(pending->task_id), &err) != DOCQ_OK) {
         rpc_reply_error(out, GRPC_STATUS_INTERNAL, "%s", err.msg);
-        return;
+        return DOCQ_ERR;
     }
+    /* An authenticated caller owns its task (rpc_task_visible). */
+    if (docq_store_submit_queue(t->pipeline, cfg->key_prefix, shard, pending->task_id, r->doc_id, len,
+                                caller->id, caller->authenticated ? caller->id : NULL, &caller->submit,
+                                &pending->ticket, &err) != DOCQ_OK) {
+        rpc_reply_store_error(out, &err);
+        return DOCQ_ERR;
+    }
+    return DOCQ_OK;
+}
+
+/* Answer the task id, or RESOURCE_EXHAUSTED when the limit refused and
+ * UNAVAILABLE when Redis is down (nothing was stored or counted in those
+ * cases). Every answer that passed the limit check carries the ratelimit-*
+ * metadata. */
+void rpc_submit_finish(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                       const rpc_pending *pending, rpc_reply *out) {
+    (void)call, (void)req;
+    docq_error err = {0};
     int64_t created_at;
     docq_rate_result rate;
-    /* An authenticated caller owns its task (rpc_task_visible). */
-    int rc = docq_store_submit(t->redis, cfg->key_prefix, shard, task_id, r->doc_id, len, caller.id,
-                               caller.authenticated ? caller.id : NULL,
-                               &caller.submit, &created_at, &rate, &err);
+    int rc = docq_store_submit_result(t->pipeline, &pending->ticket, &created_at, &rate, &err);
     if (rc == DOCQ_ELIMITED) {
-        docq_log_debug("SubmitDoc by %s refused by the rate limit", caller.id);
+        docq_log_debug("SubmitDoc by %s refused by the rate limit", pending->caller.id);
         docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_SUBMIT], 1);
-        rpc_reply_rate_limited(out, &caller, "SubmitDoc calls", &caller.submit, &rate);
+        rpc_reply_rate_limited(out, &pending->caller, "SubmitDoc calls", &pending->caller.submit, &rate);
         return;
     }
     if (rc != DOCQ_OK) {
         rpc_reply_store_error(out, &err);
         return;
     }
-    docq_log(DOCQ_LOG_DEBUG, task_id, "submitted by %s", caller.id);
+    docq_log(DOCQ_LOG_DEBUG, pending->task_id, "submitted by %s", pending->caller.id);
     docq_counter_add(&docq_server_infra(t->srv)->metrics->tasks_submitted, 1);
     Docq__V1__SubmitDocResponse resp = DOCQ__V1__SUBMIT_DOC_RESPONSE__INIT;
-    resp.task_id = task_id;
+    resp.task_id = (char *)pending->task_id;
     resp.state = DOCQ__V1__TASK__STATE__PENDING;
     rpc_reply_message(out, &resp.base);
     rpc_reply_rate_headers(out, &rate);

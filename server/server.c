@@ -7,6 +7,10 @@
  *                   a fresh context is requested at once to replace this one,
  *                   the handler runs and the answer is sent. success=0: the
  *                   server is shutting down; the context is freed.
+ *   CALL_HELD       a pipelined method's prepare queued the call's Redis work
+ *                   in its thread's pipeline; the call waits (in t->held, not
+ *                   on any gRPC operation) until the pipeline runs, then its
+ *                   finish builds the answer, which is sent.
  *   CALL_ANSWERING  the answer batch (initial metadata, message, status,
  *                   close) is in flight; when it completes the context is
  *                   freed, whatever its success.
@@ -42,14 +46,20 @@
 #define WAITING_PER_METHOD 16
 
 static const rpc_def rpcs[] = {
-    {"/docq.v1.DocQueue/SubmitDoc", &docq__v1__submit_doc_request__descriptor, rpc_submit_doc, NULL, 0},
-    {"/docq.v1.DocQueue/GetStatus", &docq__v1__get_status_request__descriptor, rpc_get_status, NULL, 0},
-    {"/docq.v1.DocQueue/WatchStatus", &docq__v1__watch_status_request__descriptor, NULL, rpc_watch_status, 0},
-    {"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor, rpc_health_check, NULL, 0},
-    {"/grpc.health.v1.Health/Watch", &grpc__health__v1__health_check_request__descriptor, NULL, rpc_health_watch, 0},
-    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", NULL, NULL, rpc_reflection_info, RPC_REFLECTION},
-    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", NULL, NULL, rpc_reflection_info,
-     RPC_REFLECTION},
+    {.path = "/docq.v1.DocQueue/SubmitDoc", .input = &docq__v1__submit_doc_request__descriptor,
+     .prepare = rpc_submit_prepare, .finish = rpc_submit_finish},
+    {.path = "/docq.v1.DocQueue/GetStatus", .input = &docq__v1__get_status_request__descriptor,
+     .prepare = rpc_status_prepare, .finish = rpc_status_finish},
+    {.path = "/docq.v1.DocQueue/WatchStatus", .input = &docq__v1__watch_status_request__descriptor,
+     .stream = rpc_watch_status},
+    {.path = "/grpc.health.v1.Health/Check", .input = &grpc__health__v1__health_check_request__descriptor,
+     .handler = rpc_health_check},
+    {.path = "/grpc.health.v1.Health/Watch", .input = &grpc__health__v1__health_check_request__descriptor,
+     .stream = rpc_health_watch},
+    {.path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", .stream = rpc_reflection_info,
+     .flags = RPC_REFLECTION},
+    {.path = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", .stream = rpc_reflection_info,
+     .flags = RPC_REFLECTION},
 };
 #define NRPCS (int)(sizeof(rpcs) / sizeof(rpcs[0]))
 
@@ -68,7 +78,7 @@ struct docq_server {
     server_infra *infra;                /* Metrics, health, reflection, the HTTP endpoint. */
 };
 
-typedef enum call_state { CALL_WAITING, CALL_ANSWERING } call_state;
+typedef enum call_state { CALL_WAITING, CALL_HELD, CALL_ANSWERING } call_state;
 
 typedef struct call_ctx {
     server_tag tag;                  /* First: the tag of every operation on the call. */
@@ -80,6 +90,8 @@ typedef struct call_ctx {
     grpc_metadata_array request_md;
     grpc_call_details details;       /* Catch-all only: the method asked for. */
     grpc_byte_buffer *payload;       /* The request message (registered methods). */
+    ProtobufCMessage *req;           /* CALL_HELD: the decoded request, for the finish. */
+    rpc_pending pending;             /* CALL_HELD: what the prepare kept for the finish. */
     grpc_byte_buffer *response;      /* The answer while CALL_ANSWERING. */
     int cancelled;                   /* Set by RECV_CLOSE_ON_SERVER. */
     int64_t arrived_ns;              /* Monotonic time the call arrived, for its latency. */
@@ -153,6 +165,7 @@ static void call_free(call_ctx *c) {
     grpc_metadata_array_destroy(&c->request_md);
     grpc_call_details_destroy(&c->details);
     if (c->payload) grpc_byte_buffer_destroy(c->payload);
+    if (c->req) protobuf_c_message_free_unpacked(c->req, NULL);
     if (c->response) grpc_byte_buffer_destroy(c->response);
     if (c->call) grpc_call_unref(c->call);
     free(c);
@@ -246,7 +259,41 @@ static int transport_allows(const call_ctx *c, rpc_reply *reply) {
     return 0;
 }
 
-/* A call arrived: decode its request, run its handler, answer. */
+/* What a handler may know of call c. */
+static rpc_call call_of(call_ctx *c) {
+    rpc_call call = {c->call, &c->request_md, server_metrics_rpc(c->thread->srv->infra->metrics, c->rpc)};
+    return call;
+}
+
+/* Send reply as c's answer and release it. */
+static void answer(call_ctx *c, rpc_reply *reply) {
+    if (reply->code != GRPC_STATUS_OK)
+        docq_log_debug("%s -> %s: %s", c->rpc >= 0 ? rpcs[c->rpc].path : "unknown method",
+                       docq_grpc_status_name(reply->code), reply->details);
+    send_answer(c, reply);
+    rpc_reply_clear(reply);
+}
+
+/* Run the Redis work of every held call of t in one pipeline, then finish
+ * and answer each, in arrival order. */
+static void run_held(server_thread *t) {
+    if (!t->nheld) return;
+    docq_pipeline_run(t->pipeline, t->redis);
+    for (int i = 0; i < t->nheld; i++) {
+        call_ctx *c = t->held[i];
+        rpc_reply reply = RPC_REPLY_INIT;
+        rpc_call call = call_of(c);
+        rpcs[c->rpc].finish(t, &call, c->req, &c->pending, &reply);
+        protobuf_c_message_free_unpacked(c->req, NULL);
+        c->req = NULL;
+        answer(c, &reply);
+    }
+    t->nheld = 0;
+    docq_pipeline_reset(t->pipeline);
+}
+
+/* A call arrived: decode its request, then run its handler and answer, hold
+ * it for the pipeline (pipelined methods), or hand it to its stream. */
 static void handle_call(call_ctx *c) {
     rpc_reply reply = RPC_REPLY_INIT;
     if (!transport_allows(c, &reply)) {
@@ -257,29 +304,35 @@ static void handle_call(call_ctx *c) {
                         (const char *)GRPC_SLICE_START_PTR(c->details.method));
     } else {
         const rpc_def *rpc = &rpcs[c->rpc];
-        rpc_call call = {c->call, &c->request_md, server_metrics_rpc(c->thread->srv->infra->metrics, c->rpc)};
+        server_thread *t = c->thread;
+        rpc_call call = call_of(c);
         ProtobufCMessage *req = rpc->input ? docq_codec_unpack(rpc->input, c->payload) : NULL;
         if (!req && rpc->input) {
             rpc_reply_error(&reply, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s message (malformed bytes, or a string with a NUL byte)",
                             rpc->input->name);
         } else if (rpc->stream) {
-            int taken = rpc->stream(c->thread, &call, req, &reply) == DOCQ_OK;
+            int taken = rpc->stream(t, &call, req, &reply) == DOCQ_OK;
             if (req) protobuf_c_message_free_unpacked(req, NULL);
             if (taken) {
                 rpc_reply_clear(&reply);
                 call_free(c); /* The stream holds its own reference to the call. */
                 return;
             }
+        } else if (rpc->prepare) {
+            if (rpc->prepare(t, &call, req, &c->pending, &reply) == DOCQ_OK) {
+                c->req = req;
+                c->state = CALL_HELD;
+                t->held[t->nheld++] = c;
+                if (t->nheld == SERVER_HELD_MAX) run_held(t);
+                return;
+            }
+            protobuf_c_message_free_unpacked(req, NULL);
         } else {
-            rpc->handler(c->thread, &call, req, &reply);
+            rpc->handler(t, &call, req, &reply);
             protobuf_c_message_free_unpacked(req, NULL);
         }
     }
-    if (reply.code != GRPC_STATUS_OK)
-        docq_log_debug("%s -> %s: %s", c->rpc >= 0 ? rpcs[c->rpc].path : "unknown method",
-                       docq_grpc_status_name(reply.code), reply.details);
-    send_answer(c, &reply);
-    rpc_reply_clear(&reply);
+    answer(c, &reply);
 }
 
 static void on_event(server_tag *tag, int success) {
@@ -293,15 +346,31 @@ static void on_event(server_tag *tag, int success) {
     handle_call(c);
 }
 
+/* How many events a thread takes from its queue without blocking before it
+ * runs its held calls' pipeline anyway (the pipeline also runs when
+ * SERVER_HELD_MAX calls are held, and whenever the queue has nothing ready). */
+#define EVENTS_PER_ROUND 256
+
+/* Handle every event ready on t's queue, up to EVENTS_PER_ROUND, the first
+ * one waited for; then run the held calls. Returns 0 once the queue is shut
+ * down. */
+static int serve_round(server_thread *t) {
+    grpc_event ev = grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    for (int n = 1; ev.type == GRPC_OP_COMPLETE; n++) {
+        ((server_tag *)ev.tag)->done(ev.tag, ev.success);
+        if (n == EVENTS_PER_ROUND) break;
+        ev = grpc_completion_queue_next(t->cq, gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
+    }
+    run_held(t);
+    return ev.type != GRPC_QUEUE_SHUTDOWN;
+}
+
 static void *thread_main(void *arg) {
     server_thread *t = arg;
     for (int i = 0; i < NRPCS; i++)
         for (int k = 0; k < WAITING_PER_METHOD && t->srv->methods[i]; k++) request_call(t, i);
     request_call(t, -1);
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-        if (ev.type == GRPC_OP_COMPLETE) ((server_tag *)ev.tag)->done(ev.tag, ev.success);
+    while (serve_round(t)) {
     }
     return NULL;
 }
@@ -329,6 +398,7 @@ static void server_free(docq_server *srv) {
         else
             drain_and_destroy(t->cq);
         docq_redis_free(t->redis);
+        docq_pipeline_free(t->pipeline);
     }
     free(srv->threads);
     srv->threads = NULL;
@@ -374,7 +444,7 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
     }
     const char *paths[NRPCS];
     int unary[NRPCS];
-    for (int i = 0; i < NRPCS; i++) paths[i] = rpcs[i].path, unary[i] = rpcs[i].handler != NULL;
+    for (int i = 0; i < NRPCS; i++) paths[i] = rpcs[i].path, unary[i] = rpcs[i].handler || rpcs[i].prepare;
     srv->auth = docq_auth_create(cfg->api_keys_file, err);
     srv->watch = srv->auth ? watch_hub_create(cfg, err) : NULL;
     srv->infra = srv->watch ? server_infra_create(cfg, paths, unary, NRPCS, err) : NULL;
@@ -398,7 +468,15 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
         t->index = i;
         t->cq = grpc_completion_queue_create_for_next(NULL);
         t->redis = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
+        t->pipeline = docq_pipeline_create();
         grpc_server_register_completion_queue(srv->server, t->cq, NULL);
+    }
+    for (int i = 0; i < srv->nthreads; i++) {
+        if (!srv->threads[i].redis || !srv->threads[i].pipeline) {
+            docq_error_set(err, DOCQ_ERR, "out of memory");
+            server_free(srv);
+            return NULL;
+        }
     }
     /* Without DOCQ_REFLECTION its methods stay unregistered: UNIMPLEMENTED. */
     for (int i = 0; i < NRPCS; i++)

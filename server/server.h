@@ -6,7 +6,17 @@
  * grpc_completion_queue_next and owning its own Redis connection (hiredis
  * contexts are not thread-safe). A call is requested on, arrives on and is
  * answered on one thread's queue, so a unary call's context is only ever
- * touched by the thread that owns its queue. Streaming calls (WatchStatus)
+ * touched by the thread that owns its queue.
+ *
+ * Pipelining: a thread that takes an event from its queue goes on taking
+ * those already there, without blocking (up to a cap), before it blocks
+ * again. Unary methods with Redis work (SubmitDoc, GetStatus) are split in
+ * two (rpc_prepare, rpc_finish): the prepare of each call that arrived
+ * queues its commands in the thread's pipeline and the call is held; before
+ * the thread blocks again, or when the cap is reached, the pipeline runs
+ * (one round trip for every held call: redis.h says what is sent again when
+ * the connection fails) and each held call's finish builds its answer, in
+ * arrival order. A burst of N calls thus costs one round trip, not N. Streaming calls (WatchStatus)
  * are taken over by the watch hub (watch.h), whose subscriber thread also
  * starts batches on them, under the hub's mutex; their completions still
  * arrive on the queue of the thread that received the call.
@@ -22,8 +32,10 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "auth.h"
+#include "caller.h"
 #include "config.h"
 #include "redis.h"
+#include "store.h"
 
 typedef struct docq_server docq_server;
 
@@ -33,11 +45,19 @@ typedef struct server_tag {
     void (*done)(struct server_tag *tag, int success);
 } server_tag;
 
+/* Most calls a thread holds for one pipeline run. */
+#define SERVER_HELD_MAX 128
+
+struct call_ctx;
+
 /* One server thread and what it owns. */
 typedef struct server_thread {
-    docq_server *srv;          /* Back pointer; the server outlives its threads. */
-    grpc_completion_queue *cq; /* This thread's queue (create_for_next). */
-    docq_redis *redis;         /* This thread's Redis connection. */
+    docq_server *srv;            /* Back pointer; the server outlives its threads. */
+    grpc_completion_queue *cq;   /* This thread's queue (create_for_next). */
+    docq_redis *redis;           /* This thread's Redis connection. */
+    docq_pipeline *pipeline;     /* The Redis work of the held calls (rpc_prepare). */
+    struct call_ctx *held[SERVER_HELD_MAX]; /* Calls waiting for the pipeline to */
+    int nheld;                              /* run, in arrival order (server.c). */
     pthread_t tid;
     int index;
 } server_thread;
@@ -70,6 +90,27 @@ typedef struct rpc_call {
 typedef void (*rpc_handler)(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
                             rpc_reply *out);
 
+/* What a pipelined handler keeps from its prepare to its finish. */
+typedef struct rpc_pending {
+    docq_caller caller;              /* Who called. */
+    char task_id[DOCQ_TASK_ID_MAX];  /* The task submitted or read. */
+    docq_store_ticket ticket;        /* Where its Redis work is in t->pipeline. */
+} rpc_pending;
+
+/* The first half of a pipelined unary handler: check req (owned by the
+ * caller, kept until the finish), identify the caller, queue the call's
+ * Redis work in t->pipeline and keep in pending what the finish needs. It
+ * must not read replies: nothing has been sent yet. Returns DOCQ_OK when
+ * the work is queued (the finish runs once the pipeline has), or DOCQ_ERR
+ * with out holding the answer (the finish never runs). */
+typedef int (*rpc_prepare)(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                           rpc_pending *pending, rpc_reply *out);
+
+/* The second half: read the outcome of the work queued by the prepare, in
+ * t->pipeline which has run, and fill out. */
+typedef void (*rpc_finish)(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
+                           const rpc_pending *pending, rpc_reply *out);
+
 /* A streaming handler: reads req (owned by the caller). Returns DOCQ_OK when
  * it has taken the call over (it holds its own reference and ends the call
  * itself), or DOCQ_ERR with out holding the error to answer. */
@@ -82,8 +123,10 @@ typedef struct rpc_def {
     const char *path;                        /* "/docq.v1.DocQueue/SubmitDoc". */
     const ProtobufCMessageDescriptor *input; /* Request message type; NULL for a bidirectional
                                               * stream, which reads its own messages (req NULL). */
-    rpc_handler handler;                     /* Unary methods. */
-    rpc_stream_handler stream;               /* Streaming methods (handler NULL). */
+    rpc_handler handler;                     /* Unary methods without Redis work. */
+    rpc_prepare prepare;                     /* Unary methods with Redis work, in */
+    rpc_finish finish;                       /* two halves (handler NULL). */
+    rpc_stream_handler stream;               /* Streaming methods (the others NULL). */
     unsigned flags;                          /* RPC_* below. */
 } rpc_def;
 #define RPC_REFLECTION 1u /* Registered only with DOCQ_REFLECTION on (else UNIMPLEMENTED). */

@@ -191,6 +191,22 @@ static void task_id_new_differ(void) {
         for (int j = i + 1; j < N; j++) CHECK_MSG(strcmp(ids[i], ids[j]) != 0, "ids %d and %d: %s", i, j, ids[i]);
 }
 
+static void random_hex_across_pool_refills(void) {
+    enum { N = 200, BYTES = 7 }; /* 1,400 bytes: several refills, none at a request's edge. */
+    char hex[N][2 * BYTES + 1];
+    char big[2 * 65 + 1];
+    for (int i = 0; i < N; i++) {
+        memset(hex[i], '#', sizeof(hex[i]));
+        CHECK_INT_EQ(docq_random_hex(hex[i], sizeof(hex[i]), BYTES, NULL), DOCQ_OK);
+        CHECK_INT_EQ((long long)strlen(hex[i]), 2 * BYTES);
+        CHECK_MSG(strspn(hex[i], "0123456789abcdef") == 2 * BYTES, "not lowercase hex: %s", hex[i]);
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++) CHECK_MSG(strcmp(hex[i], hex[j]) != 0, "%d and %d: %s", i, j, hex[i]);
+    CHECK_INT_EQ(docq_random_hex(big, sizeof(big), 65, NULL), DOCQ_ERR);
+    CHECK_INT_EQ(docq_random_hex(big, 2 * 8, 8, NULL), DOCQ_ERR);
+}
+
 static void task_id_new_small_buffer(void) {
     char buf[64];
     docq_error err = {0};
@@ -513,7 +529,8 @@ CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CAS
            CHECK_CASE(doc_id_c0_control), CHECK_CASE(doc_id_del), CHECK_CASE(doc_id_c1_control),
            CHECK_CASE(doc_id_bad_utf8), CHECK_CASE(doc_id_multibyte),
            CHECK_CASE(utf8_valid_allows_controls), CHECK_CASE(task_id_new_parses),
-           CHECK_CASE(task_id_new_differ), CHECK_CASE(task_id_new_small_buffer),
+           CHECK_CASE(task_id_new_differ), CHECK_CASE(random_hex_across_pool_refills),
+           CHECK_CASE(task_id_new_small_buffer),
            CHECK_CASE(task_id_malformed), CHECK_CASE(task_id_parse_bounds),
            CHECK_CASE(shard_for_stable), CHECK_CASE(shard_for_in_range),
            CHECK_CASE(shard_for_spread), CHECK_CASE(state_names),
