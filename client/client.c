@@ -221,7 +221,8 @@ long docq_client_retry_delay(const grpc_metadata_array *md) {
             text[n] = '\0';
             char *end;
             long p = strtol(text, &end, 10);
-            if (end != text && *end == '\0' && p >= 0) pushback = p;
+            if (end != text && *end == '\0' && p >= 0)
+                pushback = p < DOCQ_RETRY_DELAY_MAX_MS ? p : DOCQ_RETRY_DELAY_MAX_MS;
         }
     }
     return pushback;

@@ -64,7 +64,7 @@ int docq_client_set_api_key(docq_client *c, const char *key);
 
 /* The retry delay, in ms, that the trailing metadata of a refused call asks
  * for: the RetryInfo in grpc-status-details-bin, else grpc-retry-pushback-ms;
- * -1 when neither is there. */
+ * -1 when neither is there. Never more than DOCQ_RETRY_DELAY_MAX_MS (1 h). */
 long docq_client_retry_delay(const grpc_metadata_array *trailers);
 
 /* Close the channel and free c. Every call made through c must have

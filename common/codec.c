@@ -1,5 +1,6 @@
 /* codec.c -- protobuf conversion and byte-buffer framing. See codec.h. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,13 @@ void docq_codec_task_msg(const docq_task *t, docq_task_msg *out) {
     m->state = (Docq__V1__Task__State)t->state;
     m->result = t->result ? t->result : (char *)protobuf_c_empty_string;
     m->error = t->error ? t->error : (char *)protobuf_c_empty_string;
+    size_t whole = t->result ? strlen(t->result) : 0;
+    if (whole < t->result_len) {
+        snprintf(out->note, sizeof(out->note),
+                 "the stored result holds a NUL byte at offset %zu and cannot be sent as Task.result", whole);
+        m->result = (char *)protobuf_c_empty_string;
+        m->error = out->note;
+    }
     m->attempts = t->attempts;
     m->deliveries = t->deliveries;
     m->version = t->version;

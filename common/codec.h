@@ -11,15 +11,19 @@
 #include "error.h"
 #include "task.h"
 
-/* A Task message with room for its timestamps, so that it needs no
- * allocation. */
+/* A Task message with room for its timestamps and a note, so that it needs
+ * no allocation. */
 typedef struct docq_task_msg {
     Docq__V1__Task msg;
     Google__Protobuf__Timestamp created, started, finished;
+    char note[128]; /* The error shown instead of a result that cannot be sent. */
 } docq_task_msg;
 
-/* Fill out from t. The message points into t's strings: it is valid while t
- * is alive and unchanged. */
+/* Fill out from t. The message points into t's strings (and out->note): it
+ * is valid while t and out are alive and unchanged. protobuf-c sends strings
+ * up to their first NUL, so a stored result holding a NUL byte (t->result_len
+ * says where it ends) is never sent cut short: the message carries an empty
+ * result and an error naming the offset of the NUL instead. */
 void docq_codec_task_msg(const docq_task *t, docq_task_msg *out);
 
 /* Copy a received Task message into out (cleared first; free with

@@ -58,6 +58,16 @@ int docq_richstatus_quota(int code, const char *message, long retry_ms, const ch
     return rc;
 }
 
+long docq_retry_delay_ms(int64_t seconds, int32_t nanos) {
+    if (seconds < 0 || (seconds == 0 && nanos <= 0)) return 0;
+    if (seconds >= DOCQ_RETRY_DELAY_MAX_MS / 1000) return DOCQ_RETRY_DELAY_MAX_MS;
+    /* Both are small now: no overflow. Nanos outside 0..999999999 are
+     * malformed; a negative one counts as 0, a huge one as one second. */
+    long ns = nanos < 0 ? 0 : nanos > 999999999 ? 999999999 : nanos;
+    long ms = (long)seconds * 1000 + (ns + 999999) / 1000000;
+    return ms < DOCQ_RETRY_DELAY_MAX_MS ? ms : DOCQ_RETRY_DELAY_MAX_MS;
+}
+
 int docq_richstatus_retry_ms(const uint8_t *buf, size_t len, long *retry_ms) {
     Google__Rpc__Status *st = google__rpc__status__unpack(NULL, len, buf);
     if (!st) return DOCQ_EINVAL;
@@ -70,8 +80,7 @@ int docq_richstatus_retry_ms(const uint8_t *buf, size_t len, long *retry_ms) {
             rc = DOCQ_EINVAL;
         } else {
             const Google__Protobuf__Duration *d = ri->retry_delay;
-            long ms = d ? (long)(d->seconds * 1000 + (d->nanos + 999999) / 1000000) : 0;
-            *retry_ms = ms > 0 ? ms : 0;
+            *retry_ms = d ? docq_retry_delay_ms(d->seconds, d->nanos) : 0;
             rc = DOCQ_OK;
             google__rpc__retry_info__free_unpacked(ri, NULL);
         }

@@ -23,9 +23,19 @@
 int docq_richstatus_quota(int code, const char *message, long retry_ms, const char *subject,
                           const char *description, uint8_t **out, size_t *len, docq_error *err);
 
+/* The longest retry delay a client takes from a server: 1 hour. A longer
+ * one (a server's mistake, or a hostile server) is cut to it. */
+#define DOCQ_RETRY_DELAY_MAX_MS 3600000L
+
+/* A google.protobuf.Duration of seconds and nanos as a retry delay in ms,
+ * rounded up, without overflow: 0 for a negative or zero one, at most
+ * DOCQ_RETRY_DELAY_MAX_MS. */
+long docq_retry_delay_ms(int64_t seconds, int32_t nanos);
+
 /* Read the RetryInfo of a serialized google.rpc.Status (buf, len). Returns
- * DOCQ_OK with *retry_ms (rounded up to whole ms), DOCQ_ENOTFOUND when the
- * status has no RetryInfo, DOCQ_EINVAL when the bytes are not a Status. */
+ * DOCQ_OK with *retry_ms (docq_retry_delay_ms of its delay), DOCQ_ENOTFOUND
+ * when the status has no RetryInfo, DOCQ_EINVAL when the bytes are not a
+ * Status. */
 int docq_richstatus_retry_ms(const uint8_t *buf, size_t len, long *retry_ms);
 
 #endif

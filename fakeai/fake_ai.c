@@ -4,7 +4,8 @@
  * Endpoints
  *   POST <any path>  body {"task_id":"...","doc_id":"..."} (conventionally POST /process).
  *                    After --latency-ms (plus a random 0 to --latency-jitter-ms) it answers 200
- *                    {"doc_id":"<doc_id>","summary":"processed <doc_id>"}; a request chosen to fail
+ *                    {"doc_id":"<doc_id>","summary":"processed <doc_id>"} (or exactly the bytes of
+ *                    --answer-hex, NULs included); a request chosen to fail
  *                    answers --fail-status with {"error":"injected failure"} (and Retry-After when
  *                    --retry-after > 0); a doc_id starting with --reject-prefix always answers
  *                    --reject-status with {"error":"rejected document"} (a permanent failure); a
@@ -556,6 +557,8 @@ struct fake_config {
     const char *port_file;  /* Where to write the bound port, or NULL; borrowed from argv/environ. */
     long pad_bytes;         /* Success answers carry a "padding" string of this many bytes. */
     const char *pad_prefix; /* ...only for doc_ids starting with it, or NULL for all; borrowed. */
+    char *answer;           /* --answer-hex decoded: every success answer's exact body, or NULL. */
+    size_t answer_len;      /* Bytes in answer (it may hold NULs). */
 };
 
 struct fake_server {
@@ -654,6 +657,31 @@ static int parse_pad_prefix(const char *text, struct fake_config *cfg) {
     return DOCQ_OK;
 }
 
+/* --answer-hex: an even number of hex digits, decoded into a buffer that lives as long as the
+ * program (the config is never freed). */
+static int parse_answer_hex(const char *text, struct fake_config *cfg) {
+    size_t n = strlen(text);
+    if (n % 2 != 0 || n > 2 * MAX_BODY_BYTES) return DOCQ_ERR;
+    free(cfg->answer);
+    cfg->answer = NULL;
+    cfg->answer_len = 0;
+    if (n == 0) return DOCQ_OK;
+    char *out = malloc(n / 2);
+    if (out == NULL) return DOCQ_ERR;
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned v;
+        if (!isxdigit((unsigned char)text[2 * i]) || !isxdigit((unsigned char)text[2 * i + 1]) ||
+            sscanf(text + 2 * i, "%2x", &v) != 1) {
+            free(out);
+            return DOCQ_ERR;
+        }
+        out[i] = (char)v;
+    }
+    cfg->answer = out;
+    cfg->answer_len = n / 2;
+    return DOCQ_OK;
+}
+
 static int parse_log_requests(const char *text, struct fake_config *cfg) {
     return parse_count(text, 1, &cfg->log_requests);
 }
@@ -704,6 +732,9 @@ static const struct option_spec option_specs[] = {
      "success answers carry a \"padding\" string of N bytes (large answers)", parse_pad_bytes},
     {"pad-prefix", "FAKEAI_PAD_PREFIX", "TEXT", "",
      "with --pad-bytes, pad only the answers of doc_ids starting with TEXT", parse_pad_prefix},
+    {"answer-hex", "FAKEAI_ANSWER_HEX", "HEX", "",
+     "success answers are exactly these bytes (hex, e.g. 6f6b00 for o k NUL) instead of JSON",
+     parse_answer_hex},
     {"port-file", "FAKEAI_PORT_FILE", "PATH", NULL,
      "after binding, write the bound port and a newline to PATH (atomically)", parse_port_file},
 };
@@ -1069,6 +1100,9 @@ static void handle_process(struct fake_server *srv, const struct http_request *r
         } else if (should_fail(cfg, &ticket)) {
             respond_error(resp, cfg->fail_status, "injected failure");
             resp->retry_after = cfg->retry_after;
+        } else if (cfg->answer) {
+            ok = 1;
+            sb_append(&resp->body, cfg->answer, cfg->answer_len);
         } else {
             ok = 1;
             sb_appends(&resp->body, "{\"doc_id\":\"");

@@ -40,6 +40,7 @@ static void fail(ai_outcome *out, ai_verdict verdict, long retry_after_ms, const
 
 void ai_outcome_decide(const ai_result *r, size_t max_result, ai_outcome *out) {
     char snippet[AI_SNIPPET_MAX + 16];
+    const char *nul;
     long status = r->http_status;
     memset(out, 0, sizeof(*out));
     if (r->status == AI_CALL_TOO_LARGE || (r->status == AI_CALL_ANSWERED && r->body_len > max_result)) {
@@ -55,6 +56,9 @@ void ai_outcome_decide(const ai_result *r, size_t max_result, ai_outcome *out) {
              "AI service answered HTTP %ld%s", status, snippet);
     } else if (!docq_utf8_valid(r->body ? r->body : "", r->body ? r->body_len : 0)) {
         fail(out, AI_PERMANENT, 0, "AI service answered with a body that is not valid UTF-8");
+    } else if (r->body && (nul = memchr(r->body, '\0', r->body_len)) != NULL) {
+        fail(out, AI_PERMANENT, 0, "AI answer contains a NUL byte at offset %zu: a Task.result cannot hold it",
+             (size_t)(nul - r->body));
     } else {
         out->verdict = AI_SUCCESS;
     }

@@ -6,9 +6,12 @@
  * body) to a verdict and, unless it succeeded, the error the task shows.
  *
  *   2xx with a body of valid UTF-8 within the limit   SUCCESS, the body is the result
+ *   and without a NUL byte
  *   no answer (connection, timeout), 429, 5xx         TRANSIENT (retry.h), Retry-After kept
- *   other statuses, a body that is not UTF-8, or      PERMANENT
- *   an answer larger than DOCQ_MAX_RESULT_BYTES
+ *   other statuses, a body that is not UTF-8 or       PERMANENT
+ *   holds a NUL byte (a Task.result is a string that
+ *   protobuf-c carries as a C string), or an answer
+ *   larger than DOCQ_MAX_RESULT_BYTES
  *
  * An error quotes at most the first AI_SNIPPET_MAX bytes of an error
  * answer's body, and only when they are printable UTF-8 text. */

@@ -116,7 +116,26 @@ static void success_needs_utf8(void) {
     CHECK_STR_CONTAINS(o.error, "not valid UTF-8");
 }
 
+static void nul_in_answer_fails_for_good(void) {
+    ai_outcome o;
+    ai_result r = answered(200, "ok");
+    r.body = (char *)"ok\0yes";
+    r.body_len = 6;
+    ai_outcome_decide(&r, 1024, &o);
+    CHECK_INT_EQ(o.verdict, AI_PERMANENT);
+    CHECK_STR_CONTAINS(o.error, "AI answer contains a NUL byte at offset 2");
+    r.body = (char *)"\0";
+    r.body_len = 1;
+    ai_outcome_decide(&r, 1024, &o);
+    CHECK_INT_EQ(o.verdict, AI_PERMANENT);
+    CHECK_STR_CONTAINS(o.error, "NUL byte at offset 0");
+    r.status = AI_CALL_ANSWERED;
+    r.http_status = 500;
+    ai_outcome_decide(&r, 1024, &o);
+    CHECK_INT_EQ(o.verdict, AI_TRANSIENT); /* An error answer's body is never a result. */
+}
+
 CHECK_MAIN(CHECK_CASE(success_within_limit), CHECK_CASE(over_limit_fails_for_good),
            CHECK_CASE(statuses_sorted), CHECK_CASE(retry_after_kept_and_capped),
            CHECK_CASE(error_text_is_one_clean_line), CHECK_CASE(no_answer_is_transient),
-           CHECK_CASE(success_needs_utf8))
+           CHECK_CASE(success_needs_utf8), CHECK_CASE(nul_in_answer_fails_for_good))

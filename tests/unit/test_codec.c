@@ -456,6 +456,34 @@ static void from_msg_replaces_previous(void) {
     docq_task_clear(&t);
 }
 
+static void stored_nul_result_never_cut(void) {
+    docq_task t = {0};
+    docq_task_msg m;
+    strcpy(t.task_id, "s1-00112233445566778899aabbccddeeff");
+    strcpy(t.doc_id, "d");
+    t.state = DOCQ_STATE_SUCCESS;
+    t.result = malloc(6);
+    memcpy(t.result, "ok\0yes", 6);
+    t.result_len = 6;
+    docq_codec_task_msg(&t, &m);
+    CHECK_STR_EQ(m.msg.result, "");
+    CHECK_STR_CONTAINS(m.msg.error, "the stored result holds a NUL byte at offset 2");
+    grpc_byte_buffer *bb = docq_codec_pack(&m.msg.base);
+    Docq__V1__Task *back = (Docq__V1__Task *)docq_codec_unpack(&docq__v1__task__descriptor, bb);
+    CHECK(back != NULL);
+    if (back) {
+        CHECK_STR_EQ(back->result, "");
+        CHECK_STR_CONTAINS(back->error, "NUL byte at offset 2");
+        protobuf_c_message_free_unpacked(&back->base, NULL);
+    }
+    grpc_byte_buffer_destroy(bb);
+    t.result_len = 2; /* "ok" alone is sent as it is. */
+    docq_codec_task_msg(&t, &m);
+    CHECK_STR_EQ(m.msg.result, "ok");
+    CHECK_STR_EQ(m.msg.error, "");
+    docq_task_clear(&t);
+}
+
 static void status_names(void) {
     CHECK_STR_EQ(docq_grpc_status_name(0), "OK");
     CHECK_STR_EQ(docq_grpc_status_name(3), "INVALID_ARGUMENT");
@@ -498,4 +526,4 @@ CHECK_MAIN(CHECK_CASE(task_golden_bytes), CHECK_CASE(task_golden_bytes_read),
            CHECK_CASE(timestamp_from_ms), CHECK_CASE(unpack_refuses_malformed),
            CHECK_CASE(unpack_refuses_nul_in_string), CHECK_CASE(unpack_empty_and_split),
            CHECK_CASE(from_msg_refuses_long_ids), CHECK_CASE(from_msg_replaces_previous),
-           CHECK_CASE(status_names))
+           CHECK_CASE(status_names), CHECK_CASE(stored_nul_result_never_cut))

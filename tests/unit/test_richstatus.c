@@ -1,8 +1,11 @@
 /* test_richstatus.c -- google.rpc.Status with RetryInfo and QuotaFailure
  * (common/richstatus.c), against bytes made by Google's protobuf. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "check.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "richstatus.h"
 
 /* Status{code: 8, message: "rate limit exceeded, retry in 1500 ms", details:
@@ -59,5 +62,45 @@ static void retry_delay_missing_or_malformed(void) {
     CHECK_INT_EQ(docq_richstatus_retry_ms(golden, 40, &ms), DOCQ_EINVAL); /* Cut short. */
 }
 
+/* The retry delay read from a Status whose RetryInfo says seconds and nanos,
+ * packed here with protobuf-c as a hostile server could send it. */
+static long delay_of(int64_t seconds, int32_t nanos) {
+    Google__Protobuf__Duration d = GOOGLE__PROTOBUF__DURATION__INIT;
+    Google__Rpc__RetryInfo ri = GOOGLE__RPC__RETRY_INFO__INIT;
+    Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+    Google__Protobuf__Any *details[] = {&any};
+    Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+    uint8_t inner[64], outer[256];
+    long ms = -7;
+    d.seconds = seconds;
+    d.nanos = nanos;
+    ri.retry_delay = &d;
+    any.type_url = (char *)DOCQ_TYPE_RETRY_INFO;
+    any.value.len = protobuf_c_message_pack(&ri.base, inner);
+    any.value.data = inner;
+    st.code = 8;
+    st.n_details = 1;
+    st.details = details;
+    size_t n = protobuf_c_message_pack(&st.base, outer);
+    CHECK_INT_EQ(docq_richstatus_retry_ms(outer, n, &ms), DOCQ_OK);
+    return ms;
+}
+
+static void retry_delay_capped_and_safe(void) {
+    CHECK_INT_EQ(delay_of(2, 500000000), 2500);
+    CHECK_INT_EQ(delay_of(0, 1), 1);
+    CHECK_INT_EQ(delay_of(3599, 999999999), 3600000);
+    CHECK_INT_EQ(delay_of(3600, 0), 3600000);
+    CHECK_INT_EQ(delay_of(3601, 0), 3600000);
+    CHECK_INT_EQ(delay_of(10000000000LL, 0), 3600000);         /* 317 years. */
+    CHECK_INT_EQ(delay_of(INT64_MAX, INT32_MAX), 3600000);     /* seconds * 1000 would overflow. */
+    CHECK_INT_EQ(delay_of(INT64_MAX / 1000 + 1, 0), 3600000);
+    CHECK_INT_EQ(delay_of(-1, 0), 0);
+    CHECK_INT_EQ(delay_of(INT64_MIN, INT32_MIN), 0);
+    CHECK_INT_EQ(delay_of(0, -5), 0);
+    CHECK_INT_EQ(delay_of(5, INT32_MAX), 6000);                /* Malformed nanos: at most 1 s more. */
+    CHECK_INT_EQ(delay_of(5, -999999999), 5000);
+}
+
 CHECK_MAIN(CHECK_CASE(quota_golden_bytes), CHECK_CASE(retry_delay_read_back),
-           CHECK_CASE(retry_delay_missing_or_malformed))
+           CHECK_CASE(retry_delay_missing_or_malformed), CHECK_CASE(retry_delay_capped_and_safe))
