@@ -1,4 +1,6 @@
 /* credentials.c -- plaintext or TLS channel credentials. See credentials.h. */
+#include <arpa/inet.h>
+#include <strings.h>
 #include <string.h>
 
 #include "credentials.h"
@@ -46,4 +48,39 @@ int docq_client_server_name_arg(const docq_client_tls *tls, grpc_arg *arg) {
     arg->key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
     arg->value.string = (char *)tls->server_name;
     return 1;
+}
+
+/* 1 when host (len bytes, no brackets) is localhost or a loopback address:
+ * 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6. */
+static int host_is_loopback(const char *host, size_t len) {
+    char text[INET6_ADDRSTRLEN + 1];
+    unsigned char a[16];
+    static const unsigned char one[16] = {[15] = 1}, mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (len == 0 || len >= sizeof(text)) return 0;
+    memcpy(text, host, len);
+    text[len] = '\0';
+    if (strcasecmp(text, "localhost") == 0) return 1;
+    if (inet_pton(AF_INET, text, a) == 1) return a[0] == 127;
+    if (inet_pton(AF_INET6, text, a) == 1)
+        return memcmp(a, one, 16) == 0 || (memcmp(a, mapped, 12) == 0 && a[12] == 127);
+    return 0;
+}
+
+int docq_client_target_is_loopback(const char *target) {
+    static const char *schemes[] = {"dns:///", "dns:", "ipv4:", "ipv6:"};
+    if (strncmp(target, "unix:", 5) == 0 || strncmp(target, "unix-abstract:", 14) == 0) return 1;
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(target, schemes[i], n) == 0) {
+            target += n;
+            break;
+        }
+    }
+    if (target[0] == '[') {
+        const char *close = strchr(target, ']');
+        return close && host_is_loopback(target + 1, (size_t)(close - target - 1));
+    }
+    const char *colon = strrchr(target, ':');
+    if (colon && strchr(target, ':') != colon) colon = NULL; /* An IPv6 address without a port. */
+    return host_is_loopback(target, colon ? (size_t)(colon - target) : strlen(target));
 }

@@ -38,4 +38,10 @@ grpc_channel_credentials *docq_client_credentials(const docq_client_tls *tls, do
  * tls->server_name: 1 with *arg filled when one is needed, else 0. */
 int docq_client_server_name_arg(const docq_client_tls *tls, grpc_arg *arg);
 
+/* 1 when the gRPC target (host:port, [v6]:port, a dns:, ipv4: or ipv6:
+ * target, or a unix: socket) stays on this machine: localhost, 127.0.0.0/8,
+ * ::1, or a Unix socket; else 0 (an API key sent there in plaintext crosses
+ * a network). A list of addresses (ipv4:a:1,b:2) counts as not loopback. */
+int docq_client_target_is_loopback(const char *target);
+
 #endif

@@ -24,6 +24,7 @@
 #include "codec.h"
 #include "config.h"
 #include "log.h"
+#include "text.h"
 #include "watch.h"
 
 #define EXIT_RPC 1   /* A call failed, or the output could not be written. */
@@ -195,10 +196,14 @@ static void print_time(const char *label, const Google__Protobuf__Timestamp *ts)
     printf("%-9s %s\n", label, when);
 }
 
-/* Print a text field; text that does not end its last line gets a newline. */
+/* Print a text field, its control characters but newlines and tabs shown as
+ * spaces (cli_put_text), so that a result holding escape codes cannot drive
+ * the terminal; text that does not end its last line gets a newline. */
 static void print_text(const char *label, const char *text) {
     size_t n = strlen(text);
-    printf("%-9s %s%s", label, text, n && text[n - 1] == '\n' ? "" : "\n");
+    printf("%-9s ", label);
+    cli_put_text(stdout, text, 1);
+    if (!n || text[n - 1] != '\n') putchar('\n');
 }
 
 static void print_task(const Docq__V1__Task *t) {
@@ -295,6 +300,8 @@ int main(int argc, char **argv) {
     docq_client_tls tls;
     docq_client_tls_from_config(&cfg, &tls);
     docq_client *c = docq_client_create(cfg.server, &tls, cfg.deadline_ms, cfg.keepalive_ms, &err);
+    if (cfg.api_key[0] && !tls.enabled && !docq_client_target_is_loopback(cfg.server))
+        fprintf(stderr, "docq: warning: sending the API key without TLS to %s; use --tls\n", cfg.server);
     if (!c || docq_client_set_api_key(c, cfg.api_key) != DOCQ_OK) {
         fprintf(stderr, "docq: %s\n", c ? "out of memory" : err.msg);
         docq_client_free(c);

@@ -6,6 +6,7 @@
 #include <grpc/support/time.h>
 
 #include "codec.h"
+#include "text.h"
 #include "watch.h"
 
 #define REOPEN_TRIES 5       /* Reopens in a row after UNAVAILABLE before giving up. */
@@ -29,13 +30,6 @@ typedef struct view {
     uint32_t position;
 } view;
 
-/* Write text to out with control characters shown as spaces, so that a
- * result never breaks the one-line-per-change output. */
-static void put_text(FILE *out, const char *text) {
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-        fputc(*p < 0x20 || *p == 0x7f ? ' ' : *p, out);
-}
-
 static const char *state_name(docq_task_state s) {
     return s >= DOCQ_STATE_PENDING && s <= DOCQ_STATE_FAILURE ? docq_task_state_name(s) : "UNKNOWN";
 }
@@ -53,7 +47,7 @@ static void print_plain(view *v, const Docq__V1__Task *t) {
             (unsigned)t->queue_position);
     if (docq_task_state_terminal(v->state)) {
         fputs(v->state == DOCQ_STATE_SUCCESS ? " result=" : " error=", v->out);
-        put_text(v->out, v->state == DOCQ_STATE_SUCCESS ? t->result : t->error);
+        cli_put_text(v->out, v->state == DOCQ_STATE_SUCCESS ? t->result : t->error, 0);
     }
     fputc('\n', v->out);
     fflush(v->out);
@@ -97,7 +91,7 @@ static void show(view *v, const Docq__V1__Task *t) {
         close_line(v);
         const char *text = v->state == DOCQ_STATE_SUCCESS ? t->result : t->error;
         fprintf(v->out, "%s ", v->state == DOCQ_STATE_SUCCESS ? "result:" : "error:");
-        put_text(v->out, text);
+        cli_put_text(v->out, text, 0);
         fputc('\n', v->out);
         fflush(v->out);
     }
@@ -169,7 +163,7 @@ int cli_watch(docq_client *c, const docq_config *cfg, const char *task_id, FILE 
         tries++;
         close_line(&v);
         fprintf(stderr, "docq: %s: ", docq_grpc_status_name(st->code));
-        put_text(stderr, st->details[0] ? st->details : "(no details)");
+        cli_put_text(stderr, st->details[0] ? st->details : "(no details)", 0);
         fprintf(stderr, "; reopening the watch after version %" PRIu64 " (%d of %d)\n", after, tries,
                 REOPEN_TRIES);
         pause_ms(pause);

@@ -17,7 +17,8 @@
  *   2026-11-29T05:23:23.680Z s5-3f1c... SUCCESS version=3 attempts=1 position=0 result={...}
  *
  * (the time is when the change arrived, UTC; control characters in the
- * result or error are shown as spaces so that each change stays one line).
+ * result or error, C1 ones included, are shown as spaces (cli_put_text) so
+ * that each change stays one line and drives no terminal).
  * When the stream breaks with UNAVAILABLE (the server restarts or shuts
  * down, a connection ages out) the watch is reopened after the last version
  * seen, so nothing is missed or repeated: up to 5 times in a row with a
