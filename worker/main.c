@@ -54,6 +54,20 @@ static void raise_fd_limit(long concurrency) {
                       (unsigned long long)want, concurrency);
 }
 
+#define CLIENT_RECEIVE_DEFAULT (4 * 1024 * 1024) /* gRPC clients' default max receive message size. */
+#define TASK_OVERHEAD 1024                        /* A Task message's bytes besides its result, at most. */
+
+/* Warn when a result as large as DOCQ_MAX_RESULT_BYTES allows would make a
+ * Task message that gRPC clients refuse with their default receive limit
+ * (RESOURCE_EXHAUSTED on GetStatus and WatchStatus). */
+static void warn_result_limit(long max_result_bytes) {
+    if (max_result_bytes > CLIENT_RECEIVE_DEFAULT - TASK_OVERHEAD)
+        docq_log_warn("DOCQ_MAX_RESULT_BYTES=%ld lets a Task message pass the 4 MiB (4194304 bytes) that "
+                      "gRPC clients receive by default: clients must raise their max receive message size "
+                      "to read such results",
+                      max_result_bytes);
+}
+
 /* Set up, run the loop and tear down. Returns the exit status. */
 static int run(const docq_config *cfg, int sig_fd) {
     docq_error err = {0};
@@ -99,6 +113,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     raise_fd_limit(cfg.concurrency);
+    warn_result_limit(cfg.max_result_bytes);
     int sig_fd = stop_signals_fd();
     if (sig_fd < 0) {
         docq_log_error("cannot set up signal handling");
