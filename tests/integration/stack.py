@@ -8,7 +8,9 @@ removed afterwards unless DOCQ_TEST_KEEP=1.
 import calendar
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import socket
@@ -72,6 +74,29 @@ def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+def read_pty(argv, timeout=30):
+    """Run argv with its stdout on a new pseudo-terminal; returns (exit
+    status, bytes written to the terminal, stderr text)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # The child closed the terminal.
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(timeout=10), out, p.stderr.read().decode()
 
 
 class Proc:

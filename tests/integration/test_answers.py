@@ -2,42 +2,17 @@
 terminal escape codes), and the warnings the CLI and the worker give about
 settings that put clients at risk."""
 import os
-import pty
-import select
 import subprocess
 import time
 import unittest
 
-from stack import BIN_DIR, Stack, pb, wait_for
+from stack import BIN_DIR, Stack, pb, read_pty, wait_for
 
 # A valid UTF-8 answer holding C0 and C1 controls: ESC [ 2 J (clear the
 # screen), BEL, U+009B (CSI), DEL, an OSC title sequence, and a newline.
 ESCAPES = b"a\x1b[2Jb\x07c\xc2\x9b31md\x7fe\x1b]0;title\x07\nline2"
 # What `docq status` shows of it: each control a space, the newline kept.
 SHOWN = "a [2Jb c 31md e ]0;title \nline2"
-
-
-def read_pty(argv, timeout=30):
-    """Run argv with its stdout on a new pseudo-terminal; returns (exit
-    status, bytes written to the terminal, stderr text)."""
-    master, slave = pty.openpty()
-    p = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 1)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # The child closed the terminal.
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    return p.wait(timeout=10), out, p.stderr.read().decode()
 
 
 def cli_env(**extra):

@@ -1,16 +1,14 @@
 """The docq CLI and the settings of every binary."""
 import hashlib
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import threading
 import time
 import unittest
 
-from stack import BIN_DIR, Stack, free_port, pb, wait_for
+from stack import BIN_DIR, Stack, free_port, pb, read_pty, wait_for
 
 
 def run(binary, *args, env=None):
@@ -180,25 +178,9 @@ class WatchCli(unittest.TestCase):
         wait_for(lambda: s.redis_cli("EXISTS", "docq:{s0}:tasks") == "1", what="the worker's consumer group")
         stub = s.stub()
         first, second = [stub.SubmitDoc(pb.SubmitDocRequest(doc_id=d), timeout=10).task_id for d in ("a", "b")]
-        master, slave = pty.openpty()
-        p = subprocess.Popen([os.path.join(BIN_DIR, "docq"), "--server", s.address(), "watch", second],
-                             stdout=slave, stderr=subprocess.PIPE)
-        os.close(slave)
-        out = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # The child closed the terminal.
-                break
-            if not chunk:
-                break
-            out += chunk
-        os.close(master)
-        self.assertEqual(p.wait(timeout=10), 0, (out, p.stderr.read()))
+        code, out, err = read_pty([os.path.join(BIN_DIR, "docq"), "--server", s.address(), "watch", second],
+                                  timeout=60)
+        self.assertEqual(code, 0, (out, err))
         text = out.decode()
         self.assertIn("\r\x1b[K" + second + "  PENDING  position 1 in queue", text)
         self.assertIn("STARTED  attempt 1", text)
