@@ -64,10 +64,12 @@ int docq_shape_check(docq_redis *r, const docq_shape *s, int record, docq_error 
     snprintf(key, sizeof(key), "%s:shape", s->prefix);
     snprintf(value, sizeof(value), "shards=%ld group=%s", s->shards, s->group);
     if (record) {
-        const char *set[] = {"SET", key, value, "NX"}, *add[] = {"SADD", DOCQ_SHAPE_REGISTRY, s->prefix};
-        if (command_str(r, 4, set, recorded, sizeof(recorded), err) != DOCQ_OK ||
-            command_str(r, 3, add, recorded, sizeof(recorded), err) != DOCQ_OK)
-            return err->code;
+        /* SET NX GET (Redis 7.0): nil when this call wrote the key. */
+        const char *set[] = {"SET", key, value, "NX", "GET"}, *add[] = {"SADD", DOCQ_SHAPE_REGISTRY, s->prefix};
+        char ignored[8];
+        if (command_str(r, 5, set, recorded, sizeof(recorded), err) != DOCQ_OK) return err->code;
+        if (recorded[0]) return compare(s, recorded, err);
+        return command_str(r, 3, add, ignored, sizeof(ignored), err);
     }
     const char *get[] = {"GET", key};
     if (command_str(r, 2, get, recorded, sizeof(recorded), err) != DOCQ_OK) return err->code;

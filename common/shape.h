@@ -11,10 +11,11 @@
  * so that a worker whose prefix no server has used can tell its prefix is
  * wrong and name the ones that exist.
  *
- * Only servers record: a worker started before any server (an empty Redis,
- * or both starting at once) waits for a server to record, working meanwhile.
- * After Redis loses its data the next server (or a running one, when Redis
- * comes back) records the shape again. */
+ * Only servers record, at start and then at each health PING (one SET NX
+ * GET a second), so that after Redis loses its data the shape is back within
+ * a second. A worker started before any server (an empty Redis, or both
+ * starting at once) works meanwhile and looks again every second until a
+ * server has recorded the shape. */
 #ifndef DOCQ_SHAPE_H
 #define DOCQ_SHAPE_H
 
@@ -30,7 +31,7 @@ typedef struct docq_shape {
 } docq_shape;
 
 /* Check s against the shape recorded in Redis; when record is set (servers),
- * record s first if none is, and register its prefix. Returns:
+ * record s first if none is (registering its prefix then). Returns:
  *   DOCQ_OK         the recorded shape is s;
  *   DOCQ_ENOTFOUND  nothing recorded for s->prefix, and no other prefix is
  *                   registered either (a worker before any server);

@@ -30,8 +30,9 @@ struct docq_health {
     pthread_t tid;
     int started;             /* The pinger thread runs. */
     int stop_pipe[2];        /* Written once by docq_health_free; the pinger polls the read end. */
-    int shape_ok;            /* The shape was checked since Redis last answered (pinger only). */
-    int shape_seen;          /* It was checked once: a conflict after that is logged, not fatal. */
+    int shape_seen;          /* The shape matched once: a conflict after that is logged, not
+                                fatal (pinger only, as conflict_logged). */
+    int conflict_logged;     /* The current conflict was logged. */
     docq_error refused;      /* A conflict with the recorded shape (shape.h); set once, before
                                 SIGTERM is raised, and read by main after sigwait. */
 };
@@ -95,19 +96,22 @@ static void set_serving(docq_health *h, int serving, const char *why) {
     pthread_mutex_unlock(&h->watches.lock);
 }
 
-/* Record this server's shape, or check it against the one recorded, once
- * per time Redis comes up (shape.h). The first conflict stops the server
+/* Record this server's shape, or check it against the one recorded, after
+ * each PING Redis answers (shape.h). The first conflict stops the server
  * (SIGTERM, which main takes; docq_health_refused says why); a later one
- * (another server wrote a new shape while Redis was away) is logged. */
+ * (another server recorded its shape after Redis lost its data) is logged
+ * once. */
 static void check_shape(docq_health *h) {
     docq_shape shape = {h->cfg->key_prefix, h->cfg->shards, h->cfg->group};
     docq_error err = {0};
     int rc = docq_shape_check(h->redis, &shape, 1, &err);
-    if (rc == DOCQ_OK) h->shape_ok = h->shape_seen = 1;
-    if (rc != DOCQ_ECONFLICT) return;
-    h->shape_ok = 1;
+    if (rc != DOCQ_ECONFLICT) {
+        if (rc == DOCQ_OK) h->shape_seen = 1, h->conflict_logged = 0;
+        return;
+    }
     if (h->shape_seen) {
-        docq_log_error("deployment shape: %s", err.msg);
+        if (!h->conflict_logged) docq_log_error("deployment shape: %s", err.msg);
+        h->conflict_logged = 1;
         return;
     }
     pthread_mutex_lock(&h->watches.lock);
@@ -124,8 +128,7 @@ static void ping(docq_health *h) {
     int ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
     if (rep && !ok) docq_error_set(&err, DOCQ_ERR, "unexpected answer to PING");
     if (rep) freeReplyObject(rep);
-    if (!ok) h->shape_ok = 0;
-    else if (!h->shape_ok) check_shape(h);
+    if (ok && !docq_health_refused(h, NULL)) check_shape(h);
     set_serving(h, ok && !docq_health_refused(h, NULL), err.msg);
 }
 
