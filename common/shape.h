@@ -7,7 +7,7 @@
  * one string key, <prefix>:shape = "shards=<n> group=<name>", written by the
  * first server with SET NX (so the first one wins, atomically) and read by
  * everyone else. A server also adds its prefix to the registry
- * docq:deployments (a set outside every prefix, since prefixes hold no ':'),
+ * docq-deployments (a set outside every prefix: a key with no ':'),
  * so that a worker whose prefix no server has used can tell its prefix is
  * wrong and name the ones that exist.
  *
@@ -22,7 +22,7 @@
 #include "error.h"
 #include "redis.h"
 
-#define DOCQ_SHAPE_REGISTRY "docq:deployments"
+#define DOCQ_SHAPE_REGISTRY "docq-deployments"
 
 typedef struct docq_shape {
     const char *prefix; /* DOCQ_KEY_PREFIX. Borrowed. */

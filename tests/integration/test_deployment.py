@@ -1,7 +1,7 @@
 """A deployment set up inconsistently refuses to start instead of leaving
 tasks PENDING forever: the first server records the deployment's shape
 (DOCQ_SHARDS and DOCQ_GROUP) in <prefix>:shape and its prefix in
-docq:deployments; servers and workers that differ exit 2 naming the setting
+docq-deployments; servers and workers that differ exit 2 naming the setting
 and both values. Also: the heartbeat's bound and Redis ACL users."""
 import os
 import signal
@@ -62,7 +62,7 @@ class Shape(unittest.TestCase):
         s.stop_redis()
         s.start_redis()
         wait_for(lambda: s.redis_cli("GET", "docq:shape") == "shards=4 group=workers", what="the shape again")
-        self.assertEqual(s.redis_cli("SMEMBERS", "docq:deployments"), "docq")
+        self.assertEqual(s.redis_cli("SMEMBERS", "docq-deployments"), "docq")
         self.refused(s.start_worker(DOCQ_SHARDS="2"), "DOCQ_SHARDS is 2 here but 4")
 
 
