@@ -4,7 +4,7 @@ tasks PENDING forever: the first server records the deployment's shape
 docq-deployments; servers and workers that differ exit 2 naming the setting
 and both values. Also: the heartbeat's bound and Redis ACL users."""
 import os
-import signal
+import subprocess
 import unittest
 
 from probes import http_get, metrics_port
@@ -68,7 +68,7 @@ class Shape(unittest.TestCase):
 
 class Settings(unittest.TestCase):
     def setUp(self):
-        self.stack = Stack().start_redis().start_ai()
+        self.stack = Stack().start_ai()
         self.addCleanup(self.stack.stop)
 
     def test_a_heartbeat_above_a_third_of_the_visibility_timeout_is_refused(self):
@@ -83,6 +83,8 @@ class Settings(unittest.TestCase):
         # password is another one.
         s.start_redis(password="default-only")
         self.assertEqual(s.redis_cli("ACL", "SETUSER", "app", "on", ">app-secret", "~*", "&*", "+@all"), "OK")
+        self.assertIn("NOAUTH", subprocess.run(["redis-cli", "-p", str(s.redis_port), "PING"],
+                                               capture_output=True, text=True).stdout)
         url = "redis://app:app-secret@127.0.0.1:%d" % s.redis_port
         s.start_server(DOCQ_REDIS_URL=url)
         path = os.path.join(s.dir, "redis-password")
