@@ -172,21 +172,23 @@ class SlowClients(unittest.TestCase):
         for i in range(3):
             self.assertEqual(http_get(port, "/healthz", timeout=1)[0], 200, "%s, call %d" % (who, i))
 
+    def endpoints(self, **env):
+        """Start a server and a worker with env; [(proc, metrics port)],
+        worker first, each once its /readyz says 200."""
+        s = self.stack.start_server(**env)
+        w = s.start_worker(**env)
+        out = [(w, metrics_port(w)), (s.server, metrics_port(s.server))]
+        for proc, port in out:
+            wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="%s to be ready" % proc.name)
+        return out
+
     def test_a_client_sending_one_byte_a_second_does_not_delay_three_healthz_calls(self):
-        s = self.stack.start_server()
-        w = s.start_worker()
-        for proc in (w, s.server):
-            port = metrics_port(proc)
-            wait_for(lambda: http_get(port, "/healthz")[0] == 200, what="%s to answer" % proc.name)
+        for proc, port in self.endpoints():
             self.slow_client(port)
             self.assert_three_healthz_within_a_second_each(port, proc.name)
 
     def test_sigterm_with_a_1s_grace_exits_within_3s_while_a_slow_client_is_connected(self):
-        s = self.stack.start_server(DOCQ_SHUTDOWN_GRACE_MS="1000")
-        w = s.start_worker(DOCQ_SHUTDOWN_GRACE_MS="1000")
-        for proc in (w, s.server):
-            port = metrics_port(proc)
-            wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="%s to be ready" % proc.name)
+        for proc, port in self.endpoints(DOCQ_SHUTDOWN_GRACE_MS="1000"):
             self.slow_client(port)
             t0 = time.monotonic()
             proc.signal(signal.SIGTERM)
@@ -194,11 +196,7 @@ class SlowClients(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 3.0, "%s took too long to stop" % proc.name)
 
     def test_many_idle_connections_do_not_stop_healthz_answering(self):
-        s = self.stack.start_server()
-        w = s.start_worker()
-        for proc in (w, s.server):
-            port = metrics_port(proc)
-            wait_for(lambda: http_get(port, "/healthz")[0] == 200, what="%s to answer" % proc.name)
+        for proc, port in self.endpoints():
             idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(200)]
             self.addCleanup(lambda idle=idle: [c.close() for c in idle])
             # Past the cap of 64, each new connection closes the oldest one.
