@@ -42,6 +42,16 @@ class Shape(unittest.TestCase):
         b = s._start("server-8-shards", [os.path.join(BIN_DIR, "docq-server")], env)
         self.refused(b, "DOCQ_SHARDS is 8 here but 4 in the deployment")
 
+    def test_a_server_started_before_redis_refuses_to_run_once_redis_shows_another_shape(self):
+        s = Stack(shards=4)
+        self.addCleanup(s.stop)
+        s.start_redis(persist=True)
+        self.assertEqual(s.redis_cli("SET", "docq:shape", "shards=8 group=workers"), "OK")
+        s.stop_redis()
+        s.start_server()
+        s.start_redis(persist=True)
+        self.refused(s.server, "DOCQ_SHARDS is 4 here but 8 in the deployment")
+
     def test_a_worker_started_before_any_server_works_and_is_refused_once_a_server_records_another_shape(self):
         s = self.stack
         good = s.start_worker()
