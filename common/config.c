@@ -142,7 +142,7 @@ static const setting settings[] = {
     {"DOCQ_LISTEN", S, STR(listen), "0.0.0.0:50051", check_listen,
      "address the gRPC server listens on (host:port; port 0 picks one)"},
     {"DOCQ_REDIS_URL", S | W, STR(redis_url), "redis://127.0.0.1:6379", check_redis_url,
-     "Redis holding queues and tasks: redis://[:password@]host:port[/db]"},
+     "Redis holding queues and tasks: redis://[[user]:password@]host:port[/db]"},
     {"DOCQ_REDIS_TIMEOUT_MS", S | W, INT(redis_timeout_ms, 10, 600000), "2000", NULL,
      "Redis connect and command timeout, milliseconds"},
     {"DOCQ_AI_URL", W, STR(ai_url), "http://127.0.0.1:8080/process", check_http_url,
@@ -183,7 +183,8 @@ static const setting settings[] = {
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
     {"DOCQ_HEARTBEAT_MS", W, INT(heartbeat_ms, 10, 3600000), "5000", NULL,
-     "how often a worker refreshes its claim on its tasks and looks for abandoned ones, ms"},
+     "how often a worker refreshes its claim on its tasks and looks for abandoned ones, ms "
+     "(at most a third of DOCQ_VISIBILITY_TIMEOUT_MS)"},
     {"DOCQ_VISIBILITY_TIMEOUT_MS", W, INT(visibility_timeout_ms, 100, 86400000), "30000", NULL,
      "a task whose claim is not refreshed for this long is taken over by another worker, ms"},
     {"DOCQ_MAX_ATTEMPTS", W, INT(max_attempts, 1, 1000), "5", NULL,
@@ -432,7 +433,12 @@ static int check_security(docq_config *cfg, unsigned bin, docq_error *err) {
     if ((bin & DOCQ_BIN_CLI) && !cfg->tls_client_cert[0] != !cfg->tls_client_key[0])
         return docq_error_set(err, DOCQ_EINVAL, "DOCQ_TLS_CLIENT_CERT (--cert) and DOCQ_TLS_CLIENT_KEY "
                               "(--key) go together: set both or neither");
-    if (!(bin & (DOCQ_BIN_SERVER | DOCQ_BIN_WORKER)) || !cfg->redis_password_file[0]) return DOCQ_OK;
+    if (!(bin & (DOCQ_BIN_SERVER | DOCQ_BIN_WORKER))) return DOCQ_OK;
+    /* The user is not quoted: a password written without its ':' lands there. */
+    if (cfg->redis.user[0] && !cfg->redis.password[0] && !cfg->redis_password_file[0])
+        return docq_error_set(err, DOCQ_EINVAL, "DOCQ_REDIS_URL (--redis-url) names a Redis user but no password: write "
+                              "redis://user:password@host, or give the password by DOCQ_REDIS_PASSWORD_FILE");
+    if (!cfg->redis_password_file[0]) return DOCQ_OK;
     if (cfg->redis.password[0])
         return docq_error_set(err, DOCQ_EINVAL, "the Redis password is given twice: in DOCQ_REDIS_URL "
                               "and by DOCQ_REDIS_PASSWORD_FILE; keep one");
@@ -457,11 +463,13 @@ int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq
     if (rc != DOCQ_OK) return rc;
     for (size_t i = 0; i < NSETTINGS; i++)
         if (apply(cfg, &settings[i], vals[i], err) != DOCQ_OK) return DOCQ_EINVAL;
-    if ((bin & DOCQ_BIN_WORKER) && cfg->heartbeat_ms >= cfg->visibility_timeout_ms)
+    /* Three heartbeats per visibility timeout: one late or lost refresh does
+     * not let another worker take a task that is still running. */
+    if ((bin & DOCQ_BIN_WORKER) && cfg->heartbeat_ms * 3 > cfg->visibility_timeout_ms)
         return docq_error_set(err, DOCQ_EINVAL,
-                              "invalid DOCQ_HEARTBEAT_MS (--heartbeat-ms) '%ld': must be below "
-                              "DOCQ_VISIBILITY_TIMEOUT_MS (%ld)",
-                              cfg->heartbeat_ms, cfg->visibility_timeout_ms);
+                              "invalid DOCQ_HEARTBEAT_MS (--heartbeat-ms) '%ld': must be at most a third of "
+                              "DOCQ_VISIBILITY_TIMEOUT_MS (%ld), so at most %ld",
+                              cfg->heartbeat_ms, cfg->visibility_timeout_ms, cfg->visibility_timeout_ms / 3);
     if (check_security(cfg, bin, err) != DOCQ_OK) return DOCQ_EINVAL;
     docq_log_level level;
     docq_log_level_parse(cfg->log_level, &level);
@@ -542,11 +550,14 @@ int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err)
     end = slash ? slash : p + strlen(p);
     const char *at = memrchr(p, '@', (size_t)(end - p));
     if (at) {
-        const char *pw = memchr(p, ':', (size_t)(at - p));
-        if (!pw) return docq_error_set(err, DOCQ_EINVAL, "expected ':password@' before the host");
-        pw++;
+        /* user:password@, :password@ or user@ (its password from a file). */
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *user_end = colon ? colon : at, *pw = colon ? colon + 1 : at;
+        if ((size_t)(user_end - p) >= sizeof(out->user)) return docq_error_set(err, DOCQ_EINVAL, "user too long");
         if ((size_t)(at - pw) >= sizeof(out->password))
             return docq_error_set(err, DOCQ_EINVAL, "password too long");
+        memcpy(out->user, p, (size_t)(user_end - p));
+        out->user[user_end - p] = '\0';
         memcpy(out->password, pw, (size_t)(at - pw));
         out->password[at - pw] = '\0';
         p = at + 1;

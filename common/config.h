@@ -21,9 +21,10 @@
 
 #define DOCQ_MAX_ARGS 16
 
-/* A parsed redis://[:password@]host:port[/db] URL. */
+/* A parsed redis://[[user]:password@]host:port[/db] URL. */
 typedef struct docq_redis_addr {
     char host[256];     /* Host name or IP address, without brackets. */
+    char user[128];     /* Redis 6+ ACL user (AUTH user password); empty: the default user. */
     int port;           /* TCP port, 1..65535 (default 6379). */
     char password[256]; /* Empty when no password was given. */
     int db;             /* Database number (default 0). */
@@ -125,7 +126,8 @@ int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq
  * Returns the length written. */
 size_t docq_config_help(unsigned bin, char *buf, size_t cap);
 
-/* Parse redis://[:password@]host[:port][/db] (also [v6addr]). Returns DOCQ_OK
+/* Parse redis://[[user]:password@]host[:port][/db] (also [v6addr]; user@
+ * alone when the password comes from a file). Returns DOCQ_OK
  * and fills out, or DOCQ_EINVAL with the reason (the password is never
  * copied into the message). */
 int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err);

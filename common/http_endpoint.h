@@ -1,8 +1,11 @@
 /* http_endpoint.h -- a tiny HTTP/1.1 endpoint for /metrics and health probes.
  *
- * One thread accepts connections and answers one GET (or HEAD) per
- * connection, then closes it: enough for Prometheus scrapes and kubelet
- * probes, which are rare and small. The answer comes from a handler the
+ * One thread serves every connection from a poll loop (non-blocking
+ * sockets) and answers one GET (or HEAD) per connection, then closes it:
+ * enough for Prometheus scrapes and kubelet probes. A slow client cannot hold
+ * the others up: each connection has 2 s from accept to its last byte sent,
+ * at most 64 are open (a new one closes the oldest), and docq_http_stop
+ * never waits for a client. The answer comes from a handler the
  * owner passes in; it runs on the endpoint's thread, so whatever it reads
  * must be safe to read from another thread (metrics are atomics). */
 #ifndef DOCQ_HTTP_ENDPOINT_H
@@ -31,7 +34,8 @@ docq_http_endpoint *docq_http_start(const char *listen, docq_http_handler handle
 /* The port actually bound. */
 int docq_http_port(const docq_http_endpoint *e);
 
-/* Stop serving, join the thread and free e. NULL is fine. */
+/* Stop serving, close every connection at once, join the thread and free
+ * e. NULL is fine. */
 void docq_http_stop(docq_http_endpoint *e);
 
 #endif

@@ -50,11 +50,16 @@ void docq_redis_disconnect(docq_redis *r) {
 
 redisContext *docq_redis_context(docq_redis *r) { return r->ctx; }
 
-/* Send AUTH and SELECT as the URL asks. Returns DOCQ_OK or DOCQ_EUNAVAIL. */
+/* Send AUTH (as the URL's ACL user, if any) and SELECT as the URL asks.
+ * Returns DOCQ_OK or DOCQ_EUNAVAIL. */
 static int handshake(docq_redis *r, docq_error *err) {
     redisReply *rep = NULL;
     if (r->addr.password[0]) {
-        rep = redisCommand(r->ctx, "AUTH %s", r->addr.password);
+        /* AUTH password for the default user, which Redis before 6 knows too. */
+        const char *argv[3] = {"AUTH", r->addr.user, r->addr.password};
+        int with_user = r->addr.user[0] != '\0';
+        rep = redisCommandArgv(r->ctx, 2 + with_user, with_user ? argv : (const char *[]){"AUTH", r->addr.password},
+                               NULL);
         if (!rep || rep->type == REDIS_REPLY_ERROR) goto fail;
         freeReplyObject(rep);
     }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "health.h"
 #include "log.h"
 #include "redis.h"
+#include "shape.h"
 #include "stream.h"
 
 #define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
@@ -28,6 +30,11 @@ struct docq_health {
     pthread_t tid;
     int started;             /* The pinger thread runs. */
     int stop_pipe[2];        /* Written once by docq_health_free; the pinger polls the read end. */
+    int shape_seen;          /* The shape matched once: a conflict after that is logged, not
+                                fatal (pinger only, as conflict_logged). */
+    int conflict_logged;     /* The current conflict was logged. */
+    docq_error refused;      /* A conflict with the recorded shape (shape.h); set once, before
+                                SIGTERM is raised, and read by main after sigwait. */
 };
 
 /* One Watch stream. */
@@ -89,7 +96,31 @@ static void set_serving(docq_health *h, int serving, const char *why) {
     pthread_mutex_unlock(&h->watches.lock);
 }
 
-/* PING Redis and record the answer. */
+/* Record this server's shape, or check it against the one recorded, after
+ * each PING Redis answers (shape.h). The first conflict stops the server
+ * (SIGTERM, which main takes; docq_health_refused says why); a later one
+ * (another server recorded its shape after Redis lost its data) is logged
+ * once. */
+static void check_shape(docq_health *h) {
+    docq_shape shape = {h->cfg->key_prefix, h->cfg->shards, h->cfg->group};
+    docq_error err = {0};
+    int rc = docq_shape_check(h->redis, &shape, 1, &err);
+    if (rc != DOCQ_ECONFLICT) {
+        if (rc == DOCQ_OK) h->shape_seen = 1, h->conflict_logged = 0;
+        return;
+    }
+    if (h->shape_seen) {
+        if (!h->conflict_logged) docq_log_error("deployment shape: %s", err.msg);
+        h->conflict_logged = 1;
+        return;
+    }
+    pthread_mutex_lock(&h->watches.lock);
+    h->refused = err;
+    pthread_mutex_unlock(&h->watches.lock);
+    if (h->started) kill(getpid(), SIGTERM);
+}
+
+/* PING Redis and record the answer; check the shape once it answers. */
 static void ping(docq_health *h) {
     docq_error err = {0};
     const char *argv[] = {"PING"};
@@ -97,7 +128,8 @@ static void ping(docq_health *h) {
     int ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
     if (rep && !ok) docq_error_set(&err, DOCQ_ERR, "unexpected answer to PING");
     if (rep) freeReplyObject(rep);
-    set_serving(h, ok, err.msg);
+    if (ok && !docq_health_refused(h, NULL)) check_shape(h);
+    set_serving(h, ok && !docq_health_refused(h, NULL), err.msg);
 }
 
 static void *pinger(void *arg) {
@@ -126,8 +158,17 @@ docq_health *docq_health_create(const docq_config *cfg, docq_error *err) {
     return h;
 }
 
+int docq_health_refused(docq_health *h, docq_error *why) {
+    pthread_mutex_lock(&h->watches.lock);
+    int refused = h->refused.code != DOCQ_OK;
+    if (refused && why) *why = h->refused;
+    pthread_mutex_unlock(&h->watches.lock);
+    return refused;
+}
+
 int docq_health_start(docq_health *h, docq_error *err) {
     ping(h);
+    if (docq_health_refused(h, err)) return DOCQ_ECONFLICT;
     if (!docq_health_serving(h)) docq_log_warn("health: NOT_SERVING until Redis answers");
     if (pthread_create(&h->tid, NULL, pinger, h) != 0)
         return docq_error_set(err, DOCQ_ERR, "cannot start the health thread");

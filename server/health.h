@@ -31,9 +31,17 @@ typedef struct docq_health docq_health;
  * of memory. */
 docq_health *docq_health_create(const docq_config *cfg, docq_error *err);
 
-/* PING Redis once now, then start the pinger thread. Returns DOCQ_OK or
- * DOCQ_ERR with err set (no thread). */
+/* PING Redis once now (and record or check the deployment's shape, shape.h,
+ * whenever Redis comes up), then start the pinger thread. Returns DOCQ_OK,
+ * DOCQ_ECONFLICT with err naming the setting that differs from the recorded
+ * shape, or DOCQ_ERR with err set (no thread in both cases). A conflict found
+ * later by the pinger raises SIGTERM (see docq_health_refused). */
 int docq_health_start(docq_health *h, docq_error *err);
+
+/* 1 when this server's settings conflict with the deployment's recorded
+ * shape (why, if not NULL, says how), else 0 (any thread). Such a server is
+ * NOT_SERVING and its main exits 2. */
+int docq_health_refused(docq_health *h, docq_error *why);
 
 /* 1 while SERVING, else 0 (any thread). */
 int docq_health_serving(docq_health *h);

@@ -8,6 +8,7 @@
 #include <grpc/grpc.h>
 
 #include "config.h"
+#include "infra.h"
 #include "log.h"
 #include "server.h"
 
@@ -98,7 +99,7 @@ int main(int argc, char **argv) {
         if (srv) docq_server_shutdown_and_free(srv, 0);
         grpc_shutdown();
         wait_grpc_cleanup();
-        return 1;
+        return err.code == DOCQ_ECONFLICT ? 2 : 1;
     }
     docq_log_info("docq-server listening on %s (port %d), %ld threads, redis %s:%d, %ld shards",
                   cfg.listen, docq_server_port(srv), cfg.threads, cfg.redis.host, cfg.redis.port,
@@ -114,11 +115,13 @@ int main(int argc, char **argv) {
     while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) reload_keys(srv, &cfg);
     docq_log_info("received %s: stopping (grace %ld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                   cfg.shutdown_grace_ms);
-    docq_server_stop_serving(srv, cfg.shutdown_delay_ms);
-    docq_server_shutdown_and_free(srv, cfg.shutdown_grace_ms);
+    int refused = docq_health_refused(docq_server_infra(srv)->health, &err);
+    if (refused) docq_log_error("refusing to run: %s", err.msg);
+    docq_server_stop_serving(srv, refused ? 0 : cfg.shutdown_delay_ms);
+    docq_server_shutdown_and_free(srv, refused ? 0 : cfg.shutdown_grace_ms);
     docq_log_debug("shutdown: server freed");
     grpc_shutdown();
     wait_grpc_cleanup();
     docq_log_info("docq-server stopped");
-    return 0;
+    return refused ? 2 : 0;
 }

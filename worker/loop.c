@@ -14,9 +14,11 @@
 
 #include "log.h"
 #include "loop.h"
+#include "shape.h"
 #include "worker.h"
 
 #define READ_BLOCK_MS 1000   /* XREADGROUP BLOCK: how long an idle read waits for entries. */
+#define SHAPE_RECHECK_MS 1000 /* Until a server records the shape: how often to look. */
 #define READ_POLL_MS 100     /* Pause after a round of partial reads that found nothing. */
 #define BACKOFF_MIN_MS 100   /* First wait before reconnecting to Redis... */
 #define BACKOFF_MAX_MS 2000  /* ...doubling up to this. */
@@ -95,12 +97,39 @@ static void scan_reset(worker_loop *w) {
     }
 }
 
+/* Check our settings against the deployment's shape until it matches once
+ * (shape.h). A conflict sets w->refused, which stops the loop. Returns
+ * DOCQ_OK (matched, conflict, or nothing recorded yet: look again later) or
+ * the Redis failure, with why set. */
+static int check_shape(worker_loop *w, docq_error *why) {
+    if (w->shape_seen || w->refused.code != DOCQ_OK) return DOCQ_OK;
+    docq_shape shape = {w->cfg->key_prefix, w->cfg->shards, w->cfg->group};
+    docq_error err = {0};
+    int rc = docq_shape_check(w->cmd, &shape, 0, &err);
+    w->shape_check_at_ms = worker_now_ms() + SHAPE_RECHECK_MS;
+    if (rc == DOCQ_OK) {
+        w->shape_seen = 1;
+        if (w->shape_wait_logged) docq_log_info("deployment shape recorded by a server: it matches ours");
+    } else if (rc == DOCQ_ENOTFOUND && !w->shape_wait_logged) {
+        docq_log_info("no server has recorded the deployment's shape in Redis yet (%s:shape): working "
+                      "meanwhile, checking it every %d ms until one has", w->cfg->key_prefix, SHAPE_RECHECK_MS);
+        w->shape_wait_logged = 1;
+    } else if (rc == DOCQ_ECONFLICT) {
+        w->refused = err;
+    } else if (rc != DOCQ_ENOTFOUND) {
+        *why = err;
+        return rc;
+    }
+    return DOCQ_OK;
+}
+
 /* Connect both connections, make sure the groups exist and start the re-read
  * of our pending entries. On failure, schedule the next try. */
 static void redis_recover(worker_loop *w) {
     docq_error why = {0};
     if (docq_redis_connect(w->cmd, &why) != DOCQ_OK || docq_redis_connect(w->rd, &why) != DOCQ_OK ||
-        fetch_client_id(w, &why) != DOCQ_OK || create_groups(w, &why) != DOCQ_OK) {
+        fetch_client_id(w, &why) != DOCQ_OK || check_shape(w, &why) != DOCQ_OK ||
+        (w->refused.code == DOCQ_OK && create_groups(w, &why) != DOCQ_OK)) {
         redis_log_down(w, &why);
         docq_log_debug("redis still unusable, next try in %ld ms: %s", w->backoff_ms, why.msg);
         redis_schedule_retry(w);
@@ -117,6 +146,12 @@ static void redis_recover(worker_loop *w) {
                       w->cfg->group, w->nshards);
     }
     w->down_logged = 0;
+}
+
+/* The periodic look at the shape while no server has recorded it. */
+static void recheck_shape(worker_loop *w) {
+    docq_error why = {0};
+    if (check_shape(w, &why) != DOCQ_OK) worker_redis_failed(w, &why);
 }
 
 /* ---- Reading entries ------------------------------------------------------ */
@@ -323,6 +358,7 @@ static void begin_stop(worker_loop *w) {
 
 /* 1 when the loop may return: stopping, and nothing left or the grace over. */
 static int loop_done(const worker_loop *w) {
+    if (w->refused.code != DOCQ_OK) return 1;
     if (!w->stopping) return 0;
     if (w->nfree == w->nslots && !w->rs.in_flight) return 1;
     return worker_now_ms() >= w->stop_at_ms;
@@ -388,12 +424,19 @@ int worker_loop_run(worker_loop *w, docq_error *err) {
     while (!loop_done(w)) {
         worker_metrics_loop_state(&w->metrics, w->redis_ok, ai_client_in_flight(w->ai));
         if (!w->redis_ok && worker_now_ms() >= w->retry_at_ms) redis_recover(w);
+        if (w->redis_ok && !w->shape_seen && worker_now_ms() >= w->shape_check_at_ms)
+            recheck_shape(w);
+        if (loop_done(w)) break;
         if (w->redis_ok) tasks_flush_writes(w);
         if (w->redis_ok) tasks_start_due_retries(w);
         recovery_heartbeat(w);
         maybe_reclaim(w);
         if (read_wanted(w)) send_read(w);
         if (poll_once(w, err) != DOCQ_OK) return DOCQ_ERR;
+    }
+    if (w->refused.code != DOCQ_OK) {
+        *err = w->refused;
+        return DOCQ_ECONFLICT;
     }
     int left = w->nslots - w->nfree;
     if (left > 0)

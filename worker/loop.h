@@ -60,8 +60,10 @@ worker_loop *worker_loop_create(const docq_config *cfg, int stop_fd, docq_error 
 
 /* Serve tasks until stop_fd becomes readable and the shutdown is complete
  * (see above). Redis outages are ridden out, never returned. Returns DOCQ_OK
- * after a stop, or DOCQ_ERR with err set when the HTTP client's poll fails
- * (calls in flight are then abandoned to be delivered again). */
+ * after a stop, DOCQ_ECONFLICT with err naming the setting when ours differ
+ * from the deployment's shape recorded in Redis (shape.h), or DOCQ_ERR with
+ * err set when the HTTP client's poll fails (calls in flight are then
+ * abandoned to be delivered again, as after a conflict). */
 int worker_loop_run(worker_loop *w, docq_error *err);
 
 /* The loop's metrics (worker_metrics.h), for the observer to serve. */

@@ -85,10 +85,15 @@ static int run(const docq_config *cfg, int sig_fd) {
         if (worker_observer_port(obs))
             docq_log_info("metrics on %s (port %d): GET /metrics, /healthz, /readyz", cfg->metrics_listen,
                           worker_observer_port(obs));
-        if (worker_loop_run(w, &err) != DOCQ_OK)
+        int rc = worker_loop_run(w, &err);
+        if (rc == DOCQ_ECONFLICT) {
+            docq_log_error("refusing to run: %s", err.msg);
+            status = 2;
+        } else if (rc != DOCQ_OK) {
             docq_log_error("worker failed: %s", err.msg);
-        else
+        } else {
             status = 0;
+        }
     }
     worker_observer_stop(obs);
     worker_loop_free(w);

@@ -109,6 +109,10 @@ struct worker_loop {
     int redis_ok;             /* Both connections up and the groups exist. */
     int down_logged;          /* An outage was logged; log when it ends. */
     int joined;               /* The start-up line was logged. */
+    int shape_seen;           /* The deployment's shape matched ours once (shape.h). */
+    int shape_wait_logged;    /* "waiting for a server to record the shape" was logged. */
+    int64_t shape_check_at_ms;/* Until shape_seen: no new check before this time. */
+    docq_error refused;       /* Our settings conflict with the recorded shape: stop, exit 2. */
     long backoff_ms;          /* The next wait before reconnecting. */
     int64_t retry_at_ms;      /* No reconnect before this time. */
     int stopping;             /* Stop asked: no new reads, no new attempts. */

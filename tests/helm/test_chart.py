@@ -411,7 +411,7 @@ class Schema(unittest.TestCase):
 
     def test_combinations_the_schema_cannot_express_fail_the_install_with_a_message(self):
         # The templates' fail: helm install and helm template stop (helm lint lets fail pass).
-        for s, says in ((["worker.config.heartbeatMs=30000"], "heartbeatMs must be below worker.config.visibilityTimeoutMs"),
+        for s, says in ((["worker.config.heartbeatMs=10001"], "heartbeatMs must be at most a third of worker.config.visibilityTimeoutMs"),
                         (["redis.bundled.enabled=false"], "redis.external.url is required"),
                         (["redis.external.url=redis://r:6379"], "turn the bundled Redis off"),
                         (["server.apiKeys.enabled=true"], "server.apiKeys.existingSecret or server.apiKeys.keys"),

@@ -203,8 +203,13 @@ class Pods(unittest.TestCase):
                 # The keys are under the rendered DOCQ_KEY_PREFIX, in the rendered number of shards.
                 prefix, shards = pod.server_env["DOCQ_KEY_PREFIX"], int(pod.server_env["DOCQ_SHARDS"])
                 keys = pod.redis_cli("--scan", "--pattern", prefix + ":*").split()
+                # Besides the deployment's shape, which the server records.
+                self.assertIn(prefix + ":shape", keys)
+                self.assertEqual(pod.redis_cli("GET", prefix + ":shape"), "shards=%d group=%s"
+                                 % (shards, pod.server_env.get("DOCQ_GROUP", "workers")))
+                keys.remove(prefix + ":shape")
                 self.assertTrue(keys, pod.logs())
-                self.assertTrue(all(int(k.split("{s")[1].split("}")[0]) < shards for k in keys), keys)
+                self.assertTrue(all("{s" in k and int(k.split("{s")[1].split("}")[0]) < shards for k in keys), keys)
 
     def test_the_server_answers_the_kubelets_grpc_probes_on_the_port_the_chart_names(self):
         # Needs grpc.health.v1.Health in docq-server (issue 6).

@@ -4,6 +4,8 @@ a server shuts down."""
 import hashlib
 import os
 import signal
+import socket
+import threading
 import time
 import unittest
 
@@ -135,3 +137,70 @@ class WorkerProbes(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SlowClients(unittest.TestCase):
+    """The HTTP endpoint serves every connection from one poll loop: a client
+    that trickles its request, or a flood of idle connections, cannot stall
+    the probes nor the shutdown."""
+
+    def setUp(self):
+        self.stack = Stack().start_redis().start_ai()
+        self.addCleanup(self.stack.stop)
+
+    def slow_client(self, port):
+        """A client that sends one byte of a request a second until closed."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        stop = threading.Event()
+
+        def trickle():
+            for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100:
+                if stop.wait(1.0):
+                    return
+                try:
+                    sock.send(bytes([b]))
+                except OSError:
+                    return
+
+        sock.send(b"G")
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        self.addCleanup(lambda: (stop.set(), t.join(), sock.close()))
+        time.sleep(0.2)  # The endpoint has accepted it and read its first byte.
+
+    def assert_three_healthz_within_a_second_each(self, port, who):
+        for i in range(3):
+            self.assertEqual(http_get(port, "/healthz", timeout=1)[0], 200, "%s, call %d" % (who, i))
+
+    def endpoints(self, **env):
+        """Start a server and a worker with env; [(proc, metrics port)],
+        worker first, each once its /readyz says 200."""
+        s = self.stack.start_server(**env)
+        w = s.start_worker(**env)
+        out = [(w, metrics_port(w)), (s.server, metrics_port(s.server))]
+        for proc, port in out:
+            wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="%s to be ready" % proc.name)
+        return out
+
+    def test_a_client_sending_one_byte_a_second_does_not_delay_three_healthz_calls(self):
+        for proc, port in self.endpoints():
+            self.slow_client(port)
+            self.assert_three_healthz_within_a_second_each(port, proc.name)
+
+    def test_sigterm_with_a_1s_grace_exits_within_3s_while_a_slow_client_is_connected(self):
+        for proc, port in self.endpoints(DOCQ_SHUTDOWN_GRACE_MS="1000"):
+            self.slow_client(port)
+            t0 = time.monotonic()
+            proc.signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0, proc.text()[-3000:])
+            self.assertLess(time.monotonic() - t0, 3.0, "%s took too long to stop" % proc.name)
+
+    def test_many_idle_connections_do_not_stop_healthz_answering(self):
+        for proc, port in self.endpoints():
+            idle, deadline = [], time.monotonic() + 30
+            self.addCleanup(lambda idle=idle: [c.close() for c in idle])
+            for _ in range(200):  # A serial endpoint stops accepting these (2 s each past its backlog).
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                self.assertLess(time.monotonic(), deadline, "%s stopped accepting connections" % proc.name)
+            # Past the cap of 64, each new connection closes the oldest one.
+            self.assert_three_healthz_within_a_second_each(port, proc.name)

@@ -107,8 +107,11 @@ static void heartbeat_below_visibility(void) {
     CHECK_STR_CONTAINS(err.msg, "DOCQ_VISIBILITY_TIMEOUT_MS");
     CHECK_STR_CONTAINS(err.msg, "30000");
     setenv("DOCQ_VISIBILITY_TIMEOUT_MS", "1000", 1);
-    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--heartbeat-ms=999"), DOCQ_OK);
-    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--heartbeat-ms=1000"), DOCQ_EINVAL);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--heartbeat-ms=333"), DOCQ_OK);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--heartbeat-ms=334"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "a third");
+    CHECK_STR_CONTAINS(err.msg, "'334'");
+    CHECK_STR_CONTAINS(err.msg, "(1000)");
     /* Only the worker reads them. */
     setenv("DOCQ_HEARTBEAT_MS", "5000", 1);
     CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
@@ -431,6 +434,23 @@ static void redis_url_parse(void) {
         {"redis://cache/", "cache", "", 6379, 0},
         {"redis://cache:1/0", "cache", "", 1, 0},
     };
+    static const struct {
+        const char *url, *user, *password, *host;
+    } users[] = {
+        {"redis://app:s3cret@cache:6380/2", "app", "s3cret", "cache"},
+        {"redis://app:p@ss:w0rd@[::1]", "app", "p@ss:w0rd", "::1"},
+        {"redis://app@cache", "app", "", "cache"},
+        {"redis://:only@cache", "", "only", "cache"},
+        {"redis://cache", "", "", "cache"},
+    };
+    for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
+        docq_redis_addr a;
+        docq_error err = {0};
+        CHECK_MSG(docq_redis_url_parse(users[i].url, &a, &err) == DOCQ_OK, "%s: %s", users[i].url, err.msg);
+        CHECK_STR_EQ(a.user, users[i].user);
+        CHECK_STR_EQ(a.password, users[i].password);
+        CHECK_STR_EQ(a.host, users[i].host);
+    }
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         docq_redis_addr a;
         docq_error err = {0};
@@ -462,7 +482,6 @@ static void redis_url_parse(void) {
         {"redis://:6379", "missing host"},
         {"redis://:secret@:6379", "missing host"},
         {"redis:///3", "missing host"},
-        {"redis://secret@cache", "password"},
         {"redis://[::1", "unclosed"},
         {"redis://[::1]6379", "':' after ']'"},
         {"redis://[]:6379", "missing host"},
@@ -802,7 +821,20 @@ static void redis_password_file(void) {
     docq_error err;
     char path[64], flag[96];
     clean_env();
+    /* A user with no password is refused, without quoting what may be one. */
+    setenv("DOCQ_REDIS_URL", "redis://hunter2@127.0.0.1:6379", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_REDIS_PASSWORD_FILE");
+    CHECK_STR_NOT_CONTAINS(err.msg, "hunter2");
     temp_file(path, "pass word:@/#\n");
+    /* An ACL user in the URL, its password in the file. */
+    setenv("DOCQ_REDIS_PASSWORD_FILE", path, 1);
+    setenv("DOCQ_REDIS_URL", "redis://app@127.0.0.1:6379", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_STR_EQ(cfg.redis.user, "app");
+    CHECK_STR_EQ(cfg.redis.password, "pass word:@/#");
+    unsetenv("DOCQ_REDIS_PASSWORD_FILE");
+    unsetenv("DOCQ_REDIS_URL");
     snprintf(flag, sizeof(flag), "--redis-password-file=%s", path);
     CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, flag), DOCQ_OK);
     CHECK_STR_EQ(cfg.redis.password, "pass word:@/#");

@@ -208,8 +208,8 @@ Checks the schema cannot express; they fail the install with a message.
 {{- if and .Values.redis.bundled.enabled .Values.redis.external.url -}}
 {{- fail "redis.external.url is set but redis.bundled.enabled is true: turn the bundled Redis off to use an external one" -}}
 {{- end -}}
-{{- if ge (int64 .Values.worker.config.heartbeatMs) (int64 .Values.worker.config.visibilityTimeoutMs) -}}
-{{- fail "worker.config.heartbeatMs must be below worker.config.visibilityTimeoutMs" -}}
+{{- if gt (mul 3 (int64 .Values.worker.config.heartbeatMs)) (int64 .Values.worker.config.visibilityTimeoutMs) -}}
+{{- fail "worker.config.heartbeatMs must be at most a third of worker.config.visibilityTimeoutMs" -}}
 {{- end -}}
 {{- if and .Values.server.apiKeys.enabled (not .Values.server.apiKeys.existingSecret) (not .Values.server.apiKeys.keys) -}}
 {{- fail "server.apiKeys.enabled needs server.apiKeys.existingSecret or server.apiKeys.keys" -}}
