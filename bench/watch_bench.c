@@ -237,7 +237,7 @@ int main(int argc, char **argv) {
 
     /* 1. The consumer group (the start script asks it about the entry), then
      * the tasks, stored as SubmitDoc stores them. */
-    docq_queue queue = {"docq", "workers", "dead", 10, 600};
+    docq_queue queue = {"docq", "workers", "dead", 10, 600, 100000, "watch-bench"};
     for (int i = 0; i < opt.shards; i++) {
         char skey[96];
         docq_key_stream(skey, sizeof(skey), "docq", i);
@@ -312,7 +312,7 @@ int main(int argc, char **argv) {
         /* The entry id only matters to the group's bookkeeping (XPENDING,
          * XACK, XDEL), which the bench leaves alone: no worker reads. */
         docq_start started;
-        int rc = version == 2 ? docq_store_start(r, &queue, c->task_id, "0-1", &started, &err)
+        int rc = version == 2 ? docq_store_start(r, &queue, c->task_id, "0-1", 1, &started, &err)
                               : docq_store_finish(r, "docq", "workers", c->task_id, "0-1", 1,
                                                   DOCQ_STATE_SUCCESS, "{\"ok\":true}", 11, 600, &err);
         if (rc != DOCQ_OK) {
