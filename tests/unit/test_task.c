@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "store.h"
 #include "task.h"
 
 /* Validate the first len bytes of s; returns the status, message in *err. */
@@ -525,7 +526,20 @@ static void task_clear_frees(void) {
     CHECK(t.result == NULL);
 }
 
-CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CASE(doc_id_max_len), CHECK_CASE(doc_id_too_long),
+/* Two workers whose pods share a host name and are both PID 1 still get
+ * distinct consumer names in the group; a name that does not fit is refused. */
+static void consumer_names_unique(void) {
+    char a[320], b[320], tiny[16];
+    docq_error err = {0};
+    CHECK_INT_EQ(docq_consumer_name(a, sizeof(a), "docq-worker", 1, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_consumer_name(b, sizeof(b), "docq-worker", 1, &err), DOCQ_OK);
+    CHECK(strcmp(a, b) != 0);
+    CHECK(strncmp(a, "docq-worker-1-", 14) == 0);
+    CHECK_INT_EQ((long)strlen(a), 14 + 16);
+    CHECK_INT_EQ(docq_consumer_name(tiny, sizeof(tiny), "docq-worker", 1, &err), DOCQ_EINVAL);
+}
+
+CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(consumer_names_unique), CHECK_CASE(doc_id_empty), CHECK_CASE(doc_id_max_len), CHECK_CASE(doc_id_too_long),
            CHECK_CASE(doc_id_c0_control), CHECK_CASE(doc_id_del), CHECK_CASE(doc_id_c1_control),
            CHECK_CASE(doc_id_bad_utf8), CHECK_CASE(doc_id_multibyte),
            CHECK_CASE(utf8_valid_allows_controls), CHECK_CASE(task_id_new_parses),
