@@ -539,7 +539,7 @@ static void consumer_names_unique(void) {
     CHECK_INT_EQ(docq_consumer_name(tiny, sizeof(tiny), "docq-worker", 1, &err), DOCQ_EINVAL);
 }
 
-CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(consumer_names_unique), CHECK_CASE(doc_id_empty), CHECK_CASE(doc_id_max_len), CHECK_CASE(doc_id_too_long),
+CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CASE(doc_id_max_len), CHECK_CASE(doc_id_too_long),
            CHECK_CASE(doc_id_c0_control), CHECK_CASE(doc_id_del), CHECK_CASE(doc_id_c1_control),
            CHECK_CASE(doc_id_bad_utf8), CHECK_CASE(doc_id_multibyte),
            CHECK_CASE(utf8_valid_allows_controls), CHECK_CASE(task_id_new_parses),
@@ -550,4 +550,5 @@ CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(consumer_names_unique), 
            CHECK_CASE(shard_for_spread), CHECK_CASE(state_names),
            CHECK_CASE(set_field_every_field), CHECK_CASE(set_field_malformed),
            CHECK_CASE(set_field_unknown_ignored), CHECK_CASE(task_clear_frees),
-           CHECK_CASE(owner_field))
+           CHECK_CASE(owner_field),
+           CHECK_CASE(consumer_names_unique))
