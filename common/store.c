@@ -122,7 +122,7 @@ static const docq_script start_script = {1,
     "if not cur[1] then return {-1} end "
     "if cur[1] == 'SUCCESS' or cur[1] == 'FAILURE' then return {-2} end "
     "local n = tonumber(cur[4] or '0') "
-    "if ARGV[7] == '1' or cur[5] ~= ARGV[6] or n == 0 then n = n + 1 end "
+    "if ARGV[7] == '1' or cur[5] ~= ARGV[6] then n = n + 1 end "
     LUA_NOW
     "if n > tonumber(ARGV[3]) then "
     "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'task_id', ARGV[5], "

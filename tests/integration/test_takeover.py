@@ -64,7 +64,7 @@ class Takeover(unittest.TestCase):
         for tid in ids:
             s.wait_task(tid, lambda t: t.state == pb.Task.STARTED, what="the tasks to start")
         self.kill(s.workers[0])
-        # The restart has a new consumer name (host-pid), so it is XAUTOCLAIM,
+        # The restart has a new consumer name (host-pid-random), so it is XAUTOCLAIM,
         # not the re-read of its own pending entries, that finds them.
         s.start_worker(**dict(FAST, DOCQ_WORKER_CONCURRENCY="4"))
         for tid in ids:
