@@ -104,28 +104,28 @@ static const docq_script submit_script = {0,
     "return {1, now, n, wait}"};
 
 /* KEYS: record, stream, dead-letter stream. ARGV: group, entry id, max
- * deliveries, ttl, task_id, consumer, fresh ('1': the entry was read new or
- * reclaimed; '0': a re-read of the consumer's own pending entry), dead-letter
- * stream MAXLEN. Returns {attempt, failures, deliveries} when started, {-1}
- * when the record is missing, {-2} when the task is terminal, {-3,
- * deliveries} when the entry was dead-lettered. The delivery count is the
- * record's own, not the group's (XPENDING's, which every re-read of a
- * pending entry after a Redis outage raises): a start counts one delivery
- * when the entry is fresh or another consumer started the task last, so
- * that a worker re-reading its own entry (or resending this script after a
- * lost reply) counts nothing. The dead-letter stream is trimmed to about
- * MAXLEN entries (XADD MAXLEN ~). A start, or a dead-lettering, is a change:
- * version + 1, published. */
+ * deliveries, ttl, task_id, consumer, dead-letter stream MAXLEN. Returns
+ * {attempt, failures, deliveries} when started, {-1} when the record is
+ * missing, {-2} when the task is terminal, {-3, deliveries} when the entry
+ * was dead-lettered. The delivery count is the record's own, not the
+ * group's (XPENDING's, which every re-read of a pending entry after a Redis
+ * outage raises): a start counts one delivery when another consumer (or
+ * none) started the task last, so that a worker re-reading its own entry, or
+ * this script sent again after a lost reply, counts nothing. Consumer names
+ * are unique per worker process (docq_consumer_name), so a restarted worker
+ * counts. The dead-letter stream is trimmed to about MAXLEN entries (XADD
+ * MAXLEN ~). A start, or a dead-lettering, is a change: version + 1,
+ * published. */
 static const docq_script start_script = {1,
     LUA_CHANGED
     "local cur = redis.call('HMGET', KEYS[1], 'state', 'failures', 'doc_id', 'deliveries', 'consumer') "
     "if not cur[1] then return {-1} end "
     "if cur[1] == 'SUCCESS' or cur[1] == 'FAILURE' then return {-2} end "
     "local n = tonumber(cur[4] or '0') "
-    "if ARGV[7] == '1' or cur[5] ~= ARGV[6] then n = n + 1 end "
+    "if cur[5] ~= ARGV[6] then n = n + 1 end "
     LUA_NOW
     "if n > tonumber(ARGV[3]) then "
-    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'task_id', ARGV[5], "
+    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'task_id', ARGV[5], "
     "    'doc_id', cur[3] or '', 'entry_id', ARGV[2], 'deliveries', n, "
     "    'dead_at', string.format('%d', now)) "
     "  redis.call('HSET', KEYS[1], 'state', 'FAILURE', 'deliveries', n, "
@@ -561,7 +561,7 @@ int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const ch
 }
 
 int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
-                     int fresh, docq_start *out, docq_error *err) {
+                     docq_start *out, docq_error *err) {
     char rkey[128], skey[96], dkey[160], maxd[24], ttl[24], maxlen[24];
     int shard = shard_of(task_id);
     docq_key_task(rkey, sizeof(rkey), q->prefix, task_id, shard);
@@ -570,12 +570,11 @@ int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, co
     snprintf(maxd, sizeof(maxd), "%ld", q->max_deliveries);
     snprintf(ttl, sizeof(ttl), "%ld", q->ttl_s);
     snprintf(maxlen, sizeof(maxlen), "%ld", q->dead_maxlen);
-    const char *argv[] = {rkey, skey, dkey, q->group, entry_id, maxd, ttl, task_id,
-                          q->consumer, fresh ? "1" : "0", maxlen};
+    const char *argv[] = {rkey, skey, dkey, q->group, entry_id, maxd, ttl, task_id, q->consumer, maxlen};
     long long v[3];
     size_t n;
     memset(out, 0, sizeof(*out));
-    int rc = eval_ints(r, &start_script, 3, 11, argv, NULL, v, 3, &n, err);
+    int rc = eval_ints(r, &start_script, 3, 10, argv, NULL, v, 3, &n, err);
     if (rc != DOCQ_OK) return rc;
     if (n >= 1 && v[0] == -1) return docq_error_set(err, DOCQ_ENOTFOUND, "task record is gone");
     if (n >= 1 && v[0] == -2) return docq_error_set(err, DOCQ_ECONFLICT, "task already finished");

@@ -11,8 +11,8 @@
  *                         created_at, started_at, finished_at (Unix ms, from
  *                         Redis TIME so that every process shares one clock),
  *                         result, error, deliveries (real deliveries:
- *                         starts by a worker that read the entry new or
- *                         reclaimed it, see docq_store_start), consumer
+ *                         starts by another worker than the one that started
+ *                         the task last, see docq_store_start), consumer
  *                         (who started it last), failures
  *                         (transient AI failures so far: the retry budget),
  *                         failed_attempt, restarted_from, finished_by (the
@@ -161,14 +161,14 @@ typedef struct docq_start {
     int dead;             /* 1: the entry was dead-lettered instead (see below). */
 } docq_start;
 
-/* The worker q->consumer has just received entry_id for task_id: fresh = 1
- * when it read the entry new or reclaimed it, 0 when it re-read its own
- * pending entry (after a Redis outage). Mark the task STARTED (attempts + 1,
- * started_at = now, consumer = q->consumer), atomically, counting a delivery
- * (the record's deliveries + 1) when fresh or when another consumer started
- * the task last: a re-read, or this step sent again after a lost reply, is
- * no new delivery. On DOCQ_OK with out->dead == 0 the worker runs the task
- * with out->attempt as its fencing token.
+/* The worker q->consumer has just received entry_id for task_id (read or
+ * reclaimed): mark the task STARTED (attempts + 1, started_at = now,
+ * consumer = q->consumer), atomically, counting a delivery (the record's
+ * deliveries + 1) when another consumer, or none, started the task last: a
+ * worker re-reading its own pending entry after a Redis outage, or this step
+ * sent again after a lost reply, counts no new delivery. On DOCQ_OK with
+ * out->dead == 0 the worker runs the task with out->attempt as its fencing
+ * token.
  * When the task was delivered more than q->max_deliveries times, the same
  * step instead appends it to the shard's dead-letter stream (trimmed to about
  * q->dead_maxlen entries), ends the task as FAILURE with an error saying so,
@@ -177,7 +177,7 @@ typedef struct docq_start {
  * Returns DOCQ_ENOTFOUND when the record is gone and DOCQ_ECONFLICT when the
  * task is already terminal: in both cases the entry is only to be acked. */
 int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
-                     int fresh, docq_start *out, docq_error *err);
+                     docq_start *out, docq_error *err);
 
 /* Write a task's outcome: state SUCCESS with value as result, or FAILURE
  * with value as error (a SUCCESS also clears the error an earlier, failed

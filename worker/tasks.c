@@ -313,12 +313,11 @@ static void slot_fill(slot *s, int shard, const char *id, const char *task_id, c
              shard);
 }
 
-/* Start the task of entry id, received from `from`: mark it STARTED (or
- * dead-letter it) and call the AI; a re-read of our own entry counts no
- * delivery. doc_id is the entry's (NULL when it has none). Returns DOCQ_OK, or
+/* Start the task of entry id: mark it STARTED (or dead-letter it) and call
+ * the AI. doc_id is the entry's (NULL when it has none). Returns DOCQ_OK, or
  * DOCQ_EUNAVAIL after a Redis failure. */
 static int start_task(worker_loop *w, int shard, const char *id, const char *task_id,
-                      const char *doc_id, size_t doc_len, entry_source from) {
+                      const char *doc_id, size_t doc_len) {
     docq_error why = {0};
     docq_start st;
     slot *s = slot_take(w);
@@ -327,7 +326,7 @@ static int start_task(worker_loop *w, int shard, const char *id, const char *tas
         docq_log(DOCQ_LOG_ERROR, task_id, "no free slot for entry %s; it stays pending", id);
         return DOCQ_OK;
     }
-    int rc = docq_store_start(w->cmd, &w->queue, task_id, id, from != ENTRY_OWN, &st, &why);
+    int rc = docq_store_start(w->cmd, &w->queue, task_id, id, &st, &why);
     if (rc != DOCQ_OK) {
         slot_release(w, s);
         if (rc == DOCQ_ENOTFOUND || rc == DOCQ_ECONFLICT)
@@ -385,5 +384,5 @@ int tasks_take_entry(worker_loop *w, int shard, const redisReply *e, entry_sourc
     int task_shard = -1;
     if (docq_task_id_parse(task_id, strlen(task_id), &task_shard, NULL) != DOCQ_OK || task_shard != shard)
         return ack_entry(w, shard, id, NULL, DOCQ_LOG_WARN, "entry has no valid task_id for its shard");
-    return start_task(w, shard, id, task_id, doc_id, doc_len, from);
+    return start_task(w, shard, id, task_id, doc_id, doc_len);
 }

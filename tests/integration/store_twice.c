@@ -1,4 +1,4 @@
-/* docq-store-twice: runs each of the worker's fenced store steps (retry,
+/* docq-store-twice: runs each of the worker's store steps (start, retry,
  * restart, finish) twice in a row with the same arguments, as the Redis layer
  * does when it resends a command whose reply was lost, against the Redis at
  * 127.0.0.1:<port>, through the same functions the worker calls. Prints one
@@ -76,14 +76,17 @@ int main(int argc, char **argv) {
     docq_redis *r = docq_redis_url_parse(url, &addr, &err) == DOCQ_OK ? docq_redis_create(&addr, 5000) : NULL;
     docq_queue q = {PREFIX, GROUP, "dead", 10, 3600, 100, "c1"};
     docq_start st;
-    if (!r || queue_one(r, task_id, entry_id, &err) != DOCQ_OK ||
-        docq_store_start(r, &q, task_id, entry_id, 1, &st, &err) != DOCQ_OK) {
+    if (!r || queue_one(r, task_id, entry_id, &err) != DOCQ_OK) {
         fprintf(stderr, "docq-store-twice: set-up failed: %s\n", err.msg);
         docq_redis_free(r);
         return 1;
     }
     docq_key_task(rkey, sizeof(rkey), PREFIX, task_id, 0);
     docq_key_stream(skey, sizeof(skey), PREFIX, 0);
+    for (int call = 1; call <= 2; call++) {
+        int rc = docq_store_start(r, &q, task_id, entry_id, &st, &err);
+        report(r, "start", call, rc, rc == DOCQ_OK ? (long)st.deliveries : -1, rkey, skey);
+    }
     uint32_t out = 0, attempt = st.attempt;
     for (int call = 1; call <= 2; call++) {
         int rc = docq_store_retry(r, PREFIX, task_id, attempt, "boom", 4, &out, &err);
