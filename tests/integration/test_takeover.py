@@ -130,6 +130,9 @@ class Takeover(unittest.TestCase):
         for delivery in (1, 2):
             s.wait_task(tid, lambda t: t.state == pb.Task.STARTED and t.deliveries == delivery,
                         what="delivery %d" % delivery)
+            # The start is written just before the AI call is sent: kill the
+            # worker only once the AI has the call.
+            wait_for(lambda: s.ai_stats()["requests"] == delivery, what="AI call %d" % delivery)
             self.kill(s.workers[-1])
             s.start_worker(**dict(FAST, **env))
         t = s.wait_terminal(tid, timeout=30)
