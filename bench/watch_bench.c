@@ -237,7 +237,7 @@ int main(int argc, char **argv) {
 
     /* 1. The consumer group (the start script asks it about the entry), then
      * the tasks, stored as SubmitDoc stores them. */
-    docq_queue queue = {"docq", "workers", "dead", 10, 600};
+    docq_queue queue = {"docq", "workers", "dead", 10, 600, 100000, "watch-bench"};
     for (int i = 0; i < opt.shards; i++) {
         char skey[96];
         docq_key_stream(skey, sizeof(skey), "docq", i);

@@ -61,6 +61,8 @@ typedef struct docq_config {
     long retry_max_ms;         /* DOCQ_RETRY_MAX_MS: longest backoff (and cap on Retry-After). */
     long max_deliveries;       /* DOCQ_MAX_DELIVERIES: deliveries before an entry is dead-lettered. */
     char dead_stream[64];      /* DOCQ_DEAD_STREAM: last key part of each shard's dead-letter stream. */
+    long dead_maxlen;          /* DOCQ_DEAD_MAXLEN: about how many entries a dead-letter stream keeps. */
+    long consumer_idle_ms;     /* DOCQ_CONSUMER_IDLE_MS: idle consumers with nothing pending are deleted. */
     long shutdown_grace_ms;    /* DOCQ_SHUTDOWN_GRACE_MS: drain time on SIGTERM. */
     long shutdown_delay_ms;    /* DOCQ_SHUTDOWN_DELAY_MS: NOT_SERVING but still serving, before the drain. */
     char metrics_listen[256];  /* DOCQ_METRICS_LISTEN: /metrics and probes, host:port; "" or "off": none. */

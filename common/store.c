@@ -104,24 +104,30 @@ static const docq_script submit_script = {0,
     "return {1, now, n, wait}"};
 
 /* KEYS: record, stream, dead-letter stream. ARGV: group, entry id, max
- * deliveries, ttl, task_id. Returns {attempt, failures, deliveries} when
- * started, {-1} when the record is missing, {-2} when the task is terminal,
- * {-3, deliveries} when the entry was dead-lettered. The delivery count is
- * the group's own (XPENDING), which XREADGROUP and XAUTOCLAIM raise and the
- * heartbeat's XCLAIM JUSTID does not. A start, or a dead-lettering, is a
- * change: version + 1, published. */
+ * deliveries, ttl, task_id, consumer, dead-letter stream MAXLEN. Returns
+ * {attempt, failures, deliveries} when started, {-1} when the record is
+ * missing, {-2} when the task is terminal, {-3, deliveries} when the entry
+ * was dead-lettered. The delivery count is the record's own, not the
+ * group's (XPENDING's, which every re-read of a pending entry after a Redis
+ * outage raises): a start counts one delivery when another consumer (or
+ * none) started the task last, so that a worker re-reading its own entry, or
+ * this script sent again after a lost reply, counts nothing. Consumer names
+ * are unique per worker process (docq_consumer_name), so a restarted worker
+ * counts. The dead-letter stream is trimmed to about MAXLEN entries (XADD
+ * MAXLEN ~). A start, or a dead-lettering, is a change: version + 1,
+ * published. */
 static const docq_script start_script = {1,
     LUA_CHANGED
-    "local cur = redis.call('HMGET', KEYS[1], 'state', 'failures', 'doc_id') "
+    "local cur = redis.call('HMGET', KEYS[1], 'state', 'failures', 'doc_id', 'deliveries', 'consumer') "
     "if not cur[1] then return {-1} end "
     "if cur[1] == 'SUCCESS' or cur[1] == 'FAILURE' then return {-2} end "
-    "local p = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) "
-    "local n = 1 "
-    "if p[1] then n = p[1][4] end "
+    "local n = tonumber(cur[4] or '0') "
+    "if cur[5] ~= ARGV[6] then n = n + 1 end "
     LUA_NOW
     "if n > tonumber(ARGV[3]) then "
-    "  redis.call('XADD', KEYS[3], '*', 'task_id', ARGV[5], 'doc_id', cur[3] or '', "
-    "    'entry_id', ARGV[2], 'deliveries', n, 'dead_at', string.format('%d', now)) "
+    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'task_id', ARGV[5], "
+    "    'doc_id', cur[3] or '', 'entry_id', ARGV[2], 'deliveries', n, "
+    "    'dead_at', string.format('%d', now)) "
     "  redis.call('HSET', KEYS[1], 'state', 'FAILURE', 'deliveries', n, "
     "    'finished_at', string.format('%d', now), 'error', 'moved to the dead-letter stream ' .. "
     "    KEYS[3] .. ' after ' .. n .. ' deliveries: no worker finished it (each crashed, was "
@@ -134,20 +140,22 @@ static const docq_script start_script = {1,
     "end "
     "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1) "
     "redis.call('HSET', KEYS[1], 'state', 'STARTED', 'started_at', string.format('%d', now), "
-    "  'deliveries', n) "
+    "  'deliveries', n, 'consumer', ARGV[6]) "
     "docq_changed(KEYS[1]) "
     "return {a, tonumber(cur[2] or '0'), n}"};
 
 /* KEYS: record, stream. ARGV: group, entry id, attempt, state, field name,
  * value, ttl. Returns 1 when written, 0 when refused. Only a write is a
- * change (version + 1, published); a refusal changes nothing. */
+ * change (version + 1, published); a refusal changes nothing. The write
+ * records its attempt (finished_by), so that the same call sent again (after
+ * a lost reply) finds its own outcome and returns 1 again, changing nothing. */
 static const docq_script finish_script = {2,
     LUA_CHANGED
-    "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts') "
+    "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'finished_by') "
     "if cur[1] == 'STARTED' and cur[2] == ARGV[3] then "
     LUA_NOW
     "  redis.call('HSET', KEYS[1], 'state', ARGV[4], ARGV[5], ARGV[6], "
-    "    'finished_at', string.format('%d', now)) "
+    "    'finished_at', string.format('%d', now), 'finished_by', ARGV[3]) "
     "  redis.call('EXPIRE', KEYS[1], ARGV[7]) "
     "  if ARGV[4] == 'SUCCESS' then redis.call('HDEL', KEYS[1], 'error') end "
     "  docq_changed(KEYS[1]) "
@@ -156,7 +164,7 @@ static const docq_script finish_script = {2,
     "end "
     "redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) "
     "redis.call('XDEL', KEYS[2], ARGV[2]) "
-    "if cur[1] == 'STARTED' then return 1 end "
+    "if cur[1] == 'STARTED' or cur[3] == ARGV[3] then return 1 end "
     "return 0"};
 
 /* KEYS: stream. ARGV: group, entry id. */
@@ -215,27 +223,54 @@ static const docq_script group_read_script = {14,
 
 /* KEYS: record. ARGV: attempt, error. Returns the new failure count, or -1
  * when the task is not STARTED by that attempt. A change (the error shows):
- * version + 1, published. */
+ * version + 1, published. The failure is recorded once per attempt
+ * (failed_attempt): the same call sent again returns the same count and
+ * changes nothing. */
 static const docq_script retry_script = {10,
     LUA_CHANGED
-    "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts') "
+    "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'failed_attempt', 'failures') "
     "if cur[1] ~= 'STARTED' or cur[2] ~= ARGV[1] then return -1 end "
-    "redis.call('HSET', KEYS[1], 'error', ARGV[2]) "
+    "if cur[3] == ARGV[1] then return tonumber(cur[4] or '0') end "
+    "redis.call('HSET', KEYS[1], 'error', ARGV[2], 'failed_attempt', ARGV[1]) "
     "local f = redis.call('HINCRBY', KEYS[1], 'failures', 1) "
     "docq_changed(KEYS[1]) "
     "return f"};
 
 /* KEYS: record. ARGV: attempt. Returns the new attempt, or -1 when the task
- * is not STARTED by that attempt. A change: version + 1, published. */
+ * is not STARTED by that attempt. A change: version + 1, published. The
+ * restart records the attempt it ended (restarted_from): the same call sent
+ * again finds the attempt after it current and returns it, changing nothing
+ * (attempt numbers only grow, so no start by another worker can look so). */
 static const docq_script restart_script = {11,
     LUA_CHANGED
-    "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts') "
-    "if cur[1] ~= 'STARTED' or cur[2] ~= ARGV[1] then return -1 end "
+    "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'restarted_from') "
+    "if cur[1] ~= 'STARTED' then return -1 end "
+    "if cur[3] == ARGV[1] and tonumber(cur[2]) == tonumber(ARGV[1]) + 1 then return tonumber(cur[2]) end "
+    "if cur[2] ~= ARGV[1] then return -1 end "
     LUA_NOW
-    "redis.call('HSET', KEYS[1], 'started_at', string.format('%d', now)) "
+    "redis.call('HSET', KEYS[1], 'started_at', string.format('%d', now), 'restarted_from', ARGV[1]) "
     "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1) "
     "docq_changed(KEYS[1]) "
     "return a"};
+
+/* KEYS: stream. ARGV: group, consumer ('': none), idle ms. Deletes the
+ * group's consumers that hold no pending entry and are either the named
+ * consumer or idle for idle ms or more (XGROUP DELCONSUMER; a consumer with
+ * pending entries is never deleted, so nothing is lost). Returns how many
+ * were deleted; 0 when the stream or group does not exist. */
+static const docq_script prune_script = {9,
+    "local cs = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1]) "
+    "if cs['err'] then return 0 end "
+    "local n = 0 "
+    "for _, c in ipairs(cs) do "
+    "  local h = {} "
+    "  for i = 1, #c, 2 do h[c[i]] = c[i + 1] end "
+    "  if h['pending'] == 0 and (h['name'] == ARGV[2] or h['idle'] >= tonumber(ARGV[3])) then "
+    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], h['name']) "
+    "    n = n + 1 "
+    "  end "
+    "end "
+    "return n"};
 
 /* KEYS: stream. ARGV: group, consumer, entry ids. Returns, per id, 0 when its
  * idle time was reset and 1 when it is not pending under consumer. */
@@ -527,18 +562,19 @@ int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const ch
 
 int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
                      docq_start *out, docq_error *err) {
-    char rkey[128], skey[96], dkey[160], maxd[24], ttl[24];
+    char rkey[128], skey[96], dkey[160], maxd[24], ttl[24], maxlen[24];
     int shard = shard_of(task_id);
     docq_key_task(rkey, sizeof(rkey), q->prefix, task_id, shard);
     docq_key_stream(skey, sizeof(skey), q->prefix, shard);
     docq_key_dead(dkey, sizeof(dkey), q->prefix, q->dead, shard);
     snprintf(maxd, sizeof(maxd), "%ld", q->max_deliveries);
     snprintf(ttl, sizeof(ttl), "%ld", q->ttl_s);
-    const char *argv[] = {rkey, skey, dkey, q->group, entry_id, maxd, ttl, task_id};
+    snprintf(maxlen, sizeof(maxlen), "%ld", q->dead_maxlen);
+    const char *argv[] = {rkey, skey, dkey, q->group, entry_id, maxd, ttl, task_id, q->consumer, maxlen};
     long long v[3];
     size_t n;
     memset(out, 0, sizeof(*out));
-    int rc = eval_ints(r, &start_script, 3, 8, argv, NULL, v, 3, &n, err);
+    int rc = eval_ints(r, &start_script, 3, 10, argv, NULL, v, 3, &n, err);
     if (rc != DOCQ_OK) return rc;
     if (n >= 1 && v[0] == -1) return docq_error_set(err, DOCQ_ENOTFOUND, "task record is gone");
     if (n >= 1 && v[0] == -2) return docq_error_set(err, DOCQ_ECONFLICT, "task already finished");
@@ -632,6 +668,15 @@ int docq_store_heartbeat(docq_redis *r, const char *prefix, int shard, const cha
     return DOCQ_OK;
 }
 
+int docq_store_prune(docq_redis *r, const char *prefix, int shard, const char *group, const char *consumer,
+                     long idle_ms, long long *deleted, docq_error *err) {
+    char skey[96], idle[24];
+    docq_key_stream(skey, sizeof(skey), prefix, shard);
+    snprintf(idle, sizeof(idle), "%ld", idle_ms);
+    const char *argv[] = {skey, group, consumer ? consumer : "", idle};
+    return eval_int(r, &prune_script, 1, 4, argv, NULL, deleted, err);
+}
+
 int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char *group,
                        const char *consumer, long min_idle_ms, char *cursor, long count,
                        redisReply **entries, docq_error *err) {
@@ -655,6 +700,14 @@ int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char 
         rep->element[1] = NULL; /* Detached: freeReplyObject skips NULL elements. */
     }
     freeReplyObject(rep);
+    return DOCQ_OK;
+}
+
+int docq_consumer_name(char *buf, size_t cap, const char *host, long pid, docq_error *err) {
+    char rnd[17];
+    if (docq_random_hex(rnd, sizeof(rnd), 8, err) != DOCQ_OK) return DOCQ_ERR;
+    int n = snprintf(buf, cap, "%s-%ld-%s", host, pid, rnd);
+    if (n < 0 || (size_t)n >= cap) return docq_error_set(err, DOCQ_EINVAL, "host name too long for a consumer name");
     return DOCQ_OK;
 }
 

@@ -10,9 +10,14 @@
  *                         (PENDING, STARTED, SUCCESS, FAILURE), attempts,
  *                         created_at, started_at, finished_at (Unix ms, from
  *                         Redis TIME so that every process shares one clock),
- *                         result, error, deliveries (the group's delivery
- *                         count of the entry at the last start), failures
+ *                         result, error, deliveries (real deliveries:
+ *                         starts by another worker than the one that started
+ *                         the task last, see docq_store_start), consumer
+ *                         (who started it last), failures
  *                         (transient AI failures so far: the retry budget),
+ *                         failed_attempt, restarted_from, finished_by (the
+ *                         attempts whose failure, restart and outcome were
+ *                         written: a resent script changes nothing),
  *                         version (1 when submitted, + 1 with each change),
  *                         seq (the entry's number in its stream:
  *                         entries-added after its XADD), owner (the caller
@@ -23,8 +28,8 @@
  *                         DOCQ_DEAD_STREAM). One entry per task whose queue
  *                         entry was delivered more than DOCQ_MAX_DELIVERIES
  *                         times: task_id, doc_id, entry_id, deliveries,
- *                         dead_at. Only ever appended to by docq; inspect and
- *                         trim it by hand.
+ *                         dead_at. Appended to by docq, trimmed to about
+ *                         DOCQ_DEAD_MAXLEN entries (XADD MAXLEN ~).
  *   P:{sN}:events         Pub/sub channel (not a key): every script that
  *                         changes a record of the shard publishes the whole
  *                         record there in the same atomic step (event.h).
@@ -144,24 +149,31 @@ typedef struct docq_queue {
     const char *dead;     /* DOCQ_DEAD_STREAM. */
     long max_deliveries;  /* DOCQ_MAX_DELIVERIES. */
     long ttl_s;           /* DOCQ_RESULT_TTL_S. */
+    long dead_maxlen;     /* DOCQ_DEAD_MAXLEN: about how many entries a dead-letter stream keeps. */
+    const char *consumer; /* This worker's consumer name in the group. */
 } docq_queue;
 
 /* What docq_store_start found. */
 typedef struct docq_start {
     uint32_t attempt;     /* The new attempt number: the worker's fencing token. */
     uint32_t failures;    /* Transient AI failures recorded before this start. */
-    uint32_t deliveries;  /* The group's delivery count of the entry, this one included. */
+    uint32_t deliveries;  /* Real deliveries of the task, this one included. */
     int dead;             /* 1: the entry was dead-lettered instead (see below). */
 } docq_start;
 
-/* A worker has just received entry_id (read or reclaimed) for task_id: mark
- * the task STARTED (attempts + 1, started_at = now, deliveries = the group's
- * delivery count of the entry), atomically. On DOCQ_OK with out->dead == 0
- * the worker runs the task with out->attempt as its fencing token.
- * When the entry was delivered more than q->max_deliveries times, the same
- * step instead appends it to the shard's dead-letter stream, ends the task
- * as FAILURE with an error saying so, and acknowledges and deletes the entry:
- * DOCQ_OK with out->dead == 1 and out->deliveries set.
+/* The worker q->consumer has just received entry_id for task_id (read or
+ * reclaimed): mark the task STARTED (attempts + 1, started_at = now,
+ * consumer = q->consumer), atomically, counting a delivery (the record's
+ * deliveries + 1) when another consumer, or none, started the task last: a
+ * worker re-reading its own pending entry after a Redis outage, or this step
+ * sent again after a lost reply, counts no new delivery. On DOCQ_OK with
+ * out->dead == 0 the worker runs the task with out->attempt as its fencing
+ * token.
+ * When the task was delivered more than q->max_deliveries times, the same
+ * step instead appends it to the shard's dead-letter stream (trimmed to about
+ * q->dead_maxlen entries), ends the task as FAILURE with an error saying so,
+ * and acknowledges and deletes the entry: DOCQ_OK with out->dead == 1 and
+ * out->deliveries set.
  * Returns DOCQ_ENOTFOUND when the record is gone and DOCQ_ECONFLICT when the
  * task is already terminal: in both cases the entry is only to be acked. */
 int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
@@ -174,7 +186,8 @@ int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, co
  * The write happens only while the task is STARTED by this same attempt;
  * otherwise nothing is written and DOCQ_ECONFLICT is returned (the entry is
  * still acknowledged when the task is terminal or gone, and left to its
- * newer owner when a newer attempt is running). */
+ * newer owner when a newer attempt is running). Sent again by the same
+ * attempt after it wrote, it returns DOCQ_OK and changes nothing. */
 int docq_store_finish(docq_redis *r, const char *prefix, const char *group, const char *task_id,
                       const char *entry_id, uint32_t attempt, docq_task_state state,
                       const char *value, size_t value_len, long ttl_s, docq_error *err);
@@ -188,7 +201,8 @@ int docq_store_ack(docq_redis *r, const char *prefix, int shard, const char *gro
  * (value_len bytes), while the task stays STARTED, so that the task shows the
  * last error while it waits for its retry. On DOCQ_OK, *failures is the new
  * count. Returns DOCQ_ECONFLICT when the task is no longer STARTED by this
- * attempt (nothing is written). */
+ * attempt (nothing is written). A second call for the same attempt returns
+ * the same count and changes nothing. */
 int docq_store_retry(docq_redis *r, const char *prefix, const char *task_id, uint32_t attempt,
                      const char *value, size_t value_len, uint32_t *failures, docq_error *err);
 
@@ -196,7 +210,8 @@ int docq_store_retry(docq_redis *r, const char *prefix, const char *task_id, uin
  * attempts + 1 and started_at = now, only while the task is still STARTED by
  * that attempt. On DOCQ_OK, *next is the new attempt (the new fencing token).
  * Returns DOCQ_ECONFLICT when the task moved on (another worker took it over,
- * or it is terminal): the worker then drops it without acknowledging. */
+ * or it is terminal): the worker then drops it without acknowledging. A
+ * second call for the same attempt returns the same *next, changing nothing. */
 int docq_store_restart(docq_redis *r, const char *prefix, const char *task_id, uint32_t attempt,
                        uint32_t *next, docq_error *err);
 
@@ -209,6 +224,13 @@ int docq_store_heartbeat(docq_redis *r, const char *prefix, int shard, const cha
                          const char *consumer, const char *const *ids, size_t n, int *lost,
                          docq_error *err);
 
+/* Delete the consumers of group on shard's stream that hold no pending
+ * entry and are named consumer (NULL or "": none) or have been idle for
+ * idle_ms or more (XINFO CONSUMERS, XGROUP DELCONSUMER, in one script). A
+ * consumer with a pending entry is never deleted. *deleted: how many were. */
+int docq_store_prune(docq_redis *r, const char *prefix, int shard, const char *group, const char *consumer,
+                     long idle_ms, long long *deleted, docq_error *err);
+
 /* Reclaim: XAUTOCLAIM for consumer up to count entries of shard's stream
  * that have been idle for min_idle_ms or more, scanning the group's pending
  * list from cursor (an entry id; "0-0" from the start), which is updated to
@@ -220,6 +242,13 @@ int docq_store_heartbeat(docq_redis *r, const char *prefix, int shard, const cha
 int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char *group,
                        const char *consumer, long min_idle_ms, char *cursor, long count,
                        redisReply **entries, docq_error *err);
+
+/* Write a worker's consumer name into buf: "<host>-<pid>-<16 hex digits>",
+ * the last 64 random bits (getrandom), so that two workers never share a
+ * name even when their pods share a host name and both are PID 1. Returns
+ * DOCQ_OK, DOCQ_EINVAL when it does not fit in cap, or DOCQ_ERR when the
+ * system has no randomness to give. */
+int docq_consumer_name(char *buf, size_t cap, const char *host, long pid, docq_error *err);
 
 /* The Lua source of the submit script (for benchmarks that measure what
  * Redis alone can do of SubmitDoc's work). Static storage. */

@@ -12,8 +12,10 @@
  *   STARTED   A worker received the entry (XREADGROUP, or XAUTOCLAIM from a
  *             dead worker; either way it is now in the group's pending list
  *             under that worker's name) and, in one script, set started_at,
- *             attempts + 1 and deliveries (the group's delivery count of the
- *             entry). The worker then calls the AI service, and while it
+ *             attempts + 1 and deliveries + 1 when another worker (or none)
+ *             started the task last: a worker re-reading its own pending
+ *             entry after a Redis outage counts no delivery. The worker then
+ *             calls the AI service, and while it
  *             holds the task it refreshes its claim every DOCQ_HEARTBEAT_MS
  *             (XCLAIM ... JUSTID), however long the call takes.
  *             A transient AI failure (no answer, timeout, HTTP 429 or 5xx)

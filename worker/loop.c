@@ -420,6 +420,27 @@ static void maybe_reclaim(worker_loop *w) {
         unblock_read(w);
 }
 
+/* Stopped: delete this worker's consumer on every shard where it holds no
+ * pending entry, so that stopped workers leave nothing behind in the group
+ * (one that holds entries stays until they are reclaimed; recovery.c then
+ * deletes it once idle). Best effort: a Redis failure only logs. */
+static void leave_group(worker_loop *w) {
+    if (!w->redis_ok) return;
+    docq_redis_disconnect(w->rd); /* No read of ours may recreate a consumer. */
+    long long deleted, total = 0;
+    for (int i = 0; i < w->nshards; i++) {
+        docq_error why = {0};
+        if (docq_store_prune(w->cmd, w->cfg->key_prefix, i, w->cfg->group, w->consumer,
+                             w->cfg->consumer_idle_ms, &deleted, &why) != DOCQ_OK) {
+            docq_log_warn("could not delete this worker's consumers from group %s: %s", w->cfg->group,
+                          why.msg);
+            return;
+        }
+        total += deleted;
+    }
+    docq_log_debug("deleted %lld consumers without pending entries from group %s", total, w->cfg->group);
+}
+
 int worker_loop_run(worker_loop *w, docq_error *err) {
     while (!loop_done(w)) {
         worker_metrics_loop_state(&w->metrics, w->redis_ok, ai_client_in_flight(w->ai));
@@ -443,16 +464,18 @@ int worker_loop_run(worker_loop *w, docq_error *err) {
         docq_log_warn("shutdown grace over: %d tasks left pending in Redis for another worker to "
                       "reclaim (%d AI calls cut off, %d outcomes not written)",
                       left, ai_client_in_flight(w->ai), w->nwriting);
+    leave_group(w);
     docq_log_info("worker %s stopped", w->consumer);
     return DOCQ_OK;
 }
 
-/* Fill w->consumer with "<hostname>-<pid>". */
-static void make_consumer_name(worker_loop *w) {
+/* Fill w->consumer with "<hostname>-<pid>-<random hex>" (docq_consumer_name).
+ * Returns DOCQ_OK or the error of docq_consumer_name. */
+static int make_consumer_name(worker_loop *w, docq_error *err) {
     char host[256];
     if (gethostname(host, sizeof(host)) != 0) strcpy(host, "worker");
     host[sizeof(host) - 1] = '\0';
-    snprintf(w->consumer, sizeof(w->consumer), "%s-%ld", host, (long)getpid());
+    return docq_consumer_name(w->consumer, sizeof(w->consumer), host, (long)getpid(), err);
 }
 
 /* Allocate the tables sized by the configuration. Returns DOCQ_OK or DOCQ_ERR. */
@@ -484,10 +507,13 @@ worker_loop *worker_loop_create(const docq_config *cfg, int stop_fd, docq_error 
     w->nshards = (int)cfg->shards;
     w->backoff_ms = BACKOFF_MIN_MS;
     w->queue = (docq_queue){cfg->key_prefix, cfg->group, cfg->dead_stream, cfg->max_deliveries,
-                            cfg->result_ttl_s};
+                            cfg->result_ttl_s, cfg->dead_maxlen, w->consumer};
     w->rng = (uint64_t)worker_now_ms() * 1000003u ^ (uint64_t)getpid();
     worker_metrics_init(&w->metrics);
-    make_consumer_name(w);
+    if (make_consumer_name(w, err) != DOCQ_OK) {
+        worker_loop_free(w);
+        return NULL;
+    }
     w->cmd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
     w->rd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
     if (!w->cmd || !w->rd || alloc_tables(w) != DOCQ_OK || recovery_init(w) != DOCQ_OK) goto oom;

@@ -16,7 +16,14 @@
  * name. The round goes shard by shard, keeping a cursor per shard in the
  * group's pending list, and takes no more entries than there are free slots.
  * Reclaimed entries start like read ones (tasks.c); one delivered more than
- * DOCQ_MAX_DELIVERIES times is dead-lettered by the start script instead. */
+ * DOCQ_MAX_DELIVERIES times is dead-lettered by the start script instead.
+ *
+ * Pruning. With each heartbeat the worker also deletes, on one shard in
+ * turn, the group's consumers that hold no pending entry and have been idle
+ * for DOCQ_CONSUMER_IDLE_MS or more: those of workers that stopped without
+ * leaving the group (killed, or stopped with tasks unfinished that were
+ * reclaimed since). A live worker's consumer is recreated by its next read
+ * if ever deleted, and one with pending entries is never deleted. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +81,25 @@ static int heartbeat_shard(worker_loop *w, slot **owners, int n) {
     return DOCQ_OK;
 }
 
+/* Delete the idle consumers without pending entries of the next shard in
+ * turn (docq_store_prune). */
+static void prune_idle_consumers(worker_loop *w) {
+    recovery *rc = &w->rc;
+    docq_error why = {0};
+    long long deleted;
+    int shard = rc->next_prune;
+    rc->next_prune = (shard + 1) % w->nshards;
+    if (docq_store_prune(w->cmd, w->cfg->key_prefix, shard, w->cfg->group, NULL, w->cfg->consumer_idle_ms,
+                         &deleted, &why) != DOCQ_OK) {
+        worker_redis_failed(w, &why);
+        return;
+    }
+    worker_redis_worked(w);
+    if (deleted > 0)
+        docq_log_info("deleted %lld consumers of group %s on shard %d: idle for %ld ms or more with "
+                      "nothing pending", deleted, w->cfg->group, shard, w->cfg->consumer_idle_ms);
+}
+
 void recovery_heartbeat(worker_loop *w) {
     recovery *rc = &w->rc;
     int64_t now = worker_now_ms();
@@ -88,6 +114,7 @@ void recovery_heartbeat(worker_loop *w) {
         if (heartbeat_shard(w, rc->owners + start, end - start) != DOCQ_OK) return;
     }
     if (n > 0) worker_redis_worked(w);
+    prune_idle_consumers(w);
 }
 
 int recovery_reclaim_due(const worker_loop *w) {

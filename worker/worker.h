@@ -79,6 +79,7 @@ typedef struct recovery {
     int64_t next_heartbeat_ms;          /* Monotonic time of the next heartbeat. */
     int64_t next_reclaim_ms;            /* Monotonic time of the next reclaim round. */
     int next_shard;                     /* First shard of the next reclaim round. */
+    int next_prune;                     /* Shard whose idle consumers the next heartbeat deletes. */
     char (*cursor)[ENTRY_ID_MAX];       /* Per shard: where XAUTOCLAIM goes on ("0-0": start). */
     const char **ids;                   /* Heartbeat scratch: entry ids of one shard... */
     slot **owners;                      /* ...their slots... */
@@ -88,7 +89,7 @@ typedef struct recovery {
 struct worker_loop {
     const docq_config *cfg;   /* Borrowed from main. */
     docq_queue queue;         /* The queue settings, pointing into cfg. */
-    char consumer[320];       /* "<hostname>-<pid>". */
+    char consumer[320];       /* "<hostname>-<pid>-<random hex>" (docq_consumer_name). */
     int stop_fd;              /* Polled until readable; owned by main. */
     docq_redis *cmd;          /* Synchronous scripts and commands: start, finish, heartbeat... */
     docq_redis *rd;           /* The XREADGROUP, sent without waiting for its reply. */
@@ -177,7 +178,8 @@ int recovery_init(worker_loop *w);
 /* Free the recovery tables. */
 void recovery_free(worker_loop *w);
 
-/* Send the heartbeat for every slot's entry when it is due. */
+/* Send the heartbeat for every slot's entry when it is due, and delete the
+ * idle consumers without pending entries of one shard. */
 void recovery_heartbeat(worker_loop *w);
 
 /* 1 when a reclaim round is due and the worker can take entries, else 0. */

@@ -64,7 +64,7 @@ class Takeover(unittest.TestCase):
         for tid in ids:
             s.wait_task(tid, lambda t: t.state == pb.Task.STARTED, what="the tasks to start")
         self.kill(s.workers[0])
-        # The restart has a new consumer name (host-pid), so it is XAUTOCLAIM,
+        # The restart has a new consumer name (host-pid-random), so it is XAUTOCLAIM,
         # not the re-read of its own pending entries, that finds them.
         s.start_worker(**dict(FAST, DOCQ_WORKER_CONCURRENCY="4"))
         for tid in ids:
@@ -91,6 +91,37 @@ class Takeover(unittest.TestCase):
         self.assertEqual(s.ai_stats()["requests"], 2)
         self.assertEqual(s.pending_count(), 0)
 
+    def test_redis_disconnects_count_no_delivery_so_a_taken_over_task_is_not_dead_lettered(self):
+        env = dict(FAST, DOCQ_MAX_DELIVERIES="3", DOCQ_WORKER_CONCURRENCY="4")
+        s = self.start(("--latency-ms", "120000"), workers=1, **env)
+        ids = self.submit("held_1", "held_2", "held_3")
+        for tid in ids:
+            s.wait_task(tid, lambda t: t.state == pb.Task.STARTED, what="the tasks to start")
+        first = s.workers[0]
+        for n in range(1, 5):
+            # Every connection of every client but redis-cli's own; the worker
+            # reconnects and re-reads its own pending entries (XREADGROUP 0).
+            s.redis_cli("CLIENT", "KILL", "TYPE", "normal")
+            wait_for(lambda: first.text().count("own pending entries re-read") >= n + 1, timeout=30,
+                     what="re-read %d of the worker's own entries" % n)
+        # Redis counted each re-read as a delivery (1 + 4 at least), as in the report.
+        shard = s.shard_of(ids[0])
+        info = s.redis_cli("XPENDING", s.stream_key(shard), "workers", "-", "+", "10").splitlines()
+        self.assertEqual(len(info[3::4]), 3, info)
+        self.assertTrue(all(int(n) >= 5 for n in info[3::4]), info)
+        for tid in ids:
+            self.assertEqual(s.task(tid).deliveries, 1)
+        self.kill(first)
+        s.ai.kill()
+        s.start_ai(port=s.ai_port)  # Now quick, for the worker that takes over.
+        s.start_worker(**env)
+        for tid in ids:
+            t = s.wait_terminal(tid, timeout=30)
+            self.assertEqual(t.state, pb.Task.SUCCESS, t.error + s.logs())
+            self.assertLessEqual(t.deliveries, 2)
+        self.assertEqual(s.queued_count("dead"), 0)
+        self.assertEqual(s.pending_count(), 0)
+
     def test_an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_and_its_task_fails(self):
         env = {"DOCQ_MAX_DELIVERIES": "2"}
         s = self.start(("--latency-ms", "60000"), workers=1, **env)
@@ -99,6 +130,9 @@ class Takeover(unittest.TestCase):
         for delivery in (1, 2):
             s.wait_task(tid, lambda t: t.state == pb.Task.STARTED and t.deliveries == delivery,
                         what="delivery %d" % delivery)
+            # The start is written just before the AI call is sent: kill the
+            # worker only once the AI has the call.
+            wait_for(lambda: s.ai_stats()["requests"] == delivery, what="AI call %d" % delivery)
             self.kill(s.workers[-1])
             s.start_worker(**dict(FAST, **env))
         t = s.wait_terminal(tid, timeout=30)

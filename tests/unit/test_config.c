@@ -98,6 +98,22 @@ static void defaults_worker_reliability(void) {
     CHECK_STR_EQ(cfg.dead_stream, "dead");
 }
 
+/* Redis bounds: the dead-letter streams' length and idle consumers' life,
+ * with a clear refusal of a value too small. */
+static void defaults_worker_redis_bounds(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.dead_maxlen, 100000);
+    CHECK_INT_EQ(cfg.consumer_idle_ms, 3600000);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--consumer-idle-ms", "500", "--dead-maxlen", "7"), DOCQ_OK);
+    CHECK_INT_EQ(cfg.consumer_idle_ms, 500);
+    CHECK_INT_EQ(cfg.dead_maxlen, 7);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--dead-maxlen", "0"), DOCQ_EINVAL);
+    CHECK(strstr(err.msg, "DOCQ_DEAD_MAXLEN") != NULL);
+}
+
 static void heartbeat_below_visibility(void) {
     docq_config cfg;
     docq_error err = {0};
@@ -878,4 +894,5 @@ CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(
            CHECK_CASE(defaults_rate_limits), CHECK_CASE(bool_flag_stands_alone),
            CHECK_CASE(api_key_never_shown), CHECK_CASE(switch_flag), CHECK_CASE(metrics_listen),
            CHECK_CASE(security_defaults), CHECK_CASE(tls_settings_go_together),
-           CHECK_CASE(cli_tls_flags), CHECK_CASE(redis_password_file))
+           CHECK_CASE(cli_tls_flags), CHECK_CASE(redis_password_file),
+           CHECK_CASE(defaults_worker_redis_bounds))

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "store.h"
 #include "task.h"
 
 /* Validate the first len bytes of s; returns the status, message in *err. */
@@ -525,6 +526,19 @@ static void task_clear_frees(void) {
     CHECK(t.result == NULL);
 }
 
+/* Two workers whose pods share a host name and are both PID 1 still get
+ * distinct consumer names in the group; a name that does not fit is refused. */
+static void consumer_names_unique(void) {
+    char a[320], b[320], tiny[16];
+    docq_error err = {0};
+    CHECK_INT_EQ(docq_consumer_name(a, sizeof(a), "docq-worker", 1, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_consumer_name(b, sizeof(b), "docq-worker", 1, &err), DOCQ_OK);
+    CHECK(strcmp(a, b) != 0);
+    CHECK(strncmp(a, "docq-worker-1-", 14) == 0);
+    CHECK_INT_EQ((long)strlen(a), 14 + 16);
+    CHECK_INT_EQ(docq_consumer_name(tiny, sizeof(tiny), "docq-worker", 1, &err), DOCQ_EINVAL);
+}
+
 CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CASE(doc_id_max_len), CHECK_CASE(doc_id_too_long),
            CHECK_CASE(doc_id_c0_control), CHECK_CASE(doc_id_del), CHECK_CASE(doc_id_c1_control),
            CHECK_CASE(doc_id_bad_utf8), CHECK_CASE(doc_id_multibyte),
@@ -536,4 +550,5 @@ CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CAS
            CHECK_CASE(shard_for_spread), CHECK_CASE(state_names),
            CHECK_CASE(set_field_every_field), CHECK_CASE(set_field_malformed),
            CHECK_CASE(set_field_unknown_ignored), CHECK_CASE(task_clear_frees),
-           CHECK_CASE(owner_field))
+           CHECK_CASE(owner_field),
+           CHECK_CASE(consumer_names_unique))
