@@ -7,9 +7,12 @@ import unittest
 
 import grpc
 
-from stack import Stack, pb, rss_env, rss_slack_kib, wait_for
+from h2raw import Connection
+from probes import metrics_port, scrape
+from stack import Stack, pb, wait_for
 
 TERMINAL = (pb.Task.SUCCESS, pb.Task.FAILURE)
+WATCH = "/docq.v1.DocQueue/WatchStatus"
 
 
 class Watcher(threading.Thread):
@@ -200,6 +203,52 @@ class Watch(unittest.TestCase):
         # The server still serves watches afterwards.
         m = next(stub.WatchStatus(pb.WatchStatusRequest(task_id=ids[0]), timeout=10))
         self.assertEqual(m.task_id, ids[0])
+
+    def test_watches_of_large_results_hold_one_copy_each_within_the_watch_result_budget(self):
+        s = self.stack
+        pad, budget = 1_000_000, 3_500_000
+        s.start_redis().start_ai("--pad-bytes", str(pad), "--latency-ms", "100")
+        s.start_server(DOCQ_MAX_WATCHES_PER_CALLER="0", DOCQ_WATCH_RESULT_BYTES=str(budget))
+        port, stub = metrics_port(s.server), s.stub()
+
+        def held():
+            return scrape(port)["docq_watch_held_bytes"].value()
+
+        tids = submit(stub, 8)
+        # A reader that grants a window of one byte: its 10 watches of each
+        # task stay open, so the hub keeps each task's newest record.
+        slow = Connection(s.server_port, window=1)
+        self.assertTrue(slow.settings_acked.wait(10))
+        for i in range(80):
+            slow.open_stream(WATCH, pb.WatchStatusRequest(task_id=tids[i % 8]).SerializeToString())
+        wait_for(lambda: s.open_watches() == 80, timeout=30, what="the slow reader's 80 watches")
+        fast = [Watcher(stub, t) for t in tids]
+        wait_for(lambda: s.open_watches() == 88, timeout=30, what="the 8 normal watches")
+        s.start_worker()
+        for w in fast:
+            w.finish()
+        ok = [w for w in fast if w.code == grpc.StatusCode.OK]
+        refused = [w for w in fast if w.code != grpc.StatusCode.OK]
+        # Three 1 MB results fit the budget, held once for their 11 watches
+        # each (two copies per watch would be 22 MB per task); the others'
+        # watches end saying how to read the task, which GetStatus returns whole.
+        self.assertEqual(len(ok), 3, [(w.code, w.details) for w in fast])
+        for w in ok:
+            self.assertEqual(w.messages[-1].state, pb.Task.SUCCESS)
+            self.assertGreater(len(w.messages[-1].result), pad)
+        for w in refused:
+            self.assertEqual(w.code, grpc.StatusCode.RESOURCE_EXHAUSTED, w.details)
+            self.assertIn("GetStatus", w.details)
+            self.assertIn("DOCQ_WATCH_RESULT_BYTES", w.details)
+            got = stub.GetStatus(pb.GetStatusRequest(task_id=w.messages[0].task_id), timeout=10)
+            self.assertEqual(got.state, pb.Task.SUCCESS)
+            self.assertGreater(len(got.result), pad)
+        self.assertGreater(held(), 3 * pad)
+        self.assertLessEqual(held(), budget)
+        # The reader goes away: the hub holds nothing more.
+        slow.close()
+        wait_for(lambda: s.open_watches() == 0, timeout=30, what="the slow reader's watches to end")
+        wait_for(lambda: held() == 0, timeout=10, what="the held bytes to go back to 0")
 
     def test_sigterm_ends_open_watches_with_unavailable_within_the_grace_period(self):
         s = self.stack
