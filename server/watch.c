@@ -214,11 +214,13 @@ static void unregister_watch(watch_hub *h, watch *w) {
 }
 
 /* Merge t into e: a higher version replaces the record; the same version
- * with another queue position updates the position. t is moved out when
- * taken. Returns 1 when e changed. */
+ * with another queue position updates the position; the same version read
+ * again while e's result did not fit the budget is tried again (memory may
+ * have been freed since). t is moved out when taken. Returns 1 when e
+ * changed. */
 static int merge(watch_hub *h, watched_task *e, docq_task *t) {
     if (e->known && t->version < e->latest.version) return 0;
-    if (e->known && t->version == e->latest.version) {
+    if (e->known && t->version == e->latest.version && !(e->over_budget && t->result_len)) {
         if (t->queue_position == e->latest.queue_position || e->latest.state != DOCQ_STATE_PENDING)
             return 0;
         e->latest.queue_position = t->queue_position;

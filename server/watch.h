@@ -18,6 +18,14 @@
  * growing queue, and sees a gap in versions instead. After a terminal state
  * has been sent, the watch ends with OK.
  *
+ * Memory: a record with a result is packed as soon as it is known and its
+ * result dropped, so the hub holds one copy of it, shared by the sends of
+ * every watch of the task (each sends a copy of the byte buffer, which
+ * shares its slices). The packed bytes are counted (watch_hub_held_bytes);
+ * results are held within DOCQ_WATCH_RESULT_BYTES, and a watch that would
+ * need a result past it ends with RESOURCE_EXHAUSTED, to read it with
+ * GetStatus: never silently.
+ *
  * Threads, and who touches what: the hub's mutex guards the index, every
  * watched task's record and every watch's fields, and is the lock of every
  * watch's stream (stream.h): it is held around every grpc_call_start_batch

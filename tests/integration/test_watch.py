@@ -242,6 +242,10 @@ class Watch(unittest.TestCase):
         slow.close()
         wait_for(lambda: s.open_watches() == 0, timeout=30, what="the slow reader's watches to end")
         wait_for(lambda: held() == 0, timeout=10, what="the held bytes to go back to 0")
+        # Memory freed, a watch reopened on a refused task gets its result.
+        again = Watcher(stub, refused[0].messages[0].task_id).finish()
+        self.assertEqual(again.code, grpc.StatusCode.OK, again.details)
+        self.assertGreater(len(again.messages[-1].result), pad)
 
     def test_sigterm_ends_open_watches_with_unavailable_within_the_grace_period(self):
         s = self.stack
