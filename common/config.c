@@ -266,6 +266,9 @@ static const setting settings[] = {
      "calls one client connection may have open at once (HTTP/2 streams)"},
     {"DOCQ_MAX_WATCHES_PER_CALLER", S, INT(max_watches_per_caller, 0, 100000000), "1000", NULL,
      "WatchStatus streams one caller may have open at once (more: RESOURCE_EXHAUSTED); 0: no limit"},
+    {"DOCQ_WATCH_RESULT_BYTES", S, INT(watch_result_bytes, 65536, 1099511627776L), "268435456", NULL,
+     "bytes of task results the server holds for its open watches (one copy per watched task); past it a "
+     "watch ends with RESOURCE_EXHAUSTED, to read the task with GetStatus"},
     {"DOCQ_MAX_RESULT_BYTES", W, INT(max_result_bytes, 1, 268435456), "1048576", NULL,
      "largest AI answer stored as a result, bytes; a larger one fails the task"},
     {"DOCQ_TLS", C, BOOL(tls), "false", NULL,

@@ -86,6 +86,7 @@ typedef struct docq_config {
     long max_metadata_bytes;   /* DOCQ_MAX_METADATA_BYTES: largest request metadata received. */
     long max_concurrent_streams;/* DOCQ_MAX_CONCURRENT_STREAMS: open calls per connection. */
     long max_watches_per_caller;/* DOCQ_MAX_WATCHES_PER_CALLER: open watches per caller (0: no limit). */
+    long watch_result_bytes;   /* DOCQ_WATCH_RESULT_BYTES: results held for open watches, bytes. */
     long max_result_bytes;     /* DOCQ_MAX_RESULT_BYTES: largest AI answer the worker stores. */
     long tls;                  /* DOCQ_TLS (--tls): the CLI connects with TLS. */
     char tls_cacert[1024];     /* DOCQ_TLS_CACERT (--cacert): CAs the CLI trusts; empty: system roots. */

@@ -69,6 +69,8 @@ static const char *api_key_of(const grpc_metadata_array *md, size_t *len) {
     return *len ? p : NULL;
 }
 
+const char *docq_caller_key(const grpc_metadata_array *md, size_t *len) { return api_key_of(md, len); }
+
 /* The caller of an API key (keys file in use): DOCQ_OK, or DOCQ_ENOTFOUND
  * for an unknown key (the key is never copied into the message). */
 static int identify_by_key(docq_auth *auth, const char *key, size_t len, docq_caller *out,

@@ -40,6 +40,10 @@ typedef struct docq_caller {
 int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *call,
                          const grpc_metadata_array *md, docq_caller *out, docq_error *err);
 
+/* The API key in md ("authorization: Bearer <key>", else "x-api-key"):
+ * its start (borrowed from md) and *len, or NULL when there is none. */
+const char *docq_caller_key(const grpc_metadata_array *md, size_t *len);
+
 /* Write the caller identity of call into buf: the peer's IP address without
  * the port ("127.0.0.1", "::1"), or the whole peer string for other
  * transports (e.g. unix sockets). Never fails; "unknown" when gRPC does not

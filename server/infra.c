@@ -32,7 +32,8 @@ server_infra *server_infra_create(const docq_config *cfg, const char *const *pat
 static void serve_http(const char *path, docq_http_response *out, void *ud) {
     server_infra *x = ud;
     if (strcmp(path, "/metrics") == 0) {
-        server_gauges g = {(long)watch_hub_open_count(x->watch), docq_health_serving(x->health)};
+        server_gauges g = {(long)watch_hub_open_count(x->watch), docq_health_serving(x->health),
+                           (long)watch_hub_held_bytes(x->watch)};
         out->content_type = "text/plain; version=0.0.4; charset=utf-8";
         server_metrics_write(x->metrics, &g, &out->body);
     } else if (strcmp(path, "/healthz") == 0) {

@@ -11,6 +11,7 @@
 #include "infra.h"
 #include "log.h"
 #include "server.h"
+#include "watch.h"
 
 /* Load settings; returns -1 to go on, or the exit code. */
 static int load_config(docq_config *cfg, int argc, char **argv) {
@@ -45,6 +46,8 @@ static void reload_keys(docq_server *srv, const docq_config *cfg) {
         docq_log_error("received SIGHUP: keys not reloaded, the previous keys stay in force: %s", err.msg);
     } else {
         docq_log_info("received SIGHUP: reloaded %zu API keys from %s", count, cfg->api_keys_file);
+        size_t ended = watch_hub_revoke(docq_server_watch_hub(srv), docq_server_auth(srv));
+        if (ended) docq_log_info("ended %zu open watches whose API key was revoked", ended);
     }
 }
 

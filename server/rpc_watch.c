@@ -14,6 +14,9 @@ int rpc_watch_status(server_thread *t, const rpc_call *call, const ProtobufCMess
     int shard;
     if (rpc_read_allowed(t, call, &caller, out) != DOCQ_OK) return DOCQ_ERR;
     if (rpc_task_id_check(t, r->task_id, &shard, out) != DOCQ_OK) return DOCQ_ERR;
-    return watch_open(docq_server_watch_hub(t->srv), t, call->call, &caller, r->task_id, r->after_version,
-                      call->metrics, out);
+    /* The key that named the caller, so that a reload that drops it ends the watch. */
+    size_t key_len = 0;
+    const char *key = docq_auth_enabled(docq_server_auth(t->srv)) ? docq_caller_key(call->metadata, &key_len) : NULL;
+    return watch_open(docq_server_watch_hub(t->srv), t, call->call, &caller, key, key_len, r->task_id,
+                      r->after_version, call->metrics, out);
 }

@@ -99,6 +99,10 @@ void server_metrics_write(const server_metrics *m, const server_gauges *g, docq_
     docq_metrics_sample(out, "docq_tasks_submitted_total", NULL, (double)docq_counter_get(&m->tasks_submitted));
     docq_metrics_family(out, "docq_watches_open", "gauge", "WatchStatus streams open now.");
     docq_metrics_sample(out, "docq_watches_open", NULL, (double)g->watches_open);
+    docq_metrics_family(out, "docq_watch_held_bytes", "gauge",
+                        "Bytes of Task messages (results included) held for open watches; results are "
+                        "bounded by DOCQ_WATCH_RESULT_BYTES.");
+    docq_metrics_sample(out, "docq_watch_held_bytes", NULL, (double)g->watch_held_bytes);
     docq_metrics_family(out, "docq_serving", "gauge",
                         "1 while the gRPC health status is SERVING (Redis answers its PING), else 0.");
     docq_metrics_sample(out, "docq_serving", NULL, g->serving);

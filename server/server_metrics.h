@@ -40,6 +40,7 @@ typedef struct server_metrics {
 typedef struct server_gauges {
     long watches_open;  /* WatchStatus streams open (watch_hub_open_count). */
     int serving;        /* The gRPC health status: 1 SERVING, 0 NOT_SERVING. */
+    long watch_held_bytes; /* Task messages held for watches (watch_hub_held_bytes). */
 } server_gauges;
 
 /* Metrics for the n methods paths[i] ("/pkg.Service/Method", static

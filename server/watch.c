@@ -22,6 +22,8 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 
+#include "auth.h"
+
 #include "bounds.h"
 #include "codec.h"
 #include "log.h"
@@ -33,6 +35,7 @@
 
 #define INITIAL_BUCKETS 1024
 #define SHUTDOWN_DETAILS "server shutting down; reopen the watch"
+#define REVOKED_DETAILS "API key revoked (no longer in DOCQ_API_KEYS_FILE); reopen the watch with a valid key"
 
 typedef struct watched_task watched_task;
 typedef struct watch watch;
@@ -42,6 +45,8 @@ struct watch {
     watch_hub *hub;
     watched_task *task;          /* Index entry while registered, else NULL. */
     caller_count *quota;         /* The caller's open-watch count while registered, else NULL. */
+    char *key;                   /* Owned copy of the API key that opened it, or NULL. */
+    size_t key_len;
     watch *prev, *next;          /* Siblings watching the same task. */
     uint64_t after_version;      /* From the request: send only versions above it. */
     uint64_t sent_version;       /* Version of the last message sent (valid once sent_any). */
@@ -57,7 +62,12 @@ struct watched_task {
     int shard;
     grpc_byte_buffer *packed;    /* latest as a Task message, shared by the sends (each
                                   * sends a copy, which shares its slices); NULL until
-                                  * needed and after latest changes. */
+                                  * needed and after latest changes. A record with a
+                                  * result is packed at once and its result dropped from
+                                  * latest: the hub holds one copy of it (hold_result). */
+    size_t held;                 /* Bytes of packed, counted in the hub's held_bytes. */
+    unsigned over_budget : 1;    /* latest had a result that did not fit the budget: it was
+                                  * dropped unpacked, and watches that need it end. */
     watch *watches;              /* Never empty while the entry is in the index. */
 };
 
@@ -69,6 +79,7 @@ struct watch_hub {
     size_t ntasks;               /* Entries in the index. */
     size_t nwatches;             /* Registered watches: the open-watch gauge. */
     size_t high_water;           /* Most watches open since the last memory trim. */
+    size_t held_bytes;           /* Bytes of packed messages held by the entries. */
     caller_counts *per_caller;   /* Registered watches of each caller (DOCQ_MAX_WATCHES_PER_CALLER). */
     int shutting_down;           /* New watches are refused. */
     subscriber *sub;             /* Owned; NULL until started. */
@@ -143,6 +154,43 @@ static int register_watch(watch_hub *h, watch *w, const docq_caller *caller, con
     return DOCQ_OK;
 }
 
+/* Destroy e's packed message, if any, and stop counting it. */
+static void drop_packed(watch_hub *h, watched_task *e) {
+    if (!e->packed) return;
+    grpc_byte_buffer_destroy(e->packed);
+    e->packed = NULL;
+    h->held_bytes -= e->held;
+    e->held = 0;
+}
+
+/* Pack e's record into e->packed and count it. With budget (the held bytes
+ * it may bring the hub to; 0: any), leave it unpacked when it would not fit.
+ * Returns DOCQ_OK, or DOCQ_ELIMITED (past the budget) or DOCQ_ERR (out of
+ * memory) with e->packed NULL. */
+static int pack(watch_hub *h, watched_task *e, size_t budget) {
+    docq_task_msg m;
+    docq_codec_task_msg(&e->latest, &m);
+    size_t need = protobuf_c_message_get_packed_size(&m.msg.base);
+    if (budget && h->held_bytes + need > budget) return DOCQ_ELIMITED;
+    e->packed = docq_codec_pack(&m.msg.base);
+    if (!e->packed) return DOCQ_ERR;
+    e->held = need;
+    h->held_bytes += need;
+    return DOCQ_OK;
+}
+
+/* e's new record carries a result: pack it now, within
+ * DOCQ_WATCH_RESULT_BYTES, and drop the result from latest, so that the
+ * message is the one copy held (nothing repacks a record with a result:
+ * only PENDING records change in place). When it does not fit, the entry is
+ * marked over budget and its watches end (offer). */
+static void hold_result(watch_hub *h, watched_task *e) {
+    e->over_budget = pack(h, e, (size_t)h->cfg->watch_result_bytes) != DOCQ_OK;
+    free(e->latest.result);
+    e->latest.result = NULL;
+    e->latest.result_len = 0;
+}
+
 /* Take w out of the index (no more updates reach it); the entry goes with
  * its last watch. */
 static void unregister_watch(watch_hub *h, watch *w) {
@@ -160,28 +208,32 @@ static void unregister_watch(watch_hub *h, watch *w) {
     watched_task **slot = find_slot(h, e->latest.task_id, strlen(e->latest.task_id));
     *slot = e->next;
     h->ntasks--;
+    drop_packed(h, e);
     docq_task_clear(&e->latest);
-    if (e->packed) grpc_byte_buffer_destroy(e->packed);
     free(e);
 }
 
 /* Merge t into e: a higher version replaces the record; the same version
- * with another queue position updates the position. t is moved out when
- * taken. Returns 1 when e changed. */
-static int merge(watched_task *e, docq_task *t) {
+ * with another queue position updates the position; the same version read
+ * again while e's result did not fit the budget is tried again (memory may
+ * have been freed since). t is moved out when taken. Returns 1 when e
+ * changed. */
+static int merge(watch_hub *h, watched_task *e, docq_task *t) {
     if (e->known && t->version < e->latest.version) return 0;
-    if (e->known && t->version == e->latest.version) {
+    if (e->known && t->version == e->latest.version && !(e->over_budget && t->result_len)) {
         if (t->queue_position == e->latest.queue_position || e->latest.state != DOCQ_STATE_PENDING)
             return 0;
         e->latest.queue_position = t->queue_position;
-    } else {
-        docq_task_clear(&e->latest);
-        e->latest = *t;
-        memset(t, 0, sizeof(*t));
-        e->known = 1;
+        drop_packed(h, e);
+        return 1;
     }
-    if (e->packed) grpc_byte_buffer_destroy(e->packed);
-    e->packed = NULL;
+    drop_packed(h, e);
+    docq_task_clear(&e->latest);
+    e->latest = *t;
+    memset(t, 0, sizeof(*t));
+    e->known = 1;
+    e->over_budget = 0;
+    if (e->latest.result_len) hold_result(h, e);
     return 1;
 }
 
@@ -205,11 +257,13 @@ static void offer(watch *w) {
             stream_end(&w->s, GRPC_STATUS_OK, "");
         return;
     }
-    if (!e->packed) {
-        docq_task_msg m;
-        docq_codec_task_msg(t, &m);
-        e->packed = docq_codec_pack(&m.msg.base);
+    if (e->over_budget) {
+        stream_end(&w->s, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                   "the task's result does not fit in the memory this server holds for watched results "
+                   "now (DOCQ_WATCH_RESULT_BYTES): read the task with GetStatus");
+        return;
     }
+    if (!e->packed) pack(w->hub, e, 0);
     grpc_byte_buffer *msg = e->packed ? grpc_byte_buffer_copy(e->packed) : NULL;
     if (!msg) {
         stream_end(&w->s, GRPC_STATUS_INTERNAL, "out of memory");
@@ -245,7 +299,13 @@ static void watch_ended(server_stream *s) {
     docq_log_debug("watch %s (%zu open)", s->cancelled ? "cancelled" : "closed", w->hub->nwatches);
 }
 
-static void watch_release(server_stream *s) { free(s); }
+/* Free w and what it owns. */
+static void watch_free(watch *w) {
+    free(w->key);
+    free(w);
+}
+
+static void watch_release(server_stream *s) { watch_free((watch *)s); }
 
 static const stream_ops watch_ops = {.sent = watch_sent, .ended = watch_ended, .release = watch_release};
 
@@ -286,11 +346,28 @@ static void refuse_watch(const watch_hub *h, const docq_caller *caller, int rc, 
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 }
 
-int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller,
-               const char *task_id, uint64_t after_version, rpc_metrics *metrics, rpc_reply *out) {
+/* A new watch for a call by API key (key_len bytes; NULL: none), or NULL
+ * when out of memory. */
+static watch *watch_new(const char *key, size_t key_len) {
+    watch *w = calloc(1, sizeof(*w));
+    if (w && key) {
+        w->key = malloc(key_len ? key_len : 1);
+        if (w->key) memcpy(w->key, key, key_len);
+        w->key_len = key_len;
+    }
+    if (w && key && !w->key) {
+        free(w);
+        w = NULL;
+    }
+    return w;
+}
+
+int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller, const char *key,
+               size_t key_len, const char *task_id, uint64_t after_version, rpc_metrics *metrics,
+               rpc_reply *out) {
     docq_error err = {0};
     docq_task snap = {0};
-    watch *w = calloc(1, sizeof(*w));
+    watch *w = watch_new(key, key_len);
     if (!w) {
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return DOCQ_ERR;
@@ -304,7 +381,7 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_calle
     int rc = h->shutting_down ? DOCQ_EUNAVAIL : register_watch(h, w, caller, task_id);
     pthread_mutex_unlock(&h->lock);
     if (rc != DOCQ_OK) {
-        free(w);
+        watch_free(w);
         refuse_watch(h, caller, rc, out);
         return DOCQ_ERR;
     }
@@ -318,7 +395,7 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_calle
     if (rc != DOCQ_OK || h->shutting_down) {
         unregister_watch(h, w);
         pthread_mutex_unlock(&h->lock);
-        free(w);
+        watch_free(w);
         docq_task_clear(&snap);
         if (rc == DOCQ_ENOTFOUND)
             rpc_reply_not_found(out, task_id);
@@ -336,7 +413,7 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_calle
     /* The snapshot may be older than an update the subscriber recorded
      * meanwhile (merge keeps the newer), and a fresher position is news for
      * the other watches of the task too. */
-    if (merge(e, &snap)) offer_all(e);
+    if (merge(h, e, &snap)) offer_all(e);
     else offer(w);
     pthread_mutex_unlock(&h->lock);
     docq_task_clear(&snap);
@@ -375,8 +452,8 @@ void watch_hub_free(watch_hub *h) {
     for (size_t i = 0; i < h->nbuckets; i++) {
         for (watched_task *e = h->buckets[i], *next; e; e = next) {
             next = e->next;
+            drop_packed(h, e);
             docq_task_clear(&e->latest);
-            if (e->packed) grpc_byte_buffer_destroy(e->packed);
             free(e);
         }
     }
@@ -384,6 +461,34 @@ void watch_hub_free(watch_hub *h) {
     caller_counts_free(h->per_caller);
     pthread_mutex_destroy(&h->lock);
     free(h);
+}
+
+size_t watch_hub_held_bytes(watch_hub *h) {
+    pthread_mutex_lock(&h->lock);
+    size_t n = h->held_bytes;
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+size_t watch_hub_revoke(watch_hub *h, docq_auth *auth) {
+    docq_apikey k;
+    size_t ended = 0;
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        /* Ending a watch may free its entry: next pointers are taken first. */
+        for (watched_task *e = h->buckets[i], *enext; e; e = enext) {
+            enext = e->next;
+            for (watch *w = e->watches, *wnext; w; w = wnext) {
+                wnext = w->next;
+                if (w->s.state != STREAM_OPEN || !w->key || docq_auth_lookup(auth, w->key, w->key_len, &k) == DOCQ_OK)
+                    continue;
+                stream_end(&w->s, GRPC_STATUS_UNAUTHENTICATED, REVOKED_DETAILS);
+                ended++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return ended;
 }
 
 size_t watch_hub_open_count(watch_hub *h) {
@@ -415,7 +520,7 @@ int watch_hub_watching(watch_hub *h, const char *id, size_t len) {
 void watch_hub_update(watch_hub *h, docq_task *t) {
     pthread_mutex_lock(&h->lock);
     watched_task *e = *find_slot(h, t->task_id, strlen(t->task_id));
-    if (e && merge(e, t)) offer_all(e);
+    if (e && merge(h, e, t)) offer_all(e);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -467,8 +572,7 @@ void watch_hub_positions(watch_hub *h, const int64_t *read, int nshards) {
             uint32_t pos = docq_queue_position(e->latest.seq, read[e->shard]);
             if (pos == e->latest.queue_position) continue;
             e->latest.queue_position = pos;
-            if (e->packed) grpc_byte_buffer_destroy(e->packed);
-            e->packed = NULL;
+            drop_packed(h, e);
             offer_all(e);
         }
     }

@@ -18,6 +18,14 @@
  * growing queue, and sees a gap in versions instead. After a terminal state
  * has been sent, the watch ends with OK.
  *
+ * Memory: a record with a result is packed as soon as it is known and its
+ * result dropped, so the hub holds one copy of it, shared by the sends of
+ * every watch of the task (each sends a copy of the byte buffer, which
+ * shares its slices). The packed bytes are counted (watch_hub_held_bytes);
+ * results are held within DOCQ_WATCH_RESULT_BYTES, and a watch that would
+ * need a result past it ends with RESOURCE_EXHAUSTED, to read it with
+ * GetStatus: never silently.
+ *
  * Threads, and who touches what: the hub's mutex guards the index, every
  * watched task's record and every watch's fields, and is the lock of every
  * watch's stream (stream.h): it is held around every grpc_call_start_batch
@@ -51,6 +59,8 @@ int watch_hub_start(watch_hub *h, docq_error *err);
 /* Open a watch by caller on call for task_id (already validated), sending
  * only versions above after_version, on server thread t (whose Redis
  * connection reads the snapshot); metrics (may be NULL) counts how it ends.
+ * key (key_len bytes, copied; NULL when the caller was not named by an API
+ * key) is checked again by watch_hub_revoke.
  * Returns DOCQ_OK when the watch has taken
  * the call over: it holds its own reference and ends the call itself.
  * Otherwise returns DOCQ_ERR with out set to the status to answer
@@ -58,8 +68,9 @@ int watch_hub_start(watch_hub *h, docq_error *err);
  * RESOURCE_EXHAUSTED when caller already has DOCQ_MAX_WATCHES_PER_CALLER
  * watches open; UNAVAILABLE when Redis is down or the server is shutting
  * down; INTERNAL) and the call is left to the caller untouched. */
-int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller,
-               const char *task_id, uint64_t after_version, rpc_metrics *metrics, rpc_reply *out);
+int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller, const char *key,
+               size_t key_len, const char *task_id, uint64_t after_version, rpc_metrics *metrics,
+               rpc_reply *out);
 
 /* Refuse new watches from now on, end every open watch with UNAVAILABLE
  * "server shutting down; reopen the watch" (after its send in flight, if
@@ -69,6 +80,18 @@ void watch_hub_shutdown(watch_hub *h);
 
 /* Free the hub. Every watch must have ended (the server's queues drained). */
 void watch_hub_free(watch_hub *h);
+
+/* The bytes of Task messages the hub holds for its watches (a gauge; safe
+ * from any thread). A record with a result is held once, packed, however
+ * many watches follow it; results are held within DOCQ_WATCH_RESULT_BYTES:
+ * a watch whose next message would not fit ends with RESOURCE_EXHAUSTED
+ * telling to read the task with GetStatus. */
+size_t watch_hub_held_bytes(watch_hub *h);
+
+/* After a reload of the API keys: end every open watch opened with a key
+ * auth no longer knows with UNAUTHENTICATED "API key revoked". Returns how
+ * many were ended. */
+size_t watch_hub_revoke(watch_hub *h, docq_auth *auth);
 
 /* The number of open watches (a gauge; safe from any thread). */
 size_t watch_hub_open_count(watch_hub *h);

@@ -401,6 +401,7 @@ class Schema(unittest.TestCase):
                         ("server.config.maxConcurrentStreams=0", "/server/config/maxConcurrentStreams"),
                         ("server.config.maxWatchesPerCaller=-1", "/server/config/maxWatchesPerCaller"),
                         ("server.config.maxWatchesPerCaller=100000001", "/server/config/maxWatchesPerCaller"),
+                        ("server.config.watchResultBytes=65535", "/server/config/watchResultBytes"),
                         ("worker.config.maxResultBytes=0", "/worker/config/maxResultBytes"),
                         ("worker.config.maxResultBytes=268435457", "/worker/config/maxResultBytes"),
                         ("server.healthPort=0", "/server/healthPort"),

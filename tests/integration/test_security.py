@@ -391,6 +391,31 @@ class Limits(unittest.TestCase):
         for w in watches[1:] + [other, again]:
             w.cancel()
 
+    def test_a_key_removed_by_sighup_ends_its_open_watches_unauthenticated(self):
+        s = self.stack
+        keys = os.path.join(s.dir, "keys")
+        write_keys(keys, {"acme": "ka", "beta": "kb"})
+        s.start_ai("--latency-ms", "300").start_server(DOCQ_API_KEYS_FILE=keys)
+        stub = s.stub()
+        acme, beta = [("x-api-key", "ka")], [("x-api-key", "kb")]
+        atid = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="a"), timeout=10, metadata=acme).task_id
+        btid = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="b"), timeout=10, metadata=beta).task_id
+        revoked = stub.WatchStatus(pb.WatchStatusRequest(task_id=atid), timeout=60, metadata=acme)
+        kept = stub.WatchStatus(pb.WatchStatusRequest(task_id=btid), timeout=60, metadata=beta)
+        self.assertEqual(next(revoked).state, pb.Task.PENDING)
+        self.assertEqual(next(kept).state, pb.Task.PENDING)
+        write_keys(keys, {"beta": "kb"})
+        s.server.signal(signal.SIGHUP)
+        started = time.monotonic()
+        code, details = code_of(lambda: next(revoked))
+        self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED, details)
+        self.assertIn("revoked", details)
+        self.assertLess(time.monotonic() - started, 20)
+        # beta's watch runs on and gets the next change.
+        s.start_worker()
+        self.assertEqual([m.state for m in kept][-1], pb.Task.SUCCESS)
+        self.assertEqual(kept.code(), grpc.StatusCode.OK)
+
     def test_a_connection_gets_at_most_max_concurrent_streams_open_calls(self):
         s = self.stack
         s.start_server(DOCQ_MAX_CONCURRENT_STREAMS="4")
