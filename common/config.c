@@ -174,6 +174,9 @@ static const setting settings[] = {
      "when set, callers must send a key; re-read on SIGHUP"},
     {"DOCQ_TRUSTED_PROXIES", S, OPTSTR(trusted_proxies), "", check_proxies,
      "proxies (IPs or CIDR ranges, comma-separated) whose x-forwarded-for names the caller"},
+    {"DOCQ_IPV6_PREFIX", S, INT(ipv6_prefix, 32, 128), "64", NULL,
+     "IPv6 callers without a key are grouped by this prefix length (caller \"2001:db8:1:2::/64\"); "
+     "128: each address"},
     {"DOCQ_POSITION_REFRESH_MS", S, INT(position_refresh_ms, 50, 3600000), "2000", NULL,
      "how often watchers of PENDING tasks get their queue position refreshed, ms"},
     {"DOCQ_KEEPALIVE_MS", S | C, INT(keepalive_ms, 1000, 86400000), "30000", NULL,

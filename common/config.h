@@ -82,6 +82,7 @@ typedef struct docq_config {
     long max_message_bytes;    /* DOCQ_MAX_MESSAGE_BYTES: largest request message received. */
     long max_metadata_bytes;   /* DOCQ_MAX_METADATA_BYTES: largest request metadata received. */
     long max_concurrent_streams;/* DOCQ_MAX_CONCURRENT_STREAMS: open calls per connection. */
+    long ipv6_prefix;           /* DOCQ_IPV6_PREFIX: IPv6 callers grouped by this many leading bits. */
     long max_watches_per_caller;/* DOCQ_MAX_WATCHES_PER_CALLER: open watches per caller (0: no limit). */
     long max_result_bytes;     /* DOCQ_MAX_RESULT_BYTES: largest AI answer the worker stores. */
     long tls;                  /* DOCQ_TLS (--tls): the CLI connects with TLS. */

@@ -10,7 +10,9 @@
  * same caller). Either way the caller is authenticated: its tasks are its
  * own. Otherwise the caller is the peer's IP address, or the client address
  * in x-forwarded-for when the peer is a trusted proxy (DOCQ_TRUSTED_PROXIES),
- * and tasks are not owned. */
+ * and tasks are not owned; an IPv6 address is grouped by its first
+ * DOCQ_IPV6_PREFIX bits ("2001:db8:1:2::/64"), since a client usually holds
+ * a whole /64. */
 #ifndef DOCQ_CALLER_H
 #define DOCQ_CALLER_H
 
@@ -40,10 +42,11 @@ typedef struct docq_caller {
 int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *call,
                          const grpc_metadata_array *md, docq_caller *out, docq_error *err);
 
-/* Write the caller identity of call into buf: the peer's IP address without
- * the port ("127.0.0.1", "::1"), or the whole peer string for other
- * transports (e.g. unix sockets). Never fails; "unknown" when gRPC does not
- * know the peer. */
+/* Write the peer address of call into buf: the peer's IP address without
+ * the port, in canonical form ("127.0.0.1", "::1"; docq_peer_address), or
+ * the whole peer string for other transports (e.g. unix sockets). Never
+ * fails; "unknown" when gRPC does not know the peer. An IPv6 caller id is
+ * this address grouped by DOCQ_IPV6_PREFIX (docq_caller_identify). */
 void docq_caller_of(grpc_call *call, char *buf, size_t cap);
 
 /* The same, from a peer string as grpc_call_get_peer returns it. */
