@@ -263,7 +263,8 @@ static const setting settings[] = {
     {"DOCQ_MAX_CONCURRENT_STREAMS", S, INT(max_concurrent_streams, 1, 1000000), "1000", NULL,
      "calls one client connection may have open at once (HTTP/2 streams)"},
     {"DOCQ_MAX_WATCHES_PER_CALLER", S, INT(max_watches_per_caller, 0, 100000000), "1000", NULL,
-     "WatchStatus streams one caller may have open at once (more: RESOURCE_EXHAUSTED); 0: no limit"},
+     "long-lived streams one caller (its address without a key) may have open at once: WatchStatus, "
+     "health Watch and reflection together (more: RESOURCE_EXHAUSTED); 0: no limit"},
     {"DOCQ_MAX_RESULT_BYTES", W, INT(max_result_bytes, 1, 268435456), "1048576", NULL,
      "largest AI answer stored as a result, bytes; a larger one fails the task"},
     {"DOCQ_TLS", C, BOOL(tls), "false", NULL,

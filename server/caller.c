@@ -97,13 +97,17 @@ int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *cal
                                   "missing API key: send 'authorization: Bearer <key>' or 'x-api-key: <key>'");
     }
     if (by_cert) return identify_by_cert(call, out, err);
-    char peer[DOCQ_CALLER_MAX];
+    docq_caller_address(cfg, call, md, out->id, sizeof(out->id));
+    return DOCQ_OK;
+}
+
+void docq_caller_address(const docq_config *cfg, grpc_call *call, const grpc_metadata_array *md, char *buf,
+                         size_t cap) {
+    char peer[DOCQ_CALLER_MAX], client[DOCQ_CALLER_MAX];
     docq_caller_of(call, peer, sizeof(peer));
     /* The last header: the one the nearest proxy wrote, when there are several. */
     const grpc_slice *xff = cfg->proxies.count ? find_metadata(md, "x-forwarded-for", 1) : NULL;
-    char client[DOCQ_CALLER_MAX];
     docq_proxies_client(&cfg->proxies, peer, xff ? (const char *)GRPC_SLICE_START_PTR(*xff) : NULL,
                         xff ? GRPC_SLICE_LENGTH(*xff) : 0, client, sizeof(client));
-    docq_address_group(client, (int)cfg->ipv6_prefix, out->id, sizeof(out->id));
-    return DOCQ_OK;
+    docq_address_group(client, (int)cfg->ipv6_prefix, buf, cap);
 }

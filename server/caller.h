@@ -42,6 +42,14 @@ typedef struct docq_caller {
 int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *call,
                          const grpc_metadata_array *md, docq_caller *out, docq_error *err);
 
+/* Write the address-based caller id of call into buf (cap bytes): the
+ * peer's address, or the client in x-forwarded-for when the peer is a
+ * trusted proxy, an IPv6 address grouped by DOCQ_IPV6_PREFIX. It is the
+ * caller of a call without keys or certificates, and what a stream that
+ * identifies no caller (a health probe) is counted against. */
+void docq_caller_address(const docq_config *cfg, grpc_call *call, const grpc_metadata_array *md, char *buf,
+                         size_t cap);
+
 /* Write the peer address of call into buf: the peer's IP address without
  * the port, in canonical form ("127.0.0.1", "::1"; docq_peer_address), or
  * the whole peer string for other transports (e.g. unix sockets). Never
