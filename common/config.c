@@ -183,6 +183,8 @@ static const setting settings[] = {
      "HTTP/2 keepalive ping interval on idle connections (long watches), ms"},
     {"DOCQ_MAX_CONNECTION_AGE_MS", S, INT(max_connection_age_ms, 0, 2147483647), "0", NULL,
      "close client connections after this age so they rebalance, ms (0: never)"},
+    {"DOCQ_MAX_CONNECTION_IDLE_MS", S, INT(max_connection_idle_ms, 0, 2147483647), "300000", NULL,
+     "close client connections with no call open for this long, ms (0: never); an open watch is a call"},
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
     {"DOCQ_HEARTBEAT_MS", W, INT(heartbeat_ms, 10, 3600000), "5000", NULL,

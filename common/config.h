@@ -52,6 +52,7 @@ typedef struct docq_config {
     long position_refresh_ms;  /* DOCQ_POSITION_REFRESH_MS: queue position refresh for watchers. */
     long keepalive_ms;         /* DOCQ_KEEPALIVE_MS: HTTP/2 keepalive ping interval. */
     long max_connection_age_ms;/* DOCQ_MAX_CONNECTION_AGE_MS: 0 = connections never age out. */
+    long max_connection_idle_ms;/* DOCQ_MAX_CONNECTION_IDLE_MS: close connections idle this long (0: never). */
     long concurrency;          /* DOCQ_WORKER_CONCURRENCY: AI calls in flight per worker. */
     long heartbeat_ms;         /* DOCQ_HEARTBEAT_MS: how often a worker refreshes its claims. */
     long visibility_timeout_ms;/* DOCQ_VISIBILITY_TIMEOUT_MS: idle time after which an entry is reclaimed. */

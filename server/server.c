@@ -419,8 +419,10 @@ static void server_free(docq_server *srv) {
  * every DOCQ_KEEPALIVE_MS even without data, drop a peer that does not answer
  * within 20 s, accept clients' pings as often as every 10 s (or their
  * DOCQ_KEEPALIVE_MS, if lower) instead of answering them GOAWAY
- * too_many_pings, and age connections out after DOCQ_MAX_CONNECTION_AGE_MS
- * (0: never) with DOCQ_SHUTDOWN_GRACE_MS for the calls still open. */
+ * too_many_pings, age connections out after DOCQ_MAX_CONNECTION_AGE_MS
+ * (0: never) with DOCQ_SHUTDOWN_GRACE_MS for the calls still open, and close
+ * those with no call open for DOCQ_MAX_CONNECTION_IDLE_MS (0: never; a watch
+ * is an open call, so watchers are never idle). */
 #define MIN_CLIENT_PING_MS 10000
 #define KEEPALIVE_ARGS(cfg)                                                                         \
     {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = (int)(cfg)->keepalive_ms}},          \
@@ -431,6 +433,8 @@ static void server_free(docq_server *srv) {
      {.integer = (cfg)->keepalive_ms < MIN_CLIENT_PING_MS ? (int)(cfg)->keepalive_ms : MIN_CLIENT_PING_MS}}, \
     {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS,                                              \
      {.integer = (cfg)->max_connection_age_ms ? (int)(cfg)->max_connection_age_ms : INT_MAX}},      \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS,                                             \
+     {.integer = (cfg)->max_connection_idle_ms ? (int)(cfg)->max_connection_idle_ms : INT_MAX}},    \
     {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,                                        \
      {.integer = (cfg)->shutdown_grace_ms < INT_MAX ? (int)(cfg)->shutdown_grace_ms : INT_MAX}}
 

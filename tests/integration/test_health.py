@@ -90,7 +90,7 @@ class Health(unittest.TestCase):
         requests.put(v1.ServerReflectionRequest(list_services=""))
         self.assertTrue(next(responses).HasField("list_services_response"))
         # 127.0.0.1 holds 3 streams: a 4th of any kind is refused, saying why.
-        refused = HealthWatch(ch, "").finish()
+        refused = HealthWatch(ch, "").finish(timeout=20)
         self.assertEqual(refused.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
         self.assertEqual(refused.details, "too many open streams (WatchStatus, health Watch and reflection count "
                                           "together): at most 3 per caller (127.0.0.1); end one first")
