@@ -174,12 +174,17 @@ static const setting settings[] = {
      "when set, callers must send a key; re-read on SIGHUP"},
     {"DOCQ_TRUSTED_PROXIES", S, OPTSTR(trusted_proxies), "", check_proxies,
      "proxies (IPs or CIDR ranges, comma-separated) whose x-forwarded-for names the caller"},
+    {"DOCQ_IPV6_PREFIX", S, INT(ipv6_prefix, 32, 128), "64", NULL,
+     "IPv6 callers without a key are grouped by this prefix length (caller \"2001:db8:1:2::/64\"); "
+     "128: each address"},
     {"DOCQ_POSITION_REFRESH_MS", S, INT(position_refresh_ms, 50, 3600000), "2000", NULL,
      "how often watchers of PENDING tasks get their queue position refreshed, ms"},
     {"DOCQ_KEEPALIVE_MS", S | C, INT(keepalive_ms, 1000, 86400000), "30000", NULL,
      "HTTP/2 keepalive ping interval on idle connections (long watches), ms"},
     {"DOCQ_MAX_CONNECTION_AGE_MS", S, INT(max_connection_age_ms, 0, 2147483647), "0", NULL,
      "close client connections after this age so they rebalance, ms (0: never)"},
+    {"DOCQ_MAX_CONNECTION_IDLE_MS", S, INT(max_connection_idle_ms, 0, 2147483647), "300000", NULL,
+     "close client connections with no call open for this long, ms (0: never); an open watch is a call"},
     {"DOCQ_WORKER_CONCURRENCY", W, INT(concurrency, 1, 10000), "64", NULL,
      "AI calls one worker keeps in flight at once"},
     {"DOCQ_HEARTBEAT_MS", W, INT(heartbeat_ms, 10, 3600000), "5000", NULL,
@@ -265,7 +270,8 @@ static const setting settings[] = {
     {"DOCQ_MAX_CONCURRENT_STREAMS", S, INT(max_concurrent_streams, 1, 1000000), "1000", NULL,
      "calls one client connection may have open at once (HTTP/2 streams)"},
     {"DOCQ_MAX_WATCHES_PER_CALLER", S, INT(max_watches_per_caller, 0, 100000000), "1000", NULL,
-     "WatchStatus streams one caller may have open at once (more: RESOURCE_EXHAUSTED); 0: no limit"},
+     "long-lived streams one caller (its address without a key) may have open at once: WatchStatus, "
+     "health Watch and reflection together (more: RESOURCE_EXHAUSTED); 0: no limit"},
     {"DOCQ_WATCH_RESULT_BYTES", S, INT(watch_result_bytes, 65536, 1099511627776L), "268435456", NULL,
      "bytes of task results the server holds for its open watches (one copy per watched task); past it a "
      "watch ends with RESOURCE_EXHAUSTED, to read the task with GetStatus"},

@@ -53,6 +53,7 @@ typedef struct docq_config {
     long position_refresh_ms;  /* DOCQ_POSITION_REFRESH_MS: queue position refresh for watchers. */
     long keepalive_ms;         /* DOCQ_KEEPALIVE_MS: HTTP/2 keepalive ping interval. */
     long max_connection_age_ms;/* DOCQ_MAX_CONNECTION_AGE_MS: 0 = connections never age out. */
+    long max_connection_idle_ms;/* DOCQ_MAX_CONNECTION_IDLE_MS: close connections idle this long (0: never). */
     long concurrency;          /* DOCQ_WORKER_CONCURRENCY: AI calls in flight per worker. */
     long heartbeat_ms;         /* DOCQ_HEARTBEAT_MS: how often a worker refreshes its claims. */
     long visibility_timeout_ms;/* DOCQ_VISIBILITY_TIMEOUT_MS: idle time after which an entry is reclaimed. */
@@ -85,6 +86,7 @@ typedef struct docq_config {
     long max_message_bytes;    /* DOCQ_MAX_MESSAGE_BYTES: largest request message received. */
     long max_metadata_bytes;   /* DOCQ_MAX_METADATA_BYTES: largest request metadata received. */
     long max_concurrent_streams;/* DOCQ_MAX_CONCURRENT_STREAMS: open calls per connection. */
+    long ipv6_prefix;           /* DOCQ_IPV6_PREFIX: IPv6 callers grouped by this many leading bits. */
     long max_watches_per_caller;/* DOCQ_MAX_WATCHES_PER_CALLER: open watches per caller (0: no limit). */
     long watch_result_bytes;   /* DOCQ_WATCH_RESULT_BYTES: results held for open watches, bytes. */
     long max_result_bytes;     /* DOCQ_MAX_RESULT_BYTES: largest AI answer the worker stores. */

@@ -97,6 +97,77 @@ static void format_ip(const docq_cidr *a, char *buf, size_t cap) {
     snprintf(buf, cap, "%s", text);
 }
 
+/* Percent-decode s[0..len) into out (cap bytes, NUL-terminated): gRPC
+ * writes peers as URIs ("ipv6:%5B::1%5D:5"). A '%' without two hex digits
+ * stays as it is (an unencoded zone: "[fe80::1%eth0]"). Returns DOCQ_OK, or
+ * DOCQ_EINVAL when it does not fit or decodes to a NUL. */
+static int percent_decode(const char *s, size_t len, char *out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned int c = (unsigned char)s[i];
+        if (c == '%' && i + 2 < len && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = {s[i + 1], s[i + 2], '\0'};
+            c = (unsigned int)strtoul(hex, NULL, 16);
+            i += 2;
+        }
+        if (c == 0 || n + 1 >= cap) return DOCQ_EINVAL;
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return DOCQ_OK;
+}
+
+/* The address part of a decoded peer without its port: "[addr]:port" or
+ * "addr:port" (the last colon; an address that parses whole has no port).
+ * Sets *start and *len within text. */
+static void split_port(const char *text, const char **start, size_t *len) {
+    docq_cidr a;
+    const char *close;
+    if (text[0] == '[' && (close = strchr(text, ']')) != NULL) {
+        *start = text + 1;
+        *len = (size_t)(close - text - 1);
+        return;
+    }
+    *start = text;
+    *len = strlen(text);
+    const char *colon = strrchr(text, ':');
+    if (colon && parse_ip(text, *len, &a) != DOCQ_OK) *len = (size_t)(colon - text);
+}
+
+int docq_peer_address(const char *peer, char *buf, size_t cap) {
+    char text[256];
+    const char *rest = NULL, *start;
+    size_t len;
+    docq_cidr a;
+    if (strncmp(peer, "ipv4:", 5) == 0 || strncmp(peer, "ipv6:", 5) == 0) rest = peer + 5;
+    if (!rest || percent_decode(rest, strlen(rest), text, sizeof(text)) != DOCQ_OK) goto not_ip;
+    split_port(text, &start, &len);
+    const char *zone = memchr(start, '%', len);   /* fe80::1%eth0: the interface is not the caller. */
+    if (zone) len = (size_t)(zone - start);
+    if (parse_ip(start, len, &a) != DOCQ_OK) goto not_ip;
+    format_ip(&a, buf, cap);
+    return DOCQ_OK;
+not_ip:
+    snprintf(buf, cap, "%s", peer);
+    return DOCQ_EINVAL;
+}
+
+void docq_address_group(const char *ip, int v6_prefix, char *buf, size_t cap) {
+    docq_cidr a;
+    if (v6_prefix >= 128 || parse_ip(ip, strlen(ip), &a) != DOCQ_OK || a.family != AF_INET6) {
+        snprintf(buf, cap, "%s", ip);
+        return;
+    }
+    if (v6_prefix < 0) v6_prefix = 0;
+    int full = v6_prefix / 8, rest = v6_prefix % 8;
+    if (rest) a.addr[full] &= (unsigned char)(0xff << (8 - rest));
+    memset(a.addr + full + (rest ? 1 : 0), 0, (size_t)(16 - full - (rest ? 1 : 0)));
+    char net[DOCQ_IP_MAX];
+    format_ip(&a, net, sizeof(net));
+    snprintf(buf, cap, "%s/%d", net, v6_prefix);
+}
+
 /* Trim spaces and tabs around s[0..*len); returns the new start. */
 static const char *trim(const char *s, size_t *len) {
     while (*len && (*s == ' ' || *s == '\t')) s++, (*len)--;

@@ -37,6 +37,20 @@ int docq_proxies_parse(const char *list, docq_proxies *out, docq_error *err);
  * text that is not an IP address). */
 int docq_proxies_trusts(const docq_proxies *p, const char *ip);
 
+/* Decode a peer as grpc_call_get_peer writes it ("ipv4:192.0.2.1:5",
+ * "ipv6:%5B::1%5D:5", or unencoded "ipv6:[::1]:5") into its IP address alone,
+ * in canonical form (inet_ntop; an IPv4-mapped IPv6 address as IPv4; an
+ * IPv6 zone dropped). Returns DOCQ_OK, or DOCQ_EINVAL when peer is not an IP
+ * peer (a unix socket...): buf then holds peer unchanged. */
+int docq_peer_address(const char *peer, char *buf, size_t cap);
+
+/* The caller id of the client address ip: an IPv4 address (or any text that
+ * is not an IP address) unchanged; an IPv6 address masked to its first
+ * v6_prefix bits and written as "network/prefix" ("2001:db8:1:2::/64"), or
+ * unchanged when v6_prefix is 128 (DOCQ_IPV6_PREFIX: a client usually holds
+ * a whole /64, so the address alone would let it pick new identities). */
+void docq_address_group(const char *ip, int v6_prefix, char *buf, size_t cap);
+
 /* The client address of a request that came from peer_ip (the connection's
  * peer, an IP address) with the x-forwarded-for value xff (xff_len bytes, not
  * NUL-terminated; NULL when absent). When the peer is not trusted, or there

@@ -1,4 +1,5 @@
 /* bounds.c -- per-caller counts (a small chained hash table). See bounds.h. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ struct caller_count {
 };
 
 struct caller_counts {
+    pthread_mutex_t lock;  /* Guards everything below and every count. */
     caller_count **buckets;
     size_t nbuckets;     /* A power of two. */
     size_t entries;
@@ -38,6 +40,7 @@ caller_counts *caller_counts_create(void) {
         return NULL;
     }
     t->nbuckets = INITIAL_BUCKETS;
+    pthread_mutex_init(&t->lock, NULL);
     return t;
 }
 
@@ -50,6 +53,7 @@ void caller_counts_free(caller_counts *t) {
         }
     }
     free(t->buckets);
+    pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
@@ -80,7 +84,8 @@ static void maybe_grow(caller_counts *t) {
     t->nbuckets = n;
 }
 
-int caller_counts_acquire(caller_counts *t, const char *id, long max, caller_count **out) {
+/* caller_counts_acquire with t's lock held. */
+static int acquire_locked(caller_counts *t, const char *id, long max, caller_count **out) {
     size_t hash = hash_id(id);
     caller_count **slot = find_slot(t, id, hash);
     caller_count *c = *slot;
@@ -100,15 +105,35 @@ int caller_counts_acquire(caller_counts *t, const char *id, long max, caller_cou
     return DOCQ_OK;
 }
 
-void caller_counts_release(caller_counts *t, caller_count *c) {
-    if (!c || --c->n > 0) return;
-    caller_count **slot = find_slot(t, c->id, c->hash);
-    *slot = c->next;
-    t->entries--;
-    free(c);
+int caller_counts_acquire(caller_counts *t, const char *id, long max, caller_count **out) {
+    pthread_mutex_lock(&t->lock);
+    int rc = acquire_locked(t, id, max, out);
+    pthread_mutex_unlock(&t->lock);
+    return rc;
 }
 
-long caller_counts_get(const caller_counts *t, const char *id) {
+void caller_counts_release(caller_counts *t, caller_count *c) {
+    if (!c) return;
+    pthread_mutex_lock(&t->lock);
+    if (--c->n == 0) {
+        caller_count **slot = find_slot(t, c->id, c->hash);
+        *slot = c->next;
+        t->entries--;
+        free(c);
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+long caller_counts_get(caller_counts *t, const char *id) {
+    pthread_mutex_lock(&t->lock);
     caller_count *c = *find_slot(t, id, hash_id(id));
-    return c ? c->n : 0;
+    long n = c ? c->n : 0;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+void stream_hold_release(stream_hold *h) {
+    if (!h || !h->count) return;
+    caller_counts_release(h->table, h->count);
+    h->count = NULL;
 }

@@ -7,9 +7,12 @@
  * connection may have at most DOCQ_MAX_CONCURRENT_STREAMS calls open (HTTP/2
  * SETTINGS_MAX_CONCURRENT_STREAMS: clients queue the rest).
  *
- * docq counts what outlives a call's arrival itself: the open watches of
- * each caller (DOCQ_MAX_WATCHES_PER_CALLER), in a caller_counts table that
- * the watch hub keeps under its mutex. */
+ * docq counts what outlives a call's arrival itself: the open long-lived
+ * streams of each caller (DOCQ_MAX_WATCHES_PER_CALLER): WatchStatus, health
+ * Watch and reflection streams, in one caller_counts table that the server
+ * owns and every stream service shares (thread-safe: its own mutex, taken
+ * last, so that it may be taken under the watch hub's). A stream without an
+ * API key or certificate counts against its address (caller.h). */
 #ifndef DOCQ_SERVER_BOUNDS_H
 #define DOCQ_SERVER_BOUNDS_H
 
@@ -22,8 +25,7 @@
     {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = (int)(cfg)->max_metadata_bytes}},     \
     {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = (int)(cfg)->max_concurrent_streams}}
 
-/* How many things each caller holds, by caller id. Not thread-safe: its
- * owner serializes every call (the watch hub holds its mutex). */
+/* How many things each caller holds, by caller id. Thread-safe. */
 typedef struct caller_counts caller_counts;
 
 /* One caller's count, handed out by caller_counts_acquire. */
@@ -47,6 +49,21 @@ int caller_counts_acquire(caller_counts *t, const char *id, long max, caller_cou
 void caller_counts_release(caller_counts *t, caller_count *c);
 
 /* The count of caller id (0 when it holds nothing). */
-long caller_counts_get(const caller_counts *t, const char *id);
+long caller_counts_get(caller_counts *t, const char *id);
+
+/* The refusal of a stream past DOCQ_MAX_WATCHES_PER_CALLER (printf format:
+ * the limit, then the caller id). */
+#define STREAM_LIMIT_DETAILS                                                                  \
+    "too many open streams (WatchStatus, health Watch and reflection count together): at most " \
+    "%ld per caller (%s); end one first"
+
+/* A stream's place in its caller's count, given back when it ends. */
+typedef struct stream_hold {
+    caller_counts *table;  /* Borrowed: the server's. */
+    caller_count *count;   /* NULL: nothing held (released, or never taken). */
+} stream_hold;
+
+/* Give h's count back, once (later calls do nothing). NULL is fine. */
+void stream_hold_release(stream_hold *h);
 
 #endif

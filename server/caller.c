@@ -9,18 +9,7 @@
 #include "tls.h"
 
 void docq_caller_from_peer(const char *peer, char *buf, size_t cap) {
-    const char *start = peer, *end;
-    if (strncmp(peer, "ipv4:", 5) == 0) {
-        start = peer + 5;
-        end = strrchr(start, ':');
-    } else if (strncmp(peer, "ipv6:[", 6) == 0) {
-        start = peer + 6;
-        end = strchr(start, ']');
-    } else {
-        end = NULL;
-    }
-    if (!end) end = start + strlen(start);
-    snprintf(buf, cap, "%.*s", (int)(end - start), start);
+    docq_peer_address(peer, buf, cap);
 }
 
 void docq_caller_of(grpc_call *call, char *buf, size_t cap) {
@@ -110,11 +99,17 @@ int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *cal
                                   "missing API key: send 'authorization: Bearer <key>' or 'x-api-key: <key>'");
     }
     if (by_cert) return identify_by_cert(call, out, err);
-    char peer[DOCQ_CALLER_MAX];
+    docq_caller_address(cfg, call, md, out->id, sizeof(out->id));
+    return DOCQ_OK;
+}
+
+void docq_caller_address(const docq_config *cfg, grpc_call *call, const grpc_metadata_array *md, char *buf,
+                         size_t cap) {
+    char peer[DOCQ_CALLER_MAX], client[DOCQ_CALLER_MAX];
     docq_caller_of(call, peer, sizeof(peer));
     /* The last header: the one the nearest proxy wrote, when there are several. */
     const grpc_slice *xff = cfg->proxies.count ? find_metadata(md, "x-forwarded-for", 1) : NULL;
     docq_proxies_client(&cfg->proxies, peer, xff ? (const char *)GRPC_SLICE_START_PTR(*xff) : NULL,
-                        xff ? GRPC_SLICE_LENGTH(*xff) : 0, out->id, sizeof(out->id));
-    return DOCQ_OK;
+                        xff ? GRPC_SLICE_LENGTH(*xff) : 0, client, sizeof(client));
+    docq_address_group(client, (int)cfg->ipv6_prefix, buf, cap);
 }

@@ -10,7 +10,9 @@
  * same caller). Either way the caller is authenticated: its tasks are its
  * own. Otherwise the caller is the peer's IP address, or the client address
  * in x-forwarded-for when the peer is a trusted proxy (DOCQ_TRUSTED_PROXIES),
- * and tasks are not owned. */
+ * and tasks are not owned; an IPv6 address is grouped by its first
+ * DOCQ_IPV6_PREFIX bits ("2001:db8:1:2::/64"), since a client usually holds
+ * a whole /64. */
 #ifndef DOCQ_CALLER_H
 #define DOCQ_CALLER_H
 
@@ -44,10 +46,19 @@ int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *cal
  * its start (borrowed from md) and *len, or NULL when there is none. */
 const char *docq_caller_key(const grpc_metadata_array *md, size_t *len);
 
-/* Write the caller identity of call into buf: the peer's IP address without
- * the port ("127.0.0.1", "::1"), or the whole peer string for other
- * transports (e.g. unix sockets). Never fails; "unknown" when gRPC does not
- * know the peer. */
+/* Write the address-based caller id of call into buf (cap bytes): the
+ * peer's address, or the client in x-forwarded-for when the peer is a
+ * trusted proxy, an IPv6 address grouped by DOCQ_IPV6_PREFIX. It is the
+ * caller of a call without keys or certificates, and what a stream that
+ * identifies no caller (a health probe) is counted against. */
+void docq_caller_address(const docq_config *cfg, grpc_call *call, const grpc_metadata_array *md, char *buf,
+                         size_t cap);
+
+/* Write the peer address of call into buf: the peer's IP address without
+ * the port, in canonical form ("127.0.0.1", "::1"; docq_peer_address), or
+ * the whole peer string for other transports (e.g. unix sockets). Never
+ * fails; "unknown" when gRPC does not know the peer. An IPv6 caller id is
+ * this address grouped by DOCQ_IPV6_PREFIX (docq_caller_identify). */
 void docq_caller_of(grpc_call *call, char *buf, size_t cap);
 
 /* The same, from a peer string as grpc_call_get_peer returns it. */

@@ -43,6 +43,7 @@ typedef struct health_watch {
     docq_health *h;
     int known;               /* The service is one of ours (else SERVICE_UNKNOWN). */
     int sent;                /* The last status sent, or -1 before the first. */
+    stream_hold hold;        /* Its place in its caller's open streams. */
 } health_watch;
 
 grpc_byte_buffer *docq_health_pack(int status) {
@@ -71,7 +72,10 @@ static void offer(health_watch *w) {
 
 static void watch_sent(server_stream *s) { offer((health_watch *)s); }
 
-static void watch_release(server_stream *s) { free(s); }
+static void watch_release(server_stream *s) {
+    stream_hold_release(&((health_watch *)s)->hold);
+    free(s);
+}
 
 static const stream_ops watch_ops = {.sent = watch_sent, .release = watch_release};
 
@@ -189,7 +193,8 @@ int docq_health_check(docq_health *h, const char *service, int *serving) {
     return DOCQ_OK;
 }
 
-int docq_health_watch(docq_health *h, grpc_call *call, const char *service, rpc_metrics *m, rpc_reply *out) {
+int docq_health_watch(docq_health *h, grpc_call *call, const char *service, const stream_hold *hold,
+                      rpc_metrics *m, rpc_reply *out) {
     health_watch *w = calloc(1, sizeof(*w));
     if (!w) {
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -198,6 +203,7 @@ int docq_health_watch(docq_health *h, grpc_call *call, const char *service, rpc_
     w->h = h;
     w->known = known_service(service);
     w->sent = -1;
+    w->hold = *hold;
     stream_init(&w->s, &h->watches.lock, &watch_ops, m);
     pthread_mutex_lock(&h->watches.lock);
     int rc = h->watches.closed ? DOCQ_EUNAVAIL : stream_start(&w->s, call);

@@ -19,6 +19,7 @@
 
 #include <grpc/grpc.h>
 
+#include "bounds.h"
 #include "config.h"
 #include "error.h"
 #include "server.h"
@@ -53,10 +54,12 @@ int docq_health_check(docq_health *h, const char *service, int *serving);
 /* Open a Watch of service on call: the status now, then each change (a
  * service this server does not know gets SERVICE_UNKNOWN once, as the
  * protocol asks, and the stream stays open). m counts how the stream ends
- * (may be NULL). Returns DOCQ_OK when the watch has taken the call over, or
- * DOCQ_ERR with out set (UNAVAILABLE while shutting down, INTERNAL,
- * RESOURCE_EXHAUSTED) and the call left to the caller. */
-int docq_health_watch(docq_health *h, grpc_call *call, const char *service, rpc_metrics *m, rpc_reply *out);
+ * (may be NULL). Returns DOCQ_OK when the watch has taken the call and hold
+ * over (hold is given back when the watch is released), or DOCQ_ERR with
+ * out set (UNAVAILABLE while shutting down, INTERNAL, RESOURCE_EXHAUSTED)
+ * and the call and hold left to the caller. */
+int docq_health_watch(docq_health *h, grpc_call *call, const char *service, const stream_hold *hold,
+                      rpc_metrics *m, rpc_reply *out);
 
 /* Shutdown begins: NOT_SERVING from now on, whatever Redis says, pushed to
  * every watch. */

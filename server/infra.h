@@ -14,6 +14,7 @@
 #ifndef DOCQ_INFRA_H
 #define DOCQ_INFRA_H
 
+#include "bounds.h"
 #include "config.h"
 #include "health.h"
 #include "http_endpoint.h"
@@ -42,6 +43,7 @@ typedef struct server_infra {
     reflection_service *reflection;   /* NULL with DOCQ_REFLECTION=0. */
     docq_http_endpoint *http;         /* NULL until started, and with DOCQ_METRICS_LISTEN=off. */
     struct watch_hub *watch;          /* Borrowed from the server, for the open-watch gauge. */
+    caller_counts *streams;           /* Borrowed from the server: open streams of each caller. */
 } server_infra;
 
 /* Create the metrics for the n methods paths[] (unary[i]: method i is

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <grpc/grpc.h>
@@ -73,6 +74,30 @@ static void log_transport(const docq_server *srv, const docq_config *cfg) {
                       cfg->plaintext_listen, docq_server_plaintext_port(srv));
 }
 
+/* Open files the server wants: a socket per client connection (10,000
+ * clients) and some for Redis, the listeners and the logs. */
+#define OPEN_FILES_WANTED (10000 + 256)
+
+/* Raise the soft limit on open files to the hard limit, so that a low
+ * default (1024) does not refuse clients past it (accept fails with
+ * EMFILE); warn when even the hard limit leaves room for fewer than
+ * OPEN_FILES_WANTED. */
+static void raise_open_files(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < OPEN_FILES_WANTED)
+        docq_log_warn("open files limited to %llu (hard limit): fewer than %d client connections fit; "
+                      "raise the hard RLIMIT_NOFILE (ulimit -Hn, the container runtime's nofile)",
+                      (unsigned long long)rl.rlim_cur, OPEN_FILES_WANTED - 256);
+    else
+        docq_log_info("open files limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
 /* Wait (bounded) until gRPC's background cleanup after grpc_shutdown is
  * done, so that it does not race the process exit. */
 static void wait_grpc_cleanup(void) {
@@ -93,6 +118,7 @@ int main(int argc, char **argv) {
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    raise_open_files();
 
     grpc_init();
     docq_error err = {0};

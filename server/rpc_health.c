@@ -1,5 +1,6 @@
 /* rpc_health.c -- grpc.health.v1.Health: Check and Watch (health.h). No API
- * key and no rate limit: the kubelet and load balancers send neither. */
+ * key and no rate limit: the kubelet and load balancers send neither. A
+ * Watch counts against its caller's open streams all the same. */
 #include "grpc/health/v1/health.pb-c.h"
 #include "health.h"
 #include "infra.h"
@@ -21,8 +22,13 @@ void rpc_health_check(server_thread *t, const rpc_call *call, const ProtobufCMes
     if (!out->message) rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 }
 
-/* Watch: the status now, then each change (health.h). */
+/* Watch: the status now, then each change (health.h), counted against the
+ * caller's open streams (its address when it sends no key). */
 int rpc_health_watch(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)req;
-    return docq_health_watch(docq_server_infra(t->srv)->health, call->call, r->service, call->metrics, out);
+    stream_hold hold;
+    if (rpc_stream_hold(t, call, &hold, out) != DOCQ_OK) return DOCQ_ERR;
+    int rc = docq_health_watch(docq_server_infra(t->srv)->health, call->call, r->service, &hold, call->metrics, out);
+    if (rc != DOCQ_OK) stream_hold_release(&hold);
+    return rc;
 }

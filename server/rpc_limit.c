@@ -22,6 +22,24 @@ int rpc_caller(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_
     return DOCQ_OK;
 }
 
+int rpc_stream_hold(server_thread *t, const rpc_call *call, stream_hold *hold, rpc_reply *out) {
+    const docq_config *cfg = docq_server_config(t->srv);
+    docq_caller caller;
+    docq_error err = {0};
+    if (docq_caller_identify(cfg, docq_server_auth(t->srv), call->call, call->metadata, &caller, &err) != DOCQ_OK)
+        docq_caller_address(cfg, call->call, call->metadata, caller.id, sizeof(caller.id));
+    hold->table = docq_server_infra(t->srv)->streams;
+    hold->count = NULL;
+    int rc = caller_counts_acquire(hold->table, caller.id, cfg->max_watches_per_caller, &hold->count);
+    if (rc == DOCQ_OK) return DOCQ_OK;
+    if (rc == DOCQ_ELIMITED)
+        rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, STREAM_LIMIT_DETAILS, cfg->max_watches_per_caller,
+                        caller.id);
+    else
+        rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return DOCQ_ERR;
+}
+
 /* Add "key: value" with a decimal value, as headers or trailers. */
 static void add_number(rpc_reply *out, const char *key, long value, int trailer) {
     char text[24];

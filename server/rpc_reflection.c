@@ -7,7 +7,8 @@
  * flight each way, answers in request order, and a client that sends
  * faster than it reads is not buffered for. When the client half-closes
  * the stream ends with OK; a request that does not parse ends it with
- * INVALID_ARGUMENT; at shutdown every stream ends with UNAVAILABLE. */
+ * INVALID_ARGUMENT; at shutdown every stream ends with UNAVAILABLE. Each
+ * stream counts against its caller's open streams (rpc_stream_hold). */
 #include <stdlib.h>
 
 #include "infra.h"
@@ -23,6 +24,7 @@ struct reflection_service {
 typedef struct reflection_stream {
     server_stream s;             /* Its batches; s.lock is the group's. */
     reflection_service *svc;
+    stream_hold hold;            /* Its place in its caller's open streams. */
 } reflection_stream;
 
 /* A request arrived (or the client half-closed): answer it. */
@@ -45,19 +47,26 @@ static void on_sent(server_stream *s) {
     if (s->state == STREAM_OPEN) stream_recv(s);
 }
 
-static void on_release(server_stream *s) { free(s); }
+static void on_release(server_stream *s) {
+    stream_hold_release(&((reflection_stream *)s)->hold);
+    free(s);
+}
 
 static const stream_ops reflection_ops = {.sent = on_sent, .received = on_request, .release = on_release};
 
 int rpc_reflection_info(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     reflection_service *svc = docq_server_infra(t->srv)->reflection;
     (void)req; /* A bidirectional stream: it reads its own messages. */
+    stream_hold hold;
+    if (rpc_stream_hold(t, call, &hold, out) != DOCQ_OK) return DOCQ_ERR;
     reflection_stream *rs = calloc(1, sizeof(*rs));
     if (!rs) {
+        stream_hold_release(&hold);
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return DOCQ_ERR;
     }
     rs->svc = svc;
+    rs->hold = hold;
     stream_init(&rs->s, &svc->streams.lock, &reflection_ops, call->metrics);
     pthread_mutex_lock(&svc->streams.lock);
     int rc = svc->streams.closed ? DOCQ_EUNAVAIL : stream_start(&rs->s, call->call);
@@ -67,6 +76,7 @@ int rpc_reflection_info(server_thread *t, const rpc_call *call, const ProtobufCM
     }
     pthread_mutex_unlock(&svc->streams.lock);
     if (rc == DOCQ_OK) return DOCQ_OK;
+    stream_hold_release(&rs->hold);
     free(rs);
     if (rc == DOCQ_EUNAVAIL) rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "server shutting down");
     else rpc_reply_error(out, GRPC_STATUS_INTERNAL, "cannot start the stream");

@@ -76,6 +76,7 @@ struct docq_server {
     int plain_port;                     /* DOCQ_PLAINTEXT_LISTEN's port (tls.h), 0 if none. */
     watch_hub *watch;                   /* Open watches and the events subscriber. */
     server_infra *infra;                /* Metrics, health, reflection, the HTTP endpoint. */
+    caller_counts *streams;             /* Open long-lived streams of each caller (bounds.h). */
 };
 
 typedef enum call_state { CALL_WAITING, CALL_HELD, CALL_ANSWERING } call_state;
@@ -404,6 +405,7 @@ static void server_free(docq_server *srv) {
     srv->threads = NULL;
     server_infra_free(srv->infra); /* First: its HTTP thread reads the watch hub. */
     watch_hub_free(srv->watch);
+    caller_counts_free(srv->streams); /* After every stream that counts in it. */
     srv->nthreads = 0;
     grpc_completion_queue_shutdown(srv->shutdown_cq);
     while (grpc_completion_queue_next(srv->shutdown_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
@@ -417,8 +419,10 @@ static void server_free(docq_server *srv) {
  * every DOCQ_KEEPALIVE_MS even without data, drop a peer that does not answer
  * within 20 s, accept clients' pings as often as every 10 s (or their
  * DOCQ_KEEPALIVE_MS, if lower) instead of answering them GOAWAY
- * too_many_pings, and age connections out after DOCQ_MAX_CONNECTION_AGE_MS
- * (0: never) with DOCQ_SHUTDOWN_GRACE_MS for the calls still open. */
+ * too_many_pings, age connections out after DOCQ_MAX_CONNECTION_AGE_MS
+ * (0: never) with DOCQ_SHUTDOWN_GRACE_MS for the calls still open, and close
+ * those with no call open for DOCQ_MAX_CONNECTION_IDLE_MS (0: never; a watch
+ * is an open call, so watchers are never idle). */
 #define MIN_CLIENT_PING_MS 10000
 #define KEEPALIVE_ARGS(cfg)                                                                         \
     {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = (int)(cfg)->keepalive_ms}},          \
@@ -429,6 +433,8 @@ static void server_free(docq_server *srv) {
      {.integer = (cfg)->keepalive_ms < MIN_CLIENT_PING_MS ? (int)(cfg)->keepalive_ms : MIN_CLIENT_PING_MS}}, \
     {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS,                                              \
      {.integer = (cfg)->max_connection_age_ms ? (int)(cfg)->max_connection_age_ms : INT_MAX}},      \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS,                                             \
+     {.integer = (cfg)->max_connection_idle_ms ? (int)(cfg)->max_connection_idle_ms : INT_MAX}},    \
     {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,                                        \
      {.integer = (cfg)->shutdown_grace_ms < INT_MAX ? (int)(cfg)->shutdown_grace_ms : INT_MAX}}
 
@@ -446,10 +452,14 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
     int unary[NRPCS];
     for (int i = 0; i < NRPCS; i++) paths[i] = rpcs[i].path, unary[i] = rpcs[i].handler || rpcs[i].prepare;
     srv->auth = docq_auth_create(cfg->api_keys_file, err);
-    srv->watch = srv->auth ? watch_hub_create(cfg, err) : NULL;
+    srv->streams = srv->auth ? caller_counts_create() : NULL;
+    if (srv->auth && !srv->streams) docq_error_set(err, DOCQ_ERR, "out of memory");
+    srv->watch = srv->streams ? watch_hub_create(cfg, srv->streams, err) : NULL;
     srv->infra = srv->watch ? server_infra_create(cfg, paths, unary, NRPCS, err) : NULL;
+    if (srv->infra) srv->infra->streams = srv->streams;
     if (!srv->infra) {
         watch_hub_free(srv->watch);
+        caller_counts_free(srv->streams);
         docq_auth_free(srv->auth);
         free(srv->threads);
         free(srv);

@@ -80,7 +80,7 @@ struct watch_hub {
     size_t nwatches;             /* Registered watches: the open-watch gauge. */
     size_t high_water;           /* Most watches open since the last memory trim. */
     size_t held_bytes;           /* Bytes of packed messages held by the entries. */
-    caller_counts *per_caller;   /* Registered watches of each caller (DOCQ_MAX_WATCHES_PER_CALLER). */
+    caller_counts *per_caller;   /* Borrowed: open streams of each caller (bounds.h). */
     int shutting_down;           /* New watches are refused. */
     subscriber *sub;             /* Owned; NULL until started. */
 };
@@ -311,18 +311,17 @@ static const stream_ops watch_ops = {.sent = watch_sent, .ended = watch_ended, .
 
 /* -- The hub --------------------------------------------------------------- */
 
-watch_hub *watch_hub_create(const docq_config *cfg, docq_error *err) {
+watch_hub *watch_hub_create(const docq_config *cfg, caller_counts *per_caller, docq_error *err) {
     watch_hub *h = calloc(1, sizeof(*h));
     if (h) h->buckets = calloc(INITIAL_BUCKETS, sizeof(*h->buckets));
-    if (h) h->per_caller = caller_counts_create();
-    if (!h || !h->buckets || !h->per_caller) {
+    if (!h || !h->buckets) {
         if (h) free(h->buckets);
-        if (h) caller_counts_free(h->per_caller);
         free(h);
         docq_error_set(err, DOCQ_ERR, "out of memory");
         return NULL;
     }
     h->cfg = cfg;
+    h->per_caller = per_caller;
     h->nbuckets = INITIAL_BUCKETS;
     pthread_mutex_init(&h->lock, NULL);
     return h;
@@ -339,8 +338,7 @@ static void refuse_watch(const watch_hub *h, const docq_caller *caller, int rc, 
     if (rc == DOCQ_EUNAVAIL)
         rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
     else if (rc == DOCQ_ELIMITED)
-        rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                        "too many open watches: at most %ld per caller (%s); end one first",
+        rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, STREAM_LIMIT_DETAILS,
                         h->cfg->max_watches_per_caller, caller->id);
     else
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -458,7 +456,6 @@ void watch_hub_free(watch_hub *h) {
         }
     }
     free(h->buckets);
-    caller_counts_free(h->per_caller);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

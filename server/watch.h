@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bounds.h"
 #include "caller.h"
 #include "server.h"
 #include "server_metrics.h"
@@ -49,9 +50,11 @@
 
 typedef struct watch_hub watch_hub;
 
-/* Create an empty hub for cfg (borrowed: it must outlive the hub). Nothing
- * runs yet. Returns NULL with err set when out of memory. */
-watch_hub *watch_hub_create(const docq_config *cfg, docq_error *err);
+/* Create an empty hub for cfg, counting each watch in per_caller (the
+ * server's open streams of each caller, bounds.h). Both are borrowed: they
+ * must outlive the hub. Nothing runs yet. Returns NULL with err set when out
+ * of memory. */
+watch_hub *watch_hub_create(const docq_config *cfg, caller_counts *per_caller, docq_error *err);
 
 /* Start the subscriber thread. Returns DOCQ_OK or DOCQ_ERR with err set. */
 int watch_hub_start(watch_hub *h, docq_error *err);

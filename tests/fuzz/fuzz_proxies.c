@@ -2,7 +2,9 @@
  * The input's first line is a DOCQ_TRUSTED_PROXIES list, its second the
  * peer's address, and the rest an x-forwarded-for value, which any client
  * can send. The caller found is always NUL-terminated within its buffer
- * and is the peer itself unless the peer is trusted. */
+ * and is the peer itself unless the peer is trusted. The peer line is also
+ * decoded as a gRPC peer string (docq_peer_address) and grouped
+ * (docq_address_group): both always NUL-terminate within their buffer. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
         FUZZ_CHECK(err.code == DOCQ_EINVAL);
     }
+    char addr[DOCQ_IP_MAX + 64];
+    size_t cap = size % 3 ? sizeof(addr) : 8;
+    memset(addr, 'x', sizeof(addr));
+    int rc = docq_peer_address(peer, addr, cap);
+    FUZZ_CHECK(memchr(addr, '\0', cap) != NULL);
+    FUZZ_CHECK(rc == DOCQ_OK || rc == DOCQ_EINVAL);
+    memset(addr, 'x', sizeof(addr));
+    docq_address_group(peer, (int)(size % 130), addr, cap);
+    FUZZ_CHECK(memchr(addr, '\0', cap) != NULL);
     free(list);
     free(peer);
     return 0;

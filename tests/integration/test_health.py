@@ -80,6 +80,45 @@ class Health(unittest.TestCase):
             w.call.cancel()
             w.finish()
 
+    def test_health_watch_and_reflection_streams_count_against_the_per_caller_stream_limit(self):
+        from reflection.v1 import reflection_pb2 as v1
+        from test_reflection import reflection_stream
+        self.stack.start_server(DOCQ_MAX_WATCHES_PER_CALLER="3")
+        ch = self.channel()
+        watches = [HealthWatch(ch, "") for _ in range(2)]
+        for w in watches:
+            w.wait_statuses([SERVING])
+        requests, responses = reflection_stream(ch)
+        requests.put(v1.ServerReflectionRequest(list_services=""))
+        self.assertTrue(next(responses).HasField("list_services_response"))
+        # 127.0.0.1 holds 3 streams: a 4th of any kind is refused, saying why.
+        refused = HealthWatch(ch, "").finish(timeout=20)
+        self.assertEqual(refused.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(refused.details, "too many open streams (WatchStatus, health Watch and reflection count "
+                                          "together): at most 3 per caller (127.0.0.1); end one first")
+        more, more_responses = reflection_stream(ch)
+        more.put(v1.ServerReflectionRequest(list_services=""))
+        with self.assertRaises(grpc.RpcError) as cm:
+            next(more_responses)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        task = self.stack.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="d"), timeout=10).task_id
+        with self.assertRaises(grpc.RpcError) as cm:
+            next(self.stack.stub().WatchStatus(pb.WatchStatusRequest(task_id=task), timeout=10))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        # Closing one (a cancelled watch, a half-closed reflection stream) lets another open.
+        watches[0].call.cancel()
+        watches[0].finish()
+        requests.put(None)
+        self.assertEqual(list(responses), [])
+
+        def opens():
+            w = HealthWatch(ch, "")
+            wait_for(lambda: w.statuses or w.code, timeout=10, what="the watch to answer")
+            return w if w.statuses == [SERVING] else None
+        wait_for(opens, timeout=10, what="a new watch to be admitted")
+        wait_for(opens, timeout=10, what="a second new watch to be admitted")
+        self.assertEqual(HealthWatch(ch, "").finish().code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
     def test_sigterm_turns_health_not_serving_before_the_drain(self):
         s = self.stack
         s.start_server(DOCQ_SHUTDOWN_DELAY_MS="2000")

@@ -309,6 +309,38 @@ class Limits(unittest.TestCase):
         self.submit(untrusting, "u1", xff("203.0.113.7"))
         self.assertEqual(self.refusal(untrusting, "u2", xff("203.0.113.8")).subject, "127.0.0.1")
 
+    # -- IPv6 callers -----------------------------------------------------------------
+    def ipv6_stub(self, port):
+        """A stub on a channel of its own to [::1]:port (its own TCP
+        connection, so its own client port)."""
+        ch = grpc.insecure_channel("[::1]:%d" % port, options=[("grpc.use_local_subchannel_pool", 1)])
+        self.addCleanup(ch.close)
+        return pb_grpc.DocQueueStub(ch)
+
+    def test_five_submits_on_five_new_channels_to_ipv6_loopback_with_a_limit_of_2_admit_exactly_2(self):
+        s = self.stack.start_server(DOCQ_RATE_LIMIT="2", DOCQ_LISTEN="[::1]:0")
+        admitted, subjects = 0, set()
+        for i in range(5):
+            try:
+                self.submit(self.ipv6_stub(s.server_port), "v6-%d" % i)
+                admitted += 1
+            except grpc.RpcError as e:
+                subjects.add(Refusal(self, e).subject)
+        self.assertEqual(admitted, 2)
+        # The caller is ::1's /64 (DOCQ_IPV6_PREFIX), never an address with a port.
+        self.assertEqual(subjects, {"::/64"})
+
+    def test_an_ipv6_proxy_in_docq_trusted_proxies_has_its_x_forwarded_for_read(self):
+        s = self.stack.start_server(DOCQ_RATE_LIMIT="1", DOCQ_LISTEN="[::1]:0", DOCQ_TRUSTED_PROXIES="::1")
+        stub = self.ipv6_stub(s.server_port)
+        xff = lambda ip: [("x-forwarded-for", ip)]  # noqa: E731
+        r, _ = self.submit(stub, "a1", xff("203.0.113.7"))
+        self.assertEqual(r.task_id.split("-")[0], "s%d" % shard_of("203.0.113.7"))
+        self.submit(stub, "b1", xff("2001:db8::5"))
+        self.assertEqual(self.refusal(stub, "a2", xff("203.0.113.7")).subject, "203.0.113.7")
+        # A forwarded IPv6 client is grouped by its /64 too.
+        self.assertEqual(self.refusal(stub, "b2", xff("2001:db8:0:0:ffff::9")).subject, "2001:db8::/64")
+
     # -- Redis down ---------------------------------------------------------------------
     def test_with_redis_down_a_limited_submit_is_unavailable_and_not_counted(self):
         s = self.stack

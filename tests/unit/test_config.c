@@ -776,6 +776,8 @@ static void security_defaults(void) {
     CHECK_INT_EQ(cfg.max_metadata_bytes, 8192);
     CHECK_INT_EQ(cfg.max_concurrent_streams, 1000);
     CHECK_INT_EQ(cfg.max_watches_per_caller, 1000);
+    CHECK_INT_EQ(cfg.ipv6_prefix, 64);
+    CHECK_INT_EQ(cfg.max_connection_idle_ms, 300000);
     CHECK_STR_EQ(cfg.tls_cert, "");
     CHECK_STR_EQ(cfg.plaintext_listen, "");
     CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_WORKER, &err), DOCQ_OK);

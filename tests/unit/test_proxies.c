@@ -75,6 +75,74 @@ static void non_ip_peers_are_kept(void) {
     CHECK_STR_EQ(client("127.0.0.1", "unix:/tmp/sock", "203.0.113.7"), "unix:/tmp/sock");
 }
 
-CHECK_MAIN(CHECK_CASE(parse_lists), CHECK_CASE(ranges_match),
+/* The address docq_peer_address decodes from peer. */
+static const char *peer_address(const char *peer, int *rc) {
+    static char buf[DOCQ_IP_MAX + 64];
+    *rc = docq_peer_address(peer, buf, sizeof(buf));
+    return buf;
+}
+
+static void grpc_peers_decode_to_the_address_alone(void) {
+    int rc;
+    CHECK_STR_EQ(peer_address("ipv4:127.0.0.1:50051", &rc), "127.0.0.1");
+    CHECK_INT_EQ(rc, DOCQ_OK);
+    /* gRPC 1.51 percent-encodes the brackets: the port must not stay. */
+    CHECK_STR_EQ(peer_address("ipv6:%5B::1%5D:60926", &rc), "::1");
+    CHECK_INT_EQ(rc, DOCQ_OK);
+    CHECK_STR_EQ(peer_address("ipv6:%5b::1%5d:1", &rc), "::1");
+    CHECK_STR_EQ(peer_address("ipv6:[::1]:60926", &rc), "::1");
+    CHECK_STR_EQ(peer_address("ipv6:%5B2001:DB8:0:0:0:0:0:7%5D:443", &rc), "2001:db8::7");
+    CHECK_STR_EQ(peer_address("ipv6:%5B::ffff:192.0.2.9%5D:80", &rc), "192.0.2.9");
+    CHECK_STR_EQ(peer_address("ipv6:%5Bfe80::1%25eth0%5D:80", &rc), "fe80::1");
+    CHECK_STR_EQ(peer_address("ipv6:[fe80::1%eth0]:80", &rc), "fe80::1");
+    CHECK_INT_EQ(rc, DOCQ_OK);
+    CHECK_STR_EQ(peer_address("ipv6:::1", &rc), "::1");   /* No port at all. */
+    CHECK_STR_EQ(peer_address("ipv4:10.0.0.1", &rc), "10.0.0.1");
+}
+
+static void non_ip_peers_decode_to_themselves(void) {
+    int rc;
+    CHECK_STR_EQ(peer_address("unix:/tmp/sock", &rc), "unix:/tmp/sock");
+    CHECK_INT_EQ(rc, DOCQ_EINVAL);
+    CHECK_STR_EQ(peer_address("ipv6:%5Bnot-an-ip%5D:1", &rc), "ipv6:%5Bnot-an-ip%5D:1");
+    CHECK_INT_EQ(rc, DOCQ_EINVAL);
+    CHECK_STR_EQ(peer_address("ipv6:%00", &rc), "ipv6:%00");
+    CHECK_INT_EQ(rc, DOCQ_EINVAL);
+    CHECK_STR_EQ(peer_address("ipv4:", &rc), "ipv4:");
+    CHECK_INT_EQ(rc, DOCQ_EINVAL);
+}
+
+/* The caller id docq_address_group makes of ip. */
+static const char *group(const char *ip, int prefix) {
+    static char buf[DOCQ_IP_MAX + 8];
+    docq_address_group(ip, prefix, buf, sizeof(buf));
+    return buf;
+}
+
+static void ipv6_callers_are_grouped_by_prefix(void) {
+    CHECK_STR_EQ(group("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64), "2001:db8:1:2::/64");
+    CHECK_STR_EQ(group("2001:db8:1:2::9", 64), "2001:db8:1:2::/64");
+    CHECK_STR_EQ(group("2001:db8:1:2::9", 128), "2001:db8:1:2::9");
+    CHECK_STR_EQ(group("2001:db8:1:ffff::9", 56), "2001:db8:1:ff00::/56");
+    CHECK_STR_EQ(group("2001:db8:1:ffff::9", 49), "2001:db8:1:8000::/49");
+    CHECK_STR_EQ(group("::1", 64), "::/64");
+    CHECK_STR_EQ(group("192.0.2.1", 64), "192.0.2.1");
+    CHECK_STR_EQ(group("unix:/tmp/sock", 64), "unix:/tmp/sock");
+}
+
+static void an_ipv6_proxy_is_trusted_by_its_decoded_peer(void) {
+    docq_proxies p;
+    docq_error err = {0};
+    char peer[DOCQ_IP_MAX], buf[DOCQ_IP_MAX];
+    CHECK_INT_EQ(docq_proxies_parse("::1", &p, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_peer_address("ipv6:%5B::1%5D:60926", peer, sizeof(peer)), DOCQ_OK);
+    CHECK(docq_proxies_trusts(&p, peer));
+    docq_proxies_client(&p, peer, "2001:db8::5", 11, buf, sizeof(buf));
+    CHECK_STR_EQ(buf, "2001:db8::5");
+}
+
+CHECK_MAIN(CHECK_CASE(grpc_peers_decode_to_the_address_alone), CHECK_CASE(non_ip_peers_decode_to_themselves),
+           CHECK_CASE(ipv6_callers_are_grouped_by_prefix), CHECK_CASE(an_ipv6_proxy_is_trusted_by_its_decoded_peer),
+           CHECK_CASE(parse_lists), CHECK_CASE(ranges_match),
            CHECK_CASE(forwarded_for_only_from_trusted_peers), CHECK_CASE(forwarded_for_walks_trusted_hops),
            CHECK_CASE(forwarded_for_garbage_blames_the_last_trusted_hop), CHECK_CASE(non_ip_peers_are_kept))
