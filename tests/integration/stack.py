@@ -188,6 +188,12 @@ class Stack:
                            capture_output=True, text=True, env=env)
         return r.stdout.strip()
 
+    def task_keys(self):
+        """Every key in Redis but the deployment's shape record and the registry
+        of deployments, which a server writes when it starts: what requests left."""
+        keys = self.redis_cli("--scan").split()
+        return sorted(k for k in keys if k != "docq-deployments" and not k.endswith(":shape"))
+
     def start_ai(self, *extra, port=0):
         port_file = os.path.join(self.dir, "ai.port")
         if os.path.exists(port_file):

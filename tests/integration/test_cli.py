@@ -56,7 +56,7 @@ class Cli(unittest.TestCase):
         self.assertEqual(out.returncode, 2)
         self.assertIn("300 bytes", out.stderr)
         self.assertEqual(out.stdout, "")
-        self.assertEqual(s.redis_cli("DBSIZE"), "0")
+        self.assertEqual(s.task_keys(), [])
 
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (s\d+-[0-9a-f]{32}) (PENDING|STARTED|SUCCESS|FAILURE) "
