@@ -3,17 +3,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "docq_lua.h"
 #include "ratelimit.h"
 #include "task.h"
 
-/* KEYS: limit key. ARGV: limit, window ms, member. Returns {ok, now, n,
- * wait}. Its slot counts down from the top of the script table so that
- * store.c's scripts can count up without meeting it. */
-static const docq_script check_script = {DOCQ_MAX_SCRIPTS - 1,
-    DOCQ_RATE_LUA
-    "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-    "local ok, n, wait = docq_rate(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now, ARGV[3], true) "
-    "return {ok and 1 or 0, now, n, wait}"};
+/* The check alone: common/lua/ratelimit.lua. */
+#define CHECK_SCRIPT (&docq_lua_scripts[DOCQ_LUA_RATELIMIT])
 
 int docq_rate_key(char *buf, size_t cap, const char *prefix, int shard, const char *kind,
                   const char *caller) {
@@ -74,7 +69,7 @@ int docq_rate_check(docq_redis *r, const char *prefix, int shard, const char *ki
     int rc = docq_rate_args_init(&a, prefix, shard, kind, caller, p, err);
     if (rc != DOCQ_OK) return rc;
     const char *argv[] = {a.key, a.limit, a.window, a.member};
-    redisReply *rep = docq_redis_eval(r, &check_script, 1, 4, argv, NULL, err);
+    redisReply *rep = docq_redis_eval(r, CHECK_SCRIPT, 1, 4, argv, NULL, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
     rc = check_outcome(rep, p, out, err);
     freeReplyObject(rep);
@@ -83,7 +78,7 @@ int docq_rate_check(docq_redis *r, const char *prefix, int shard, const char *ki
 
 int docq_rate_check_queue(docq_pipeline *pl, const docq_rate_args *a, docq_error *err) {
     const char *argv[] = {a->key, a->limit, a->window, a->member};
-    return docq_pipeline_eval(pl, &check_script, 1, 4, argv, NULL, err);
+    return docq_pipeline_eval(pl, CHECK_SCRIPT, 1, 4, argv, NULL, err);
 }
 
 int docq_rate_check_result(const docq_pipeline *pl, int i, const docq_rate_policy *p,

@@ -2,7 +2,8 @@
  *
  * Algorithm. Each caller has one sorted set per limit: member = one admitted
  * request (the task id for SubmitDoc, a random id for reads), score = the
- * Redis TIME (ms) at which it was admitted. A check, in one Lua script:
+ * Redis TIME (ms) at which it was admitted. A check, in one Lua script
+ * (docq_rate in common/lua/lib/rate.lua; alone: common/lua/ratelimit.lua):
  *   1. drops the members older than the window (score <= now - window);
  *   2. counts what is left, n;
  *   3. admits when n < limit (ZADD now, PEXPIRE window), else refuses.
@@ -17,10 +18,10 @@
  *
  * Keys (P = DOCQ_KEY_PREFIX, N = the caller's shard):
  *   P:{sN}:rate:<caller>       SubmitDoc's limit, in the shard's hash slot so
- *                              that the submit script (store.c) checks it and
+ *                              that submit.lua (store.h) checks it and
  *                              stores the task in one step;
  *   P:{sN}:rate-read:<caller>  GetStatus and WatchStatus: checked alone, or
- *                              by GetStatus's read script (store.h) when the
+ *                              by GetStatus's status.lua (store.h) when the
  *                              task lives in the caller's shard.
  *
  * A policy with limit 0 is "no limit": nothing is read or written. */
@@ -31,31 +32,6 @@
 #include <stdint.h>
 
 #include "redis.h"
-
-/* Lua: docq_rate(key, limit, window_ms, now, member, take) -> ok, n, wait.
- * With take, admits member when there is room (ok = true) or refuses (ok =
- * false, nothing written but the trimming of expired members); without take,
- * only looks. n = requests counted in the window afterwards; wait = ms until
- * the next one leaves it (refused: until the caller would be admitted), 0
- * when there is none. Scripts that check a limit embed this text. */
-#define DOCQ_RATE_LUA                                                                  \
-    "local function docq_rate(key, limit, window, now, member, take) "                \
-    "  if limit <= 0 then return true, 0, 0 end "                                      \
-    "  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window) "                     \
-    "  local n = redis.call('ZCARD', key) "                                            \
-    "  if take and n >= limit then "                                                   \
-    "    local e = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES') "     \
-    "    return false, n, tonumber(e[2]) + window - now "                              \
-    "  end "                                                                           \
-    "  if take then "                                                                  \
-    "    redis.call('ZADD', key, now, member) "                                        \
-    "    redis.call('PEXPIRE', key, window) "                                          \
-    "    n = n + 1 "                                                                   \
-    "  end "                                                                           \
-    "  if n == 0 then return true, 0, 0 end "                                          \
-    "  local e = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES') "                       \
-    "  return true, n, tonumber(e[2]) + window - now "                                 \
-    "end "
 
 /* A limit: at most `limit` requests in any rolling window of window_s
  * seconds; limit 0 means no limit. */

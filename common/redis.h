@@ -17,7 +17,10 @@
 
 #define DOCQ_REDIS_RETRY_MS 200
 
-/* A Lua script, identified by the index in the connection's SHA cache. */
+/* A Lua script, identified by the index in the connection's SHA cache.
+ * docq's scripts are the .lua files of common/lua/, generated into
+ * docq_lua_scripts (docq_lua.h, cmake/lua.cmake), whose slots are their
+ * enum ids. */
 typedef struct docq_script {
     int slot;         /* Unique small index, < DOCQ_MAX_SCRIPTS. */
     const char *src;  /* Lua source. */

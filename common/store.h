@@ -39,7 +39,8 @@
  *   P:{sN}:rate-read:<caller>  The same for GetStatus and WatchStatus.
  *
  * Every key of one task and of its queue share the hash tag {sN}, so each
- * script below touches one hash slot and runs unchanged on Redis Cluster.
+ * step below, one script of common/lua/ (its file named in the contract),
+ * touches one hash slot and runs unchanged on Redis Cluster.
  *
  * All functions take a docq_redis owned by the calling thread and return
  * DOCQ_OK, DOCQ_EUNAVAIL (Redis unreachable), DOCQ_ERR (Redis refused; the
@@ -158,7 +159,7 @@ typedef struct docq_start {
     uint32_t attempt;     /* The new attempt number: the worker's fencing token. */
     uint32_t failures;    /* Transient AI failures recorded before this start. */
     uint32_t deliveries;  /* Real deliveries of the task, this one included. */
-    int dead;             /* 1: the entry was dead-lettered instead (see below). */
+    int dead;             /* 1: not started, delivered too often: dead-letter it. */
 } docq_start;
 
 /* The worker q->consumer has just received entry_id for task_id (read or
@@ -166,18 +167,29 @@ typedef struct docq_start {
  * consumer = q->consumer), atomically, counting a delivery (the record's
  * deliveries + 1) when another consumer, or none, started the task last: a
  * worker re-reading its own pending entry after a Redis outage, or this step
- * sent again after a lost reply, counts no new delivery. On DOCQ_OK with
- * out->dead == 0 the worker runs the task with out->attempt as its fencing
- * token.
- * When the task was delivered more than q->max_deliveries times, the same
- * step instead appends it to the shard's dead-letter stream (trimmed to about
- * q->dead_maxlen entries), ends the task as FAILURE with an error saying so,
- * and acknowledges and deletes the entry: DOCQ_OK with out->dead == 1 and
- * out->deliveries set.
+ * sent again after a lost reply, counts no new delivery (common/lua/start.lua).
+ * On DOCQ_OK with out->dead == 0 the worker runs the task with out->attempt
+ * as its fencing token.
+ * When the task would be delivered more than q->max_deliveries times,
+ * nothing is written: DOCQ_OK with out->dead == 1 and out->deliveries set;
+ * the worker then calls docq_store_dead_letter. (entry_id is the entry
+ * received; the start itself does not need it.)
  * Returns DOCQ_ENOTFOUND when the record is gone and DOCQ_ECONFLICT when the
  * task is already terminal: in both cases the entry is only to be acked. */
 int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
                      docq_start *out, docq_error *err);
+
+/* Dead-letter task_id, whose entry entry_id docq_store_start found delivered
+ * more than q->max_deliveries times to q->consumer: append it to the shard's
+ * dead-letter stream (trimmed to about q->dead_maxlen entries), end the task
+ * as FAILURE with an error saying so (the record expires after q->ttl_s),
+ * and acknowledge and delete the entry, in one step
+ * (common/lua/dead_letter.lua). On DOCQ_OK, *deliveries is the count
+ * recorded. Returns DOCQ_ENOTFOUND when the record is gone and
+ * DOCQ_ECONFLICT when the task is already terminal (as when this step is
+ * sent again after a lost reply): the entry is then only to be acked. */
+int docq_store_dead_letter(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
+                           uint32_t *deliveries, docq_error *err);
 
 /* Write a task's outcome: state SUCCESS with value as result, or FAILURE
  * with value as error (a SUCCESS also clears the error an earlier, failed

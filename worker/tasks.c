@@ -313,6 +313,27 @@ static void slot_fill(slot *s, int shard, const char *id, const char *task_id, c
              shard);
 }
 
+/* Move the task of entry id, which docq_store_start found delivered more
+ * than DOCQ_MAX_DELIVERIES times, to the dead-letter stream, count it and
+ * log it. Returns DOCQ_OK, or DOCQ_EUNAVAIL after a Redis failure. */
+static int dead_letter_task(worker_loop *w, int shard, const char *id, const char *task_id) {
+    docq_error why = {0};
+    uint32_t deliveries;
+    int rc = docq_store_dead_letter(w->cmd, &w->queue, task_id, id, &deliveries, &why);
+    if (rc == DOCQ_ENOTFOUND || rc == DOCQ_ECONFLICT)
+        return ack_entry(w, shard, id, task_id, DOCQ_LOG_INFO, why.msg);
+    if (rc != DOCQ_OK) {
+        worker_redis_failed(w, &why);
+        return DOCQ_EUNAVAIL;
+    }
+    docq_counter_add(&w->metrics.dead_lettered, 1);
+    docq_counter_add(&w->metrics.tasks[OUTCOME_DEAD_LETTERED], 1);
+    docq_log(DOCQ_LOG_WARN, task_id, "task FAILURE: entry %s of shard %d delivered %u times, more "
+             "than DOCQ_MAX_DELIVERIES (%ld): moved to the dead-letter stream", id, shard,
+             deliveries, w->cfg->max_deliveries);
+    return DOCQ_OK;
+}
+
 /* Start the task of entry id: mark it STARTED (or dead-letter it) and call
  * the AI. doc_id is the entry's (NULL when it has none). Returns DOCQ_OK, or
  * DOCQ_EUNAVAIL after a Redis failure. */
@@ -337,12 +358,7 @@ static int start_task(worker_loop *w, int shard, const char *id, const char *tas
     worker_redis_worked(w);
     if (st.dead) {
         slot_release(w, s);
-        docq_counter_add(&w->metrics.dead_lettered, 1);
-        docq_counter_add(&w->metrics.tasks[OUTCOME_DEAD_LETTERED], 1);
-        docq_log(DOCQ_LOG_WARN, task_id, "task FAILURE: entry %s of shard %d delivered %u times, more "
-                 "than DOCQ_MAX_DELIVERIES (%ld): moved to the dead-letter stream", id, shard,
-                 st.deliveries, w->cfg->max_deliveries);
-        return DOCQ_OK;
+        return dead_letter_task(w, shard, id, task_id);
     }
     slot_fill(s, shard, id, task_id, &st);
     if (!doc_id || docq_doc_id_validate(doc_id, doc_len, &why) != DOCQ_OK) {

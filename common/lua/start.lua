@@ -1,0 +1,30 @@
+-- start.lua: a worker has just received a task's entry (read or reclaimed)
+-- (docq_store_start). Marks the task STARTED: attempts + 1, started_at =
+-- now, consumer, and deliveries as docq_deliveries counts them (the
+-- record's own count, not the group's XPENDING count, which every re-read of
+-- a pending entry after a Redis outage raises). A start is a change:
+-- version + 1, published. When the task has been delivered more than
+-- max_deliveries times it writes nothing and says so: the worker then runs
+-- dead_letter.lua.
+--   KEYS[1] record          P:{sN}:task:<task_id>
+--   ARGV[1] max_deliveries  DOCQ_MAX_DELIVERIES
+--   ARGV[2] consumer        the worker's consumer name
+-- Returns {attempt, failures, deliveries} when started, {-1} when the
+-- record is missing, {-2} when the task is terminal, {-3, deliveries} when
+-- it is to be dead-lettered (nothing written).
+-- lib: publish now deliveries
+local record = KEYS[1]
+local max_deliveries, consumer = tonumber(ARGV[1]), ARGV[2]
+
+local cur = redis.call('HMGET', record, 'state', 'failures', 'deliveries', 'consumer')
+if not cur[1] then return {-1} end
+if cur[1] == 'SUCCESS' or cur[1] == 'FAILURE' then return {-2} end
+local n = docq_deliveries(cur[3], cur[4], consumer)
+if n > max_deliveries then return {-3, n} end
+
+local now = docq_now()
+local a = redis.call('HINCRBY', record, 'attempts', 1)
+redis.call('HSET', record, 'state', 'STARTED', 'started_at', string.format('%d', now),
+  'deliveries', n, 'consumer', consumer)
+docq_changed(record)
+return {a, tonumber(cur[2] or '0'), n}
