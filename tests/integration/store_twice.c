@@ -4,7 +4,10 @@
  * 127.0.0.1:<port>, through the same functions the worker calls. Prints one
  * line per call: "<step> <call> rc=<status> value=<n> version=<v>
  * failures=<f> attempts=<a> state=<s> queued=<XLEN> pending=<XPENDING>", for
- * test_store.py to judge. Exit status 1 when the set-up fails. */
+ * test_store.py to judge. With a second argument "flush", Redis forgets its
+ * scripts (SCRIPT FLUSH) before each second call, which must load them again,
+ * and each flush prints "flush <n> reply=<reply>" (test_scripts.py). Exit
+ * status 1 when the set-up fails. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +23,8 @@ static const char *ask(docq_redis *r, int argc, const char **argv) {
     docq_error err = {0};
     redisReply *rep = docq_redis_command(r, argc, argv, NULL, &err);
     out[0] = '\0';
-    if (rep && rep->type == REDIS_REPLY_STRING) snprintf(out, sizeof(out), "%s", rep->str);
+    if (rep && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS))
+        snprintf(out, sizeof(out), "%s", rep->str);
     if (rep && rep->type == REDIS_REPLY_INTEGER) snprintf(out, sizeof(out), "%lld", rep->integer);
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER)
@@ -68,6 +72,14 @@ static int queue_one(docq_redis *r, char *task_id, char *entry_id, docq_error *e
     return ok ? DOCQ_OK : docq_error_set(err, DOCQ_ERR, "no entry read");
 }
 
+/* With flush, before a second call: make Redis forget every script, as a
+ * restarted or failed-over Redis does, and print its reply. */
+static void between_calls(docq_redis *r, int call, int flush) {
+    static int flushes;
+    const char *argv[] = {"SCRIPT", "FLUSH"};
+    if (call == 2 && flush) printf("flush %d reply=%s\n", ++flushes, ask(r, 2, argv));
+}
+
 int main(int argc, char **argv) {
     docq_redis_addr addr;
     docq_error err = {0};
@@ -76,6 +88,7 @@ int main(int argc, char **argv) {
     docq_redis *r = docq_redis_url_parse(url, &addr, &err) == DOCQ_OK ? docq_redis_create(&addr, 5000) : NULL;
     docq_queue q = {PREFIX, GROUP, "dead", 10, 3600, 100, "c1"};
     docq_start st;
+    int flush = argc > 2 && strcmp(argv[2], "flush") == 0;
     if (!r || queue_one(r, task_id, entry_id, &err) != DOCQ_OK) {
         fprintf(stderr, "docq-store-twice: set-up failed: %s\n", err.msg);
         docq_redis_free(r);
@@ -84,20 +97,24 @@ int main(int argc, char **argv) {
     docq_key_task(rkey, sizeof(rkey), PREFIX, task_id, 0);
     docq_key_stream(skey, sizeof(skey), PREFIX, 0);
     for (int call = 1; call <= 2; call++) {
+        between_calls(r, call, flush);
         int rc = docq_store_start(r, &q, task_id, entry_id, &st, &err);
         report(r, "start", call, rc, rc == DOCQ_OK ? (long)st.deliveries : -1, rkey, skey);
     }
     uint32_t out = 0, attempt = st.attempt;
     for (int call = 1; call <= 2; call++) {
+        between_calls(r, call, flush);
         int rc = docq_store_retry(r, PREFIX, task_id, attempt, "boom", 4, &out, &err);
         report(r, "retry", call, rc, (long)out, rkey, skey);
     }
     for (int call = 1; call <= 2; call++) {
+        between_calls(r, call, flush);
         int rc = docq_store_restart(r, PREFIX, task_id, attempt, &out, &err);
         report(r, "restart", call, rc, (long)out, rkey, skey);
     }
     attempt = out;
     for (int call = 1; call <= 2; call++) {
+        between_calls(r, call, flush);
         int rc = docq_store_finish(r, PREFIX, GROUP, task_id, entry_id, attempt, DOCQ_STATE_SUCCESS, "ok", 2,
                                    3600, &err);
         report(r, "finish", call, rc, 0, rkey, skey);

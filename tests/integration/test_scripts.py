@@ -1,0 +1,336 @@
+"""Each Redis script of common/lua/, run directly on a throwaway redis-server:
+EVAL of build/gen/lua/<name>.lua, exactly the text the binaries load (its
+lib/ pieces in front). Each test names the script it exercises; the KEYS and
+ARGV are those the script's opening comment lists."""
+import os
+import socket
+import subprocess
+import time
+import unittest
+
+from stack import BIN_DIR, Stack
+
+LUA_DIR = os.path.join(BIN_DIR, "..", "gen", "lua")
+GROUP = "workers"
+STREAM = "docq:{s0}:tasks"
+DEAD = "docq:{s0}:dead"
+EVENTS = "docq:{s0}:events"
+TTL = 3600
+
+
+class RedisError(Exception):
+    pass
+
+
+class Resp:
+    """A bare RESP2 connection: commands in, replies out as Python values
+    (str, int, None, lists); an error reply raises RedisError."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.f = self.sock.makefile("rb")
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+    def send(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(out))
+
+    def reply(self):
+        line = self.f.readline()[:-2]
+        kind, rest = line[:1], line[1:].decode()
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise RedisError(rest)
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            return None if int(rest) < 0 else self.f.read(int(rest) + 2)[:-2].decode()
+        if kind == b"*":
+            return None if int(rest) < 0 else [self.reply() for _ in range(int(rest))]
+        raise RedisError("unexpected reply line %r" % line)
+
+    def __call__(self, *args):
+        self.send(*args)
+        return self.reply()
+
+
+def record(task_id):
+    return "docq:{s0}:task:" + task_id
+
+
+def task_id(n):
+    return "s0-%032x" % n
+
+
+def script(name):
+    with open(os.path.join(LUA_DIR, name + ".lua")) as f:
+        return f.read()
+
+
+class Scripts(unittest.TestCase):
+    def setUp(self):
+        self.stack = Stack()
+        self.addCleanup(self.stack.stop)
+        self.stack.start_redis()
+        self.r = Resp(self.stack.redis_port)
+        self.addCleanup(self.r.close)
+        self.r("XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM")
+
+    # -- the scripts, with the KEYS and ARGV their comments name ------------
+    def eval(self, name, keys, args):
+        return self.r("EVAL", script(name), len(keys), *keys, *args)
+
+    def submit(self, tid, doc="doc", limit=0, window_ms=60000, owner=""):
+        return self.eval("submit", [record(tid), STREAM, "docq:{s0}:rate:caller"],
+                         [tid, doc, limit, window_ms, owner])
+
+    def start(self, tid, consumer, max_deliveries=10):
+        return self.eval("start", [record(tid)], [max_deliveries, consumer])
+
+    def dead_letter(self, tid, entry, consumer):
+        return self.eval("dead_letter", [record(tid), STREAM, DEAD], [GROUP, entry, tid, consumer, TTL, 100])
+
+    def finish(self, tid, entry, attempt, value):
+        return self.eval("finish", [record(tid), STREAM],
+                         [GROUP, entry, attempt, "SUCCESS", "result", value, TTL])
+
+    def ratelimit(self, key, limit, window_ms, member):
+        return self.eval("ratelimit", [key], [limit, window_ms, member])
+
+    # -- helpers --------------------------------------------------------------
+    def read_entries(self, consumer, count=1):
+        rep = self.r("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "STREAMS", STREAM, ">")
+        return [e[0] for e in rep[0][1]]
+
+    def field(self, tid, name):
+        return self.r("HGET", record(tid), name)
+
+    def now_ms(self):
+        t = self.r("TIME")
+        return int(t[0]) * 1000 + int(t[1]) // 1000
+
+    def queued_task(self, n=1, consumer="c1"):
+        """Submit task n and read its entry as consumer: (task id, entry id)."""
+        tid = task_id(n)
+        self.assertEqual(self.submit(tid)[0], 1)
+        return tid, self.read_entries(consumer)[0]
+
+    # -- submit.lua -------------------------------------------------------------
+    def test_submit_a_second_submit_with_the_same_id_changes_nothing_and_is_counted_once(self):
+        tid = task_id(1)
+        first = self.submit(tid, limit=5)
+        before = self.r("HGETALL", record(tid))
+        second = self.submit(tid, limit=5)
+        self.assertEqual(first[:3], [1, first[1], 1])
+        self.assertEqual(second[:3], [1, first[1], 1], "the repeat returns the stored created_at and counts nothing")
+        self.assertEqual(self.r("HGETALL", record(tid)), before)
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "version"), self.field(tid, "seq")),
+                         ("PENDING", "1", "1"))
+        self.assertEqual(self.r("XLEN", STREAM), 1)
+        self.assertEqual(self.r("ZCARD", "docq:{s0}:rate:caller"), 1)
+
+    def test_submit_refuses_at_the_limit_stores_nothing_and_names_the_exact_wait(self):
+        window = 60000
+        self.assertEqual(self.submit(task_id(1), limit=2, window_ms=window)[0], 1)
+        self.assertEqual(self.submit(task_id(2), limit=2, window_ms=window)[0], 1)
+        oldest = int(self.r("ZSCORE", "docq:{s0}:rate:caller", task_id(1)))
+        ok, now, n, wait = self.submit(task_id(3), limit=2, window_ms=window)
+        self.assertEqual((ok, n), (0, 2))
+        self.assertEqual(wait, oldest + window - now)
+        self.assertEqual(self.r("EXISTS", record(task_id(3))), 0)
+        self.assertEqual(self.r("XLEN", STREAM), 2)
+        self.assertEqual(self.r("ZCARD", "docq:{s0}:rate:caller"), 2)
+
+    def test_submit_lua_is_exactly_what_the_binaries_run(self):
+        out = subprocess.run([os.path.join(BIN_DIR, "docq-print-submit-script")], capture_output=True,
+                             text=True, timeout=10)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, script("submit"))
+
+    # -- ratelimit.lua ----------------------------------------------------------
+    def test_ratelimit_admits_up_to_its_exact_edge_and_refuses_the_next_with_the_exact_wait(self):
+        key, window, limit = "docq:{s0}:rate:edge", 60000, 3
+        t = self.now_ms()
+        # A member exactly one window old when the check runs, or older: out.
+        self.r("ZADD", key, t - window, "old", t - 1000, "a", t - 500, "b")
+        ok, now, n, wait = self.ratelimit(key, limit, window, "c")
+        self.assertEqual((ok, n), (1, 3), "the old member left the window: the third request fits")
+        self.assertEqual(wait, (t - 1000) + window - now)
+        self.assertIsNone(self.r("ZSCORE", key, "old"))
+        ok, now, n, wait = self.ratelimit(key, limit, window, "d")
+        self.assertEqual((ok, n), (0, 3), "at the limit: refused")
+        self.assertEqual(wait, (t - 1000) + window - now, "until the member whose leaving makes room leaves")
+        self.assertIsNone(self.r("ZSCORE", key, "d"), "a refused request is not counted")
+        ok, _, n, wait = self.ratelimit(key, 0, window, "e")
+        self.assertEqual((ok, n, wait), (1, 0, 0), "limit 0: no limit")
+
+    # -- start.lua and dead_letter.lua -------------------------------------------
+    def test_start_counts_deliveries_by_consumer_and_past_the_maximum_writes_nothing(self):
+        tid, _ = self.queued_task()
+        self.assertEqual(self.start(tid, "c1", max_deliveries=2), [1, 0, 1])
+        self.assertEqual(self.start(tid, "c1", max_deliveries=2), [2, 0, 1], "the same consumer counts no delivery")
+        self.assertEqual(self.start(tid, "c2", max_deliveries=2), [3, 0, 2])
+        version = self.field(tid, "version")
+        self.assertEqual(self.start(tid, "c3", max_deliveries=2), [-3, 3])
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "consumer"), self.field(tid, "deliveries"),
+                          self.field(tid, "version")), ("STARTED", "c2", "2", version))
+        self.assertEqual(self.start(task_id(99), "c1"), [-1])
+
+    def test_dead_letter_moves_the_task_fails_it_acks_its_entry_publishes_it_and_a_resend_changes_nothing(self):
+        tid, entry = self.queued_task()
+        self.start(tid, "c1", max_deliveries=1)
+        self.assertEqual(self.start(tid, "c2", max_deliveries=1), [-3, 2])
+        sub = Resp(self.stack.redis_port)
+        self.addCleanup(sub.close)
+        sub("SUBSCRIBE", EVENTS)
+        self.assertEqual(self.dead_letter(tid, entry, "c2"), [2])
+        message = sub.reply()
+        self.assertEqual(message[:2], ["message", EVENTS])
+        self.assertIn("5:state,7:FAILURE,", message[2])
+        dead = self.r("XRANGE", DEAD, "-", "+")
+        self.assertEqual(len(dead), 1)
+        fields = dict(zip(dead[0][1][::2], dead[0][1][1::2]))
+        self.assertEqual((fields["task_id"], fields["doc_id"], fields["entry_id"], fields["deliveries"]),
+                         (tid, "doc", entry, "2"))
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "deliveries"), self.field(tid, "version")),
+                         ("FAILURE", "2", "3"))
+        self.assertEqual(self.field(tid, "error"), "moved to the dead-letter stream docq:{s0}:dead after 2 "
+                         "deliveries: no worker finished it (each crashed, was killed or lost it)")
+        self.assertTrue(0 < self.r("TTL", record(tid)) <= TTL)
+        self.assertEqual((self.r("XLEN", STREAM), self.r("XPENDING", STREAM, GROUP)[0]), (0, 0))
+        self.assertEqual(self.dead_letter(tid, entry, "c2"), [-2], "sent again: the task is terminal")
+        self.assertEqual((self.r("XLEN", DEAD), self.field(tid, "version")), (1, "3"))
+        self.assertEqual(self.dead_letter(task_id(99), entry, "c2"), [-1])
+
+    # -- finish.lua, retry.lua, restart.lua ------------------------------------
+    def test_finish_a_stale_finish_after_a_takeover_writes_nothing_and_the_new_owner_finishes(self):
+        tid, entry = self.queued_task()
+        self.assertEqual(self.start(tid, "c1")[0], 1)
+        self.assertEqual(self.start(tid, "c2")[0], 2, "taken over: attempt 2 is the fencing token now")
+        version = self.field(tid, "version")
+        self.assertEqual(self.finish(tid, entry, 1, "stale"), 0)
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "result"), self.field(tid, "version")),
+                         ("STARTED", None, version))
+        self.assertEqual(self.r("XLEN", STREAM), 1, "the entry is left to its new owner")
+        self.assertEqual(self.finish(tid, entry, 2, "fresh"), 1)
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "result"), self.field(tid, "finished_by")),
+                         ("SUCCESS", "fresh", "2"))
+        self.assertEqual(self.r("XLEN", STREAM), 0)
+        version = self.field(tid, "version")
+        self.assertEqual(self.finish(tid, entry, 1, "stale"), 0, "the stale worker comes back: refused")
+        self.assertEqual(self.finish(tid, entry, 2, "fresh"), 1, "the owner's resend finds its own outcome")
+        self.assertEqual((self.field(tid, "result"), self.field(tid, "version")), ("fresh", version))
+
+    def test_retry_counts_one_failure_per_attempt_and_refuses_a_stale_attempt(self):
+        tid, _ = self.queued_task()
+        self.start(tid, "c1")
+        self.assertEqual(self.eval("retry", [record(tid)], [1, "boom"]), 1)
+        version = self.field(tid, "version")
+        self.assertEqual(self.eval("retry", [record(tid)], [1, "boom"]), 1)
+        self.assertEqual((self.field(tid, "failures"), self.field(tid, "error"), self.field(tid, "version")),
+                         ("1", "boom", version))
+        self.assertEqual(self.eval("retry", [record(tid)], [2, "late"]), -1)
+
+    def test_restart_begins_the_next_attempt_once_and_refuses_after_a_takeover(self):
+        tid, _ = self.queued_task()
+        self.start(tid, "c1")
+        self.assertEqual(self.eval("restart", [record(tid)], [1]), 2)
+        self.assertEqual(self.eval("restart", [record(tid)], [1]), 2, "sent again: the same new attempt")
+        self.assertEqual(self.field(tid, "attempts"), "2")
+        self.assertEqual(self.start(tid, "c2")[0], 3)
+        self.assertEqual(self.eval("restart", [record(tid)], [2]), -1)
+        self.assertEqual(self.eval("restart", [record(tid)], [1]), -1)
+
+    # -- heartbeat.lua, ack.lua, prune.lua -------------------------------------
+    def test_heartbeat_resets_its_own_entries_and_reports_lost_ones(self):
+        for n in (1, 2):
+            self.submit(task_id(n))
+        mine, taken = self.read_entries("c1", 2)
+        self.r("XCLAIM", STREAM, GROUP, "c2", 0, taken, "JUSTID")
+        time.sleep(0.3)
+        self.assertEqual(self.eval("heartbeat", [STREAM], [GROUP, "c1", mine, taken, "9-9"]), [0, 1, 1])
+        pending = {p[0]: p for p in self.r("XPENDING", STREAM, GROUP, "-", "+", 10)}
+        self.assertLess(pending[mine][2], 300, "its idle time was reset")
+        self.assertEqual(pending[taken][1], "c2", "the lost entry was left to its new owner")
+
+    def test_ack_acknowledges_and_deletes_an_entry_once(self):
+        _, entry = self.queued_task()
+        self.assertEqual(self.eval("ack", [STREAM], [GROUP, entry]), 1)
+        self.assertEqual(self.eval("ack", [STREAM], [GROUP, entry]), 0)
+        self.assertEqual((self.r("XLEN", STREAM), self.r("XPENDING", STREAM, GROUP)[0]), (0, 0))
+
+    def test_ack_a_redis_error_names_the_real_line_of_the_script(self):
+        self.r("SET", "docq:{s0}:string", "x")
+        with self.assertRaises(RedisError) as e:
+            self.eval("ack", ["docq:{s0}:string"], [GROUP, "1-1"])
+        lines = script("ack").splitlines()
+        line = next(i + 1 for i, text in enumerate(lines) if "'XACK'" in text)
+        self.assertGreater(line, 1)
+        self.assertIn("@user_script:%d." % line, str(e.exception))
+
+    def test_prune_deletes_idle_or_named_consumers_with_nothing_pending_and_never_one_with_pending_entries(self):
+        self.queued_task(consumer="c1")
+        for c in ("c2", "c3"):
+            self.r("XGROUP", "CREATECONSUMER", STREAM, GROUP, c)
+        self.assertEqual(self.eval("prune", [STREAM], [GROUP, "c3", 3600000]), 1)
+        self.assertEqual(sorted(c[1] for c in self.r("XINFO", "CONSUMERS", STREAM, GROUP)), ["c1", "c2"])
+        self.assertEqual(self.eval("prune", [STREAM], [GROUP, "", 0]), 1)
+        self.assertEqual([c[1] for c in self.r("XINFO", "CONSUMERS", STREAM, GROUP)], ["c1"])
+        self.assertEqual(self.eval("prune", ["docq:{s0}:none"], [GROUP, "", 0]), 0)
+
+    # -- read.lua, group_read.lua, status.lua ----------------------------------
+    def test_read_returns_the_record_and_its_queue_position(self):
+        for n in (1, 2, 3):
+            self.submit(task_id(n))
+        self.read_entries("c1")
+        fields, pos = self.eval("read", [record(task_id(3)), STREAM], [GROUP])
+        h = dict(zip(fields[::2], fields[1::2]))
+        self.assertEqual((h["state"], h["seq"], pos), ("PENDING", "3", 2))
+        self.assertEqual(self.eval("read", [record(task_id(1)), STREAM], [GROUP])[1], 1, "read, not started: next")
+        self.assertEqual(self.eval("read", [record(task_id(9)), STREAM], [GROUP]), [[], 0])
+
+    def test_group_read_counts_the_entries_the_group_read_and_minus_1_when_unknown(self):
+        self.assertEqual(self.eval("group_read", ["docq:{s0}:none"], [GROUP]), -1)
+        self.assertEqual(self.eval("group_read", [STREAM], ["nogroup"]), -1)
+        for n in (1, 2, 3):
+            self.submit(task_id(n))
+        self.read_entries("c1", 2)
+        self.assertEqual(self.eval("group_read", [STREAM], [GROUP]), 2)
+
+    def test_status_reads_only_what_the_read_limit_admits(self):
+        tid = task_id(1)
+        self.submit(tid)
+        keys = ["docq:{s0}:rate-read:caller", record(tid), STREAM]
+        rate, (fields, pos) = self.eval("status", keys, [1, 60000, "m1", GROUP])
+        self.assertEqual((rate[0], rate[2]), (1, 1))
+        self.assertEqual((dict(zip(fields[::2], fields[1::2]))["state"], pos), ("PENDING", 1))
+        refused = self.eval("status", keys, [1, 60000, "m2", GROUP])
+        self.assertEqual(len(refused), 1, "a refused read reads nothing")
+        self.assertEqual((refused[0][0], refused[0][2]), (0, 1))
+        self.assertIsNone(self.r("ZSCORE", keys[0], "m2"), "and is not counted")
+
+    # -- every script through the C store, after SCRIPT FLUSH ---------------------
+    def test_start_retry_restart_and_finish_lua_are_reloaded_by_the_store_after_script_flush(self):
+        self.r("DEL", STREAM)  # docq-store-twice makes its own group.
+        out = subprocess.run([os.path.join(BIN_DIR, "docq-store-twice"), str(self.stack.redis_port), "flush"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.splitlines()
+        self.assertEqual([ln for ln in lines if ln.startswith("flush ")],
+                         ["flush %d reply=OK" % n for n in (1, 2, 3, 4)])
+        calls = [ln for ln in lines if not ln.startswith("flush ")]
+        self.assertEqual(len(calls), 8)
+        for ln in calls:
+            self.assertIn(" rc=0 ", ln, "each call after a flush succeeds: " + ln)
+        self.assertIn("state=SUCCESS", calls[-1])
+
+
+if __name__ == "__main__":
+    unittest.main()
