@@ -19,7 +19,7 @@
 
 #include <grpc/grpc.h>
 
-#include "bounds.h"
+#include "caller_counts.h"
 #include "config.h"
 #include "error.h"
 #include "server.h"

@@ -2,7 +2,7 @@
 #ifndef DOCQ_RPC_H
 #define DOCQ_RPC_H
 
-#include "bounds.h"
+#include "caller_counts.h"
 #include "caller.h"
 #include "codec.h"
 #include "ratelimit.h"
@@ -18,7 +18,7 @@ int rpc_task_id_check(server_thread *t, const char *task_id, int *shard, rpc_rep
 int rpc_caller(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out);
 
 /* Count a health Watch or reflection stream against its caller's open
- * streams (DOCQ_MAX_WATCHES_PER_CALLER, bounds.h). The caller is the one
+ * streams (DOCQ_MAX_WATCHES_PER_CALLER, caller_counts.h). The caller is the one
  * its key or certificate names, else its address (no key is needed: a
  * probe sends none). Returns DOCQ_OK with *hold taken (give it back with
  * stream_hold_release when the stream is released), or DOCQ_ERR with out

@@ -3,7 +3,7 @@
  * Watch counts against its caller's open streams all the same. */
 #include "grpc/health/v1/health.pb-c.h"
 #include "health.h"
-#include "infra.h"
+#include "server_parts.h"
 #include "rpc.h"
 
 /* Check: SERVING or NOT_SERVING for "" and "docq.v1.DocQueue", NOT_FOUND
@@ -12,7 +12,7 @@ void rpc_health_check(server_thread *t, const rpc_call *call, const ProtobufCMes
     const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)req;
     int serving;
     (void)call;
-    if (docq_health_check(docq_server_infra(t->srv)->health, r->service, &serving) != DOCQ_OK) {
+    if (docq_health_check(docq_server_parts(t->srv)->health, r->service, &serving) != DOCQ_OK) {
         rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "unknown service '%.200s'", r->service);
         return;
     }
@@ -28,7 +28,7 @@ int rpc_health_watch(server_thread *t, const rpc_call *call, const ProtobufCMess
     const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)req;
     stream_hold hold;
     if (rpc_stream_hold(t, call, &hold, out) != DOCQ_OK) return DOCQ_ERR;
-    int rc = docq_health_watch(docq_server_infra(t->srv)->health, call->call, r->service, &hold, call->metrics, out);
+    int rc = docq_health_watch(docq_server_parts(t->srv)->health, call->call, r->service, &hold, call->metrics, out);
     if (rc != DOCQ_OK) stream_hold_release(&hold);
     return rc;
 }

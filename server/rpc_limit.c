@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infra.h"
+#include "server_parts.h"
 #include "log.h"
 #include "richstatus.h"
 #include "rpc.h"
@@ -28,7 +28,7 @@ int rpc_stream_hold(server_thread *t, const rpc_call *call, stream_hold *hold, r
     docq_error err = {0};
     if (docq_caller_identify(cfg, docq_server_auth(t->srv), call->call, call->metadata, &caller, &err) != DOCQ_OK)
         docq_caller_address(cfg, call->call, call->metadata, caller.id, sizeof(caller.id));
-    hold->table = docq_server_infra(t->srv)->streams;
+    hold->table = docq_server_parts(t->srv)->streams;
     hold->count = NULL;
     int rc = caller_counts_acquire(hold->table, caller.id, cfg->max_watches_per_caller, &hold->count);
     if (rc == DOCQ_OK) return DOCQ_OK;
@@ -89,7 +89,7 @@ void rpc_reply_read_limited(server_thread *t, const docq_caller *caller, const d
                             rpc_reply *out) {
     docq_reader reader = rpc_reader(t, caller);
     docq_log_debug("read by %s refused by the rate limit", caller->id);
-    docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_READ], 1);
+    docq_counter_add(&docq_server_parts(t->srv)->metrics->rate_limited[RATE_KIND_READ], 1);
     rpc_reply_rate_limited(out, caller, "GetStatus/WatchStatus calls", &reader.policy, rate);
 }
 

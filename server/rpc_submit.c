@@ -4,7 +4,7 @@
 
 #include "caller.h"
 #include "codec.h"
-#include "infra.h"
+#include "server_parts.h"
 #include "log.h"
 #include "rpc.h"
 #include "store.h"
@@ -53,7 +53,7 @@ void rpc_submit_finish(server_thread *t, const rpc_call *call, const ProtobufCMe
     int rc = docq_store_submit_result(t->pipeline, &pending->ticket, &created_at, &rate, &err);
     if (rc == DOCQ_ELIMITED) {
         docq_log_debug("SubmitDoc by %s refused by the rate limit", pending->caller.id);
-        docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_SUBMIT], 1);
+        docq_counter_add(&docq_server_parts(t->srv)->metrics->rate_limited[RATE_KIND_SUBMIT], 1);
         rpc_reply_rate_limited(out, &pending->caller, "SubmitDoc calls", &pending->caller.submit, &rate);
         return;
     }
@@ -62,7 +62,7 @@ void rpc_submit_finish(server_thread *t, const rpc_call *call, const ProtobufCMe
         return;
     }
     docq_log(DOCQ_LOG_DEBUG, pending->task_id, "submitted by %s", pending->caller.id);
-    docq_counter_add(&docq_server_infra(t->srv)->metrics->tasks_submitted, 1);
+    docq_counter_add(&docq_server_parts(t->srv)->metrics->tasks_submitted, 1);
     Docq__V1__SubmitDocResponse resp = DOCQ__V1__SUBMIT_DOC_RESPONSE__INIT;
     resp.task_id = (char *)pending->task_id;
     resp.state = DOCQ__V1__TASK__STATE__PENDING;

@@ -33,10 +33,10 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
-#include "bounds.h"
+#include "caller_counts.h"
 #include "codec.h"
 #include "grpc/health/v1/health.pb-c.h"
-#include "infra.h"
+#include "server_parts.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
@@ -75,8 +75,8 @@ struct docq_server {
     int port;
     int plain_port;                     /* DOCQ_PLAINTEXT_LISTEN's port (tls.h), 0 if none. */
     watch_hub *watch;                   /* Open watches and the events subscriber. */
-    server_infra *infra;                /* Metrics, health, reflection, the HTTP endpoint. */
-    caller_counts *streams;             /* Open long-lived streams of each caller (bounds.h). */
+    server_parts *infra;                /* Metrics, health, reflection, the HTTP endpoint. */
+    caller_counts *streams;             /* Open long-lived streams of each caller (caller_counts.h). */
 };
 
 typedef enum call_state { CALL_WAITING, CALL_HELD, CALL_ANSWERING } call_state;
@@ -403,7 +403,7 @@ static void server_free(docq_server *srv) {
     }
     free(srv->threads);
     srv->threads = NULL;
-    server_infra_free(srv->infra); /* First: its HTTP thread reads the watch hub. */
+    server_parts_free(srv->infra); /* First: its HTTP thread reads the watch hub. */
     watch_hub_free(srv->watch);
     caller_counts_free(srv->streams); /* After every stream that counts in it. */
     srv->nthreads = 0;
@@ -455,7 +455,7 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
     srv->streams = srv->auth ? caller_counts_create() : NULL;
     if (srv->auth && !srv->streams) docq_error_set(err, DOCQ_ERR, "out of memory");
     srv->watch = srv->streams ? watch_hub_create(cfg, srv->streams, err) : NULL;
-    srv->infra = srv->watch ? server_infra_create(cfg, paths, unary, NRPCS, err) : NULL;
+    srv->infra = srv->watch ? server_parts_create(cfg, paths, unary, NRPCS, err) : NULL;
     if (srv->infra) srv->infra->streams = srv->streams;
     if (!srv->infra) {
         watch_hub_free(srv->watch);
@@ -509,9 +509,9 @@ docq_auth *docq_server_auth(const docq_server *srv) { return srv->auth; }
 
 watch_hub *docq_server_watch_hub(const docq_server *srv) { return srv->watch; }
 
-server_infra *docq_server_infra(const docq_server *srv) { return srv->infra; }
+server_parts *docq_server_parts(const docq_server *srv) { return srv->infra; }
 
-int docq_server_metrics_port(const docq_server *srv) { return server_infra_http_port(srv->infra); }
+int docq_server_metrics_port(const docq_server *srv) { return server_parts_http_port(srv->infra); }
 
 const docq_config *docq_server_config(const docq_server *srv) { return srv->cfg; }
 
@@ -519,7 +519,7 @@ int docq_server_start(docq_server *srv, docq_error *err) {
     grpc_server_start(srv->server);
     /* Before the threads take calls: the first PING decides the status the
      * first Check sees. */
-    if (server_infra_start(srv->infra, srv->watch, err) != DOCQ_OK) return DOCQ_ERR;
+    if (server_parts_start(srv->infra, srv->watch, err) != DOCQ_OK) return DOCQ_ERR;
     for (int i = 0; i < srv->nthreads; i++) {
         if (pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]) != 0)
             return docq_error_set(err, DOCQ_ERR, "cannot start server thread %d", i);
@@ -529,7 +529,7 @@ int docq_server_start(docq_server *srv, docq_error *err) {
 }
 
 void docq_server_stop_serving(docq_server *srv, long delay_ms) {
-    server_infra_stop_serving(srv->infra);
+    server_parts_stop_serving(srv->infra);
     if (delay_ms > 0) {
         docq_log_info("shutdown: NOT_SERVING, still serving for %ld ms before the drain", delay_ms);
         struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
@@ -539,13 +539,13 @@ void docq_server_stop_serving(docq_server *srv, long delay_ms) {
 }
 
 void docq_server_shutdown_and_free(docq_server *srv, long grace_ms) {
-    server_infra_stop_serving(srv->infra);
+    server_parts_stop_serving(srv->infra);
     grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq, srv);
     /* Open streams would hold up the shutdown: end them now that no new call
      * can come in (clients reopening their watches get UNAVAILABLE from the
      * closed listener, not a call cancelled mid-shutdown). */
     watch_hub_shutdown(srv->watch);
-    server_infra_end_streams(srv->infra);
+    server_parts_end_streams(srv->infra);
     gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     if (grpc_completion_queue_next(srv->shutdown_cq, grace, NULL).type == GRPC_QUEUE_TIMEOUT) {
         docq_log_warn("calls still open after %ld ms: cancelling them", grace_ms);

@@ -166,8 +166,8 @@ const docq_config *docq_server_config(const docq_server *srv);
 /* The API keys of the server (never NULL; it may hold no key file). */
 docq_auth *docq_server_auth(const docq_server *srv);
 
-/* Metrics, health and reflection of the server (infra.h). */
-struct server_infra *docq_server_infra(const docq_server *srv);
+/* Metrics, health and reflection of the server (server_parts.h). */
+struct server_parts *docq_server_parts(const docq_server *srv);
 
 /* The watch hub of the server (watch.h). */
 struct watch_hub *docq_server_watch_hub(const docq_server *srv);

@@ -28,7 +28,7 @@
  *
  * Threads, and who touches what: the hub's mutex guards the index, every
  * watched task's record and every watch's fields, and is the lock of every
- * watch's stream (stream.h): it is held around every grpc_call_start_batch
+ * watch's stream (call_stream.h): it is held around every grpc_call_start_batch
  * on a watch's call, so that batches on one call are never started
  * concurrently. A watch's batches are started by whichever thread holds the
  * mutex (the cq thread that opened it, the cq thread that received a
@@ -42,7 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bounds.h"
+#include "caller_counts.h"
 #include "caller.h"
 #include "server.h"
 #include "server_metrics.h"
@@ -51,7 +51,7 @@
 typedef struct watch_hub watch_hub;
 
 /* Create an empty hub for cfg, counting each watch in per_caller (the
- * server's open streams of each caller, bounds.h). Both are borrowed: they
+ * server's open streams of each caller, caller_counts.h). Both are borrowed: they
  * must outlive the hub. Nothing runs yet. Returns NULL with err set when out
  * of memory. */
 watch_hub *watch_hub_create(const docq_config *cfg, caller_counts *per_caller, docq_error *err);

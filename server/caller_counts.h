@@ -1,4 +1,4 @@
-/* bounds.h -- bounds on what one client may send or hold open.
+/* caller_counts.h -- bounds on what one client may send or hold open.
  *
  * gRPC enforces the per-call and per-connection bounds itself, from the
  * server's channel arguments (INPUT_LIMIT_ARGS): a request message larger
@@ -13,8 +13,8 @@
  * owns and every stream service shares (thread-safe: its own mutex, taken
  * last, so that it may be taken under the watch hub's). A stream without an
  * API key or certificate counts against its address (caller.h). */
-#ifndef DOCQ_SERVER_BOUNDS_H
-#define DOCQ_SERVER_BOUNDS_H
+#ifndef DOCQ_CALLER_COUNTS_H
+#define DOCQ_CALLER_COUNTS_H
 
 #include <stddef.h>
 
