@@ -33,6 +33,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "clock.h"
 #include "caller_counts.h"
 #include "codec.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -97,12 +98,6 @@ typedef struct call_ctx {
     int cancelled;                   /* Set by RECV_CLOSE_ON_SERVER. */
     int64_t arrived_ns;              /* Monotonic time the call arrived, for its latency. */
 } call_ctx;
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 void rpc_reply_error(rpc_reply *out, grpc_status_code code, const char *fmt, ...) {
     va_list ap;
@@ -238,7 +233,7 @@ static void send_answer(call_ctx *c, rpc_reply *reply) {
     ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
     c->state = CALL_ANSWERING;
     rpc_metrics_observe(server_metrics_rpc(c->thread->srv->infra->metrics, c->rpc), reply->code,
-                        (uint64_t)(now_ns() - c->arrived_ns));
+                        (uint64_t)(docq_now_ns() - c->arrived_ns));
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
     grpc_slice_unref(details);
     if (e != GRPC_CALL_OK) {
@@ -342,7 +337,7 @@ static void on_event(server_tag *tag, int success) {
         call_free(c);
         return;
     }
-    c->arrived_ns = now_ns();
+    c->arrived_ns = docq_now_ns();
     request_call(c->thread, c->rpc);
     handle_call(c);
 }

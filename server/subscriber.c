@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "event.h"
 #include "log.h"
 #include "memory.h"
@@ -38,12 +39,6 @@ struct subscriber {
     int64_t *read;            /* Per shard: the group's progress, for the hub. */
 };
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One published change: hand it to the hub when somebody here watches the
  * task. A PENDING record gets its queue position first. */
 static void handle_event(subscriber *s, const char *buf, size_t len) {
@@ -62,7 +57,7 @@ static void handle_event(subscriber *s, const char *buf, size_t len) {
     }
     if (t.state == DOCQ_STATE_PENDING) {
         int64_t read = -1;
-        if (docq_store_group_read(s->cmd, s->cfg->key_prefix, atoi(t.task_id + 1), s->cfg->group, &read,
+        if (docq_store_group_read(s->cmd, s->cfg->key_prefix, docq_task_id_shard(t.task_id), s->cfg->group, &read,
                                   &err) != DOCQ_OK)
             read = -1; /* Unknown for now; the next refresh sets it. */
         t.queue_position = docq_queue_position(t.seq, read);
@@ -170,11 +165,11 @@ static void trim_memory(subscriber *s) {
 #ifdef __GLIBC__
     size_t peak, open;
     if (!watch_hub_trim_due(s->hub, TRIM_AFTER_CLOSED, &peak, &open)) return;
-    int64_t t0 = now_ms();
+    int64_t t0 = docq_now_ms();
     docq_memory_trim();
     struct mallinfo2 mi = mallinfo2();
     docq_log_info("memory: trimmed after open watches fell from %zu to %zu, in %lld ms; heap in use %zu KiB",
-                  peak, open, (long long)(now_ms() - t0), mi.uordblks / 1024);
+                  peak, open, (long long)(docq_now_ms() - t0), mi.uordblks / 1024);
 #else
     (void)s;
 #endif
@@ -184,17 +179,17 @@ static void trim_memory(subscriber *s) {
 static void try_subscribe(subscriber *s) {
     docq_error err = {0};
     size_t count = 0;
-    int64_t t0 = now_ms();
+    int64_t t0 = docq_now_ms();
     if (subscribe(s, &err) == DOCQ_OK && resync(s, &count, &err) == DOCQ_OK) {
         s->subscribed = 1;
         s->backoff_ms = BACKOFF_MIN_MS;
         docq_log_info("events: subscribed to %ld channels; %zu watched tasks read again in %lld ms",
-                      s->cfg->shards, count, (long long)(now_ms() - t0));
+                      s->cfg->shards, count, (long long)(docq_now_ms() - t0));
         return;
     }
     docq_redis_disconnect(s->sub);
     docq_log_warn("events: cannot subscribe, next try in %ld ms: %s", s->backoff_ms, err.msg);
-    s->retry_at_ms = now_ms() + s->backoff_ms;
+    s->retry_at_ms = docq_now_ms() + s->backoff_ms;
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
 }
 
@@ -223,12 +218,12 @@ static void drain(subscriber *s) {
 
 static void *run(void *arg) {
     subscriber *s = arg;
-    int64_t next_refresh = now_ms() + s->cfg->position_refresh_ms;
+    int64_t next_refresh = docq_now_ms() + s->cfg->position_refresh_ms;
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = docq_now_ms();
         if (!s->subscribed && now >= s->retry_at_ms) try_subscribe(s);
         if (s->subscribed) drain(s);
-        now = now_ms();
+        now = docq_now_ms();
         int64_t until = next_refresh;
         if (!s->subscribed && s->retry_at_ms < until) until = s->retry_at_ms;
         int timeout = until > now ? (int)(until - now) : 0;
@@ -244,10 +239,10 @@ static void *run(void *arg) {
             if (redisBufferRead(c) != REDIS_OK) lost(s, c->errstr[0] ? c->errstr : "connection closed");
             else drain(s);
         }
-        if (now_ms() >= next_refresh) {
+        if (docq_now_ms() >= next_refresh) {
             if (s->subscribed) refresh_positions(s);
             trim_memory(s);
-            next_refresh = now_ms() + s->cfg->position_refresh_ms;
+            next_refresh = docq_now_ms() + s->cfg->position_refresh_ms;
         }
     }
     return NULL;

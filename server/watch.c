@@ -140,7 +140,7 @@ static int register_watch(watch_hub *h, watch *w, const docq_caller *caller, con
             return DOCQ_ERR;
         }
         memcpy(e->latest.task_id, task_id, len + 1);
-        e->shard = atoi(task_id + 1);
+        e->shard = docq_task_id_shard(task_id);
         *slot = e;
         h->ntasks++;
         maybe_grow(h);

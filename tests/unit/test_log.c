@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "error.h"
+#include "json.h"
 #include "log.h"
 
 /* Escape the n bytes at s into a fresh buffer of capacity cap; the result
