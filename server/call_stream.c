@@ -5,8 +5,8 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 
-#include "log.h"
 #include "call_stream.h"
+#include "log.h"
 
 #define CALL_STREAM_OF(tag, member) ((call_stream *)((char *)(tag) - offsetof(call_stream, member)))
 

@@ -38,8 +38,9 @@
 
 #include <grpc/grpc.h>
 
-#include "server.h"
+#include "error.h"
 #include "server_metrics.h"
+#include "server_tag.h"
 
 typedef struct call_stream call_stream;
 typedef struct call_stream_group call_stream_group;

@@ -8,13 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "call_stream.h"
 #include "codec.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "health.h"
 #include "log.h"
 #include "redis.h"
 #include "shape.h"
-#include "call_stream.h"
 
 #define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
 #define NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING

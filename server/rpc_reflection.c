@@ -11,10 +11,10 @@
  * stream counts against its caller's open streams (rpc_stream_hold). */
 #include <stdlib.h>
 
-#include "server_parts.h"
+#include "call_stream.h"
 #include "reflection.h"
 #include "rpc.h"
-#include "call_stream.h"
+#include "rpc_reflection.h"
 
 struct reflection_service {
     docq_reflection_index *idx;  /* Read-only once built: shared without a lock. */
@@ -54,16 +54,16 @@ static void on_release(call_stream *s) {
 
 static const call_stream_ops reflection_ops = {.sent = on_sent, .received = on_request, .release = on_release};
 
-int rpc_reflection_info(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
-    reflection_service *svc = docq_server_parts(t->srv)->reflection;
+rpc_step rpc_reflection_info(const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+    reflection_service *svc = call->env->reflection;
     (void)req; /* A bidirectional stream: it reads its own messages. */
     stream_hold hold;
-    if (rpc_stream_hold(t, call, &hold, out) != DOCQ_OK) return DOCQ_ERR;
+    if (rpc_stream_hold(call, &hold, out) != DOCQ_OK) return RPC_ANSWERED;
     reflection_stream *rs = calloc(1, sizeof(*rs));
     if (!rs) {
         stream_hold_release(&hold);
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return DOCQ_ERR;
+        return RPC_ANSWERED;
     }
     rs->svc = svc;
     rs->hold = hold;
@@ -75,12 +75,12 @@ int rpc_reflection_info(server_thread *t, const rpc_call *call, const ProtobufCM
         call_stream_recv(&rs->s);
     }
     pthread_mutex_unlock(&svc->streams.lock);
-    if (rc == DOCQ_OK) return DOCQ_OK;
+    if (rc == DOCQ_OK) return RPC_TAKEN;
     stream_hold_release(&rs->hold);
     free(rs);
     if (rc == DOCQ_EUNAVAIL) rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "server shutting down");
     else rpc_reply_error(out, GRPC_STATUS_INTERNAL, "cannot start the stream");
-    return DOCQ_ERR;
+    return RPC_ANSWERED;
 }
 
 reflection_service *reflection_service_create(docq_error *err) {

@@ -1,6 +1,6 @@
-/* server_parts.h -- what makes docq-server a first-class gRPC service besides
- * docq.v1.DocQueue: its metrics, the grpc.health.v1 status, server
- * reflection, and the HTTP endpoint (DOCQ_METRICS_LISTEN) serving /metrics,
+/* server_parts.h -- the holder of the parts that make docq-server a
+ * first-class gRPC service besides docq.v1.DocQueue: its metrics, the
+ * grpc.health.v1 status, server reflection, and the HTTP endpoint (DOCQ_METRICS_LISTEN) serving /metrics,
  * /healthz and /readyz. server.c creates it with the server, starts it with
  * the threads and takes it down in this order at shutdown:
  *
@@ -18,23 +18,10 @@
 #include "config.h"
 #include "health.h"
 #include "http_endpoint.h"
+#include "rpc_reflection.h"
 #include "server_metrics.h"
 
 struct watch_hub;
-
-/* The reflection service (rpc_reflection.c): the index of the embedded
- * descriptor set, built once, and its open ServerReflectionInfo streams. */
-typedef struct reflection_service reflection_service;
-
-/* Build the index of the descriptor set embedded at build time. Returns
- * NULL with err set when it does not parse or memory runs out. */
-reflection_service *reflection_service_create(docq_error *err);
-
-/* End every open reflection stream with UNAVAILABLE and refuse new ones. */
-void reflection_service_end_streams(reflection_service *r);
-
-/* Free r; every stream must have ended. NULL is fine. */
-void reflection_service_free(reflection_service *r);
 
 typedef struct server_parts {
     const docq_config *cfg;

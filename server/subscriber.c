@@ -18,7 +18,6 @@
 #include "redis.h"
 #include "store.h"
 #include "subscriber.h"
-#include "watch.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -27,7 +26,7 @@
 
 struct subscriber {
     const docq_config *cfg;
-    watch_hub *hub;
+    subscriber_hooks hub;     /* The watch hub, as server.c wired it. */
     docq_redis *sub;          /* Subscribed to every shard's events channel. */
     docq_redis *cmd;          /* Snapshots and group progress. */
     pthread_t tid;
@@ -49,7 +48,7 @@ static void handle_event(subscriber *s, const char *buf, size_t len) {
         docq_log_warn("events: dropped a malformed event of %zu bytes", len);
         return;
     }
-    if (!watch_hub_watching(s->hub, id, idlen)) return;
+    if (!s->hub.watching(s->hub.ctx, id, idlen)) return;
     docq_task t = {0};
     if (docq_event_parse(buf, len, &t, &err) != DOCQ_OK) {
         docq_log(DOCQ_LOG_WARN, t.task_id[0] ? t.task_id : NULL, "events: dropped an event: %s", err.msg);
@@ -62,7 +61,7 @@ static void handle_event(subscriber *s, const char *buf, size_t len) {
             read = -1; /* Unknown for now; the next refresh sets it. */
         t.queue_position = docq_queue_position(t.seq, read);
     }
-    watch_hub_update(s->hub, &t);
+    s->hub.update(s->hub.ctx, &t);
     docq_task_clear(&t);
 }
 
@@ -120,15 +119,15 @@ static int subscribe(subscriber *s, docq_error *err) {
  * no subscription was listening is delivered now. */
 static int resync(subscriber *s, size_t *count, docq_error *err) {
     size_t n;
-    char(*ids)[DOCQ_TASK_ID_MAX] = watch_hub_ids(s->hub, &n);
+    subscriber_task_id *ids = s->hub.ids(s->hub.ctx, &n);
     int rc = DOCQ_OK;
     for (size_t i = 0; i < n && rc == DOCQ_OK; i++) {
         docq_task t = {0};
         rc = docq_store_get(s->cmd, s->cfg->key_prefix, s->cfg->group, ids[i], &t, err);
         if (rc == DOCQ_OK) {
-            watch_hub_update(s->hub, &t);
+            s->hub.update(s->hub.ctx, &t);
         } else if (rc == DOCQ_ENOTFOUND) {
-            watch_hub_gone(s->hub, ids[i]);
+            s->hub.gone(s->hub.ctx, ids[i]);
             rc = DOCQ_OK;
         }
         docq_task_clear(&t);
@@ -142,7 +141,7 @@ static int resync(subscriber *s, size_t *count, docq_error *err) {
  * shard that has some. */
 static void refresh_positions(subscriber *s) {
     int n = (int)s->cfg->shards;
-    if (watch_hub_pending_shards(s->hub, s->need, n) == 0) return;
+    if (s->hub.pending_shards(s->hub.ctx, s->need, n) == 0) return;
     for (int i = 0; i < n; i++) {
         docq_error err = {0};
         s->read[i] = -2; /* Leave alone. */
@@ -152,7 +151,7 @@ static void refresh_positions(subscriber *s) {
             s->read[i] = -2;
         }
     }
-    watch_hub_positions(s->hub, s->read, n);
+    s->hub.positions(s->hub.ctx, s->read, n);
 }
 
 /* After a wave of watches has ended, hand the memory they used back to the
@@ -164,7 +163,7 @@ static void refresh_positions(subscriber *s) {
 static void trim_memory(subscriber *s) {
 #ifdef __GLIBC__
     size_t peak, open;
-    if (!watch_hub_trim_due(s->hub, TRIM_AFTER_CLOSED, &peak, &open)) return;
+    if (!s->hub.trim_due(s->hub.ctx, TRIM_AFTER_CLOSED, &peak, &open)) return;
     int64_t t0 = docq_now_ms();
     docq_memory_trim();
     struct mallinfo2 mi = mallinfo2();
@@ -258,11 +257,11 @@ static void subscriber_free(subscriber *s) {
     free(s);
 }
 
-subscriber *subscriber_start(const docq_config *cfg, watch_hub *hub, docq_error *err) {
+subscriber *subscriber_start(const docq_config *cfg, const subscriber_hooks *hooks, docq_error *err) {
     subscriber *s = calloc(1, sizeof(*s));
     if (!s) return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
     s->cfg = cfg;
-    s->hub = hub;
+    s->hub = *hooks;
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     s->backoff_ms = BACKOFF_MIN_MS;
     s->sub = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);

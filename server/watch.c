@@ -22,15 +22,13 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 
+#include "access.h"
 #include "auth.h"
-
+#include "call_stream.h"
 #include "caller_counts.h"
 #include "codec.h"
 #include "log.h"
-#include "rpc.h"
 #include "store.h"
-#include "call_stream.h"
-#include "subscriber.h"
 #include "watch.h"
 
 #define INITIAL_BUCKETS 1024
@@ -82,7 +80,6 @@ struct watch_hub {
     size_t held_bytes;           /* Bytes of packed messages held by the entries. */
     caller_counts *per_caller;   /* Borrowed: open streams of each caller (caller_counts.h). */
     int shutting_down;           /* New watches are refused. */
-    subscriber *sub;             /* Owned; NULL until started. */
 };
 
 /* -- The index ----------------------------------------------------------- */
@@ -327,11 +324,6 @@ watch_hub *watch_hub_create(const docq_config *cfg, caller_counts *per_caller, d
     return h;
 }
 
-int watch_hub_start(watch_hub *h, docq_error *err) {
-    h->sub = subscriber_start(h->cfg, h, err);
-    return h->sub ? DOCQ_OK : DOCQ_ERR;
-}
-
 /* Fill out with the refusal of a watch that could not be registered
  * (register_watch's rc; DOCQ_EUNAVAIL: shutting down). */
 static void refuse_watch(const watch_hub *h, const docq_caller *caller, int rc, rpc_reply *out) {
@@ -360,7 +352,7 @@ static watch *watch_new(const char *key, size_t key_len) {
     return w;
 }
 
-int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller, const char *key,
+int watch_open(watch_hub *h, docq_redis *redis, grpc_call *call, const docq_caller *caller, const char *key,
                size_t key_len, const char *task_id, uint64_t after_version, rpc_metrics *metrics,
                rpc_reply *out) {
     docq_error err = {0};
@@ -383,10 +375,10 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_calle
         refuse_watch(h, caller, rc, out);
         return DOCQ_ERR;
     }
-    rc = docq_store_get(t->redis, h->cfg->key_prefix, h->cfg->group, task_id, &snap, &err);
+    rc = docq_store_get(redis, h->cfg->key_prefix, h->cfg->group, task_id, &snap, &err);
     /* Another caller's task is answered as an unknown one, before anything
      * of it is sent. */
-    if (rc == DOCQ_OK && !rpc_task_visible(caller, &snap)) rc = DOCQ_ENOTFOUND;
+    if (rc == DOCQ_OK && !access_task_visible(caller, &snap)) rc = DOCQ_ENOTFOUND;
 
     pthread_mutex_lock(&h->lock);
     if (rc == DOCQ_OK && !h->shutting_down && call_stream_start(&w->s, call) != DOCQ_OK) rc = DOCQ_ERR;
@@ -396,7 +388,7 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_calle
         watch_free(w);
         docq_task_clear(&snap);
         if (rc == DOCQ_ENOTFOUND)
-            rpc_reply_not_found(out, task_id);
+            access_reply_not_found(out, task_id);
         else if (rc == DOCQ_OK)
             rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
         else if (err.code == DOCQ_EUNAVAIL || err.code == DOCQ_ERR)
@@ -439,13 +431,10 @@ void watch_hub_shutdown(watch_hub *h) {
     }
     pthread_mutex_unlock(&h->lock);
     docq_log_debug("shutdown: ending %zu open watches with UNAVAILABLE", ended);
-    subscriber_stop(h->sub);
-    h->sub = NULL;
 }
 
 void watch_hub_free(watch_hub *h) {
     if (!h) return;
-    subscriber_stop(h->sub);
     if (h->nwatches) docq_log_error("watch hub freed with %zu watches open", h->nwatches);
     for (size_t i = 0; i < h->nbuckets; i++) {
         for (watched_task *e = h->buckets[i], *next; e; e = next) {
