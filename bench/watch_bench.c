@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "config.h"
 #include "redis.h"
@@ -70,12 +71,6 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* Guards the counters 
 static int first_messages, received_changes, ended_calls;
 static int64_t *latencies_ns;
 static int nlatencies;
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static long rss_kib(int pid) {
     char path[64], line[256];
@@ -156,7 +151,7 @@ static void *poll_main(void *arg) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
         if (ev.type != GRPC_OP_COMPLETE) continue;
-        int64_t at = now_ns();
+        int64_t at = docq_now_ns();
         tag *tg = ev.tag;
         wcall *c = tg->c;
         if (tg->kind == TAG_MESSAGE && ev.success && c->recv) on_message(c, at);
@@ -184,13 +179,13 @@ static double pct_ms(const int64_t *v, int n, double p) {
 
 /* Wait until *counter reaches want (reading it under the lock) or timeout. */
 static int wait_count(int *counter, int want, int timeout_s) {
-    int64_t end = now_ns() + (int64_t)timeout_s * 1000000000;
+    int64_t end = docq_now_ns() + (int64_t)timeout_s * 1000000000;
     for (;;) {
         pthread_mutex_lock(&lock);
         int have = *counter;
         pthread_mutex_unlock(&lock);
         if (have >= want) return 1;
-        if (now_ns() > end) return 0;
+        if (docq_now_ns() > end) return 0;
         struct timespec ms = {0, 10000000};
         nanosleep(&ms, NULL);
     }
@@ -280,10 +275,10 @@ int main(int argc, char **argv) {
     }
     pthread_t poller;
     pthread_create(&poller, NULL, poll_main, cq);
-    int64_t t0 = now_ns();
+    int64_t t0 = docq_now_ns();
     for (int i = 0; i < opt.watchers; i++) open_watch(&calls[i], chans[i % opt.channels], cq);
     int opened = wait_count(&first_messages, opt.watchers, 120);
-    double open_s = (now_ns() - t0) / 1e9;
+    double open_s = (docq_now_ns() - t0) / 1e9;
     nanosleep(&settle, NULL);
     long rss_open = rss_kib(opt.pid);
     printf("watchers: %d over %d connections (%s)\n", first_messages, opt.channels,
@@ -295,11 +290,11 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     /* 3. Changes at a fixed rate: start (version 2), then finish (3). */
-    t0 = now_ns();
+    t0 = docq_now_ns();
     int ntasks = (opt.changes + 1) / 2;
     for (int k = 0; k < opt.changes; k++) {
         int64_t due = t0 + (int64_t)k * 1000000000 / opt.rate;
-        int64_t now = now_ns();
+        int64_t now = docq_now_ns();
         if (due > now) {
             struct timespec ts = {(due - now) / 1000000000, (due - now) % 1000000000};
             nanosleep(&ts, NULL);
@@ -307,7 +302,7 @@ int main(int argc, char **argv) {
         wcall *c = &calls[k % ntasks];
         int version = k < ntasks ? 2 : 3;
         pthread_mutex_lock(&lock);
-        c->written_ns[version] = now_ns();
+        c->written_ns[version] = docq_now_ns();
         pthread_mutex_unlock(&lock);
         /* The entry id only matters to the group's bookkeeping (XPENDING,
          * XACK, XDEL), which the bench leaves alone: no worker reads. */
@@ -320,7 +315,7 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    double write_s = (now_ns() - t0) / 1e9;
+    double write_s = (docq_now_ns() - t0) / 1e9;
     int all = wait_count(&received_changes, opt.changes, 60);
     pthread_mutex_lock(&lock);
     qsort(latencies_ns, (size_t)nlatencies, sizeof(int64_t), cmp_i64);

@@ -32,6 +32,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "clock.h"
 #include "bench.h"
 #include "client.h"
 #include "codec.h"
@@ -134,16 +135,10 @@ struct bench_run {
     int nkeys;
 };
 
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* A monotonic gpr deadline at absolute time ns (our clock and gRPC's
  * GPR_CLOCK_MONOTONIC differ in origin, so convert through "now"). */
 static gpr_timespec deadline_at(int64_t ns) {
-    int64_t delta = ns - now_ns();
+    int64_t delta = ns - docq_now_ns();
     if (delta < 0) delta = 0;
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(delta, GPR_TIMESPAN));
 }
@@ -213,7 +208,7 @@ static bench_call *call_new(bench_thread *t, bench_user *u, int rpc, int chi, co
     grpc_metadata_array_init(&c->initial_md);
     grpc_metadata_array_init(&c->trailing_md);
     gpr_timespec deadline = rpc == RPC_WATCH ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
-                                             : deadline_at(now_ns() + run->cfg->deadline_ms * 1000000L);
+                                             : deadline_at(docq_now_ns() + run->cfg->deadline_ms * 1000000L);
     c->call = grpc_channel_create_registered_call(run->channels[chi], NULL, GRPC_PROPAGATE_DEFAULTS, t->cq,
                                                   run->methods[chi * NRPC + rpc], deadline, NULL);
     c->send = docq_codec_pack(req);
@@ -335,7 +330,7 @@ static bench_call *launch(bench_thread *t, bench_user *u, int rpc, const Protobu
 
 static void user_sleep(bench_user *u, user_state state, long ms) {
     u->state = state;
-    heap_push(u->t, u, now_ns() + ms * 1000000L);
+    heap_push(u->t, u, docq_now_ns() + ms * 1000000L);
 }
 
 static void user_submit(bench_user *u) {
@@ -344,7 +339,7 @@ static void user_submit(bench_user *u) {
     Docq__V1__SubmitDocRequest req = DOCQ__V1__SUBMIT_DOC_REQUEST__INIT;
     req.doc_id = doc;
     u->state = USER_SUBMIT;
-    u->submit_ns = now_ns();
+    u->submit_ns = docq_now_ns();
     if (!launch(u->t, u, RPC_SUBMIT, &req.base, u->submit_ns)) user_sleep(u, USER_IDLE, 100);
 }
 
@@ -352,14 +347,14 @@ static void user_poll(bench_user *u) {
     Docq__V1__GetStatusRequest req = DOCQ__V1__GET_STATUS_REQUEST__INIT;
     req.task_id = u->task_id;
     u->state = USER_POLL;
-    if (!launch(u->t, u, RPC_STATUS, &req.base, now_ns())) user_next_task(u);
+    if (!launch(u->t, u, RPC_STATUS, &req.base, docq_now_ns())) user_next_task(u);
 }
 
 static void user_watch(bench_user *u) {
     Docq__V1__WatchStatusRequest req = DOCQ__V1__WATCH_STATUS_REQUEST__INIT;
     req.task_id = u->task_id;
     u->state = USER_WATCH;
-    if (!launch(u->t, u, RPC_WATCH, &req.base, now_ns())) user_next_task(u);
+    if (!launch(u->t, u, RPC_WATCH, &req.base, docq_now_ns())) user_next_task(u);
 }
 
 /* The user's task ended (or was given up): start the next one, if any. */
@@ -373,7 +368,7 @@ static void user_next_task(bench_user *u) {
 /* A task reached a terminal state: count it and its end-to-end time. */
 static void task_finished(bench_user *u, int state) {
     bench_stats *s = &u->t->stats;
-    docq_hist_record(&s->e2e, (uint64_t)(now_ns() - u->submit_ns) / 1000);
+    docq_hist_record(&s->e2e, (uint64_t)(docq_now_ns() - u->submit_ns) / 1000);
     atomic_fetch_add(state == DOCQ__V1__TASK__STATE__SUCCESS ? &s->succeeded : &s->failed, 1);
 }
 
@@ -435,7 +430,7 @@ static void record_call(bench_call *c) {
         long delay = docq_client_retry_delay(&c->trailing_md);
         if (delay >= 0) docq_hist_record(&s->retry_delay, (uint64_t)delay * 1000);
     }
-    if (c->rpc != RPC_WATCH) docq_hist_record(&s->lat[c->rpc], (uint64_t)(now_ns() - c->start_ns) / 1000);
+    if (c->rpc != RPC_WATCH) docq_hist_record(&s->lat[c->rpc], (uint64_t)(docq_now_ns() - c->start_ns) / 1000);
 }
 
 /* A watch's `main` batch completed: the request went out (then read the
@@ -452,7 +447,7 @@ static void on_watch_message(bench_call *c, int success) {
     c->recv = NULL;
     if (task) {
         if (c->messages++ == 0)
-            docq_hist_record(&c->t->stats.lat[RPC_WATCH], (uint64_t)(now_ns() - c->start_ns) / 1000);
+            docq_hist_record(&c->t->stats.lat[RPC_WATCH], (uint64_t)(docq_now_ns() - c->start_ns) / 1000);
         if (terminal(task->state) && !c->got_terminal) {
             c->got_terminal = 1;
             if (c->user) task_finished(c->user, task->state);
@@ -543,7 +538,7 @@ static void *thread_main(void *arg) {
     int cancelled = 0;
     for (int i = 0; i < t->nusers; i++) user_next_task(&t->users[i]);
     while (!thread_idle(t)) {
-        int64_t now = now_ns();
+        int64_t now = docq_now_ns();
         if (run->end_ns && now >= run->end_ns && !atomic_load(&run->stopping)) atomic_store(&run->stopping, 1);
         if (atomic_load(&run->stopping) && run->cfg->bench_tasks == 0) {
             while (t->nheap > 0) heap_pop(t)->state = USER_DONE;
@@ -723,7 +718,7 @@ static void progress_line(const bench_run *run) {
     stats_total(run, &s);
     uint64_t calls = 0;
     for (int r = 0; r < NRPC; r++) calls += calls_of(&s, r);
-    double elapsed = (double)(now_ns() - run->start_ns) / 1e9;
+    double elapsed = (double)(docq_now_ns() - run->start_ns) / 1e9;
     fprintf(stderr, "\r%6.1f s  %10llu calls  %9.0f calls/s  %6llu errors  SubmitDoc p99 %.2f ms   ", elapsed,
             (unsigned long long)calls, elapsed > 0 ? (double)calls / elapsed : 0.0,
             (unsigned long long)errors_of(&s), ms(docq_hist_quantile(&s.lat[RPC_SUBMIT], 0.99)));
@@ -817,7 +812,7 @@ int docq_bench_run(const docq_config *cfg) {
         run_free(&run);
         return 2;
     }
-    run.start_ns = now_ns();
+    run.start_ns = docq_now_ns();
     for (int i = 0; i < run.nthreads; i++) run.threads[i].next_due_ns = run.start_ns;
     if (cfg->bench_tasks == 0) run.end_ns = run.start_ns + cfg->bench_duration_ms * 1000000L;
     int started = 0;
@@ -837,7 +832,7 @@ int docq_bench_run(const docq_config *cfg) {
         }
         if (!tty) pthread_join(run.threads[i].tid, NULL);
     }
-    double secs = (double)(now_ns() - run.start_ns) / 1e9;
+    double secs = (double)(docq_now_ns() - run.start_ns) / 1e9;
     if (tty) fprintf(stderr, "\n");
     stats_total(&run, &total);
     if (rc == 0) {

@@ -14,6 +14,7 @@
 
 #include <netinet/in.h>
 
+#include "clock.h"
 #include "http_endpoint.h"
 
 #define REQUEST_MAX 8192
@@ -90,12 +91,6 @@ static const char *reason(int status) {
     case 503: return "Service Unavailable";
     default: return "Error";
     }
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Parse the request line of the complete head in c->req, ask the handler
@@ -206,7 +201,7 @@ static void accept_all(docq_http_endpoint *e) {
         }
         slot->fd = fd;
         slot->req = req;
-        slot->deadline = now_ms() + REQUEST_DEADLINE_MS;
+        slot->deadline = docq_now_ms() + REQUEST_DEADLINE_MS;
     }
 }
 
@@ -214,7 +209,7 @@ static void accept_all(docq_http_endpoint *e) {
  * *timeout to the time left until the nearest deadline. Returns the count. */
 static int fill_pollfds(docq_http_endpoint *e, struct pollfd *p, http_conn **who, int *timeout) {
     int n = 2;
-    int64_t now = now_ms(), next = -1;
+    int64_t now = docq_now_ms(), next = -1;
     p[0] = (struct pollfd){e->listen_fd, POLLIN, 0};
     p[1] = (struct pollfd){e->wake[0], POLLIN, 0};
     for (int i = 0; i < MAX_CONNS; i++) {

@@ -7,23 +7,13 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 
 /* Written once at start-up, before threads exist; read-only afterwards. */
 static docq_log_level min_level = DOCQ_LOG_INFO;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
-
-int docq_error_set(docq_error *err, int code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
 
 void docq_log_set_level(docq_log_level level) { min_level = level; }
 
@@ -35,33 +25,6 @@ int docq_log_level_parse(const char *name, docq_log_level *out) {
         }
     }
     return DOCQ_EINVAL;
-}
-
-void docq_json_escape(char *buf, size_t cap, size_t *len, const char *s, size_t n) {
-    size_t l = *len;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[8];
-        size_t elen;
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            elen = 2;
-        } else if (c == '\n') {
-            memcpy(esc, "\\n", 2);
-            elen = 2;
-        } else if (c < 0x20 || c == 0x7f) {
-            elen = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
-        } else {
-            esc[0] = (char)c;
-            elen = 1;
-        }
-        if (l + elen + 1 > cap) break;
-        memcpy(buf + l, esc, elen);
-        l += elen;
-    }
-    if (cap > 0) buf[l < cap ? l : cap - 1] = '\0';
-    *len = l;
 }
 
 /* Append a literal (already valid JSON) piece to the line buffer. */

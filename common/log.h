@@ -30,9 +30,4 @@ void docq_log(docq_log_level level, const char *task_id, const char *fmt, ...)
 #define docq_log_warn(...) docq_log(DOCQ_LOG_WARN, NULL, __VA_ARGS__)
 #define docq_log_error(...) docq_log(DOCQ_LOG_ERROR, NULL, __VA_ARGS__)
 
-/* Append s to buf (capacity cap, currently holding *len bytes) as the inside
- * of a JSON string: quotes, backslashes and control characters escaped,
- * truncated (never mid-escape) when buf is full. Always NUL-terminates. */
-void docq_json_escape(char *buf, size_t cap, size_t *len, const char *s, size_t n);
-
 #endif

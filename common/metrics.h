@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 typedef struct docq_counter {
     atomic_uint_fast64_t v;
 } docq_counter;
@@ -64,17 +66,6 @@ void docq_histogram_init(docq_histogram *h, const double *bounds, int nbounds);
 
 /* Record one duration in nanoseconds. */
 void docq_histogram_observe_ns(docq_histogram *h, uint64_t ns);
-
-/* A growing text buffer. On out-of-memory it stops growing and sets oom; the
- * text written so far stays valid. */
-typedef struct docq_buf {
-    char *data; /* NUL-terminated; NULL until something is written. Owned. */
-    size_t len, cap;
-    int oom;
-} docq_buf;
-
-void docq_buf_printf(docq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void docq_buf_free(docq_buf *b);
 
 /* Write "# HELP name help" and "# TYPE name type" (counter, gauge,
  * histogram). */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "redis.h"
 
 struct docq_redis {
@@ -21,12 +22,6 @@ struct docq_redis {
                                           * scripts given one slot by mistake then
                                           * cost reloads, never the wrong script. */
 };
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 docq_redis *docq_redis_create(const docq_redis_addr *addr, long timeout_ms) {
     docq_redis *r = calloc(1, sizeof(*r));
@@ -78,7 +73,7 @@ fail:
 
 int docq_redis_connect(docq_redis *r, docq_error *err) {
     if (r->ctx) return DOCQ_OK;
-    int64_t now = now_ms();
+    int64_t now = docq_now_ms();
     if (now < r->retry_at_ms) return docq_error_set(err, DOCQ_EUNAVAIL, "%s", r->last_error);
     struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
     r->ctx = redisConnectWithTimeout(r->addr.host, r->addr.port, tv);

@@ -42,7 +42,7 @@ void docq_key_dead(char *buf, size_t cap, const char *prefix, const char *dead, 
 }
 
 /* The shard a well-formed task id names (ids reaching the store are valid). */
-static int shard_of(const char *task_id) { return atoi(task_id + 1); }
+static int shard_of(const char *task_id) { return docq_task_id_shard(task_id); }
 
 /* Run a script whose reply is an integer; returns DOCQ_OK and *out, or the
  * error of docq_redis_eval. */

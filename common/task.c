@@ -142,6 +142,13 @@ bad:
                           "task_id is malformed: expected s<shard>-<32 hex digits>, as SubmitDoc returns");
 }
 
+int docq_task_id_shard(const char *task_id) {
+    int v = 0;
+    if (!task_id[0]) return 0;
+    for (int i = 1; i < 10 && task_id[i] >= '0' && task_id[i] <= '9'; i++) v = v * 10 + (task_id[i] - '0');
+    return v;
+}
+
 int docq_shard_for(const char *caller, size_t len, int shards) {
     uint64_t h = 14695981039346656037ULL; /* FNV-1a, 64 bits. */
     for (size_t i = 0; i < len; i++) {

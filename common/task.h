@@ -145,6 +145,14 @@ int docq_task_id_new(int shard, char *buf, size_t cap, docq_error *err);
  * against the configured count (the caller does that). */
 int docq_task_id_parse(const char *s, size_t len, int *shard, docq_error *err);
 
+/* The shard of task_id, a task id already known to be well formed (made by
+ * docq_task_id_new, accepted by docq_task_id_parse, or read back from our own
+ * stream entries and records): the decimal number between its leading 's'
+ * and the dash. Nothing is checked: the digits after the first byte are read
+ * up to the first non-digit (at most 9 of them), 0 when there is none and for
+ * an empty string. The one place this parse is written. */
+int docq_task_id_shard(const char *task_id);
+
 /* The shard for a caller: a stable hash of its identity mod shards. */
 int docq_shard_for(const char *caller, size_t len, int shards);
 

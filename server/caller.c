@@ -60,13 +60,13 @@ static const char *api_key_of(const grpc_metadata_array *md, size_t *len) {
 
 const char *docq_caller_key(const grpc_metadata_array *md, size_t *len) { return api_key_of(md, len); }
 
-/* The caller of an API key (keys file in use): DOCQ_OK, or DOCQ_ENOTFOUND
+/* The caller of an API key (keys file in use): DOCQ_OK, or DOCQ_EUNAUTHENTICATED
  * for an unknown key (the key is never copied into the message). */
 static int identify_by_key(docq_auth *auth, const char *key, size_t len, docq_caller *out,
                            docq_error *err) {
     docq_apikey k;
     if (docq_auth_lookup(auth, key, len, &k) != DOCQ_OK)
-        return docq_error_set(err, DOCQ_ENOTFOUND, "unknown API key");
+        return docq_error_set(err, DOCQ_EUNAUTHENTICATED, "unknown API key");
     snprintf(out->id, sizeof(out->id), "%s", k.caller);
     if (k.limit >= 0) out->submit.limit = k.limit;
     if (k.window_s > 0) out->submit.window_s = k.window_s;
@@ -77,7 +77,7 @@ static int identify_by_key(docq_auth *auth, const char *key, size_t len, docq_ca
 /* The caller named by the call's verified client certificate (mutual TLS). */
 static int identify_by_cert(grpc_call *call, docq_caller *out, docq_error *err) {
     if (tls_peer_caller(call, out->id, sizeof(out->id)) != DOCQ_OK)
-        return docq_error_set(err, DOCQ_ENOTFOUND,
+        return docq_error_set(err, DOCQ_EUNAUTHENTICATED,
                               "no usable client certificate: its CN (or else its subject) must be 1 to %d "
                               "printable ASCII characters", DOCQ_CALLER_MAX - 1);
     out->authenticated = 1;
@@ -95,7 +95,7 @@ int docq_caller_identify(const docq_config *cfg, docq_auth *auth, grpc_call *cal
         const char *key = api_key_of(md, &len);
         if (key) return identify_by_key(auth, key, len, out, err);
         if (!by_cert)
-            return docq_error_set(err, DOCQ_ENOTFOUND,
+            return docq_error_set(err, DOCQ_EUNAUTHENTICATED,
                                   "missing API key: send 'authorization: Bearer <key>' or 'x-api-key: <key>'");
     }
     if (by_cert) return identify_by_cert(call, out, err);

@@ -35,7 +35,7 @@ typedef struct docq_caller {
 
 /* Identify the caller of call, whose client metadata is md, for a server
  * with settings cfg and keys auth. Returns DOCQ_OK and fills out, or
- * DOCQ_ENOTFOUND with a message for the client when keys are in use and the
+ * DOCQ_EUNAUTHENTICATED with a message for the client when keys are in use and the
  * call has none (and no client certificate stands in) or an unknown one
  * (the key is never copied into the message), or when its client
  * certificate names no usable caller. */

@@ -8,13 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "call_stream.h"
 #include "codec.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "health.h"
 #include "log.h"
 #include "redis.h"
 #include "shape.h"
-#include "stream.h"
 
 #define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
 #define NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
@@ -24,7 +24,7 @@
 struct docq_health {
     const docq_config *cfg;
     docq_redis *redis;       /* The pinger's own connection. */
-    stream_group watches;    /* Open Watch streams; its lock guards everything below. */
+    call_stream_group watches;    /* Open Watch streams; its lock guards everything below. */
     int serving;             /* The last PING was answered, and not shutting down. */
     int stopping;            /* docq_health_stop_serving ran: NOT_SERVING for good. */
     pthread_t tid;
@@ -39,7 +39,7 @@ struct docq_health {
 
 /* One Watch stream. */
 typedef struct health_watch {
-    server_stream s;         /* Its batches; s.lock is the health lock. */
+    call_stream s;         /* Its batches; s.lock is the health lock. */
     docq_health *h;
     int known;               /* The service is one of ours (else SERVICE_UNKNOWN). */
     int sent;                /* The last status sent, or -1 before the first. */
@@ -59,30 +59,30 @@ static int known_service(const char *service) {
 /* Send w the status it has not seen yet, if it can send now (lock held).
  * Otherwise its send in flight completes first and this runs again. */
 static void offer(health_watch *w) {
-    if (!stream_sendable(&w->s)) return;
+    if (!call_stream_sendable(&w->s)) return;
     int status = !w->known ? SERVICE_UNKNOWN : w->h->serving ? SERVING : NOT_SERVING;
     if (status == w->sent) return;
     grpc_byte_buffer *msg = docq_health_pack(status);
     if (!msg) {
-        stream_end(&w->s, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        call_stream_end(&w->s, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    if (stream_send(&w->s, msg) == DOCQ_OK) w->sent = status;
+    if (call_stream_send(&w->s, msg) == DOCQ_OK) w->sent = status;
 }
 
-static void watch_sent(server_stream *s) { offer((health_watch *)s); }
+static void watch_sent(call_stream *s) { offer((health_watch *)s); }
 
-static void watch_release(server_stream *s) {
+static void watch_release(call_stream *s) {
     stream_hold_release(&((health_watch *)s)->hold);
     free(s);
 }
 
-static const stream_ops watch_ops = {.sent = watch_sent, .release = watch_release};
+static const call_stream_ops watch_ops = {.sent = watch_sent, .release = watch_release};
 
 /* Offer every watch the current status (lock held). Offering may end a
  * watch and take it out of the group: take the next first. */
 static void offer_all(docq_health *h) {
-    for (server_stream *s = h->watches.head, *next; s; s = next) {
+    for (call_stream *s = h->watches.head, *next; s; s = next) {
         next = s->gnext;
         offer((health_watch *)s);
     }
@@ -152,7 +152,7 @@ docq_health *docq_health_create(const docq_config *cfg, docq_error *err) {
     if (!h) return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
     h->cfg = cfg;
     h->stop_pipe[0] = h->stop_pipe[1] = -1;
-    stream_group_init(&h->watches);
+    call_stream_group_init(&h->watches);
     h->redis = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
     if (!h->redis || pipe2(h->stop_pipe, O_CLOEXEC) != 0) {
         docq_error_set(err, DOCQ_ERR, "cannot set up the health status: %s", h->redis ? strerror(errno) : "out of memory");
@@ -204,11 +204,11 @@ int docq_health_watch(docq_health *h, grpc_call *call, const char *service, cons
     w->known = known_service(service);
     w->sent = -1;
     w->hold = *hold;
-    stream_init(&w->s, &h->watches.lock, &watch_ops, m);
+    call_stream_init(&w->s, &h->watches.lock, &watch_ops, m);
     pthread_mutex_lock(&h->watches.lock);
-    int rc = h->watches.closed ? DOCQ_EUNAVAIL : stream_start(&w->s, call);
+    int rc = h->watches.closed ? DOCQ_EUNAVAIL : call_stream_start(&w->s, call);
     if (rc == DOCQ_OK) {
-        stream_group_add(&h->watches, &w->s);
+        call_stream_group_add(&h->watches, &w->s);
         offer(w);
     }
     pthread_mutex_unlock(&h->watches.lock);
@@ -230,7 +230,7 @@ void docq_health_stop_serving(docq_health *h) {
     pthread_mutex_unlock(&h->watches.lock);
 }
 
-void docq_health_end_watches(docq_health *h) { stream_group_close(&h->watches, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS); }
+void docq_health_end_watches(docq_health *h) { call_stream_group_close(&h->watches, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS); }
 
 void docq_health_free(docq_health *h) {
     if (!h) return;
@@ -243,6 +243,6 @@ void docq_health_free(docq_health *h) {
     docq_redis_free(h->redis);
     if (h->stop_pipe[0] >= 0) close(h->stop_pipe[0]);
     if (h->stop_pipe[1] >= 0) close(h->stop_pipe[1]);
-    stream_group_destroy(&h->watches);
+    call_stream_group_destroy(&h->watches);
     free(h);
 }

@@ -19,10 +19,10 @@
 
 #include <grpc/grpc.h>
 
-#include "bounds.h"
+#include "caller_counts.h"
 #include "config.h"
 #include "error.h"
-#include "server.h"
+#include "reply.h"
 #include "server_metrics.h"
 
 typedef struct docq_health docq_health;

@@ -9,7 +9,7 @@
 #include <grpc/grpc.h>
 
 #include "config.h"
-#include "infra.h"
+#include "server_parts.h"
 #include "log.h"
 #include "server.h"
 #include "watch.h"
@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
     while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) reload_keys(srv, &cfg);
     docq_log_info("received %s: stopping (grace %ld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                   cfg.shutdown_grace_ms);
-    int refused = docq_health_refused(docq_server_infra(srv)->health, &err);
+    int refused = docq_health_refused(docq_server_parts(srv)->health, &err);
     if (refused) docq_log_error("refusing to run: %s", err.msg);
     docq_server_stop_serving(srv, refused ? 0 : cfg.shutdown_delay_ms);
     docq_server_shutdown_and_free(srv, refused ? 0 : cfg.shutdown_grace_ms);

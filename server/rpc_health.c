@@ -3,16 +3,14 @@
  * Watch counts against its caller's open streams all the same. */
 #include "grpc/health/v1/health.pb-c.h"
 #include "health.h"
-#include "infra.h"
 #include "rpc.h"
 
 /* Check: SERVING or NOT_SERVING for "" and "docq.v1.DocQueue", NOT_FOUND
  * for any other service. */
-void rpc_health_check(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+void rpc_health_check(const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)req;
     int serving;
-    (void)call;
-    if (docq_health_check(docq_server_infra(t->srv)->health, r->service, &serving) != DOCQ_OK) {
+    if (docq_health_check(call->env->health, r->service, &serving) != DOCQ_OK) {
         rpc_reply_error(out, GRPC_STATUS_NOT_FOUND, "unknown service '%.200s'", r->service);
         return;
     }
@@ -24,11 +22,12 @@ void rpc_health_check(server_thread *t, const rpc_call *call, const ProtobufCMes
 
 /* Watch: the status now, then each change (health.h), counted against the
  * caller's open streams (its address when it sends no key). */
-int rpc_health_watch(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+rpc_step rpc_health_watch(const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
     const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)req;
     stream_hold hold;
-    if (rpc_stream_hold(t, call, &hold, out) != DOCQ_OK) return DOCQ_ERR;
-    int rc = docq_health_watch(docq_server_infra(t->srv)->health, call->call, r->service, &hold, call->metrics, out);
-    if (rc != DOCQ_OK) stream_hold_release(&hold);
-    return rc;
+    if (rpc_stream_hold(call, &hold, out) != DOCQ_OK) return RPC_ANSWERED;
+    if (docq_health_watch(call->env->health, call->call, r->service, &hold, call->metrics, out) == DOCQ_OK)
+        return RPC_TAKEN;
+    stream_hold_release(&hold);
+    return RPC_ANSWERED;
 }

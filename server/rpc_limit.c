@@ -1,34 +1,23 @@
-/* rpc_limit.c -- the gRPC face of caller identity and rate limits: who the
- * caller is, the ratelimit-* metadata, and RESOURCE_EXHAUSTED refusals in
+/* rpc_limit.c -- the gRPC face of limits: the open streams of a caller,
+ * the ratelimit-* metadata, and RESOURCE_EXHAUSTED refusals in
  * the form gRPC clients understand (Trailers-Only, grpc-retry-pushback-ms,
  * google.rpc.Status with RetryInfo and QuotaFailure). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "infra.h"
+#include "access.h"
 #include "log.h"
 #include "richstatus.h"
 #include "rpc.h"
 
-int rpc_caller(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out) {
-    docq_error err = {0};
-    const docq_server *srv = t->srv;
-    if (docq_caller_identify(docq_server_config(srv), docq_server_auth(srv), call->call,
-                             call->metadata, caller, &err) != DOCQ_OK) {
-        rpc_reply_error(out, GRPC_STATUS_UNAUTHENTICATED, "%s", err.msg);
-        return DOCQ_ERR;
-    }
-    return DOCQ_OK;
-}
-
-int rpc_stream_hold(server_thread *t, const rpc_call *call, stream_hold *hold, rpc_reply *out) {
-    const docq_config *cfg = docq_server_config(t->srv);
+int rpc_stream_hold(const rpc_call *call, stream_hold *hold, rpc_reply *out) {
+    const docq_config *cfg = call->env->cfg;
     docq_caller caller;
     docq_error err = {0};
-    if (docq_caller_identify(cfg, docq_server_auth(t->srv), call->call, call->metadata, &caller, &err) != DOCQ_OK)
+    if (docq_caller_identify(cfg, call->env->auth, call->call, call->metadata, &caller, &err) != DOCQ_OK)
         docq_caller_address(cfg, call->call, call->metadata, caller.id, sizeof(caller.id));
-    hold->table = docq_server_infra(t->srv)->streams;
+    hold->table = call->env->streams;
     hold->count = NULL;
     int rc = caller_counts_acquire(hold->table, caller.id, cfg->max_watches_per_caller, &hold->count);
     if (rc == DOCQ_OK) return DOCQ_OK;
@@ -78,30 +67,30 @@ void rpc_reply_rate_limited(rpc_reply *out, const docq_caller *caller, const cha
     free(details);
 }
 
-docq_reader rpc_reader(server_thread *t, const docq_caller *caller) {
-    const docq_config *cfg = docq_server_config(t->srv);
+docq_reader rpc_reader(const rpc_env *env, const docq_caller *caller) {
+    const docq_config *cfg = env->cfg;
     docq_reader r = {caller->id, docq_shard_for(caller->id, strlen(caller->id), (int)cfg->shards),
                      {cfg->read_rate_limit, cfg->read_rate_window_s}};
     return r;
 }
 
-void rpc_reply_read_limited(server_thread *t, const docq_caller *caller, const docq_rate_result *rate,
+void rpc_reply_read_limited(const rpc_env *env, const docq_caller *caller, const docq_rate_result *rate,
                             rpc_reply *out) {
-    docq_reader reader = rpc_reader(t, caller);
+    docq_reader reader = rpc_reader(env, caller);
     docq_log_debug("read by %s refused by the rate limit", caller->id);
-    docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_READ], 1);
+    docq_counter_add(&env->metrics->rate_limited[RATE_KIND_READ], 1);
     rpc_reply_rate_limited(out, caller, "GetStatus/WatchStatus calls", &reader.policy, rate);
 }
 
-int rpc_read_allowed(server_thread *t, const rpc_call *call, docq_caller *caller, rpc_reply *out) {
+int rpc_read_allowed(const rpc_call *call, docq_caller *caller, rpc_reply *out) {
     docq_rate_result rate;
     docq_error err = {0};
-    if (rpc_caller(t, call, caller, out) != DOCQ_OK) return DOCQ_ERR;
-    docq_reader reader = rpc_reader(t, caller);
-    int rc = docq_rate_check(t->redis, docq_server_config(t->srv)->key_prefix, reader.shard, DOCQ_RATE_READ,
+    if (access_caller(call, caller, out) != DOCQ_OK) return DOCQ_ERR;
+    docq_reader reader = rpc_reader(call->env, caller);
+    int rc = docq_rate_check(call->env->redis, call->env->cfg->key_prefix, reader.shard, DOCQ_RATE_READ,
                              caller->id, &reader.policy, &rate, &err);
     if (rc == DOCQ_ELIMITED) {
-        rpc_reply_read_limited(t, caller, &rate, out);
+        rpc_reply_read_limited(call->env, caller, &rate, out);
         return DOCQ_ERR;
     }
     if (rc != DOCQ_OK) {

@@ -11,76 +11,76 @@
  * stream counts against its caller's open streams (rpc_stream_hold). */
 #include <stdlib.h>
 
-#include "infra.h"
+#include "call_stream.h"
 #include "reflection.h"
 #include "rpc.h"
-#include "stream.h"
+#include "rpc_reflection.h"
 
 struct reflection_service {
     docq_reflection_index *idx;  /* Read-only once built: shared without a lock. */
-    stream_group streams;        /* Open streams; its lock is theirs. */
+    call_stream_group streams;        /* Open streams; its lock is theirs. */
 };
 
 typedef struct reflection_stream {
-    server_stream s;             /* Its batches; s.lock is the group's. */
+    call_stream s;             /* Its batches; s.lock is the group's. */
     reflection_service *svc;
     stream_hold hold;            /* Its place in its caller's open streams. */
 } reflection_stream;
 
 /* A request arrived (or the client half-closed): answer it. */
-static void on_request(server_stream *s, grpc_byte_buffer *msg) {
+static void on_request(call_stream *s, grpc_byte_buffer *msg) {
     reflection_stream *rs = (reflection_stream *)s;
     if (!msg) {
-        stream_end(s, GRPC_STATUS_OK, "");
+        call_stream_end(s, GRPC_STATUS_OK, "");
         return;
     }
     grpc_byte_buffer *answer = docq_reflection_answer(rs->svc->idx, msg);
     grpc_byte_buffer_destroy(msg);
     if (!answer)
-        stream_end(s, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid ServerReflectionRequest");
+        call_stream_end(s, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid ServerReflectionRequest");
     else
-        stream_send(s, answer);
+        call_stream_send(s, answer);
 }
 
 /* The answer went out: read the next request. */
-static void on_sent(server_stream *s) {
-    if (s->state == STREAM_OPEN) stream_recv(s);
+static void on_sent(call_stream *s) {
+    if (s->state == CALL_STREAM_OPEN) call_stream_recv(s);
 }
 
-static void on_release(server_stream *s) {
+static void on_release(call_stream *s) {
     stream_hold_release(&((reflection_stream *)s)->hold);
     free(s);
 }
 
-static const stream_ops reflection_ops = {.sent = on_sent, .received = on_request, .release = on_release};
+static const call_stream_ops reflection_ops = {.sent = on_sent, .received = on_request, .release = on_release};
 
-int rpc_reflection_info(server_thread *t, const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
-    reflection_service *svc = docq_server_infra(t->srv)->reflection;
+rpc_step rpc_reflection_info(const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out) {
+    reflection_service *svc = call->env->reflection;
     (void)req; /* A bidirectional stream: it reads its own messages. */
     stream_hold hold;
-    if (rpc_stream_hold(t, call, &hold, out) != DOCQ_OK) return DOCQ_ERR;
+    if (rpc_stream_hold(call, &hold, out) != DOCQ_OK) return RPC_ANSWERED;
     reflection_stream *rs = calloc(1, sizeof(*rs));
     if (!rs) {
         stream_hold_release(&hold);
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return DOCQ_ERR;
+        return RPC_ANSWERED;
     }
     rs->svc = svc;
     rs->hold = hold;
-    stream_init(&rs->s, &svc->streams.lock, &reflection_ops, call->metrics);
+    call_stream_init(&rs->s, &svc->streams.lock, &reflection_ops, call->metrics);
     pthread_mutex_lock(&svc->streams.lock);
-    int rc = svc->streams.closed ? DOCQ_EUNAVAIL : stream_start(&rs->s, call->call);
+    int rc = svc->streams.closed ? DOCQ_EUNAVAIL : call_stream_start(&rs->s, call->call);
     if (rc == DOCQ_OK) {
-        stream_group_add(&svc->streams, &rs->s);
-        stream_recv(&rs->s);
+        call_stream_group_add(&svc->streams, &rs->s);
+        call_stream_recv(&rs->s);
     }
     pthread_mutex_unlock(&svc->streams.lock);
-    if (rc == DOCQ_OK) return DOCQ_OK;
+    if (rc == DOCQ_OK) return RPC_TAKEN;
     stream_hold_release(&rs->hold);
     free(rs);
     if (rc == DOCQ_EUNAVAIL) rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "server shutting down");
     else rpc_reply_error(out, GRPC_STATUS_INTERNAL, "cannot start the stream");
-    return DOCQ_ERR;
+    return RPC_ANSWERED;
 }
 
 reflection_service *reflection_service_create(docq_error *err) {
@@ -91,17 +91,17 @@ reflection_service *reflection_service_create(docq_error *err) {
         free(r);
         return NULL;
     }
-    stream_group_init(&r->streams);
+    call_stream_group_init(&r->streams);
     return r;
 }
 
 void reflection_service_end_streams(reflection_service *r) {
-    if (r) stream_group_close(&r->streams, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+    if (r) call_stream_group_close(&r->streams, GRPC_STATUS_UNAVAILABLE, "server shutting down");
 }
 
 void reflection_service_free(reflection_service *r) {
     if (!r) return;
-    stream_group_destroy(&r->streams);
+    call_stream_group_destroy(&r->streams);
     docq_reflection_index_free(r->idx);
     free(r);
 }

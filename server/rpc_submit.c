@@ -2,9 +2,9 @@
  * and queue it, all at once. */
 #include <string.h>
 
+#include "access.h"
 #include "caller.h"
 #include "codec.h"
-#include "infra.h"
 #include "log.h"
 #include "rpc.h"
 #include "store.h"
@@ -13,47 +13,47 @@
  * missing or unknown key, INVALID_ARGUMENT for a bad doc_id), then queue the
  * one atomic script that checks the caller's rate limit, stores the record
  * and queues the entry in the caller's shard (store.h), under a new task id. */
-int rpc_submit_prepare(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
-                       rpc_pending *pending, rpc_reply *out) {
+rpc_step rpc_submit_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
+                            rpc_reply *out) {
     const Docq__V1__SubmitDocRequest *r = (const Docq__V1__SubmitDocRequest *)req;
-    const docq_config *cfg = docq_server_config(t->srv);
+    const docq_config *cfg = call->env->cfg;
     docq_caller *caller = &pending->caller;
     docq_error err = {0};
-    if (rpc_caller(t, call, caller, out) != DOCQ_OK) return DOCQ_ERR;
+    if (access_caller(call, caller, out) != DOCQ_OK) return RPC_ANSWERED;
     size_t len = strlen(r->doc_id);
     if (docq_doc_id_validate(r->doc_id, len, &err) != DOCQ_OK) {
         rpc_reply_error(out, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
-        return DOCQ_ERR;
+        return RPC_ANSWERED;
     }
     int shard = docq_shard_for(caller->id, strlen(caller->id), (int)cfg->shards);
     if (docq_task_id_new(shard, pending->task_id, sizeof(pending->task_id), &err) != DOCQ_OK) {
         rpc_reply_error(out, GRPC_STATUS_INTERNAL, "%s", err.msg);
-        return DOCQ_ERR;
+        return RPC_ANSWERED;
     }
-    /* An authenticated caller owns its task (rpc_task_visible). */
-    if (docq_store_submit_queue(t->pipeline, cfg->key_prefix, shard, pending->task_id, r->doc_id, len,
+    /* An authenticated caller owns its task (access_task_visible). */
+    if (docq_store_submit_queue(call->env->pipeline, cfg->key_prefix, shard, pending->task_id, r->doc_id, len,
                                 caller->id, caller->authenticated ? caller->id : NULL, &caller->submit,
                                 &pending->ticket, &err) != DOCQ_OK) {
         rpc_reply_store_error(out, &err);
-        return DOCQ_ERR;
+        return RPC_ANSWERED;
     }
-    return DOCQ_OK;
+    return RPC_QUEUED;
 }
 
 /* Answer the task id, or RESOURCE_EXHAUSTED when the limit refused and
  * UNAVAILABLE when Redis is down (nothing was stored or counted in those
  * cases). Every answer that passed the limit check carries the ratelimit-*
  * metadata. */
-void rpc_submit_finish(server_thread *t, const rpc_call *call, const ProtobufCMessage *req,
-                       const rpc_pending *pending, rpc_reply *out) {
-    (void)call, (void)req;
+void rpc_submit_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
+                       rpc_reply *out) {
+    (void)req;
     docq_error err = {0};
     int64_t created_at;
     docq_rate_result rate;
-    int rc = docq_store_submit_result(t->pipeline, &pending->ticket, &created_at, &rate, &err);
+    int rc = docq_store_submit_result(call->env->pipeline, &pending->ticket, &created_at, &rate, &err);
     if (rc == DOCQ_ELIMITED) {
         docq_log_debug("SubmitDoc by %s refused by the rate limit", pending->caller.id);
-        docq_counter_add(&docq_server_infra(t->srv)->metrics->rate_limited[RATE_KIND_SUBMIT], 1);
+        docq_counter_add(&call->env->metrics->rate_limited[RATE_KIND_SUBMIT], 1);
         rpc_reply_rate_limited(out, &pending->caller, "SubmitDoc calls", &pending->caller.submit, &rate);
         return;
     }
@@ -62,7 +62,7 @@ void rpc_submit_finish(server_thread *t, const rpc_call *call, const ProtobufCMe
         return;
     }
     docq_log(DOCQ_LOG_DEBUG, pending->task_id, "submitted by %s", pending->caller.id);
-    docq_counter_add(&docq_server_infra(t->srv)->metrics->tasks_submitted, 1);
+    docq_counter_add(&call->env->metrics->tasks_submitted, 1);
     Docq__V1__SubmitDocResponse resp = DOCQ__V1__SUBMIT_DOC_RESPONSE__INIT;
     resp.task_id = (char *)pending->task_id;
     resp.state = DOCQ__V1__TASK__STATE__PENDING;

@@ -24,6 +24,7 @@
  * they would hang until the client's deadline). */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +34,17 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
-#include "bounds.h"
+#include "caller_counts.h"
+#include "clock.h"
 #include "codec.h"
 #include "grpc/health/v1/health.pb-c.h"
-#include "infra.h"
 #include "log.h"
+#include "reply.h"
 #include "rpc.h"
 #include "server.h"
+#include "server_parts.h"
+#include "server_tag.h"
+#include "subscriber.h"
 #include "tls.h"
 #include "watch.h"
 
@@ -63,6 +68,24 @@ static const rpc_def rpcs[] = {
 };
 #define NRPCS (int)(sizeof(rpcs) / sizeof(rpcs[0]))
 
+/* Most calls a thread holds for one pipeline run. */
+#define SERVER_HELD_MAX 128
+
+struct call_ctx;
+
+/* One server thread and what it owns. */
+typedef struct server_thread {
+    docq_server *srv;            /* Back pointer; the server outlives its threads. */
+    grpc_completion_queue *cq;   /* This thread's queue (create_for_next). */
+    rpc_env env;                 /* What its handlers use: its own Redis connection (env.redis)
+                                  * and pipeline of the held calls (env.pipeline), and the
+                                  * server's shared pieces. */
+    struct call_ctx *held[SERVER_HELD_MAX]; /* Calls waiting for the pipeline to */
+    int nheld;                              /* run, in arrival order. */
+    pthread_t tid;
+    int index;
+} server_thread;
+
 struct docq_server {
     const docq_config *cfg;
     docq_auth *auth;                    /* API keys; reloaded by the main thread. */
@@ -74,9 +97,10 @@ struct docq_server {
     int started_threads;
     int port;
     int plain_port;                     /* DOCQ_PLAINTEXT_LISTEN's port (tls.h), 0 if none. */
-    watch_hub *watch;                   /* Open watches and the events subscriber. */
-    server_infra *infra;                /* Metrics, health, reflection, the HTTP endpoint. */
-    caller_counts *streams;             /* Open long-lived streams of each caller (bounds.h). */
+    watch_hub *watch;                   /* Open watches. */
+    subscriber *sub;                    /* Feeds the watches (wired to watch); NULL until started. */
+    server_parts *parts;                /* Metrics, health, reflection, the HTTP endpoint. */
+    caller_counts *streams;             /* Open long-lived streams of each caller (caller_counts.h). */
 };
 
 typedef enum call_state { CALL_WAITING, CALL_HELD, CALL_ANSWERING } call_state;
@@ -97,68 +121,6 @@ typedef struct call_ctx {
     int cancelled;                   /* Set by RECV_CLOSE_ON_SERVER. */
     int64_t arrived_ns;              /* Monotonic time the call arrived, for its latency. */
 } call_ctx;
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-void rpc_reply_error(rpc_reply *out, grpc_status_code code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out->details, sizeof(out->details), fmt, ap);
-    va_end(ap);
-    out->code = code;
-}
-
-void rpc_reply_message(rpc_reply *out, const ProtobufCMessage *msg) {
-    out->code = GRPC_STATUS_OK;
-    out->details[0] = '\0';
-    out->message = docq_codec_pack(msg);
-}
-
-void rpc_reply_store_error(rpc_reply *out, const docq_error *err) {
-    if (err->code == DOCQ_EUNAVAIL)
-        rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, "task store unavailable: %s", err->msg);
-    else
-        rpc_reply_error(out, GRPC_STATUS_INTERNAL, "task store error: %s", err->msg);
-}
-
-/* Append key = value to md (capacity RPC_MAX_METADATA, *n used). */
-static void add_metadata(grpc_metadata *md, size_t *n, const char *key, const void *value, size_t len) {
-    if (*n == RPC_MAX_METADATA) {
-        docq_log_warn("metadata %s dropped: more than %d entries", key, RPC_MAX_METADATA);
-        return;
-    }
-    memset(&md[*n], 0, sizeof(md[*n]));
-    md[*n].key = grpc_slice_from_static_string(key);
-    md[*n].value = grpc_slice_from_copied_buffer(value, len);
-    (*n)++;
-}
-
-void rpc_reply_add_metadata(rpc_reply *out, const char *key, const void *value, size_t len) {
-    add_metadata(out->initial, &out->ninitial, key, value, len);
-}
-
-void rpc_reply_add_trailer(rpc_reply *out, const char *key, const void *value, size_t len) {
-    add_metadata(out->trailing, &out->ntrailing, key, value, len);
-}
-
-static void unref_metadata(grpc_metadata *md, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        grpc_slice_unref(md[i].key);
-        grpc_slice_unref(md[i].value);
-    }
-}
-
-void rpc_reply_clear(rpc_reply *out) {
-    unref_metadata(out->initial, out->ninitial);
-    unref_metadata(out->trailing, out->ntrailing);
-    out->ninitial = out->ntrailing = 0;
-    if (out->message) grpc_byte_buffer_destroy(out->message);
-    out->message = NULL;
-}
 
 static void on_event(server_tag *tag, int success);
 
@@ -237,8 +199,8 @@ static void send_answer(call_ctx *c, rpc_reply *reply) {
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
     c->state = CALL_ANSWERING;
-    rpc_metrics_observe(server_metrics_rpc(c->thread->srv->infra->metrics, c->rpc), reply->code,
-                        (uint64_t)(now_ns() - c->arrived_ns));
+    rpc_metrics_observe(server_metrics_rpc(c->thread->env.metrics, c->rpc), reply->code,
+                        (uint64_t)(docq_now_ns() - c->arrived_ns));
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
     grpc_slice_unref(details);
     if (e != GRPC_CALL_OK) {
@@ -262,7 +224,7 @@ static int transport_allows(const call_ctx *c, rpc_reply *reply) {
 
 /* What a handler may know of call c. */
 static rpc_call call_of(call_ctx *c) {
-    rpc_call call = {c->call, &c->request_md, server_metrics_rpc(c->thread->srv->infra->metrics, c->rpc)};
+    rpc_call call = {&c->thread->env, c->call, &c->request_md, server_metrics_rpc(c->thread->env.metrics, c->rpc)};
     return call;
 }
 
@@ -279,18 +241,18 @@ static void answer(call_ctx *c, rpc_reply *reply) {
  * and answer each, in arrival order. */
 static void run_held(server_thread *t) {
     if (!t->nheld) return;
-    docq_pipeline_run(t->pipeline, t->redis);
+    docq_pipeline_run(t->env.pipeline, t->env.redis);
     for (int i = 0; i < t->nheld; i++) {
         call_ctx *c = t->held[i];
         rpc_reply reply = RPC_REPLY_INIT;
         rpc_call call = call_of(c);
-        rpcs[c->rpc].finish(t, &call, c->req, &c->pending, &reply);
+        rpcs[c->rpc].finish(&call, c->req, &c->pending, &reply);
         protobuf_c_message_free_unpacked(c->req, NULL);
         c->req = NULL;
         answer(c, &reply);
     }
     t->nheld = 0;
-    docq_pipeline_reset(t->pipeline);
+    docq_pipeline_reset(t->env.pipeline);
 }
 
 /* A call arrived: decode its request, then run its handler and answer, hold
@@ -312,7 +274,7 @@ static void handle_call(call_ctx *c) {
             rpc_reply_error(&reply, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s message (malformed bytes, or a string with a NUL byte)",
                             rpc->input->name);
         } else if (rpc->stream) {
-            int taken = rpc->stream(t, &call, req, &reply) == DOCQ_OK;
+            int taken = rpc->stream(&call, req, &reply) == RPC_TAKEN;
             if (req) protobuf_c_message_free_unpacked(req, NULL);
             if (taken) {
                 rpc_reply_clear(&reply);
@@ -320,7 +282,7 @@ static void handle_call(call_ctx *c) {
                 return;
             }
         } else if (rpc->prepare) {
-            if (rpc->prepare(t, &call, req, &c->pending, &reply) == DOCQ_OK) {
+            if (rpc->prepare(&call, req, &c->pending, &reply) == RPC_QUEUED) {
                 c->req = req;
                 c->state = CALL_HELD;
                 t->held[t->nheld++] = c;
@@ -329,7 +291,7 @@ static void handle_call(call_ctx *c) {
             }
             protobuf_c_message_free_unpacked(req, NULL);
         } else {
-            rpc->handler(t, &call, req, &reply);
+            rpc->handler(&call, req, &reply);
             protobuf_c_message_free_unpacked(req, NULL);
         }
     }
@@ -342,7 +304,7 @@ static void on_event(server_tag *tag, int success) {
         call_free(c);
         return;
     }
-    c->arrived_ns = now_ns();
+    c->arrived_ns = docq_now_ns();
     request_call(c->thread, c->rpc);
     handle_call(c);
 }
@@ -398,12 +360,13 @@ static void server_free(docq_server *srv) {
             grpc_completion_queue_destroy(t->cq);
         else
             drain_and_destroy(t->cq);
-        docq_redis_free(t->redis);
-        docq_pipeline_free(t->pipeline);
+        docq_redis_free(t->env.redis);
+        docq_pipeline_free(t->env.pipeline);
     }
     free(srv->threads);
     srv->threads = NULL;
-    server_infra_free(srv->infra); /* First: its HTTP thread reads the watch hub. */
+    server_parts_free(srv->parts); /* First: its HTTP thread reads the watch hub. */
+    subscriber_stop(srv->sub);      /* Before the hub it feeds. */
     watch_hub_free(srv->watch);
     caller_counts_free(srv->streams); /* After every stream that counts in it. */
     srv->nthreads = 0;
@@ -438,6 +401,18 @@ static void server_free(docq_server *srv) {
     {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,                                        \
      {.integer = (cfg)->shutdown_grace_ms < INT_MAX ? (int)(cfg)->shutdown_grace_ms : INT_MAX}}
 
+/* gRPC enforces the per-call and per-connection bounds itself, from these
+ * channel arguments: a request message larger than DOCQ_MAX_MESSAGE_BYTES
+ * fails with RESOURCE_EXHAUSTED before docq sees it, request metadata beyond
+ * DOCQ_MAX_METADATA_BYTES is refused, and a connection may have at most
+ * DOCQ_MAX_CONCURRENT_STREAMS calls open (HTTP/2
+ * SETTINGS_MAX_CONCURRENT_STREAMS: clients queue the rest). What outlives a
+ * call's arrival is counted per caller (caller_counts.h). */
+#define INPUT_LIMIT_ARGS(cfg)                                                                       \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)(cfg)->max_message_bytes}}, \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = (int)(cfg)->max_metadata_bytes}},     \
+    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = (int)(cfg)->max_concurrent_streams}}
+
 docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
     docq_server *srv = calloc(1, sizeof(*srv));
     if (!srv) return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
@@ -455,9 +430,9 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
     srv->streams = srv->auth ? caller_counts_create() : NULL;
     if (srv->auth && !srv->streams) docq_error_set(err, DOCQ_ERR, "out of memory");
     srv->watch = srv->streams ? watch_hub_create(cfg, srv->streams, err) : NULL;
-    srv->infra = srv->watch ? server_infra_create(cfg, paths, unary, NRPCS, err) : NULL;
-    if (srv->infra) srv->infra->streams = srv->streams;
-    if (!srv->infra) {
+    srv->parts = srv->watch ? server_parts_create(cfg, paths, unary, NRPCS, err) : NULL;
+    if (srv->parts) srv->parts->streams = srv->streams;
+    if (!srv->parts) {
         watch_hub_free(srv->watch);
         caller_counts_free(srv->streams);
         docq_auth_free(srv->auth);
@@ -477,12 +452,13 @@ docq_server *docq_server_create(const docq_config *cfg, docq_error *err) {
         t->srv = srv;
         t->index = i;
         t->cq = grpc_completion_queue_create_for_next(NULL);
-        t->redis = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
-        t->pipeline = docq_pipeline_create();
+        t->env = (rpc_env){cfg, srv->auth, docq_redis_create(&cfg->redis, cfg->redis_timeout_ms),
+                           docq_pipeline_create(), srv->parts->metrics, srv->parts->health,
+                           srv->parts->reflection, srv->streams, srv->watch};
         grpc_server_register_completion_queue(srv->server, t->cq, NULL);
     }
     for (int i = 0; i < srv->nthreads; i++) {
-        if (!srv->threads[i].redis || !srv->threads[i].pipeline) {
+        if (!srv->threads[i].env.redis || !srv->threads[i].env.pipeline) {
             docq_error_set(err, DOCQ_ERR, "out of memory");
             server_free(srv);
             return NULL;
@@ -509,27 +485,40 @@ docq_auth *docq_server_auth(const docq_server *srv) { return srv->auth; }
 
 watch_hub *docq_server_watch_hub(const docq_server *srv) { return srv->watch; }
 
-server_infra *docq_server_infra(const docq_server *srv) { return srv->infra; }
+server_parts *docq_server_parts(const docq_server *srv) { return srv->parts; }
 
-int docq_server_metrics_port(const docq_server *srv) { return server_infra_http_port(srv->infra); }
+int docq_server_metrics_port(const docq_server *srv) { return server_parts_http_port(srv->parts); }
 
-const docq_config *docq_server_config(const docq_server *srv) { return srv->cfg; }
+
+/* The subscriber's hooks (subscriber.h): the watch hub's functions. */
+static int hub_watching(void *h, const char *id, size_t len) { return watch_hub_watching(h, id, len); }
+static void hub_update(void *h, docq_task *t) { watch_hub_update(h, t); }
+static void hub_gone(void *h, const char *task_id) { watch_hub_gone(h, task_id); }
+static subscriber_task_id *hub_ids(void *h, size_t *n) { return watch_hub_ids(h, n); }
+static int hub_pending_shards(void *h, unsigned char *need, int n) { return watch_hub_pending_shards(h, need, n); }
+static void hub_positions(void *h, const int64_t *read, int n) { watch_hub_positions(h, read, n); }
+static int hub_trim_due(void *h, size_t min_closed, size_t *peak, size_t *open) {
+    return watch_hub_trim_due(h, min_closed, peak, open);
+}
 
 int docq_server_start(docq_server *srv, docq_error *err) {
     grpc_server_start(srv->server);
     /* Before the threads take calls: the first PING decides the status the
      * first Check sees. */
-    if (server_infra_start(srv->infra, srv->watch, err) != DOCQ_OK) return DOCQ_ERR;
+    if (server_parts_start(srv->parts, srv->watch, err) != DOCQ_OK) return DOCQ_ERR;
     for (int i = 0; i < srv->nthreads; i++) {
         if (pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]) != 0)
             return docq_error_set(err, DOCQ_ERR, "cannot start server thread %d", i);
         srv->started_threads++;
     }
-    return watch_hub_start(srv->watch, err);
+    subscriber_hooks hooks = {srv->watch,     hub_watching,  hub_update,  hub_gone,
+                              hub_ids,        hub_pending_shards, hub_positions, hub_trim_due};
+    srv->sub = subscriber_start(srv->cfg, &hooks, err);
+    return srv->sub ? DOCQ_OK : DOCQ_ERR;
 }
 
 void docq_server_stop_serving(docq_server *srv, long delay_ms) {
-    server_infra_stop_serving(srv->infra);
+    server_parts_stop_serving(srv->parts);
     if (delay_ms > 0) {
         docq_log_info("shutdown: NOT_SERVING, still serving for %ld ms before the drain", delay_ms);
         struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
@@ -539,13 +528,15 @@ void docq_server_stop_serving(docq_server *srv, long delay_ms) {
 }
 
 void docq_server_shutdown_and_free(docq_server *srv, long grace_ms) {
-    server_infra_stop_serving(srv->infra);
+    server_parts_stop_serving(srv->parts);
     grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq, srv);
     /* Open streams would hold up the shutdown: end them now that no new call
      * can come in (clients reopening their watches get UNAVAILABLE from the
      * closed listener, not a call cancelled mid-shutdown). */
     watch_hub_shutdown(srv->watch);
-    server_infra_end_streams(srv->infra);
+    subscriber_stop(srv->sub);
+    srv->sub = NULL;
+    server_parts_end_streams(srv->parts);
     gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     if (grpc_completion_queue_next(srv->shutdown_cq, grace, NULL).type == GRPC_QUEUE_TIMEOUT) {
         docq_log_warn("calls still open after %ld ms: cancelling them", grace_ms);

@@ -11,13 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "event.h"
 #include "log.h"
 #include "memory.h"
 #include "redis.h"
 #include "store.h"
 #include "subscriber.h"
-#include "watch.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -26,7 +26,7 @@
 
 struct subscriber {
     const docq_config *cfg;
-    watch_hub *hub;
+    subscriber_hooks hub;     /* The watch hub, as server.c wired it. */
     docq_redis *sub;          /* Subscribed to every shard's events channel. */
     docq_redis *cmd;          /* Snapshots and group progress. */
     pthread_t tid;
@@ -38,12 +38,6 @@ struct subscriber {
     int64_t *read;            /* Per shard: the group's progress, for the hub. */
 };
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One published change: hand it to the hub when somebody here watches the
  * task. A PENDING record gets its queue position first. */
 static void handle_event(subscriber *s, const char *buf, size_t len) {
@@ -54,7 +48,7 @@ static void handle_event(subscriber *s, const char *buf, size_t len) {
         docq_log_warn("events: dropped a malformed event of %zu bytes", len);
         return;
     }
-    if (!watch_hub_watching(s->hub, id, idlen)) return;
+    if (!s->hub.watching(s->hub.ctx, id, idlen)) return;
     docq_task t = {0};
     if (docq_event_parse(buf, len, &t, &err) != DOCQ_OK) {
         docq_log(DOCQ_LOG_WARN, t.task_id[0] ? t.task_id : NULL, "events: dropped an event: %s", err.msg);
@@ -62,12 +56,12 @@ static void handle_event(subscriber *s, const char *buf, size_t len) {
     }
     if (t.state == DOCQ_STATE_PENDING) {
         int64_t read = -1;
-        if (docq_store_group_read(s->cmd, s->cfg->key_prefix, atoi(t.task_id + 1), s->cfg->group, &read,
+        if (docq_store_group_read(s->cmd, s->cfg->key_prefix, docq_task_id_shard(t.task_id), s->cfg->group, &read,
                                   &err) != DOCQ_OK)
             read = -1; /* Unknown for now; the next refresh sets it. */
         t.queue_position = docq_queue_position(t.seq, read);
     }
-    watch_hub_update(s->hub, &t);
+    s->hub.update(s->hub.ctx, &t);
     docq_task_clear(&t);
 }
 
@@ -125,15 +119,15 @@ static int subscribe(subscriber *s, docq_error *err) {
  * no subscription was listening is delivered now. */
 static int resync(subscriber *s, size_t *count, docq_error *err) {
     size_t n;
-    char(*ids)[DOCQ_TASK_ID_MAX] = watch_hub_ids(s->hub, &n);
+    subscriber_task_id *ids = s->hub.ids(s->hub.ctx, &n);
     int rc = DOCQ_OK;
     for (size_t i = 0; i < n && rc == DOCQ_OK; i++) {
         docq_task t = {0};
         rc = docq_store_get(s->cmd, s->cfg->key_prefix, s->cfg->group, ids[i], &t, err);
         if (rc == DOCQ_OK) {
-            watch_hub_update(s->hub, &t);
+            s->hub.update(s->hub.ctx, &t);
         } else if (rc == DOCQ_ENOTFOUND) {
-            watch_hub_gone(s->hub, ids[i]);
+            s->hub.gone(s->hub.ctx, ids[i]);
             rc = DOCQ_OK;
         }
         docq_task_clear(&t);
@@ -147,7 +141,7 @@ static int resync(subscriber *s, size_t *count, docq_error *err) {
  * shard that has some. */
 static void refresh_positions(subscriber *s) {
     int n = (int)s->cfg->shards;
-    if (watch_hub_pending_shards(s->hub, s->need, n) == 0) return;
+    if (s->hub.pending_shards(s->hub.ctx, s->need, n) == 0) return;
     for (int i = 0; i < n; i++) {
         docq_error err = {0};
         s->read[i] = -2; /* Leave alone. */
@@ -157,7 +151,7 @@ static void refresh_positions(subscriber *s) {
             s->read[i] = -2;
         }
     }
-    watch_hub_positions(s->hub, s->read, n);
+    s->hub.positions(s->hub.ctx, s->read, n);
 }
 
 /* After a wave of watches has ended, hand the memory they used back to the
@@ -169,12 +163,12 @@ static void refresh_positions(subscriber *s) {
 static void trim_memory(subscriber *s) {
 #ifdef __GLIBC__
     size_t peak, open;
-    if (!watch_hub_trim_due(s->hub, TRIM_AFTER_CLOSED, &peak, &open)) return;
-    int64_t t0 = now_ms();
+    if (!s->hub.trim_due(s->hub.ctx, TRIM_AFTER_CLOSED, &peak, &open)) return;
+    int64_t t0 = docq_now_ms();
     docq_memory_trim();
     struct mallinfo2 mi = mallinfo2();
     docq_log_info("memory: trimmed after open watches fell from %zu to %zu, in %lld ms; heap in use %zu KiB",
-                  peak, open, (long long)(now_ms() - t0), mi.uordblks / 1024);
+                  peak, open, (long long)(docq_now_ms() - t0), mi.uordblks / 1024);
 #else
     (void)s;
 #endif
@@ -184,17 +178,17 @@ static void trim_memory(subscriber *s) {
 static void try_subscribe(subscriber *s) {
     docq_error err = {0};
     size_t count = 0;
-    int64_t t0 = now_ms();
+    int64_t t0 = docq_now_ms();
     if (subscribe(s, &err) == DOCQ_OK && resync(s, &count, &err) == DOCQ_OK) {
         s->subscribed = 1;
         s->backoff_ms = BACKOFF_MIN_MS;
         docq_log_info("events: subscribed to %ld channels; %zu watched tasks read again in %lld ms",
-                      s->cfg->shards, count, (long long)(now_ms() - t0));
+                      s->cfg->shards, count, (long long)(docq_now_ms() - t0));
         return;
     }
     docq_redis_disconnect(s->sub);
     docq_log_warn("events: cannot subscribe, next try in %ld ms: %s", s->backoff_ms, err.msg);
-    s->retry_at_ms = now_ms() + s->backoff_ms;
+    s->retry_at_ms = docq_now_ms() + s->backoff_ms;
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
 }
 
@@ -223,12 +217,12 @@ static void drain(subscriber *s) {
 
 static void *run(void *arg) {
     subscriber *s = arg;
-    int64_t next_refresh = now_ms() + s->cfg->position_refresh_ms;
+    int64_t next_refresh = docq_now_ms() + s->cfg->position_refresh_ms;
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = docq_now_ms();
         if (!s->subscribed && now >= s->retry_at_ms) try_subscribe(s);
         if (s->subscribed) drain(s);
-        now = now_ms();
+        now = docq_now_ms();
         int64_t until = next_refresh;
         if (!s->subscribed && s->retry_at_ms < until) until = s->retry_at_ms;
         int timeout = until > now ? (int)(until - now) : 0;
@@ -244,10 +238,10 @@ static void *run(void *arg) {
             if (redisBufferRead(c) != REDIS_OK) lost(s, c->errstr[0] ? c->errstr : "connection closed");
             else drain(s);
         }
-        if (now_ms() >= next_refresh) {
+        if (docq_now_ms() >= next_refresh) {
             if (s->subscribed) refresh_positions(s);
             trim_memory(s);
-            next_refresh = now_ms() + s->cfg->position_refresh_ms;
+            next_refresh = docq_now_ms() + s->cfg->position_refresh_ms;
         }
     }
     return NULL;
@@ -263,11 +257,11 @@ static void subscriber_free(subscriber *s) {
     free(s);
 }
 
-subscriber *subscriber_start(const docq_config *cfg, watch_hub *hub, docq_error *err) {
+subscriber *subscriber_start(const docq_config *cfg, const subscriber_hooks *hooks, docq_error *err) {
     subscriber *s = calloc(1, sizeof(*s));
     if (!s) return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
     s->cfg = cfg;
-    s->hub = hub;
+    s->hub = *hooks;
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     s->backoff_ms = BACKOFF_MIN_MS;
     s->sub = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);

@@ -17,19 +17,47 @@
  *     going on, so that a change published while it was not subscribed is
  *     not lost.
  *
- * It touches watches only through the hub's functions (watch.h). */
+ * It touches watches only through the hooks server.c gives it (the watch
+ * hub's functions, watch.h): it knows nothing else of watches. */
 #ifndef DOCQ_SUBSCRIBER_H
 #define DOCQ_SUBSCRIBER_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "config.h"
 #include "error.h"
+#include "task.h"
 
-typedef struct watch_hub watch_hub;
 typedef struct subscriber subscriber;
 
-/* Start the subscriber thread for cfg and hub (both borrowed; they must
- * outlive it). Returns it, or NULL with err set. */
-subscriber *subscriber_start(const docq_config *cfg, watch_hub *hub, docq_error *err);
+typedef char subscriber_task_id[DOCQ_TASK_ID_MAX];
+
+/* Where the subscriber's news goes, and what it asks: each function is
+ * called on the subscriber thread with ctx (server.c wires them to the watch
+ * hub: watch.h says what each does, by the same name). */
+typedef struct subscriber_hooks {
+    void *ctx;
+    /* 1 when a task whose id is the len bytes at id is followed, else 0. */
+    int (*watching)(void *ctx, const char *id, size_t len);
+    /* A record read from an event or from Redis (moved out when taken). */
+    void (*update)(void *ctx, docq_task *t);
+    /* The task is gone from Redis. */
+    void (*gone)(void *ctx, const char *task_id);
+    /* The ids of every followed task, a malloc'd array of *n (NULL: none). */
+    subscriber_task_id *(*ids)(void *ctx, size_t *n);
+    /* need[s] = 1 for each shard s with a followed PENDING task; returns how many. */
+    int (*pending_shards)(void *ctx, unsigned char *need, int nshards);
+    /* Fresh group progress per shard (-1 unknown, below -1: leave alone). */
+    void (*positions)(void *ctx, const int64_t *read, int nshards);
+    /* 1 when enough watches ended since the peak to give memory back. */
+    int (*trim_due)(void *ctx, size_t min_closed, size_t *peak, size_t *open);
+} subscriber_hooks;
+
+/* Start the subscriber thread for cfg (borrowed; it must outlive it),
+ * feeding hooks (copied; their ctx must outlive it). Returns it, or NULL
+ * with err set. */
+subscriber *subscriber_start(const docq_config *cfg, const subscriber_hooks *hooks, docq_error *err);
 
 /* Stop the thread, close its connections and free s. NULL is fine. */
 void subscriber_stop(subscriber *s);

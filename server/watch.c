@@ -1,17 +1,17 @@
 /* watch.c -- WatchStatus streams and the watch index. See watch.h.
  *
- * A watch's batches are a server_stream (stream.h), whose lock is the hub's
+ * A watch's batches are a call_stream (call_stream.h), whose lock is the hub's
  * mutex. Its states, as the watch sees them:
  *
- *   STREAM_IDLE    opening: registered in the index; its cq thread is
+ *   CALL_STREAM_IDLE    opening: registered in the index; its cq thread is
  *                  reading the snapshot. Updates of its task are recorded
  *                  in the index but nothing is sent: the call is not ours
  *                  yet (an error is still answered by server.c).
- *   STREAM_OPEN    every change is offered (offer below): at most one
+ *   CALL_STREAM_OPEN    every change is offered (offer below): at most one
  *                  SEND_MESSAGE in flight.
- *   STREAM_ENDING  a status is decided (shutdown, or an error) while a send
+ *   CALL_STREAM_ENDING  a status is decided (shutdown, or an error) while a send
  *                  is in flight: it is sent when that send completes.
- *   STREAM_ENDED   the status is sent, or the call was cancelled: the watch
+ *   CALL_STREAM_ENDED   the status is sent, or the call was cancelled: the watch
  *                  is out of the index (watch_ended) and is freed when its
  *                  last batch completes. */
 #include <pthread.h>
@@ -22,15 +22,13 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 
+#include "access.h"
 #include "auth.h"
-
-#include "bounds.h"
+#include "call_stream.h"
+#include "caller_counts.h"
 #include "codec.h"
 #include "log.h"
-#include "rpc.h"
 #include "store.h"
-#include "stream.h"
-#include "subscriber.h"
 #include "watch.h"
 
 #define INITIAL_BUCKETS 1024
@@ -41,7 +39,7 @@ typedef struct watched_task watched_task;
 typedef struct watch watch;
 
 struct watch {
-    server_stream s;             /* First: the call's batches (stream.h); s.lock is the hub's. */
+    call_stream s;             /* First: the call's batches (call_stream.h); s.lock is the hub's. */
     watch_hub *hub;
     watched_task *task;          /* Index entry while registered, else NULL. */
     caller_count *quota;         /* The caller's open-watch count while registered, else NULL. */
@@ -80,9 +78,8 @@ struct watch_hub {
     size_t nwatches;             /* Registered watches: the open-watch gauge. */
     size_t high_water;           /* Most watches open since the last memory trim. */
     size_t held_bytes;           /* Bytes of packed messages held by the entries. */
-    caller_counts *per_caller;   /* Borrowed: open streams of each caller (bounds.h). */
+    caller_counts *per_caller;   /* Borrowed: open streams of each caller (caller_counts.h). */
     int shutting_down;           /* New watches are refused. */
-    subscriber *sub;             /* Owned; NULL until started. */
 };
 
 /* -- The index ----------------------------------------------------------- */
@@ -140,7 +137,7 @@ static int register_watch(watch_hub *h, watch *w, const docq_caller *caller, con
             return DOCQ_ERR;
         }
         memcpy(e->latest.task_id, task_id, len + 1);
-        e->shard = atoi(task_id + 1);
+        e->shard = docq_task_id_shard(task_id);
         *slot = e;
         h->ntasks++;
         maybe_grow(h);
@@ -243,7 +240,7 @@ static int merge(watch_hub *h, watched_task *e, docq_task *t) {
  * and if no send is in flight; end it with OK once a terminal state has gone
  * out (or the client had already seen it, by after_version). */
 static void offer(watch *w) {
-    if (w->s.state != STREAM_OPEN || !stream_sendable(&w->s) || !w->task || !w->task->known) return;
+    if (w->s.state != CALL_STREAM_OPEN || !call_stream_sendable(&w->s) || !w->task || !w->task->known) return;
     watched_task *e = w->task;
     const docq_task *t = &e->latest;
     int newer;
@@ -254,11 +251,11 @@ static void offer(watch *w) {
                 (t->version == w->sent_version && t->queue_position != w->sent_position);
     if (!newer) {
         if (docq_task_state_terminal(t->state) && (w->sent_terminal || !w->sent_any))
-            stream_end(&w->s, GRPC_STATUS_OK, "");
+            call_stream_end(&w->s, GRPC_STATUS_OK, "");
         return;
     }
     if (e->over_budget) {
-        stream_end(&w->s, GRPC_STATUS_RESOURCE_EXHAUSTED,
+        call_stream_end(&w->s, GRPC_STATUS_RESOURCE_EXHAUSTED,
                    "the task's result does not fit in the memory this server holds for watched results "
                    "now (DOCQ_WATCH_RESULT_BYTES): read the task with GetStatus");
         return;
@@ -266,7 +263,7 @@ static void offer(watch *w) {
     if (!e->packed) pack(w->hub, e, 0);
     grpc_byte_buffer *msg = e->packed ? grpc_byte_buffer_copy(e->packed) : NULL;
     if (!msg) {
-        stream_end(&w->s, GRPC_STATUS_INTERNAL, "out of memory");
+        call_stream_end(&w->s, GRPC_STATUS_INTERNAL, "out of memory");
         return;
     }
     /* Recorded first: a failed send ends the watch, which may free e. */
@@ -274,7 +271,7 @@ static void offer(watch *w) {
     w->sent_version = t->version;
     w->sent_position = t->queue_position;
     w->sent_terminal = docq_task_state_terminal(t->state);
-    stream_send(&w->s, msg);
+    call_stream_send(&w->s, msg);
 }
 
 /* Offer every open watch of e what is new. Sending may end a watch and
@@ -289,11 +286,11 @@ static void offer_all(watched_task *e) {
 
 /* -- The watch's stream callbacks (hub's mutex held, but release) ----------- */
 
-static void watch_sent(server_stream *s) { offer((watch *)s); }
+static void watch_sent(call_stream *s) { offer((watch *)s); }
 
 /* Ended (status sent, or cancelled): out of the index, so no update reaches
  * it any more. Logged under the mutex so that the counts appear in order. */
-static void watch_ended(server_stream *s) {
+static void watch_ended(call_stream *s) {
     watch *w = (watch *)s;
     unregister_watch(w->hub, w);
     docq_log_debug("watch %s (%zu open)", s->cancelled ? "cancelled" : "closed", w->hub->nwatches);
@@ -305,9 +302,9 @@ static void watch_free(watch *w) {
     free(w);
 }
 
-static void watch_release(server_stream *s) { watch_free((watch *)s); }
+static void watch_release(call_stream *s) { watch_free((watch *)s); }
 
-static const stream_ops watch_ops = {.sent = watch_sent, .ended = watch_ended, .release = watch_release};
+static const call_stream_ops watch_ops = {.sent = watch_sent, .ended = watch_ended, .release = watch_release};
 
 /* -- The hub --------------------------------------------------------------- */
 
@@ -325,11 +322,6 @@ watch_hub *watch_hub_create(const docq_config *cfg, caller_counts *per_caller, d
     h->nbuckets = INITIAL_BUCKETS;
     pthread_mutex_init(&h->lock, NULL);
     return h;
-}
-
-int watch_hub_start(watch_hub *h, docq_error *err) {
-    h->sub = subscriber_start(h->cfg, h, err);
-    return h->sub ? DOCQ_OK : DOCQ_ERR;
 }
 
 /* Fill out with the refusal of a watch that could not be registered
@@ -360,7 +352,7 @@ static watch *watch_new(const char *key, size_t key_len) {
     return w;
 }
 
-int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller, const char *key,
+int watch_open(watch_hub *h, docq_redis *redis, grpc_call *call, const docq_caller *caller, const char *key,
                size_t key_len, const char *task_id, uint64_t after_version, rpc_metrics *metrics,
                rpc_reply *out) {
     docq_error err = {0};
@@ -370,7 +362,7 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_calle
         rpc_reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return DOCQ_ERR;
     }
-    stream_init(&w->s, &h->lock, &watch_ops, metrics);
+    call_stream_init(&w->s, &h->lock, &watch_ops, metrics);
     w->hub = h;
     w->after_version = after_version;
 
@@ -383,20 +375,20 @@ int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_calle
         refuse_watch(h, caller, rc, out);
         return DOCQ_ERR;
     }
-    rc = docq_store_get(t->redis, h->cfg->key_prefix, h->cfg->group, task_id, &snap, &err);
+    rc = docq_store_get(redis, h->cfg->key_prefix, h->cfg->group, task_id, &snap, &err);
     /* Another caller's task is answered as an unknown one, before anything
      * of it is sent. */
-    if (rc == DOCQ_OK && !rpc_task_visible(caller, &snap)) rc = DOCQ_ENOTFOUND;
+    if (rc == DOCQ_OK && !access_task_visible(caller, &snap)) rc = DOCQ_ENOTFOUND;
 
     pthread_mutex_lock(&h->lock);
-    if (rc == DOCQ_OK && !h->shutting_down && stream_start(&w->s, call) != DOCQ_OK) rc = DOCQ_ERR;
+    if (rc == DOCQ_OK && !h->shutting_down && call_stream_start(&w->s, call) != DOCQ_OK) rc = DOCQ_ERR;
     if (rc != DOCQ_OK || h->shutting_down) {
         unregister_watch(h, w);
         pthread_mutex_unlock(&h->lock);
         watch_free(w);
         docq_task_clear(&snap);
         if (rc == DOCQ_ENOTFOUND)
-            rpc_reply_not_found(out, task_id);
+            access_reply_not_found(out, task_id);
         else if (rc == DOCQ_OK)
             rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
         else if (err.code == DOCQ_EUNAVAIL || err.code == DOCQ_ERR)
@@ -430,8 +422,8 @@ void watch_hub_shutdown(watch_hub *h) {
             for (watch *w = e->watches, *wnext; w; w = wnext) {
                 wnext = w->next;
                 /* An opening watch is answered by its own thread. */
-                if (w->s.state == STREAM_OPEN) {
-                    stream_end(&w->s, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
+                if (w->s.state == CALL_STREAM_OPEN) {
+                    call_stream_end(&w->s, GRPC_STATUS_UNAVAILABLE, SHUTDOWN_DETAILS);
                     ended++;
                 }
             }
@@ -439,13 +431,10 @@ void watch_hub_shutdown(watch_hub *h) {
     }
     pthread_mutex_unlock(&h->lock);
     docq_log_debug("shutdown: ending %zu open watches with UNAVAILABLE", ended);
-    subscriber_stop(h->sub);
-    h->sub = NULL;
 }
 
 void watch_hub_free(watch_hub *h) {
     if (!h) return;
-    subscriber_stop(h->sub);
     if (h->nwatches) docq_log_error("watch hub freed with %zu watches open", h->nwatches);
     for (size_t i = 0; i < h->nbuckets; i++) {
         for (watched_task *e = h->buckets[i], *next; e; e = next) {
@@ -477,9 +466,9 @@ size_t watch_hub_revoke(watch_hub *h, docq_auth *auth) {
             enext = e->next;
             for (watch *w = e->watches, *wnext; w; w = wnext) {
                 wnext = w->next;
-                if (w->s.state != STREAM_OPEN || !w->key || docq_auth_lookup(auth, w->key, w->key_len, &k) == DOCQ_OK)
+                if (w->s.state != CALL_STREAM_OPEN || !w->key || docq_auth_lookup(auth, w->key, w->key_len, &k) == DOCQ_OK)
                     continue;
-                stream_end(&w->s, GRPC_STATUS_UNAUTHENTICATED, REVOKED_DETAILS);
+                call_stream_end(&w->s, GRPC_STATUS_UNAUTHENTICATED, REVOKED_DETAILS);
                 ended++;
             }
         }
@@ -526,8 +515,8 @@ void watch_hub_gone(watch_hub *h, const char *task_id) {
     watched_task *e = *find_slot(h, task_id, strlen(task_id));
     for (watch *w = e ? e->watches : NULL, *next; w; w = next) {
         next = w->next;
-        if (w->s.state == STREAM_OPEN)
-            stream_end(&w->s, GRPC_STATUS_NOT_FOUND, "the task no longer exists (expired, or lost by Redis)");
+        if (w->s.state == CALL_STREAM_OPEN)
+            call_stream_end(&w->s, GRPC_STATUS_NOT_FOUND, "the task no longer exists (expired, or lost by Redis)");
     }
     pthread_mutex_unlock(&h->lock);
 }

@@ -1,9 +1,10 @@
 /* watch.h -- WatchStatus: the streaming calls and the per-process watch index.
  *
  * A watch_hub holds every open watch of one server process in an index keyed
- * by task id. One subscriber thread (subscriber.h) receives each change
- * published by the state-changing scripts and hands it to the hub, which
- * fans it out to the watches of that task: no watcher ever polls Redis.
+ * by task id. One subscriber thread (subscriber.h, wired to the hub by
+ * server.c) receives each change published by the state-changing scripts and
+ * hands it to the hub, which fans it out to the watches of that task: no
+ * watcher ever polls Redis.
  *
  * Opening a watch (on the cq thread that received the call): register in the
  * index first, then read the snapshot, so that a change made in between is
@@ -28,7 +29,7 @@
  *
  * Threads, and who touches what: the hub's mutex guards the index, every
  * watched task's record and every watch's fields, and is the lock of every
- * watch's stream (stream.h): it is held around every grpc_call_start_batch
+ * watch's stream (call_stream.h): it is held around every grpc_call_start_batch
  * on a watch's call, so that batches on one call are never started
  * concurrently. A watch's batches are started by whichever thread holds the
  * mutex (the cq thread that opened it, the cq thread that received a
@@ -42,26 +43,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bounds.h"
+#include "caller_counts.h"
 #include "caller.h"
-#include "server.h"
+#include "redis.h"
+#include "reply.h"
 #include "server_metrics.h"
 #include "task.h"
 
 typedef struct watch_hub watch_hub;
 
 /* Create an empty hub for cfg, counting each watch in per_caller (the
- * server's open streams of each caller, bounds.h). Both are borrowed: they
+ * server's open streams of each caller, caller_counts.h). Both are borrowed: they
  * must outlive the hub. Nothing runs yet. Returns NULL with err set when out
  * of memory. */
 watch_hub *watch_hub_create(const docq_config *cfg, caller_counts *per_caller, docq_error *err);
 
-/* Start the subscriber thread. Returns DOCQ_OK or DOCQ_ERR with err set. */
-int watch_hub_start(watch_hub *h, docq_error *err);
-
 /* Open a watch by caller on call for task_id (already validated), sending
- * only versions above after_version, on server thread t (whose Redis
- * connection reads the snapshot); metrics (may be NULL) counts how it ends.
+ * only versions above after_version; redis (the calling server thread's
+ * connection) reads the snapshot; metrics (may be NULL) counts how it ends.
  * key (key_len bytes, copied; NULL when the caller was not named by an API
  * key) is checked again by watch_hub_revoke.
  * Returns DOCQ_OK when the watch has taken
@@ -71,17 +70,18 @@ int watch_hub_start(watch_hub *h, docq_error *err);
  * RESOURCE_EXHAUSTED when caller already has DOCQ_MAX_WATCHES_PER_CALLER
  * watches open; UNAVAILABLE when Redis is down or the server is shutting
  * down; INTERNAL) and the call is left to the caller untouched. */
-int watch_open(watch_hub *h, server_thread *t, grpc_call *call, const docq_caller *caller, const char *key,
+int watch_open(watch_hub *h, docq_redis *redis, grpc_call *call, const docq_caller *caller, const char *key,
                size_t key_len, const char *task_id, uint64_t after_version, rpc_metrics *metrics,
                rpc_reply *out);
 
-/* Refuse new watches from now on, end every open watch with UNAVAILABLE
+/* Refuse new watches from now on and end every open watch with UNAVAILABLE
  * "server shutting down; reopen the watch" (after its send in flight, if
- * any, completes) and stop the subscriber thread. The cq threads must still
- * be running, to carry the completions. */
+ * any, completes). The cq threads must still be running, to carry the
+ * completions. */
 void watch_hub_shutdown(watch_hub *h);
 
-/* Free the hub. Every watch must have ended (the server's queues drained). */
+/* Free the hub. Every watch must have ended (the server's queues drained)
+ * and the subscriber that feeds it must be stopped. */
 void watch_hub_free(watch_hub *h);
 
 /* The bytes of Task messages the hub holds for its watches (a gauge; safe
@@ -99,7 +99,7 @@ size_t watch_hub_revoke(watch_hub *h, docq_auth *auth);
 /* The number of open watches (a gauge; safe from any thread). */
 size_t watch_hub_open_count(watch_hub *h);
 
-/* -- For the subscriber thread (subscriber.c) -------------------------------- */
+/* -- For the subscriber thread (subscriber.h), through server.c ------------- */
 
 /* 1 when, since the most watches were open (*peak, counted from the last
  * time this returned 1), at least min_closed and at least half of them have

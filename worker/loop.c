@@ -1,4 +1,4 @@
-/* loop.c -- the worker's event loop: Redis connections and outages, reading
+/* loop.c -- the worker's event loop: Redis connections (outages: outage.c), reading
  * stream entries, stopping and waiting. See loop.h for the shape of one turn,
  * tasks.c for what happens to an entry once read, recovery.c for heartbeats
  * and reclaiming, and task.h for the states a task goes through.
@@ -12,52 +12,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "loop.h"
+#include "outage.h"
+#include "recovery.h"
 #include "shape.h"
+#include "tasks.h"
 #include "worker.h"
 
 #define READ_BLOCK_MS 1000   /* XREADGROUP BLOCK: how long an idle read waits for entries. */
 #define SHAPE_RECHECK_MS 1000 /* Until a server records the shape: how often to look. */
 #define READ_POLL_MS 100     /* Pause after a round of partial reads that found nothing. */
-#define BACKOFF_MIN_MS 100   /* First wait before reconnecting to Redis... */
-#define BACKOFF_MAX_MS 2000  /* ...doubling up to this. */
 #define READ_FIXED_ARGS 9    /* XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS */
-
-int64_t worker_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- Redis state ---------------------------------------------------------- */
-
-void worker_redis_worked(worker_loop *w) { w->backoff_ms = BACKOFF_MIN_MS; }
-
-/* Drop both connections and schedule a reconnect after the backoff. */
-static void redis_schedule_retry(worker_loop *w) {
-    docq_redis_disconnect(w->cmd);
-    docq_redis_disconnect(w->rd);
-    w->rs.in_flight = 0;
-    w->redis_ok = 0;
-    w->retry_at_ms = worker_now_ms() + w->backoff_ms;
-    w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff_ms * 2;
-}
-
-/* Log that Redis became unusable for reason why, once per outage. */
-static void redis_log_down(worker_loop *w, const docq_error *why) {
-    if (w->down_logged) return;
-    if (why->code == DOCQ_EUNAVAIL)
-        docq_log_warn("redis unavailable, retrying: %s", why->msg);
-    else
-        docq_log_error("redis refused a command, retrying: %s", why->msg);
-    w->down_logged = 1;
-}
-
-void worker_redis_failed(worker_loop *w, const docq_error *why) {
-    redis_log_down(w, why);
-    redis_schedule_retry(w);
-}
 
 /* Ask for rd's client id, so that a blocked read can be cut short. */
 static int fetch_client_id(worker_loop *w, docq_error *err) {
@@ -106,7 +73,7 @@ static int check_shape(worker_loop *w, docq_error *why) {
     docq_shape shape = {w->cfg->key_prefix, w->cfg->shards, w->cfg->group};
     docq_error err = {0};
     int rc = docq_shape_check(w->cmd, &shape, 0, &err);
-    w->shape_check_at_ms = worker_now_ms() + SHAPE_RECHECK_MS;
+    w->shape_check_at_ms = docq_now_ms() + SHAPE_RECHECK_MS;
     if (rc == DOCQ_OK) {
         w->shape_seen = 1;
         if (w->shape_wait_logged) docq_log_info("deployment shape recorded by a server: it matches ours");
@@ -130,9 +97,9 @@ static void redis_recover(worker_loop *w) {
     if (docq_redis_connect(w->cmd, &why) != DOCQ_OK || docq_redis_connect(w->rd, &why) != DOCQ_OK ||
         fetch_client_id(w, &why) != DOCQ_OK || check_shape(w, &why) != DOCQ_OK ||
         (w->refused.code == DOCQ_OK && create_groups(w, &why) != DOCQ_OK)) {
-        redis_log_down(w, &why);
-        docq_log_debug("redis still unusable, next try in %ld ms: %s", w->backoff_ms, why.msg);
-        redis_schedule_retry(w);
+        long wait_ms = w->backoff_ms;
+        outage_redis_failed(w, &why);
+        docq_log_debug("redis still unusable, next try in %ld ms: %s", wait_ms, why.msg);
         return;
     }
     w->redis_ok = 1;
@@ -151,7 +118,7 @@ static void redis_recover(worker_loop *w) {
 /* The periodic look at the shape while no server has recorded it. */
 static void recheck_shape(worker_loop *w) {
     docq_error why = {0};
-    if (check_shape(w, &why) != DOCQ_OK) worker_redis_failed(w, &why);
+    if (check_shape(w, &why) != DOCQ_OK) outage_redis_failed(w, &why);
 }
 
 /* ---- Reading entries ------------------------------------------------------ */
@@ -186,7 +153,7 @@ static void note_read(worker_loop *w, int n) {
     }
     if (++rs->empty_reads * rs->nsent >= w->nshards) {
         rs->empty_reads = 0;
-        rs->next_read_ms = worker_now_ms() + READ_POLL_MS;
+        rs->next_read_ms = docq_now_ms() + READ_POLL_MS;
     }
 }
 
@@ -194,7 +161,7 @@ static void note_read(worker_loop *w, int n) {
 static int read_wanted(const worker_loop *w) {
     if (!w->redis_ok || w->stopping || w->rs.in_flight || w->nfree == 0) return 0;
     if (recovery_reclaim_due(w)) return 0; /* The reclaim round takes the free slots first. */
-    return w->rs.scanning || w->nfree >= w->nshards || worker_now_ms() >= w->rs.next_read_ms;
+    return w->rs.scanning || w->nfree >= w->nshards || docq_now_ms() >= w->rs.next_read_ms;
 }
 
 /* 1 when the re-read of our pending entries has reached the end of every
@@ -241,13 +208,13 @@ static void send_read(worker_loop *w) {
         docq_error why;
         docq_error_set(&why, DOCQ_EUNAVAIL, "sending XREADGROUP: %s",
                        ctx && ctx->errstr[0] ? ctx->errstr : "connection lost");
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return;
     }
     rs->in_flight = 1;
     rs->blocking = block;
     rs->unblocked = 0;
-    rs->deadline_ms = worker_now_ms() + (block ? READ_BLOCK_MS : 0) + w->cfg->redis_timeout_ms;
+    rs->deadline_ms = docq_now_ms() + (block ? READ_BLOCK_MS : 0) + w->cfg->redis_timeout_ms;
 }
 
 /* The shard of a stream key that the read in flight named, or -1. */
@@ -295,7 +262,7 @@ static void handle_read_reply(worker_loop *w, const redisReply *rep) {
             return;
         }
         docq_error_set(&why, DOCQ_ERR, "XREADGROUP: %s", rep->str);
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return;
     }
     if (rep->type == REDIS_REPLY_ARRAY) {
@@ -304,10 +271,10 @@ static void handle_read_reply(worker_loop *w, const redisReply *rep) {
     } else if (rep->type != REDIS_REPLY_NIL) {
         docq_error why;
         docq_error_set(&why, DOCQ_ERR, "unexpected reply type %d to XREADGROUP", rep->type);
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return;
     }
-    worker_redis_worked(w);
+    outage_redis_worked(w);
     note_read(w, n);
 }
 
@@ -319,7 +286,7 @@ static void on_rd_ready(worker_loop *w) {
         docq_error why;
         docq_error_set(&why, DOCQ_EUNAVAIL, "reading XREADGROUP reply: %s",
                        ctx->errstr[0] ? ctx->errstr : "connection lost");
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return;
     }
     if (!rep) return; /* Only part of the reply is here. */
@@ -341,7 +308,7 @@ static void unblock_read(worker_loop *w) {
     w->rs.unblocked = 1;
     redisReply *rep = docq_redis_command(w->cmd, 3, argv, NULL, &why);
     if (rep) freeReplyObject(rep);
-    else worker_redis_failed(w, &why);
+    else outage_redis_failed(w, &why);
 }
 
 /* The stop descriptor fired: read no more, give the calls in flight the
@@ -350,7 +317,7 @@ static void unblock_read(worker_loop *w) {
 static void begin_stop(worker_loop *w) {
     w->stopping = 1;
     tasks_leave_waiting(w);
-    w->stop_at_ms = worker_now_ms() + w->cfg->shutdown_grace_ms;
+    w->stop_at_ms = docq_now_ms() + w->cfg->shutdown_grace_ms;
     docq_log_info("stopping: waiting up to %ld ms for %d tasks in flight", w->cfg->shutdown_grace_ms,
                   w->nslots - w->nfree);
     if (w->rs.in_flight && w->redis_ok) unblock_read(w);
@@ -361,14 +328,14 @@ static int loop_done(const worker_loop *w) {
     if (w->refused.code != DOCQ_OK) return 1;
     if (!w->stopping) return 0;
     if (w->nfree == w->nslots && !w->rs.in_flight) return 1;
-    return worker_now_ms() >= w->stop_at_ms;
+    return docq_now_ms() >= w->stop_at_ms;
 }
 
 /* How long the next poll may wait, ms: until the read's deadline, the next
  * partial read, retry, heartbeat or reclaim, the next reconnect or the end
  * of the grace, and never more than READ_BLOCK_MS. */
 static int poll_timeout(const worker_loop *w) {
-    int64_t now = worker_now_ms(), until = now + READ_BLOCK_MS;
+    int64_t now = docq_now_ms(), until = now + READ_BLOCK_MS;
     if (w->redis_ok && tasks_next_retry_ms(w) < until) until = tasks_next_retry_ms(w);
     if (w->redis_ok && recovery_next_ms(w) < until) until = recovery_next_ms(w);
     if (w->rs.in_flight && w->rs.deadline_ms < until) until = w->rs.deadline_ms;
@@ -398,11 +365,11 @@ static int poll_once(worker_loop *w, docq_error *err) {
     if (stop_i >= 0 && fds[stop_i].ready) begin_stop(w);
     if (rd_i >= 0 && w->rs.in_flight && fds[rd_i].ready) {
         on_rd_ready(w);
-    } else if (w->rs.in_flight && worker_now_ms() >= w->rs.deadline_ms) {
+    } else if (w->rs.in_flight && docq_now_ms() >= w->rs.deadline_ms) {
         docq_error why;
         docq_error_set(&why, DOCQ_EUNAVAIL, "no reply to XREADGROUP within %ld ms",
                        READ_BLOCK_MS + w->cfg->redis_timeout_ms);
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
     }
     tasks_collect_results(w);
     return DOCQ_OK;
@@ -444,8 +411,8 @@ static void leave_group(worker_loop *w) {
 int worker_loop_run(worker_loop *w, docq_error *err) {
     while (!loop_done(w)) {
         worker_metrics_loop_state(&w->metrics, w->redis_ok, ai_client_in_flight(w->ai));
-        if (!w->redis_ok && worker_now_ms() >= w->retry_at_ms) redis_recover(w);
-        if (w->redis_ok && !w->shape_seen && worker_now_ms() >= w->shape_check_at_ms)
+        if (!w->redis_ok && docq_now_ms() >= w->retry_at_ms) redis_recover(w);
+        if (w->redis_ok && !w->shape_seen && docq_now_ms() >= w->shape_check_at_ms)
             recheck_shape(w);
         if (loop_done(w)) break;
         if (w->redis_ok) tasks_flush_writes(w);
@@ -505,10 +472,10 @@ worker_loop *worker_loop_create(const docq_config *cfg, int stop_fd, docq_error 
     w->stop_fd = stop_fd;
     w->nslots = (int)cfg->concurrency;
     w->nshards = (int)cfg->shards;
-    w->backoff_ms = BACKOFF_MIN_MS;
+    w->backoff_ms = OUTAGE_BACKOFF_MIN_MS;
     w->queue = (docq_queue){cfg->key_prefix, cfg->group, cfg->dead_stream, cfg->max_deliveries,
                             cfg->result_ttl_s, cfg->dead_maxlen, w->consumer};
-    w->rng = (uint64_t)worker_now_ms() * 1000003u ^ (uint64_t)getpid();
+    w->rng = (uint64_t)docq_now_ms() * 1000003u ^ (uint64_t)getpid();
     worker_metrics_init(&w->metrics);
     if (make_consumer_name(w, err) != DOCQ_OK) {
         worker_loop_free(w);

@@ -27,29 +27,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
-#include "worker.h"
+#include "outage.h"
+#include "recovery.h"
+#include "tasks.h"
 
 #define RECLAIM_CALLS_MAX 64  /* XAUTOCLAIM calls in one round, so that a round stays short. */
 
 int recovery_init(worker_loop *w) {
-    recovery *rc = &w->rc;
-    rc->cursor = calloc((size_t)w->nshards, sizeof(*rc->cursor));
-    rc->ids = calloc((size_t)w->nslots, sizeof(*rc->ids));
-    rc->owners = calloc((size_t)w->nslots, sizeof(*rc->owners));
-    rc->lost = calloc((size_t)w->nslots, sizeof(*rc->lost));
-    if (!rc->cursor || !rc->ids || !rc->owners || !rc->lost) return DOCQ_ERR;
-    for (int i = 0; i < w->nshards; i++) strcpy(rc->cursor[i], "0-0");
-    rc->next_heartbeat_ms = worker_now_ms() + w->cfg->heartbeat_ms;
-    rc->next_reclaim_ms = 0; /* As soon as the own pending entries are re-read. */
+    recovery_state *rec = &w->recovery;
+    rec->cursor = calloc((size_t)w->nshards, sizeof(*rec->cursor));
+    rec->ids = calloc((size_t)w->nslots, sizeof(*rec->ids));
+    rec->owners = calloc((size_t)w->nslots, sizeof(*rec->owners));
+    rec->lost = calloc((size_t)w->nslots, sizeof(*rec->lost));
+    if (!rec->cursor || !rec->ids || !rec->owners || !rec->lost) return DOCQ_ERR;
+    for (int i = 0; i < w->nshards; i++) strcpy(rec->cursor[i], "0-0");
+    rec->next_heartbeat_ms = docq_now_ms() + w->cfg->heartbeat_ms;
+    rec->next_reclaim_ms = 0; /* As soon as the own pending entries are re-read. */
     return DOCQ_OK;
 }
 
 void recovery_free(worker_loop *w) {
-    free(w->rc.cursor);
-    free(w->rc.ids);
-    free(w->rc.owners);
-    free(w->rc.lost);
+    free(w->recovery.cursor);
+    free(w->recovery.ids);
+    free(w->recovery.owners);
+    free(w->recovery.lost);
 }
 
 /* qsort order of slot pointers: by shard. */
@@ -61,17 +64,17 @@ static int by_shard(const void *a, const void *b) {
 /* Heartbeat the n entries of owners[] (all of one shard). Returns DOCQ_OK or
  * the Redis failure. */
 static int heartbeat_shard(worker_loop *w, slot **owners, int n) {
-    recovery *rc = &w->rc;
+    recovery_state *rec = &w->recovery;
     docq_error why = {0};
-    for (int i = 0; i < n; i++) rc->ids[i] = owners[i]->entry_id;
+    for (int i = 0; i < n; i++) rec->ids[i] = owners[i]->entry_id;
     int st = docq_store_heartbeat(w->cmd, w->cfg->key_prefix, owners[0]->shard, w->cfg->group,
-                                  w->consumer, rc->ids, (size_t)n, rc->lost, &why);
+                                  w->consumer, rec->ids, (size_t)n, rec->lost, &why);
     if (st != DOCQ_OK) {
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return st;
     }
     for (int i = 0; i < n; i++) {
-        if (!rc->lost[i]) continue;
+        if (!rec->lost[i]) continue;
         owners[i]->lost = 1;
         docq_log(DOCQ_LOG_WARN, owners[i]->task_id,
                  "entry %s is no longer pending under this worker (taken over after its claim "
@@ -84,59 +87,59 @@ static int heartbeat_shard(worker_loop *w, slot **owners, int n) {
 /* Delete the idle consumers without pending entries of the next shard in
  * turn (docq_store_prune). */
 static void prune_idle_consumers(worker_loop *w) {
-    recovery *rc = &w->rc;
+    recovery_state *rec = &w->recovery;
     docq_error why = {0};
     long long deleted;
-    int shard = rc->next_prune;
-    rc->next_prune = (shard + 1) % w->nshards;
+    int shard = rec->next_prune;
+    rec->next_prune = (shard + 1) % w->nshards;
     if (docq_store_prune(w->cmd, w->cfg->key_prefix, shard, w->cfg->group, NULL, w->cfg->consumer_idle_ms,
                          &deleted, &why) != DOCQ_OK) {
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return;
     }
-    worker_redis_worked(w);
+    outage_redis_worked(w);
     if (deleted > 0)
         docq_log_info("deleted %lld consumers of group %s on shard %d: idle for %ld ms or more with "
                       "nothing pending", deleted, w->cfg->group, shard, w->cfg->consumer_idle_ms);
 }
 
 void recovery_heartbeat(worker_loop *w) {
-    recovery *rc = &w->rc;
-    int64_t now = worker_now_ms();
-    if (!w->redis_ok || now < rc->next_heartbeat_ms) return;
-    rc->next_heartbeat_ms = now + w->cfg->heartbeat_ms;
+    recovery_state *rec = &w->recovery;
+    int64_t now = docq_now_ms();
+    if (!w->redis_ok || now < rec->next_heartbeat_ms) return;
+    rec->next_heartbeat_ms = now + w->cfg->heartbeat_ms;
     int n = 0;
     for (int i = 0; i < w->nslots; i++)
-        if (w->slots[i].state != SLOT_FREE && !w->slots[i].lost) rc->owners[n++] = &w->slots[i];
-    qsort(rc->owners, (size_t)n, sizeof(*rc->owners), by_shard);
+        if (w->slots[i].state != SLOT_FREE && !w->slots[i].lost) rec->owners[n++] = &w->slots[i];
+    qsort(rec->owners, (size_t)n, sizeof(*rec->owners), by_shard);
     for (int start = 0, end; start < n; start = end) {
-        for (end = start + 1; end < n && rc->owners[end]->shard == rc->owners[start]->shard;) end++;
-        if (heartbeat_shard(w, rc->owners + start, end - start) != DOCQ_OK) return;
+        for (end = start + 1; end < n && rec->owners[end]->shard == rec->owners[start]->shard;) end++;
+        if (heartbeat_shard(w, rec->owners + start, end - start) != DOCQ_OK) return;
     }
-    if (n > 0) worker_redis_worked(w);
+    if (n > 0) outage_redis_worked(w);
     prune_idle_consumers(w);
 }
 
 int recovery_reclaim_due(const worker_loop *w) {
     return w->redis_ok && !w->stopping && !w->rs.scanning && w->nfree > 0 &&
-           worker_now_ms() >= w->rc.next_reclaim_ms;
+           docq_now_ms() >= w->recovery.next_reclaim_ms;
 }
 
 /* Reclaim from one shard until its pass is complete, the slots are full or
  * *calls reaches RECLAIM_CALLS_MAX. Returns DOCQ_OK or DOCQ_EUNAVAIL after a
  * Redis failure. */
 static int reclaim_shard(worker_loop *w, int shard, int *calls) {
-    char *cursor = w->rc.cursor[shard];
+    char *cursor = w->recovery.cursor[shard];
     do {
         docq_error why = {0};
         redisReply *entries;
         if (docq_store_reclaim(w->cmd, w->cfg->key_prefix, shard, w->cfg->group, w->consumer,
                                w->cfg->visibility_timeout_ms, cursor, w->nfree, &entries,
                                &why) != DOCQ_OK) {
-            worker_redis_failed(w, &why);
+            outage_redis_failed(w, &why);
             return DOCQ_EUNAVAIL;
         }
-        worker_redis_worked(w);
+        outage_redis_worked(w);
         (*calls)++;
         int rc = DOCQ_OK;
         for (size_t i = 0; entries && i < entries->elements && rc == DOCQ_OK; i++)
@@ -148,18 +151,18 @@ static int reclaim_shard(worker_loop *w, int shard, int *calls) {
 }
 
 void recovery_reclaim(worker_loop *w) {
-    recovery *rc = &w->rc;
+    recovery_state *rec = &w->recovery;
     int calls = 0;
-    rc->next_reclaim_ms = worker_now_ms() + w->cfg->heartbeat_ms;
+    rec->next_reclaim_ms = docq_now_ms() + w->cfg->heartbeat_ms;
     for (int k = 0; k < w->nshards && w->nfree > 0 && calls < RECLAIM_CALLS_MAX; k++)
-        if (reclaim_shard(w, (rc->next_shard + k) % w->nshards, &calls) != DOCQ_OK) return;
-    rc->next_shard = (rc->next_shard + 1) % w->nshards;
+        if (reclaim_shard(w, (rec->next_shard + k) % w->nshards, &calls) != DOCQ_OK) return;
+    rec->next_shard = (rec->next_shard + 1) % w->nshards;
 }
 
 int64_t recovery_next_ms(const worker_loop *w) {
-    int64_t next = w->rc.next_heartbeat_ms;
+    int64_t next = w->recovery.next_heartbeat_ms;
     if (!w->stopping && !w->rs.scanning && !w->rs.in_flight && w->nfree > 0 &&
-        w->rc.next_reclaim_ms < next)
-        next = w->rc.next_reclaim_ms;
+        w->recovery.next_reclaim_ms < next)
+        next = w->recovery.next_reclaim_ms;
     return next;
 }

@@ -24,9 +24,12 @@
 #include <string.h>
 
 #include "ai_outcome.h"
+#include "clock.h"
+#include "json.h"
 #include "log.h"
+#include "outage.h"
 #include "retry.h"
-#include "worker.h"
+#include "tasks.h"
 
 #define REQUEST_MAX (DOCQ_DOC_ID_MAX * 6 + DOCQ_TASK_ID_MAX * 2 + 64)
 
@@ -115,7 +118,7 @@ static void slot_decide(worker_loop *w, slot *s, ai_result *r) {
 
 /* Log a task whose outcome was written. */
 static void log_finished(const slot *s) {
-    long long ms = (long long)(worker_now_ms() - s->started_ms);
+    long long ms = (long long)(docq_now_ms() - s->started_ms);
     if (s->outcome == DOCQ_STATE_SUCCESS)
         docq_log(DOCQ_LOG_INFO, s->task_id, "task SUCCESS in %lld ms, attempt %u", ms, s->attempt);
     else
@@ -142,10 +145,10 @@ static int write_outcome(worker_loop *w, slot *s) {
         docq_log(DOCQ_LOG_WARN, s->task_id, "%s outcome of attempt %u not written: %s",
                  docq_task_state_name(s->outcome), s->attempt, why.msg);
     } else {
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return rc;
     }
-    worker_redis_worked(w);
+    outage_redis_worked(w);
     slot_release(w, s);
     return DOCQ_OK;
 }
@@ -160,10 +163,10 @@ static int write_retry(worker_loop *w, slot *s) {
     int rc = docq_store_retry(w->cmd, cfg->key_prefix, s->task_id, s->attempt, s->error,
                               strlen(s->error), &failures, &why);
     if (rc != DOCQ_OK && rc != DOCQ_ECONFLICT) {
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return rc;
     }
-    worker_redis_worked(w);
+    outage_redis_worked(w);
     if (rc == DOCQ_ECONFLICT) {
         docq_log(DOCQ_LOG_WARN, s->task_id, "failure of attempt %u not recorded: %s", s->attempt, why.msg);
         slot_release(w, s);
@@ -175,7 +178,7 @@ static int write_retry(worker_loop *w, slot *s) {
         long delay = docq_retry_delay_ms(failures, cfg->retry_base_ms, cfg->retry_max_ms,
                                          s->retry_after_ms, docq_random_next(&w->rng));
         s->failures = failures;
-        s->retry_at_ms = worker_now_ms() + delay;
+        s->retry_at_ms = docq_now_ms() + delay;
         slot_enter(w, s, SLOT_WAITING);
         docq_log(DOCQ_LOG_INFO, s->task_id, "attempt %u failed (%s); retry %u of %ld in %ld ms",
                  s->attempt, s->error, failures, cfg->max_attempts - 1, delay);
@@ -197,7 +200,7 @@ void tasks_collect_results(worker_loop *w) {
     ai_result r;
     while (ai_client_next(w->ai, &r)) {
         slot *s = r.user;
-        docq_histogram_observe_ns(&w->metrics.ai_latency, (uint64_t)(worker_now_ms() - s->started_ms) * 1000000u);
+        docq_histogram_observe_ns(&w->metrics.ai_latency, (uint64_t)(docq_now_ms() - s->started_ms) * 1000000u);
         slot_decide(w, s, &r);
         ai_result_clear(&r);
         if (w->redis_ok) write_slot(w, s);
@@ -233,7 +236,7 @@ static void call_ai(worker_loop *w, slot *s) {
     char body[REQUEST_MAX];
     docq_error why = {0};
     size_t len = build_request(body, sizeof(body), s->task_id, s->doc_id, s->doc_len);
-    s->started_ms = worker_now_ms();
+    s->started_ms = docq_now_ms();
     if (ai_client_start(w->ai, body, len, s, &why) != DOCQ_OK) {
         slot_fail(w, s, 0, 0, "AI call could not be started: %s", why.msg);
         return;
@@ -242,7 +245,7 @@ static void call_ai(worker_loop *w, slot *s) {
 }
 
 void tasks_start_due_retries(worker_loop *w) {
-    int64_t now = worker_now_ms();
+    int64_t now = docq_now_ms();
     for (int i = 0; i < w->nslots && w->nwaiting > 0 && w->redis_ok; i++) {
         slot *s = &w->slots[i];
         if (s->state != SLOT_WAITING || s->retry_at_ms > now) continue;
@@ -250,10 +253,10 @@ void tasks_start_due_retries(worker_loop *w) {
         uint32_t next;
         int rc = docq_store_restart(w->cmd, w->cfg->key_prefix, s->task_id, s->attempt, &next, &why);
         if (rc != DOCQ_OK && rc != DOCQ_ECONFLICT) {
-            worker_redis_failed(w, &why);
+            outage_redis_failed(w, &why);
             return;
         }
-        worker_redis_worked(w);
+        outage_redis_worked(w);
         if (rc == DOCQ_ECONFLICT) {
             docq_log(DOCQ_LOG_WARN, s->task_id, "retry dropped: %s", why.msg);
             slot_release(w, s);
@@ -293,10 +296,10 @@ static int ack_entry(worker_loop *w, int shard, const char *id, const char *task
     docq_error why = {0};
     docq_log(level, task_id, "%s: acknowledging stream entry %s", reason, id);
     if (docq_store_ack(w->cmd, w->cfg->key_prefix, shard, w->cfg->group, id, &why) != DOCQ_OK) {
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return DOCQ_EUNAVAIL;
     }
-    worker_redis_worked(w);
+    outage_redis_worked(w);
     return DOCQ_OK;
 }
 
@@ -352,10 +355,10 @@ static int start_task(worker_loop *w, int shard, const char *id, const char *tas
         slot_release(w, s);
         if (rc == DOCQ_ENOTFOUND || rc == DOCQ_ECONFLICT)
             return ack_entry(w, shard, id, task_id, DOCQ_LOG_INFO, why.msg);
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return DOCQ_EUNAVAIL;
     }
-    worker_redis_worked(w);
+    outage_redis_worked(w);
     if (st.dead) {
         slot_release(w, s);
         return dead_letter_task(w, shard, id, task_id);

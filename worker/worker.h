@@ -1,12 +1,15 @@
-/* worker.h -- the worker's private state, shared by its three parts:
+/* worker.h -- the worker's private state, shared by its parts:
  *
- *   loop.c      the event loop: Redis connections and outages, reading the
- *               streams, stopping, waiting (see loop.h for one turn);
+ *   loop.c      the event loop: Redis connections, reading the streams,
+ *               stopping, waiting (see loop.h for one turn);
+ *   outage.c    Redis outages: what a failed or working command changes;
  *   tasks.c     a task's life in a slot: start, AI call, retries with
  *               backoff, outcome;
  *   recovery.c  the heartbeat on this worker's entries and the reclaiming of
  *               dead workers' entries.
  *
+ * Each part declares its functions in its own header (loop.h, outage.h,
+ * tasks.h, recovery.h); this one holds only the state they share.
  * Everything here belongs to the one thread that runs worker_loop_run. */
 #ifndef DOCQ_WORKER_WORKER_H
 #define DOCQ_WORKER_WORKER_H
@@ -15,11 +18,13 @@
 
 #include "ai_client.h"
 #include "config.h"
-#include "loop.h"
 #include "redis.h"
 #include "store.h"
 #include "task.h"
 #include "worker_metrics.h"
+
+/* The loop: loop.h. */
+typedef struct worker_loop worker_loop;
 
 #define ENTRY_ID_MAX 48  /* A stream id: two 64-bit numbers and a dash. */
 #define KEY_MAX 96
@@ -75,7 +80,7 @@ typedef struct reader {
 } reader;
 
 /* Heartbeat and reclaim timers (recovery.c). */
-typedef struct recovery {
+typedef struct recovery_state {
     int64_t next_heartbeat_ms;          /* Monotonic time of the next heartbeat. */
     int64_t next_reclaim_ms;            /* Monotonic time of the next reclaim round. */
     int next_shard;                     /* First shard of the next reclaim round. */
@@ -84,7 +89,7 @@ typedef struct recovery {
     const char **ids;                   /* Heartbeat scratch: entry ids of one shard... */
     slot **owners;                      /* ...their slots... */
     int *lost;                          /* ...and what the heartbeat found. */
-} recovery;
+} recovery_state;
 
 struct worker_loop {
     const docq_config *cfg;   /* Borrowed from main. */
@@ -105,7 +110,7 @@ struct worker_loop {
     const char **argv;        /* XREADGROUP arguments, with room for every shard. */
     size_t *argvlen;
     reader rs;
-    recovery rc;
+    recovery_state recovery;  /* Heartbeat and reclaim timers (recovery.c). */
     uint64_t rng;             /* State of the jitter's random sequence. */
     int redis_ok;             /* Both connections up and the groups exist. */
     int down_logged;          /* An outage was logged; log when it ends. */
@@ -127,71 +132,5 @@ typedef enum entry_source {
     ENTRY_OWN,        /* XREADGROUP from an id: our own pending entry, re-read. */
     ENTRY_RECLAIMED   /* XAUTOCLAIM: another worker's (or an earlier us) idle entry. */
 } entry_source;
-
-/* ---- loop.c ---- */
-
-/* Monotonic milliseconds. */
-int64_t worker_now_ms(void);
-
-/* A Redis command worked: the next outage starts with a short backoff. */
-void worker_redis_worked(worker_loop *w);
-
-/* A Redis command failed (unreachable or refused): stop using Redis until it
- * is reconnected. Whatever was pending stays in Redis; slots keep their
- * state. */
-void worker_redis_failed(worker_loop *w, const docq_error *why);
-
-/* ---- tasks.c ---- */
-
-/* Handle one stream entry [id, [field, value, ...] or nil] received from
- * shard: start its task in a free slot, or acknowledge it when it has none.
- * Returns DOCQ_OK, or DOCQ_EUNAVAIL after a Redis failure. */
-int tasks_take_entry(worker_loop *w, int shard, const redisReply *e, entry_source from);
-
-/* Write the outcomes and failure records that wait in their slots; stops at
- * the first Redis failure. */
-void tasks_flush_writes(worker_loop *w);
-
-/* Start the retries whose backoff is over. */
-void tasks_start_due_retries(worker_loop *w);
-
-/* Take the AI calls that finished and write what they decided (or keep it
- * while Redis is unusable). */
-void tasks_collect_results(worker_loop *w);
-
-/* Stopping: give up the slots waiting for a retry. Their entries stay
- * pending, to be reclaimed by another worker; the tasks stay STARTED. */
-void tasks_leave_waiting(worker_loop *w);
-
-/* The earliest retry_at_ms of the waiting slots, or INT64_MAX. */
-int64_t tasks_next_retry_ms(const worker_loop *w);
-
-/* Free what s holds and put it back on the free list. */
-void slot_release(worker_loop *w, slot *s);
-
-/* ---- recovery.c ---- */
-
-/* Allocate the recovery tables and schedule the first heartbeat and reclaim.
- * Returns DOCQ_OK or DOCQ_ERR when memory runs out. */
-int recovery_init(worker_loop *w);
-
-/* Free the recovery tables. */
-void recovery_free(worker_loop *w);
-
-/* Send the heartbeat for every slot's entry when it is due, and delete the
- * idle consumers without pending entries of one shard. */
-void recovery_heartbeat(worker_loop *w);
-
-/* 1 when a reclaim round is due and the worker can take entries, else 0. */
-int recovery_reclaim_due(const worker_loop *w);
-
-/* Run a reclaim round: XAUTOCLAIM, shard after shard, entries idle beyond
- * DOCQ_VISIBILITY_TIMEOUT_MS, as many as there are free slots, and start
- * their tasks. The rd connection must have no read in flight (the read and
- * the reclaim share the free slots). */
-void recovery_reclaim(worker_loop *w);
-
-/* The earliest time a heartbeat or reclaim round is due. */
-int64_t recovery_next_ms(const worker_loop *w);
 
 #endif

@@ -1,4 +1,4 @@
-/* test_log.c -- JSON escaping and the JSON-lines log (common/log.c). */
+/* test_log.c -- JSON escaping (common/json.c), the JSON-lines log (common/log.c) and error messages (common/error.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "error.h"
+#include "json.h"
 #include "log.h"
 
 /* Escape the n bytes at s into a fresh buffer of capacity cap; the result

@@ -276,6 +276,25 @@ static void task_id_parse_bounds(void) {
     CHECK_INT_EQ(shard, 99999);
 }
 
+static void task_id_shard_reads_the_digits(void) {
+    char id[DOCQ_TASK_ID_MAX];
+    int parsed = -1;
+    /* Every id docq_task_id_new makes gives back its shard, as the parse does. */
+    for (int shard = 0; shard < 100000; shard = shard * 7 + 1) {
+        CHECK_INT_EQ(docq_task_id_new(shard, id, sizeof(id), NULL), DOCQ_OK);
+        CHECK_INT_EQ(docq_task_id_parse(id, strlen(id), &parsed, NULL), DOCQ_OK);
+        CHECK_INT_EQ(docq_task_id_shard(id), shard);
+        CHECK_INT_EQ(docq_task_id_shard(id), parsed);
+    }
+    CHECK_INT_EQ(docq_task_id_shard("s0-ffffffffffffffffffffffffffffffff"), 0);
+    CHECK_INT_EQ(docq_task_id_shard("s99999-00000000000000000000000000000000"), 99999);
+    /* Not checked, never read past the end: no digits is shard 0. */
+    CHECK_INT_EQ(docq_task_id_shard(""), 0);
+    CHECK_INT_EQ(docq_task_id_shard("s"), 0);
+    CHECK_INT_EQ(docq_task_id_shard("s-1"), 0);
+    CHECK_INT_EQ(docq_task_id_shard("s12"), 12);
+}
+
 static void shard_for_stable(void) {
     static const char *callers[] = {"", "alice", "ipv4:10.0.0.1:5000", "x509:CN=worker-7"};
     for (size_t i = 0; i < sizeof(callers) / sizeof(callers[0]); i++) {
@@ -545,7 +564,7 @@ CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CAS
            CHECK_CASE(utf8_valid_allows_controls), CHECK_CASE(task_id_new_parses),
            CHECK_CASE(task_id_new_differ), CHECK_CASE(random_hex_across_pool_refills),
            CHECK_CASE(task_id_new_small_buffer),
-           CHECK_CASE(task_id_malformed), CHECK_CASE(task_id_parse_bounds),
+           CHECK_CASE(task_id_malformed), CHECK_CASE(task_id_parse_bounds), CHECK_CASE(task_id_shard_reads_the_digits),
            CHECK_CASE(shard_for_stable), CHECK_CASE(shard_for_in_range),
            CHECK_CASE(shard_for_spread), CHECK_CASE(state_names),
            CHECK_CASE(set_field_every_field), CHECK_CASE(set_field_malformed),

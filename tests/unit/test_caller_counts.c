@@ -1,8 +1,8 @@
-/* test_bounds.c -- per-caller counts behind DOCQ_MAX_WATCHES_PER_CALLER
- * (server/bounds.c). */
+/* test_caller_counts.c -- per-caller counts behind DOCQ_MAX_WATCHES_PER_CALLER
+ * (server/caller_counts.c). */
 #include <stdio.h>
 
-#include "bounds.h"
+#include "caller_counts.h"
 #include "check.h"
 #include "error.h"
 

@@ -1,27 +1,27 @@
-/* infra.c -- metrics, health, reflection and the HTTP endpoint of
- * docq-server. See infra.h. */
+/* server_parts.c -- metrics, health, reflection and the HTTP endpoint of
+ * docq-server. See server_parts.h. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "infra.h"
+#include "server_parts.h"
 #include "log.h"
 #include "watch.h"
 
-server_infra *server_infra_create(const docq_config *cfg, const char *const *paths, const int *unary, int n,
+server_parts *server_parts_create(const docq_config *cfg, const char *const *paths, const int *unary, int n,
                                   docq_error *err) {
-    server_infra *x = calloc(1, sizeof(*x));
+    server_parts *x = calloc(1, sizeof(*x));
     if (!x) return docq_error_set(err, DOCQ_ERR, "out of memory"), NULL;
     x->cfg = cfg;
     x->metrics = server_metrics_create(paths, unary, n);
     if (!x->metrics) {
         docq_error_set(err, DOCQ_ERR, "out of memory");
-        server_infra_free(x);
+        server_parts_free(x);
         return NULL;
     }
     x->health = docq_health_create(cfg, err);
     if (x->health && cfg->reflection) x->reflection = reflection_service_create(err);
     if (!x->health || (cfg->reflection && !x->reflection)) {
-        server_infra_free(x);
+        server_parts_free(x);
         return NULL;
     }
     return x;
@@ -30,7 +30,7 @@ server_infra *server_infra_create(const docq_config *cfg, const char *const *pat
 /* GET handler of the HTTP endpoint (its own thread): /metrics, /healthz
  * (the process runs) and /readyz (SERVING). */
 static void serve_http(const char *path, docq_http_response *out, void *ud) {
-    server_infra *x = ud;
+    server_parts *x = ud;
     if (strcmp(path, "/metrics") == 0) {
         server_gauges g = {(long)watch_hub_open_count(x->watch), docq_health_serving(x->health),
                            (long)watch_hub_held_bytes(x->watch)};
@@ -48,7 +48,7 @@ static void serve_http(const char *path, docq_http_response *out, void *ud) {
     }
 }
 
-int server_infra_start(server_infra *x, struct watch_hub *watch, docq_error *err) {
+int server_parts_start(server_parts *x, struct watch_hub *watch, docq_error *err) {
     x->watch = watch;
     if (docq_health_start(x->health, err) != DOCQ_OK) return DOCQ_ERR;
     if (docq_metrics_listen_off(x->cfg->metrics_listen)) return DOCQ_OK;
@@ -59,16 +59,16 @@ int server_infra_start(server_infra *x, struct watch_hub *watch, docq_error *err
     return DOCQ_OK;
 }
 
-int server_infra_http_port(const server_infra *x) { return x->http ? docq_http_port(x->http) : 0; }
+int server_parts_http_port(const server_parts *x) { return x->http ? docq_http_port(x->http) : 0; }
 
-void server_infra_stop_serving(server_infra *x) { docq_health_stop_serving(x->health); }
+void server_parts_stop_serving(server_parts *x) { docq_health_stop_serving(x->health); }
 
-void server_infra_end_streams(server_infra *x) {
+void server_parts_end_streams(server_parts *x) {
     docq_health_end_watches(x->health);
     reflection_service_end_streams(x->reflection);
 }
 
-void server_infra_free(server_infra *x) {
+void server_parts_free(server_parts *x) {
     if (!x) return;
     docq_http_stop(x->http);
     docq_health_free(x->health);

@@ -1,11 +1,11 @@
-/* bounds.c -- per-caller counts (a small chained hash table). See bounds.h. */
+/* caller_counts.c -- per-caller counts (a small chained hash table). See caller_counts.h. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
-#include "bounds.h"
+#include "caller_counts.h"
 
 #define INITIAL_BUCKETS 64
 

@@ -1,29 +1,16 @@
-/* bounds.h -- bounds on what one client may send or hold open.
+/* caller_counts.h -- a per-caller counter table: what each caller holds open.
  *
- * gRPC enforces the per-call and per-connection bounds itself, from the
- * server's channel arguments (INPUT_LIMIT_ARGS): a request message larger
- * than DOCQ_MAX_MESSAGE_BYTES fails with RESOURCE_EXHAUSTED before docq sees
- * it, request metadata beyond DOCQ_MAX_METADATA_BYTES is refused, and a
- * connection may have at most DOCQ_MAX_CONCURRENT_STREAMS calls open (HTTP/2
- * SETTINGS_MAX_CONCURRENT_STREAMS: clients queue the rest).
- *
- * docq counts what outlives a call's arrival itself: the open long-lived
+ * gRPC enforces the per-call and per-connection bounds itself (server.c,
+ * INPUT_LIMIT_ARGS). docq counts what outlives a call's arrival itself: the open long-lived
  * streams of each caller (DOCQ_MAX_WATCHES_PER_CALLER): WatchStatus, health
  * Watch and reflection streams, in one caller_counts table that the server
  * owns and every stream service shares (thread-safe: its own mutex, taken
  * last, so that it may be taken under the watch hub's). A stream without an
  * API key or certificate counts against its address (caller.h). */
-#ifndef DOCQ_SERVER_BOUNDS_H
-#define DOCQ_SERVER_BOUNDS_H
+#ifndef DOCQ_CALLER_COUNTS_H
+#define DOCQ_CALLER_COUNTS_H
 
 #include <stddef.h>
-
-#include <grpc/grpc.h>
-
-#define INPUT_LIMIT_ARGS(cfg)                                                                       \
-    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)(cfg)->max_message_bytes}}, \
-    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = (int)(cfg)->max_metadata_bytes}},     \
-    {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = (int)(cfg)->max_concurrent_streams}}
 
 /* How many things each caller holds, by caller id. Thread-safe. */
 typedef struct caller_counts caller_counts;

@@ -1,21 +1,21 @@
-/* stream.c -- the batches of a streaming call. See stream.h. */
+/* call_stream.c -- the batches of a streaming call. See call_stream.h. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 
+#include "call_stream.h"
 #include "log.h"
-#include "stream.h"
 
-#define STREAM_OF(tag, member) ((server_stream *)((char *)(tag) - offsetof(server_stream, member)))
+#define CALL_STREAM_OF(tag, member) ((call_stream *)((char *)(tag) - offsetof(call_stream, member)))
 
 static void send_done(server_tag *tag, int success);
 static void recv_done(server_tag *tag, int success);
 static void close_done(server_tag *tag, int success);
 static void status_done(server_tag *tag, int success);
 
-void stream_init(server_stream *s, pthread_mutex_t *lock, const stream_ops *ops, rpc_metrics *metrics) {
+void call_stream_init(call_stream *s, pthread_mutex_t *lock, const call_stream_ops *ops, rpc_metrics *metrics) {
     memset(s, 0, sizeof(*s));
     s->send_tag.done = send_done;
     s->recv_tag.done = recv_done;
@@ -24,10 +24,10 @@ void stream_init(server_stream *s, pthread_mutex_t *lock, const stream_ops *ops,
     s->lock = lock;
     s->ops = ops;
     s->metrics = metrics;
-    s->state = STREAM_IDLE;
+    s->state = CALL_STREAM_IDLE;
 }
 
-int stream_start(server_stream *s, grpc_call *call) {
+int call_stream_start(call_stream *s, grpc_call *call) {
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -36,14 +36,14 @@ int stream_start(server_stream *s, grpc_call *call) {
     grpc_call_ref(call);
     s->call = call;
     s->batches = 1;
-    s->state = STREAM_OPEN;
+    s->state = CALL_STREAM_OPEN;
     if (s->metrics) docq_gauge_add(&s->metrics->streams_open, 1);
     return DOCQ_OK;
 }
 
 /* Take s out of its group, if any. */
-static void group_remove(server_stream *s) {
-    stream_group *g = s->group;
+static void group_remove(call_stream *s) {
+    call_stream_group *g = s->group;
     if (!g) return;
     if (s->gprev) s->gprev->gnext = s->gnext;
     else g->head = s->gnext;
@@ -55,8 +55,8 @@ static void group_remove(server_stream *s) {
 
 /* s has ended with code (its status sent, or the call cancelled): count it,
  * leave the group and tell the owner. */
-static void mark_ended(server_stream *s, grpc_status_code code) {
-    s->state = STREAM_ENDED;
+static void mark_ended(call_stream *s, grpc_status_code code) {
+    s->state = CALL_STREAM_ENDED;
     if (s->metrics) {
         rpc_metrics_count(s->metrics, code);
         docq_gauge_add(&s->metrics->streams_open, -1);
@@ -67,7 +67,7 @@ static void mark_ended(server_stream *s, grpc_status_code code) {
 
 /* Send the status (with the initial metadata if none went yet); no batch
  * is started after this one. */
-static void send_status(server_stream *s, grpc_status_code code, const char *details) {
+static void send_status(call_stream *s, grpc_status_code code, const char *details) {
     grpc_op ops[2];
     size_t n = 0;
     grpc_slice text = grpc_slice_from_static_string(details);
@@ -90,11 +90,11 @@ static void send_status(server_stream *s, grpc_status_code code, const char *det
     }
 }
 
-int stream_sendable(const server_stream *s) {
-    return (s->state == STREAM_OPEN || s->state == STREAM_ENDING) && !s->sending && !s->broken;
+int call_stream_sendable(const call_stream *s) {
+    return (s->state == CALL_STREAM_OPEN || s->state == CALL_STREAM_ENDING) && !s->sending && !s->broken;
 }
 
-int stream_send(server_stream *s, grpc_byte_buffer *msg) {
+int call_stream_send(call_stream *s, grpc_byte_buffer *msg) {
     grpc_op ops[2];
     size_t n = 0;
     memset(ops, 0, sizeof(ops));
@@ -118,7 +118,7 @@ int stream_send(server_stream *s, grpc_byte_buffer *msg) {
     return DOCQ_OK;
 }
 
-int stream_recv(server_stream *s) {
+int call_stream_recv(call_stream *s) {
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
@@ -126,7 +126,7 @@ int stream_recv(server_stream *s) {
     grpc_call_error e = grpc_call_start_batch(s->call, &op, 1, &s->recv_tag, NULL);
     if (e != GRPC_CALL_OK) {
         docq_log_error("stream: cannot read: start_batch error %d", e);
-        stream_end(s, GRPC_STATUS_INTERNAL, "cannot read");
+        call_stream_end(s, GRPC_STATUS_INTERNAL, "cannot read");
         return DOCQ_ERR;
     }
     s->batches++;
@@ -134,10 +134,10 @@ int stream_recv(server_stream *s) {
     return DOCQ_OK;
 }
 
-void stream_end(server_stream *s, grpc_status_code code, const char *details) {
-    if (s->state != STREAM_OPEN) return;
+void call_stream_end(call_stream *s, grpc_status_code code, const char *details) {
+    if (s->state != CALL_STREAM_OPEN) return;
     if (s->sending) {
-        s->state = STREAM_ENDING;
+        s->state = CALL_STREAM_ENDING;
         s->end_code = code;
         s->end_details = details;
     } else {
@@ -146,10 +146,10 @@ void stream_end(server_stream *s, grpc_status_code code, const char *details) {
 }
 
 /* After a completion (lock held): 1 when s must now be released. */
-static int finished(const server_stream *s) { return s->state == STREAM_ENDED && s->batches == 0; }
+static int finished(const call_stream *s) { return s->state == CALL_STREAM_ENDED && s->batches == 0; }
 
 /* Release the call and what is left, then hand s back to its owner. */
-static void release(server_stream *s) {
+static void release(call_stream *s) {
     if (s->sending) grpc_byte_buffer_destroy(s->sending);
     if (s->received) grpc_byte_buffer_destroy(s->received);
     if (s->call) grpc_call_unref(s->call);
@@ -159,14 +159,14 @@ static void release(server_stream *s) {
 }
 
 /* Unlock, and release s when its last batch has completed. */
-static void unlock_and_maybe_release(server_stream *s) {
+static void unlock_and_maybe_release(call_stream *s) {
     int done = finished(s);
     pthread_mutex_unlock(s->lock);
     if (done) release(s);
 }
 
 static void send_done(server_tag *tag, int success) {
-    server_stream *s = STREAM_OF(tag, send_tag);
+    call_stream *s = CALL_STREAM_OF(tag, send_tag);
     pthread_mutex_lock(s->lock);
     s->batches--;
     grpc_byte_buffer_destroy(s->sending);
@@ -175,21 +175,21 @@ static void send_done(server_tag *tag, int success) {
      * say so; nothing more is started on it. */
     if (!success) {
         s->broken = 1;
-    } else if (s->state == STREAM_OPEN || s->state == STREAM_ENDING) {
+    } else if (s->state == CALL_STREAM_OPEN || s->state == CALL_STREAM_ENDING) {
         if (s->ops->sent) s->ops->sent(s);
-        if (s->state == STREAM_ENDING && !s->sending) send_status(s, s->end_code, s->end_details);
+        if (s->state == CALL_STREAM_ENDING && !s->sending) send_status(s, s->end_code, s->end_details);
     }
     unlock_and_maybe_release(s);
 }
 
 static void recv_done(server_tag *tag, int success) {
-    server_stream *s = STREAM_OF(tag, recv_tag);
+    call_stream *s = CALL_STREAM_OF(tag, recv_tag);
     pthread_mutex_lock(s->lock);
     s->batches--;
     s->receiving = 0;
     grpc_byte_buffer *msg = s->received;
     s->received = NULL;
-    if (success && s->state == STREAM_OPEN && s->ops->received)
+    if (success && s->state == CALL_STREAM_OPEN && s->ops->received)
         s->ops->received(s, msg);
     else if (msg)
         grpc_byte_buffer_destroy(msg);
@@ -197,18 +197,18 @@ static void recv_done(server_tag *tag, int success) {
 }
 
 static void close_done(server_tag *tag, int success) {
-    server_stream *s = STREAM_OF(tag, close_tag);
+    call_stream *s = CALL_STREAM_OF(tag, close_tag);
     (void)success;
     pthread_mutex_lock(s->lock);
     s->batches--;
     /* Closed before our status went: cancelled by the client, its deadline
      * or a broken connection. Nothing more can be sent. */
-    if (s->state != STREAM_ENDED) mark_ended(s, GRPC_STATUS_CANCELLED);
+    if (s->state != CALL_STREAM_ENDED) mark_ended(s, GRPC_STATUS_CANCELLED);
     unlock_and_maybe_release(s);
 }
 
 static void status_done(server_tag *tag, int success) {
-    server_stream *s = STREAM_OF(tag, status_tag);
+    call_stream *s = CALL_STREAM_OF(tag, status_tag);
     (void)success;
     pthread_mutex_lock(s->lock);
     s->batches--;
@@ -217,17 +217,17 @@ static void status_done(server_tag *tag, int success) {
 
 /* -- Groups ----------------------------------------------------------------- */
 
-void stream_group_init(stream_group *g) {
+void call_stream_group_init(call_stream_group *g) {
     memset(g, 0, sizeof(*g));
     pthread_mutex_init(&g->lock, NULL);
 }
 
-void stream_group_destroy(stream_group *g) {
+void call_stream_group_destroy(call_stream_group *g) {
     if (g->count) docq_log_error("stream group destroyed with %zu streams open", g->count);
     pthread_mutex_destroy(&g->lock);
 }
 
-int stream_group_add(stream_group *g, server_stream *s) {
+int call_stream_group_add(call_stream_group *g, call_stream *s) {
     if (g->closed) return DOCQ_EUNAVAIL;
     s->group = g;
     s->gprev = NULL;
@@ -238,18 +238,18 @@ int stream_group_add(stream_group *g, server_stream *s) {
     return DOCQ_OK;
 }
 
-void stream_group_close(stream_group *g, grpc_status_code code, const char *details) {
+void call_stream_group_close(call_stream_group *g, grpc_status_code code, const char *details) {
     pthread_mutex_lock(&g->lock);
     g->closed = 1;
     /* Ending a stream may take it out of the group: take the next first. */
-    for (server_stream *s = g->head, *next; s; s = next) {
+    for (call_stream *s = g->head, *next; s; s = next) {
         next = s->gnext;
-        stream_end(s, code, details);
+        call_stream_end(s, code, details);
     }
     pthread_mutex_unlock(&g->lock);
 }
 
-size_t stream_group_count(stream_group *g) {
+size_t call_stream_group_count(call_stream_group *g) {
     pthread_mutex_lock(&g->lock);
     size_t n = g->count;
     pthread_mutex_unlock(&g->lock);
