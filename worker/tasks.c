@@ -326,7 +326,7 @@ static int dead_letter_task(worker_loop *w, int shard, const char *id, const cha
     if (rc == DOCQ_ENOTFOUND || rc == DOCQ_ECONFLICT)
         return ack_entry(w, shard, id, task_id, DOCQ_LOG_INFO, why.msg);
     if (rc != DOCQ_OK) {
-        worker_redis_failed(w, &why);
+        outage_redis_failed(w, &why);
         return DOCQ_EUNAVAIL;
     }
     docq_counter_add(&w->metrics.dead_lettered, 1);
