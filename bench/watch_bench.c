@@ -307,7 +307,7 @@ int main(int argc, char **argv) {
         /* The entry id only matters to the group's bookkeeping (XPENDING,
          * XACK, XDEL), which the bench leaves alone: no worker reads. */
         docq_start started;
-        int rc = version == 2 ? docq_store_start(r, &queue, c->task_id, "0-1", &started, &err)
+        int rc = version == 2 ? docq_store_start(r, &queue, c->task_id, &started, &err)
                               : docq_store_finish(r, "docq", "workers", c->task_id, "0-1", 1,
                                                   DOCQ_STATE_SUCCESS, "{\"ok\":true}", 11, 600, &err);
         if (rc != DOCQ_OK) {

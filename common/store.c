@@ -42,7 +42,6 @@ void docq_key_dead(char *buf, size_t cap, const char *prefix, const char *dead, 
 }
 
 /* The shard a well-formed task id names (ids reaching the store are valid). */
-static int shard_of(const char *task_id) { return docq_task_id_shard(task_id); }
 
 /* Run a script whose reply is an integer; returns DOCQ_OK and *out, or the
  * error of docq_redis_eval. */
@@ -190,7 +189,7 @@ typedef struct read_args {
 } read_args;
 
 static void read_args_init(read_args *a, const char *prefix, const char *task_id) {
-    int shard = shard_of(task_id);
+    int shard = docq_task_id_shard(task_id);
     docq_key_task(a->rkey, sizeof(a->rkey), prefix, task_id, shard);
     docq_key_stream(a->skey, sizeof(a->skey), prefix, shard);
 }
@@ -227,7 +226,7 @@ int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *gro
         int rc = docq_rate_args_init(&lim, prefix, reader->shard, DOCQ_RATE_READ, reader->caller,
                                      &reader->policy, err);
         if (rc != DOCQ_OK) return rc;
-        ticket->shape = reader->shard == shard_of(task_id) ? READ_LIMITED : READ_CHECK_FIRST;
+        ticket->shape = reader->shard == docq_task_id_shard(task_id) ? READ_LIMITED : READ_CHECK_FIRST;
     }
     if (ticket->shape == READ_LIMITED) {
         const char *argv[] = {lim.key, a.rkey, a.skey, lim.limit, lim.window, lim.member, group};
@@ -296,11 +295,10 @@ static int record_refusal(const long long *v, size_t n, docq_error *err) {
     return DOCQ_OK;
 }
 
-int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
-                     docq_start *out, docq_error *err) {
+int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, docq_start *out,
+                     docq_error *err) {
     char rkey[128], maxd[24];
-    (void)entry_id;
-    docq_key_task(rkey, sizeof(rkey), q->prefix, task_id, shard_of(task_id));
+    docq_key_task(rkey, sizeof(rkey), q->prefix, task_id, docq_task_id_shard(task_id));
     snprintf(maxd, sizeof(maxd), "%ld", q->max_deliveries);
     const char *argv[] = {rkey, maxd, q->consumer};
     long long v[3];
@@ -324,7 +322,7 @@ int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, co
 int docq_store_dead_letter(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
                            uint32_t *deliveries, docq_error *err) {
     char rkey[128], skey[96], dkey[160], ttl[24], maxlen[24];
-    int shard = shard_of(task_id);
+    int shard = docq_task_id_shard(task_id);
     docq_key_task(rkey, sizeof(rkey), q->prefix, task_id, shard);
     docq_key_stream(skey, sizeof(skey), q->prefix, shard);
     docq_key_dead(dkey, sizeof(dkey), q->prefix, q->dead, shard);
@@ -349,7 +347,7 @@ static int eval_fenced(docq_redis *r, const docq_script *s, const char *prefix, 
                        uint32_t attempt, const char *value, size_t value_len, uint32_t *out,
                        docq_error *err) {
     char rkey[128], att[16];
-    docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard_of(task_id));
+    docq_key_task(rkey, sizeof(rkey), prefix, task_id, docq_task_id_shard(task_id));
     snprintf(att, sizeof(att), "%u", attempt);
     const char *argv[] = {rkey, att, value};
     size_t lens[] = {strlen(rkey), strlen(att), value_len};
@@ -375,7 +373,7 @@ int docq_store_finish(docq_redis *r, const char *prefix, const char *group, cons
                       const char *entry_id, uint32_t attempt, docq_task_state state,
                       const char *value, size_t value_len, long ttl_s, docq_error *err) {
     char rkey[128], skey[96], att[16], ttl[24];
-    int shard = shard_of(task_id);
+    int shard = docq_task_id_shard(task_id);
     docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard);
     docq_key_stream(skey, sizeof(skey), prefix, shard);
     snprintf(att, sizeof(att), "%u", attempt);

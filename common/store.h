@@ -162,7 +162,7 @@ typedef struct docq_start {
     int dead;             /* 1: not started, delivered too often: dead-letter it. */
 } docq_start;
 
-/* The worker q->consumer has just received entry_id for task_id (read or
+/* The worker q->consumer has just received an entry for task_id (read or
  * reclaimed): mark the task STARTED (attempts + 1, started_at = now,
  * consumer = q->consumer), atomically, counting a delivery (the record's
  * deliveries + 1) when another consumer, or none, started the task last: a
@@ -172,12 +172,11 @@ typedef struct docq_start {
  * as its fencing token.
  * When the task would be delivered more than q->max_deliveries times,
  * nothing is written: DOCQ_OK with out->dead == 1 and out->deliveries set;
- * the worker then calls docq_store_dead_letter. (entry_id is the entry
- * received; the start itself does not need it.)
+ * the worker then calls docq_store_dead_letter.
  * Returns DOCQ_ENOTFOUND when the record is gone and DOCQ_ECONFLICT when the
  * task is already terminal: in both cases the entry is only to be acked. */
-int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, const char *entry_id,
-                     docq_start *out, docq_error *err);
+int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, docq_start *out,
+                     docq_error *err);
 
 /* Dead-letter task_id, whose entry entry_id docq_store_start found delivered
  * more than q->max_deliveries times to q->consumer: append it to the shard's

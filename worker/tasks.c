@@ -350,7 +350,7 @@ static int start_task(worker_loop *w, int shard, const char *id, const char *tas
         docq_log(DOCQ_LOG_ERROR, task_id, "no free slot for entry %s; it stays pending", id);
         return DOCQ_OK;
     }
-    int rc = docq_store_start(w->cmd, &w->queue, task_id, id, &st, &why);
+    int rc = docq_store_start(w->cmd, &w->queue, task_id, &st, &why);
     if (rc != DOCQ_OK) {
         slot_release(w, s);
         if (rc == DOCQ_ENOTFOUND || rc == DOCQ_ECONFLICT)

@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
     docq_key_stream(skey, sizeof(skey), PREFIX, 0);
     for (int call = 1; call <= 2; call++) {
         between_calls(r, call, flush);
-        int rc = docq_store_start(r, &q, task_id, entry_id, &st, &err);
+        int rc = docq_store_start(r, &q, task_id, &st, &err);
         report(r, "start", call, rc, rc == DOCQ_OK ? (long)st.deliveries : -1, rkey, skey);
     }
     uint32_t out = 0, attempt = st.attempt;
