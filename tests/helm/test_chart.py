@@ -104,6 +104,8 @@ class ValueSets(unittest.TestCase, Common):
         return chart.render(values, sets)
 
     def test_default_values(self):
+        """helm lint passes and every rendered object is a valid Kubernetes object with the
+        default values"""
         objs = self.lint_and_render()
         server, worker, _ = self.check_common(objs)
         # Bundled Redis: one pod, AOF on a PersistentVolumeClaim, a generated password.
@@ -141,6 +143,8 @@ class ValueSets(unittest.TestCase, Common):
         self.assertEqual(kinds(objs, "NetworkPolicy") + kinds(objs, "ServiceMonitor"), [])
 
     def test_external_redis(self):
+        """helm lint passes and every rendered object is valid with an external Redis whose
+        password is in an existing Secret"""
         objs = self.lint_and_render(["external-redis"])
         server, worker, _ = self.check_common(objs, external_secrets=["docq-redis-credentials"])
         self.assertEqual(kinds(objs, "StatefulSet"), [])
@@ -156,6 +160,8 @@ class ValueSets(unittest.TestCase, Common):
             "DOCQ_AI_URL"], "http://ai.models.svc.cluster.local:8080/process")
 
     def test_bundled_redis_off_and_hpa_off(self):
+        """helm lint passes and every rendered object is valid with the bundled Redis off and the
+        HPA off"""
         objs = self.lint_and_render(["no-bundled-redis-no-hpa"])
         server, worker, _ = self.check_common(objs)
         self.assertEqual(kinds(objs, "StatefulSet") + kinds(objs, "Secret") + kinds(objs, "HorizontalPodAutoscaler"), [])
@@ -169,6 +175,8 @@ class ValueSets(unittest.TestCase, Common):
             self.assertEqual((env["DOCQ_REDIS_URL"], env["DOCQ_REDIS_PASSWORD_FILE"]), ("redis://10.0.0.5:6379", ""))
 
     def test_networkpolicy_and_servicemonitor_on(self):
+        """helm lint passes and every rendered object is valid with NetworkPolicy and
+        ServiceMonitor on, and only servers and workers reach Redis"""
         objs = self.lint_and_render(["netpol-servicemonitor"])
         server, worker, _ = self.check_common(objs, external_secrets=["redis-auth"])
         # The bundled Redis takes its password from the operator's Secret: none is generated.
@@ -225,6 +233,8 @@ class ValueSets(unittest.TestCase, Common):
         self.assertEqual(sorted(scraped), ["server", "worker"])
 
     def test_api_keys_lag_autoscaling_and_no_redis_volume(self):
+        """helm lint passes and every rendered object is valid with API keys, lag-based
+        autoscaling and Redis without a volume"""
         objs = self.lint_and_render(["api-keys-lag"])
         server, worker, _ = self.check_common(objs)
         # The keys file comes from a Secret mounted where DOCQ_API_KEYS_FILE points.
@@ -261,6 +271,8 @@ class ValueSets(unittest.TestCase, Common):
 
 
     def test_tls_and_mutual_tls(self):
+        """helm lint passes and every rendered object is valid with TLS and mutual TLS from an
+        existing Secret and the bounds on inputs changed"""
         objs = self.lint_and_render(["tls-mtls"])
         server, worker, service = self.check_common(objs, external_secrets=["docq-tls"])
         env = chart.container_env(objs, server)
@@ -308,6 +320,7 @@ class Notes(unittest.TestCase):
         return out.stdout[out.stdout.index("NOTES:"):]
 
     def test_the_install_notes_show_grpcurl_commands_for_the_service(self):
+        """the install notes show the grpcurl commands that reach the service"""
         notes = self.notes()
         self.assertIn("docq-server.%s.svc:50051" % chart.NAMESPACE, notes)
         self.assertIn("kubectl -n %s port-forward svc/docq-server 50051:50051" % chart.NAMESPACE, notes)
@@ -340,6 +353,8 @@ class RedisPassword(unittest.TestCase):
         return chart.secret_data(find(objs, "Secret", "redis"))["redis-password"]
 
     def test_the_generated_redis_password_is_kept_across_upgrades(self):
+        """the bundled Redis's generated password is kept across upgrades (helm lookup) and new
+        on a first install"""
         # A cluster where the release is installed: helm template --dry-run=server runs the
         # chart's lookup against it, as helm upgrade does.
         name = "%s-redis" % chart.RELEASE
@@ -376,15 +391,18 @@ class Schema(unittest.TestCase):
             self.assertIn(says, out.stdout + out.stderr, what)
 
     def test_a_negative_replica_count_is_refused(self):
+        """the values schema refuses a negative replica count"""
         self.assert_refused(["bad-negative-replicas"], says="/server/replicas")
         self.assert_refused(sets=["worker.autoscaling.minReplicas=-2"], says="/worker/autoscaling/minReplicas")
 
     def test_an_unknown_key_is_refused(self):
+        """the values schema refuses an unknown key"""
         self.assert_refused(["bad-unknown-key"], says="'replica' not allowed")
         self.assert_refused(sets=["server.config.rateLimt=3"], says="'rateLimt' not allowed")
         self.assert_refused(sets=["extra=1"], says="'extra' not allowed")
 
     def test_settings_outside_what_the_binaries_accept_are_refused(self):
+        """the values schema refuses settings the binaries would refuse"""
         for s, says in (("config.shards=0", "/config/shards"),
                         ("config.shards=1025", "/config/shards"),
                         ("config.logLevel=verbose", "/config/logLevel"),
@@ -411,6 +429,7 @@ class Schema(unittest.TestCase):
                 self.assert_refused(sets=[s], says=says)
 
     def test_combinations_the_schema_cannot_express_fail_the_install_with_a_message(self):
+        """value combinations the schema cannot express fail the install with a message"""
         # The templates' fail: helm install and helm template stop (helm lint lets fail pass).
         for s, says in ((["worker.config.heartbeatMs=10001"], "heartbeatMs must be at most a third of worker.config.visibilityTimeoutMs"),
                         (["redis.bundled.enabled=false"], "redis.external.url is required"),
@@ -440,6 +459,7 @@ class Manifests(unittest.TestCase):
         cls.worker = find(cls.objs, "Deployment", "worker")
 
     def test_probes_and_ports_name_the_ports_the_binaries_listen_on(self):
+        """the rendered probes and ports name the ports the server and worker listen on"""
         env = chart.container_env(self.objs, self.server)
         grpc = listen_port(env["DOCQ_LISTEN"])
         for probe in ("readinessProbe", "livenessProbe"):
@@ -460,6 +480,8 @@ class Manifests(unittest.TestCase):
             self.assertEqual(int(ann["prometheus.io/port"]), listen_port(e["DOCQ_METRICS_LISTEN"]))
 
     def test_with_tls_the_probes_target_the_plaintext_port_and_the_tls_files_are_mounted(self):
+        """with TLS on, the server's probes target the plaintext health port and the TLS files
+        are mounted read-only from the Secret"""
         objs = chart.render(["tls-mtls"])
         server = find(objs, "Deployment", "server")
         env = chart.container_env(objs, server)
@@ -492,6 +514,7 @@ class Manifests(unittest.TestCase):
         self.assertEqual([p["name"] for p in container(self.server)["ports"]], ["grpc", "metrics"])
 
     def test_termination_grace_covers_the_prestop_delay_and_the_shutdown_grace(self):
+        """terminationGracePeriodSeconds covers the preStop delay and DOCQ_SHUTDOWN_GRACE_MS"""
         env = chart.container_env(self.objs, self.server)
         pre = container(self.server)["lifecycle"]["preStop"]["exec"]["command"]
         self.assertEqual(pre[0], "sleep")
@@ -509,6 +532,8 @@ class Manifests(unittest.TestCase):
         self.assertEqual(pod_spec(find(objs, "Deployment", "worker"))["terminationGracePeriodSeconds"], 1)
 
     def test_every_container_runs_locked_down(self):
+        """every container runs as non-root, read-only, unprivileged, without capabilities, under
+        RuntimeDefault seccomp"""
         for w in [self.server, self.worker, find(self.objs, "StatefulSet", "redis")]:
             spec = pod_spec(w)
             self.assertFalse(spec["automountServiceAccountToken"])
@@ -526,6 +551,8 @@ class Manifests(unittest.TestCase):
                 self.assertIn("memory", c["resources"]["limits"])
 
     def test_the_configmaps_set_every_setting_the_binaries_read_with_their_defaults(self):
+        """the ConfigMaps set every setting the server and worker read, with the binaries'
+        defaults"""
         # Settings the chart derives instead of copying a default: addresses from the ports,
         # the Redis URL and password file from the Redis values, the keys file from apiKeys,
         # the TLS files and the plaintext health address from server.tls.
@@ -550,6 +577,7 @@ class Manifests(unittest.TestCase):
 
 class Binaries(unittest.TestCase):
     def test_the_binaries_accept_the_environment_of_every_value_set(self):
+        """the server and worker accept the environment rendered from every value set"""
         # A value a binary refuses makes it exit 2 at once, naming the setting; one that it
         # accepts leaves it running (waiting for a Redis that is not there). The server of the
         # TLS set reads real certificates (a bad one would stop it too).

@@ -181,6 +181,8 @@ class Pods(unittest.TestCase):
             self.fail("%s: last answer %r\n%s" % (what, last[0], pod.logs()))
 
     def test_the_rendered_server_and_worker_finish_a_task_through_the_rendered_redis_url(self):
+        """the rendered server and worker finish a task through the rendered Redis URL and
+        password"""
         for values in VALUE_SETS:
             with self.subTest(values=values):
                 pod = self.start(values)
@@ -212,6 +214,8 @@ class Pods(unittest.TestCase):
                 self.assertTrue(all("{s" in k and int(k.split("{s")[1].split("}")[0]) < shards for k in keys), keys)
 
     def test_the_server_answers_the_kubelets_grpc_probes_on_the_port_the_chart_names(self):
+        """the server answers the kubelet's gRPC probes and serves /metrics on the ports the
+        chart names"""
         # Needs grpc.health.v1.Health in docq-server (issue 6).
         for values in VALUE_SETS:
             with self.subTest(values=values):
@@ -229,6 +233,8 @@ class Pods(unittest.TestCase):
                 self.assertIn("docq_", http_get(port, ann["prometheus.io/path"], 5)[2])
 
     def test_the_worker_answers_the_kubelets_http_probes_on_the_port_the_chart_names(self):
+        """the worker answers the kubelet's HTTP probes and serves /metrics on the port the chart
+        names"""
         # Needs GET /healthz, /readyz and /metrics on the worker's DOCQ_METRICS_LISTEN (issue 6).
         for values in VALUE_SETS:
             with self.subTest(values=values):
@@ -246,6 +252,9 @@ class Pods(unittest.TestCase):
                 self.assertIn("docq_", http_get(port, ann["prometheus.io/path"], 5)[2])
 
     def test_with_tls_the_server_serves_tls_and_answers_the_kubelets_probes_on_the_plaintext_port(self):
+        """with TLS and mutual TLS the rendered server serves TLS on its port, answers the
+        kubelet's probes on the plaintext port, and the worker reads the Redis password from
+        its mounted file"""
         pki = Pki(tempfile.mkdtemp(prefix="docq-helm-pki-"))
         self.addCleanup(subprocess.run, ["rm", "-rf", os.path.dirname(pki.dir)])
         client = pki.client("acme")
@@ -303,6 +312,8 @@ class Pods(unittest.TestCase):
         self.assertNotIn(pod.password, "".join(pod.worker_env.values()))
 
     def test_the_bundled_redis_starts_with_the_password_from_its_mounted_file_and_answers_its_probe(self):
+        """the bundled Redis starts with the password from its mounted file, in neither its
+        environment nor its command line, and its readiness probe passes"""
         # A password that a shell or redis.conf would mangle, with the trailing newline of a
         # Secret made from a file (dropped, as docq drops it).
         password = "p@ss w/\"q\\$x`y'#"

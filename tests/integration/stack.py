@@ -42,6 +42,19 @@ SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime 
 SANITIZED = "ASAN_OPTIONS" in os.environ
 
 
+def labels(*names):
+    """Decorator: the test method's ctest test also carries these labels (e.g.
+    "valgrind"). tests/discover.py reads it from the source; at run time it
+    changes nothing."""
+    return lambda method: method
+
+
+def needs(variable):
+    """Decorator: the test method is registered with ctest only where the
+    CMake variable is true (tests/discover.py reads it from the source)."""
+    return lambda method: method
+
+
 def rss_env():
     """Settings for a process whose RSS a test measures: under
     AddressSanitizer a small quarantine of freed blocks (256 MB by default),

@@ -27,6 +27,8 @@ class Answers(unittest.TestCase):
         self.addCleanup(self.stack.stop)
 
     def test_an_ai_answer_with_a_nul_byte_fails_the_task_for_good_after_one_ai_call(self):
+        """an AI answer with a NUL byte fails the task for good, naming the offset, after one AI
+        call"""
         s = self.stack.start_redis().start_ai("--answer-hex", b"ok\x00yes".hex()).start_server()
         s.start_worker(DOCQ_MAX_ATTEMPTS="5")
         tid = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="doc_nul"), timeout=10).task_id
@@ -47,6 +49,8 @@ class Answers(unittest.TestCase):
         return s, tid
 
     def test_docq_status_on_a_terminal_shows_no_control_character_of_a_result(self):
+        """docq status on a terminal shows no control character of a result: no ESC, BEL, DEL or
+        C1"""
         s, tid = self.finished_with_escapes()
         code, out, err = read_pty([os.path.join(BIN_DIR, "docq"), "--server", s.address(), "status", tid])
         self.assertEqual(code, 0, err)
@@ -55,6 +59,8 @@ class Answers(unittest.TestCase):
         self.assertIn(("result:   " + SHOWN.replace("\n", "\r\n")).encode(), out)
 
     def test_docq_status_into_a_pipe_shows_no_control_character_of_a_result_either(self):
+        """docq status into a pipe shows no control character of a result either, as docq watch
+        does"""
         s, tid = self.finished_with_escapes()
         out = subprocess.run([os.path.join(BIN_DIR, "docq"), "--server", s.address(), "status", tid],
                              capture_output=True, timeout=30)
@@ -73,6 +79,7 @@ class Warnings(unittest.TestCase):
         self.addCleanup(self.stack.stop)
 
     def test_the_cli_warns_once_when_it_sends_an_api_key_without_tls_to_a_non_loopback_server(self):
+        """the CLI warns once when it sends an API key without TLS to a non-loopback server"""
         # 192.0.2.1 (TEST-NET-1) is never routed: the call fails, and the
         # warning comes before it, so no second machine is needed.
         docq = [os.path.join(BIN_DIR, "docq"), "--server", "192.0.2.1:50051", "--deadline-ms", "1000"]
@@ -89,6 +96,7 @@ class Warnings(unittest.TestCase):
         self.assertNotIn(WARNING, tls.stderr)
 
     def test_the_cli_sends_an_api_key_to_a_loopback_server_without_a_warning(self):
+        """the CLI sends an API key to a loopback server without a warning"""
         s = self.stack.start_redis().start_server()
         out = subprocess.run([os.path.join(BIN_DIR, "docq"), "--server", s.address(), "submit", "a", "b"],
                              capture_output=True, text=True, timeout=60, env=cli_env(DOCQ_API_KEY="key-alice"))
@@ -97,6 +105,8 @@ class Warnings(unittest.TestCase):
         self.assertNotIn("warning", out.stderr)
 
     def test_a_worker_warns_at_start_when_results_may_pass_the_clients_4_mib_receive_limit(self):
+        """a worker warns at start when DOCQ_MAX_RESULT_BYTES lets results pass the clients' 4
+        MiB receive limit"""
         s = self.stack.start_redis().start_ai()
         big = s.start_worker(DOCQ_MAX_RESULT_BYTES=str(5 * 1024 * 1024))
         default = s.start_worker()

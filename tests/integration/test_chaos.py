@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from stack import Stack, pb
+from stack import Stack, labels, pb
 
 TASKS = 2000
 REJECTED_EVERY = 50          # doc ids perm_<i> for i % 50 == 0: 40 permanent failures.
@@ -83,7 +83,10 @@ class Chaos(unittest.TestCase):
                     counts[rec["task_id"]] = counts.get(rec["task_id"], 0) + 1
         return counts
 
+    @labels("chaos")
     def test_2000_tasks_survive_a_worker_killed_every_2_s_and_a_flaky_ai_each_written_once(self):
+        """2000 tasks survive a worker SIGKILLed every 2 s and a flaky AI, each outcome written
+        once"""
         s = self.stack.start_redis().start_ai(
             "--latency-ms", "100", "--latency-jitter-ms", "400", "--fail-status", "503",
             "--fail-percent", "5", "--reject-prefix", "perm_", "--reject-status", "422")

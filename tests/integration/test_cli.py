@@ -24,6 +24,7 @@ class Cli(unittest.TestCase):
         self.addCleanup(self.stack.stop)
 
     def test_docq_submit_prints_a_task_id_and_docq_status_shows_the_result(self):
+        """docq submit prints a task id and docq status shows the result"""
         s = self.stack.start_all(workers=1)
         out = s.cli("submit", "doc_1", "doc_2")
         self.assertEqual(out.returncode, 0, out.stderr)
@@ -40,17 +41,20 @@ class Cli(unittest.TestCase):
         self.assertRegex(st.stdout, r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
     def test_docq_status_of_an_unknown_id_prints_not_found_and_fails(self):
+        """docq status of an unknown id prints NOT_FOUND and fails"""
         s = self.stack.start_redis().start_server()
         st = s.cli("status", "s0-" + "0" * 32)
         self.assertNotEqual(st.returncode, 0)
         self.assertIn("NOT_FOUND", st.stderr)
 
     def test_docq_against_a_stopped_server_prints_unavailable_and_fails(self):
+        """docq against a stopped server prints UNAVAILABLE and fails"""
         out = run("docq", "--server", "127.0.0.1:1", "--deadline-ms", "2000", "submit", "doc_1")
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("UNAVAILABLE", out.stderr)
 
     def test_docq_submit_of_an_invalid_doc_id_queues_nothing_and_says_why(self):
+        """docq submit of an invalid doc_id queues nothing and says why"""
         s = self.stack.start_redis().start_server()
         out = s.cli("submit", "doc_ok", "x" * 300)
         self.assertEqual(out.returncode, 2)
@@ -110,6 +114,7 @@ class WatchCli(unittest.TestCase):
         return r
 
     def test_docq_watch_prints_one_line_per_change_and_exits_0_on_success(self):
+        """docq watch prints one line per change and exits 0 on SUCCESS"""
         s = self.stack.start_redis().start_ai("--latency-ms", "800").start_server()
         tid = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="doc_1"), timeout=10).task_id
         r = self.watch("watch", tid)
@@ -125,6 +130,7 @@ class WatchCli(unittest.TestCase):
         self.assertIn('result={"doc_id":"doc_1","summary":"processed doc_1"}', rows[-1][5])
 
     def test_docq_submit_wait_sends_the_api_key_to_a_server_that_requires_keys(self):
+        """docq submit --wait sends the API key, and a watch without one is UNAUTHENTICATED"""
         path = os.path.join(self.stack.dir, "keys")
         with open(path, "w") as f:
             f.write("alice %s\n" % hashlib.sha256(b"key-alice").hexdigest())
@@ -144,6 +150,7 @@ class WatchCli(unittest.TestCase):
         self.assertIn("UNAUTHENTICATED", out.stderr)
 
     def test_docq_watch_exits_1_when_the_task_ends_failure(self):
+        """docq watch exits 1 when the task ends FAILURE"""
         s = self.stack.start_all(workers=1, ai_args=("--fail-status", "500", "--fail-every", "0"))
         tid = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="doc_bad"), timeout=10).task_id
         r = self.watch("watch", tid)
@@ -156,6 +163,7 @@ class WatchCli(unittest.TestCase):
         self.assertIn("500", last[5])
 
     def test_docq_submit_wait_submits_then_watches_each_task_until_it_ends(self):
+        """docq submit --wait submits, then watches each task until it ends"""
         s = self.stack.start_all(workers=1, ai_args=("--latency-ms", "300"))
         r = self.watch("submit", "doc_1", "--wait", "doc_2")
         code, err = r.wait()
@@ -171,6 +179,7 @@ class WatchCli(unittest.TestCase):
             self.assertIn("processed " + doc, mine[-1][5])
 
     def test_docq_watch_on_a_terminal_shows_a_live_line_with_the_queue_position(self):
+        """docq watch on a terminal shows a live line with the queue position and elapsed time"""
         s = self.stack = Stack(shards=1)
         self.addCleanup(s.stop)
         s.start_redis().start_ai("--latency-ms", "1500").start_server(DOCQ_POSITION_REFRESH_MS="200")
@@ -189,6 +198,7 @@ class WatchCli(unittest.TestCase):
         self.assertNotIn("version=", text)
 
     def test_docq_watch_reopens_after_a_server_restart_and_misses_no_change(self):
+        """docq watch reopens after a server restart and misses no change"""
         s = self.stack
         port = free_port()
         s.start_redis().start_ai("--latency-ms", "3000").start_server(DOCQ_LISTEN="127.0.0.1:%d" % port)
@@ -208,6 +218,8 @@ class WatchCli(unittest.TestCase):
         self.assertEqual(parse_lines(self, r.lines)[-1][1], "SUCCESS")
 
     def test_docq_watch_resumes_when_the_server_ages_its_connection_out(self):
+        """docq watch resumes when the server ages its connection out
+        (DOCQ_MAX_CONNECTION_AGE_MS)"""
         s = self.stack.start_redis().start_ai("--latency-ms", "9000")
         s.start_server(DOCQ_MAX_CONNECTION_AGE_MS="4000", DOCQ_SHUTDOWN_GRACE_MS="1500")
         s.start_worker()
@@ -225,6 +237,7 @@ class WatchCli(unittest.TestCase):
         self.assertEqual(rows[-1][1], "SUCCESS")
 
     def test_docq_watch_of_an_unknown_id_prints_not_found_and_exits_1(self):
+        """docq watch of an unknown id prints NOT_FOUND and exits 1"""
         s = self.stack.start_redis().start_server()
         out = s.cli("watch", "s0-" + "0" * 32)
         self.assertEqual(out.returncode, 1)
@@ -234,6 +247,7 @@ class WatchCli(unittest.TestCase):
 
 class Settings(unittest.TestCase):
     def test_every_binary_lists_its_settings_with_help(self):
+        """every binary lists its settings with help"""
         for binary, must in [("docq-server", ["--listen", "DOCQ_REDIS_URL", "DOCQ_SHARDS", "DOCQ_GROUP",
                                               "DOCQ_KEEPALIVE_MS", "DOCQ_MAX_CONNECTION_AGE_MS",
                                               "DOCQ_POSITION_REFRESH_MS"]),
@@ -246,6 +260,7 @@ class Settings(unittest.TestCase):
                 self.assertIn(word, out.stdout, binary)
 
     def test_a_bad_setting_exits_2_naming_the_setting_and_the_value(self):
+        """a bad setting exits 2 naming the setting and the value"""
         cases = [("docq-server", ["--shards", "0"], {}, "DOCQ_SHARDS", "'0'"),
                  ("docq-server", [], {"DOCQ_LISTEN": "nowhere"}, "DOCQ_LISTEN", "nowhere"),
                  ("docq-worker", [], {"DOCQ_AI_TIMEOUT_MS": "soon"}, "DOCQ_AI_TIMEOUT_MS", "soon"),
@@ -260,11 +275,13 @@ class Settings(unittest.TestCase):
             self.assertIn(value, lines[0])
 
     def test_a_redis_password_never_appears_in_an_error(self):
+        """a Redis password never appears in an error"""
         out = run("docq-server", env={"DOCQ_REDIS_URL": "redis://:sekret@host:99999"})
         self.assertEqual(out.returncode, 2)
         self.assertNotIn("sekret", out.stderr)
 
     def test_flags_override_the_environment(self):
+        """flags override the environment"""
         out = run("docq", "--server", "127.0.0.1:1", "--deadline-ms", "1000", "status", "s0-" + "0" * 32,
                   env={"DOCQ_SERVER": "bad:bad"})
         # The environment's bad value is overridden by the good flag: the call is tried.

@@ -17,6 +17,7 @@ class Concurrency(unittest.TestCase):
         return [f.result().task_id for f in futures]
 
     def test_one_worker_keeps_its_concurrency_of_ai_calls_in_flight_and_never_more(self):
+        """one worker keeps its concurrency of AI calls in flight and never more"""
         s = self.stack.start_redis().start_ai("--latency-ms", "500")
         s.start_server()
         ids = self.submit_many(120, "c")
@@ -28,6 +29,7 @@ class Concurrency(unittest.TestCase):
         self.assertEqual((stats["requests"], stats["duplicate_tasks"]), (120, 0))
 
     def test_ai_calls_reuse_keep_alive_connections(self):
+        """AI calls reuse keep-alive connections"""
         s = self.stack.start_all(workers=1, ai_args=("--latency-ms", "5"), DOCQ_WORKER_CONCURRENCY="8")
         ids = self.submit_many(300, "k")
         for tid in ids:

@@ -29,6 +29,8 @@ class Connections(unittest.TestCase):
         return ch, states
 
     def test_an_idle_connection_is_closed_after_the_idle_timeout_and_one_with_an_open_watch_is_not(self):
+        """an idle connection is closed after DOCQ_MAX_CONNECTION_IDLE_MS and one with an open
+        watch is not"""
         self.stack.start_server(DOCQ_MAX_CONNECTION_IDLE_MS="1000")
         idle, idle_states = self.channel()
         watched, watched_states = self.channel()
@@ -46,6 +48,7 @@ class Connections(unittest.TestCase):
         self.assertEqual(watched_states[watched_states.index(ready):], [ready])
 
     def test_the_server_raises_its_open_files_limit_to_the_hard_limit_and_warns_when_it_is_low(self):
+        """the server raises its open files limit to the hard limit and warns when that is low"""
         s = self.stack.start_server(wrap=["prlimit", "--nofile=1024:4096", "--"])
         with open("/proc/%d/limits" % s.server.p.pid) as f:
             line = [l for l in f if l.startswith("Max open files")][0].split()

@@ -37,6 +37,7 @@ class Consumers(unittest.TestCase):
         self.assertEqual(self.consumers(shard), {"ghost-busy": 1, "ghost-idle": 0})
 
     def test_a_worker_stopped_cleanly_leaves_no_consumer_in_the_group(self):
+        """a worker stopped cleanly leaves no consumer in the group"""
         s = self.stack.start_all(workers=1, **FAST)
         tid = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="one"), timeout=5).task_id
         self.assertEqual(s.wait_terminal(tid).state, pb.Task.SUCCESS)
@@ -48,6 +49,7 @@ class Consumers(unittest.TestCase):
             self.assertEqual(self.consumers(shard), {}, "shard %d" % shard)
 
     def test_a_consumer_idle_past_docq_consumer_idle_ms_with_nothing_pending_is_deleted(self):
+        """a consumer idle past DOCQ_CONSUMER_IDLE_MS with nothing pending is deleted"""
         s = self.stack.start_redis().start_ai()
         self.ghosts()
         w = s.start_worker(DOCQ_CONSUMER_IDLE_MS="300", **FAST)
@@ -55,6 +57,7 @@ class Consumers(unittest.TestCase):
         self.assertIn("idle for 300 ms or more with nothing pending", w.text())
 
     def test_a_consumer_with_pending_entries_is_never_deleted(self):
+        """a consumer with pending entries is never deleted"""
         s = self.stack.start_redis().start_ai()
         self.ghosts()
         s.start_worker(DOCQ_CONSUMER_IDLE_MS="300", **FAST)
@@ -67,6 +70,7 @@ class Consumers(unittest.TestCase):
         self.assertEqual(s.redis_cli("XLEN", s.stream_key(0)), "1")
 
     def test_the_dead_letter_stream_is_trimmed_to_about_docq_dead_maxlen(self):
+        """the dead-letter stream is trimmed to about DOCQ_DEAD_MAXLEN"""
         s = self.stack.start_redis()
         # Trimming with MAXLEN ~ drops whole stream nodes only: with 4 entries
         # a node, a stream trimmed to ~5 keeps between 5 and 5 + 3 entries.

@@ -18,6 +18,7 @@ class EndToEnd(unittest.TestCase):
         self.fail("%s\n%s" % (msg, self.stack.logs()))
 
     def test_200_tasks_from_30_clients_all_succeed_with_one_ai_call_each(self):
+        """200 tasks from 30 concurrent clients all succeed with one AI call each"""
         s = self.stack.start_all(workers=2, ai_args=("--latency-ms", "20"))
         ids, errors, lock = {}, [], threading.Lock()
 
@@ -59,6 +60,7 @@ class EndToEnd(unittest.TestCase):
             self.assertEqual(s.redis_cli("XLEN", "docq:{s%d}:tasks" % shard), "0")
 
     def test_submit_returns_while_a_slow_ai_call_is_still_running(self):
+        """SubmitDoc returns while a slow AI call is still running"""
         s = self.stack.start_all(workers=1, ai_args=("--latency-ms", "1500"))
         stub = s.stub()
         first = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="slow_1"), timeout=5)
@@ -75,6 +77,7 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(s.wait_terminal(second.task_id).state, pb.Task.SUCCESS)
 
     def test_an_ai_error_ends_the_task_as_failure_naming_the_http_status(self):
+        """an AI error ends the task as FAILURE naming the HTTP status"""
         s = self.stack.start_all(workers=1, ai_args=("--fail-status", "422"))
         r = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="doc_bad"), timeout=5)
         t = s.wait_terminal(r.task_id)
@@ -84,6 +87,7 @@ class EndToEnd(unittest.TestCase):
         self.assertTrue(t.HasField("finished_at"))
 
     def test_an_unreachable_ai_ends_the_task_as_failure_naming_the_transport_error(self):
+        """an unreachable AI ends the task as FAILURE naming the transport error"""
         s = self.stack
         s.start_redis().start_ai()
         s.ai_port = s.ai_port + 1 if s.ai_port < 65535 else s.ai_port - 1
@@ -98,6 +102,7 @@ class EndToEnd(unittest.TestCase):
         self.assertIn("gave up after 2 attempts", t.error)
 
     def test_a_callers_tasks_share_one_shard_and_its_id_names_it(self):
+        """a caller's tasks share one shard and the task id names it"""
         s = self.stack.start_all(workers=0)
         stub = s.stub()
         shards = {stub.SubmitDoc(pb.SubmitDocRequest(doc_id="d%d" % i), timeout=5).task_id.split("-")[0]
@@ -107,6 +112,7 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(s.redis_cli("XLEN", "docq:{%s}:tasks" % shard), "10")
 
     def test_finished_task_records_expire_after_the_result_ttl(self):
+        """finished task records expire after the result TTL"""
         self.stack.result_ttl_s = 1
         s = self.stack.start_all(workers=1)
         stub = s.stub()

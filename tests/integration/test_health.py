@@ -26,6 +26,8 @@ class Health(unittest.TestCase):
         return ch
 
     def test_check_needs_no_api_key_nor_rate_limit_and_knows_only_its_services(self):
+        """Health Check needs no API key nor rate limit, is SERVING for its two services and
+        NOT_FOUND for others"""
         path = os.path.join(self.stack.dir, "keys")
         with open(path, "w") as f:
             f.write("alice %s\n" % hashlib.sha256(b"key-alice").hexdigest())
@@ -54,6 +56,7 @@ class Health(unittest.TestCase):
         self.assertEqual(w.code, grpc.StatusCode.CANCELLED)
 
     def test_check_and_watch_follow_redis_going_down_and_coming_back(self):
+        """Health Check and Watch turn NOT_SERVING when Redis stops and SERVING when it is back"""
         s = self.stack
         s.start_server(DOCQ_HEALTH_INTERVAL_MS="100")
         ch = self.channel()
@@ -81,6 +84,7 @@ class Health(unittest.TestCase):
             w.finish()
 
     def test_health_watch_and_reflection_streams_count_against_the_per_caller_stream_limit(self):
+        """health Watch and reflection streams count against the per-caller stream limit"""
         from reflection.v1 import reflection_pb2 as v1
         from test_reflection import reflection_stream
         self.stack.start_server(DOCQ_MAX_WATCHES_PER_CALLER="3")
@@ -120,6 +124,7 @@ class Health(unittest.TestCase):
         self.assertEqual(HealthWatch(ch, "").finish().code, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
     def test_sigterm_turns_health_not_serving_before_the_drain(self):
+        """SIGTERM turns health NOT_SERVING before the drain while calls are still served"""
         s = self.stack
         s.start_server(DOCQ_SHUTDOWN_DELAY_MS="2000")
         ch = self.channel()
@@ -145,6 +150,7 @@ class WorkerProbes(unittest.TestCase):
         self.addCleanup(self.stack.stop)
 
     def test_worker_healthz_is_200_while_it_runs_and_readyz_503_while_redis_is_down(self):
+        """worker /healthz is 200 while it runs and /readyz is 503 while Redis is down, 200 after"""
         s = self.stack
         w = s.start_worker()
         port = metrics_port(w)
@@ -164,6 +170,7 @@ class WorkerProbes(unittest.TestCase):
         self.assertEqual(w.wait(timeout=30), 0)
 
     def test_a_worker_started_before_redis_is_not_ready_until_redis_is_up(self):
+        """a worker started before Redis is not ready until Redis is up"""
         s = self.stack
         s.stop_redis()
         w = s.start_worker()
@@ -222,11 +229,14 @@ class SlowClients(unittest.TestCase):
         return out
 
     def test_a_client_sending_one_byte_a_second_does_not_delay_three_healthz_calls(self):
+        """a client sending one byte a second does not delay three /healthz calls with a 1 s
+        timeout"""
         for proc, port in self.endpoints():
             self.slow_client(port)
             self.assert_three_healthz_within_a_second_each(port, proc.name)
 
     def test_sigterm_with_a_1s_grace_exits_within_3s_while_a_slow_client_is_connected(self):
+        """SIGTERM with a 1 s grace exits within 3 s while a slow client is connected to /healthz"""
         for proc, port in self.endpoints(DOCQ_SHUTDOWN_GRACE_MS="1000"):
             self.slow_client(port)
             t0 = time.monotonic()
@@ -235,6 +245,8 @@ class SlowClients(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 3.0, "%s took too long to stop" % proc.name)
 
     def test_many_idle_connections_do_not_stop_healthz_answering(self):
+        """200 idle connections to the HTTP endpoint do not stop /healthz answering: the oldest
+        make room"""
         for proc, port in self.endpoints():
             idle, deadline = [], time.monotonic() + 30
             self.addCleanup(lambda idle=idle: [c.close() for c in idle])

@@ -50,6 +50,8 @@ class Hostile(unittest.TestCase):
         self.assertEqual(t.task_id, task_id)
 
     def test_malformed_request_bytes_are_invalid_argument_and_the_server_keeps_serving(self):
+        """malformed protobuf bytes and broken gRPC framing are INVALID_ARGUMENT and the server
+        keeps serving"""
         s = self.stack
         s.start_server()
         stub = s.stub()
@@ -94,6 +96,7 @@ class Hostile(unittest.TestCase):
         self.assertTrue(s.server.alive())
 
     def test_garbage_connections_are_closed_and_the_server_keeps_serving(self):
+        """connections sending garbage are closed and the server keeps serving"""
         s = self.stack
         s.start_server()
         stub = s.stub()
@@ -118,6 +121,7 @@ class Hostile(unittest.TestCase):
         self.assertTrue(s.server.alive())
 
     def test_huge_metadata_is_refused_and_the_server_keeps_serving(self):
+        """huge metadata from raw HTTP/2 clients is refused and the server keeps serving"""
         s = self.stack
         s.start_server()
         stub = s.stub()
@@ -155,6 +159,8 @@ class Hostile(unittest.TestCase):
         self.assertTrue(s.server.alive())
 
     def test_thousands_of_streams_opened_and_dropped_leave_the_server_as_it_was(self):
+        """thousands of streams opened and dropped leave the server serving, with no watch open
+        and no bytes held"""
         s = self.stack
         s.start_server(DOCQ_MAX_WATCHES_PER_CALLER="0")
         port, stub = metrics_port(s.server), s.stub()
@@ -207,6 +213,8 @@ class Hostile(unittest.TestCase):
         self.assertTrue(s.server.alive())
 
     def test_slow_readers_hold_one_message_per_watch_and_others_are_served(self):
+        """slow readers hold one message per watch, others are served, and the held bytes go back
+        to 0 when they go"""
         s = self.stack
         s.start_ai("--pad-bytes", "400000", "--latency-ms", "200").start_server(DOCQ_MAX_WATCHES_PER_CALLER="0", **rss_env())
         port, stub = metrics_port(s.server), s.stub()

@@ -7,7 +7,7 @@ import unittest
 
 import grpc
 
-from stack import Stack, pb
+from stack import Stack, needs, pb
 from test_watch import Watcher, check_stream
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop", "node")
@@ -23,6 +23,7 @@ class Interop(unittest.TestCase):
         cls.stack.stop()
 
     def test_a_python_client_generated_from_proto_submits_gets_status_and_watches(self):
+        """a Python client generated from proto/ submits, gets status and watches"""
         stub = self.stack.stub(new_channel=True)
         r = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="py_interop"), timeout=10)
         self.assertEqual(r.state, pb.Task.PENDING)
@@ -40,7 +41,10 @@ class Interop(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr + self.stack.logs())
         return json.loads(r.stdout)
 
+    @needs("DOCQ_NODE_CLIENT")
     def test_a_node_client_discovers_docqueue_through_reflection_and_reads_its_task_back(self):
+        """a Node.js client discovers DocQueue through reflection v1 and v1alpha, submits and
+        reads its task back"""
         for version in ("v1", "v1alpha"):
             doc = "node_%s" % version
             out = self.run_node(version, doc)

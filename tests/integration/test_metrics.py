@@ -29,6 +29,7 @@ def delta(before, after, family, suffix="", **labels):
 
 class Parser(unittest.TestCase):
     def test_the_tests_prometheus_parser_refuses_what_prometheus_would(self):
+        """the tests' Prometheus parser refuses what Prometheus would"""
         fams = parse_prometheus(GOOD_PAGE)
         self.assertEqual(fams["docq_x_total"].value(kind='a"b\\c\nd'), 1)
         self.assertEqual(fams["docq_h_seconds"].value("_count"), 2)
@@ -56,6 +57,8 @@ class Parser(unittest.TestCase):
 
 class ServerMetrics(unittest.TestCase):
     def test_server_metrics_parse_and_count_calls_by_method_and_code_refusals_and_watches(self):
+        """server /metrics counts calls by method and code, rate-limit refusals, submits and open
+        watches"""
         s = Stack().start_redis()
         self.addCleanup(s.stop)
         s.start_server(DOCQ_RATE_LIMIT="2", DOCQ_READ_RATE_LIMIT="4")
@@ -123,6 +126,7 @@ class WorkerMetrics(unittest.TestCase):
         self.addCleanup(self.stack.stop)
 
     def test_worker_metrics_count_tasks_by_outcome_ai_latency_errors_by_kind_and_retries(self):
+        """worker /metrics counts tasks by outcome, AI latency, AI errors by kind and retries"""
         s = self.stack
         s.start_ai("--latency-ms", "50", "--fail-first", "1", "--fail-status", "503", "--reject-prefix", "bad_")
         s.start_server()
@@ -168,6 +172,7 @@ class WorkerMetrics(unittest.TestCase):
         self.assertEqual(w.wait(timeout=30), 0)
 
     def test_worker_metrics_show_calls_in_flight_the_queue_length_and_the_group_lag(self):
+        """worker /metrics shows calls in flight, the queue length and the consumer-group lag"""
         s = self.stack
         s.start_ai("--latency-ms", "1500")
         s.start_server()

@@ -130,6 +130,8 @@ class Pipelining(unittest.TestCase):
         self.assertEqual(set(records), set(entries))
 
     def test_concurrent_submits_and_reads_from_many_callers_each_get_their_own_answer(self):
+        """1000 concurrent SubmitDocs and GetStatuses from 20 callers each get their own answer
+        through the pipeline"""
         s = self.stack.start_redis().start_server(DOCQ_TRUSTED_PROXIES="127.0.0.1")
         callers = ["10.0.0.%d" % i for i in range(20)]
         stubs = [s.stub(new_channel=True) for _ in range(4)]
@@ -152,7 +154,10 @@ class Pipelining(unittest.TestCase):
         self.assert_each_accepted_task_stored_once({t: "doc-%d" % i for i, t in enumerate(task_ids)})
 
     def test_the_read_limit_counts_each_getstatus_once_in_the_callers_shard_or_another(self):
-        """Replica A has 4 shards and replica B 16, on one Redis: a caller's
+        """the read limit counts each GetStatus once whether the caller's limit key shares the
+        task's shard or not
+
+        Replica A has 4 shards and replica B 16, on one Redis: a caller's
         task (submitted through A) is in shard h % 4 and the caller's read
         limit key in B in shard h % 16, the same for about a quarter of the
         callers. B then checks the limit and reads in one script for those,
@@ -185,6 +190,8 @@ class Pipelining(unittest.TestCase):
                              (5, 3), "caller %s (%s shard): %s" % (c, "same" if c in same else "other", codes[c]))
 
     def test_redis_killed_and_restarted_during_a_burst_gives_ok_or_unavailable_and_loses_or_duplicates_no_task(self):
+        """Redis killed and restarted mid-burst: every answer is OK or UNAVAILABLE and no
+        accepted task is lost or duplicated"""
         s = self.stack.start_redis(persist=True).start_server(DOCQ_THREADS="2")
         with Burst(s.address()) as burst:
             wait_for(lambda: burst.oks_since(0) >= 200, timeout=60, what="a first part of the burst")
@@ -206,6 +213,7 @@ class Pipelining(unittest.TestCase):
             self.assertEqual(s.task(task_id).doc_id, doc)
 
     def test_redis_forgetting_its_scripts_during_a_burst_costs_no_call(self):
+        """Redis forgetting its scripts (SCRIPT FLUSH) mid-burst costs no call"""
         s = self.stack.start_redis().start_server(DOCQ_THREADS="2")
         with Burst(s.address()) as burst:
             for _ in range(5):

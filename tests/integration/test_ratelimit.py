@@ -15,7 +15,7 @@ import unittest
 
 import grpc
 
-from stack import Stack, pb, pb_grpc, wait_for
+from stack import Stack, labels, pb, pb_grpc, wait_for
 from google.rpc import error_details_pb2, status_pb2
 
 SHARDS = 4
@@ -113,6 +113,8 @@ class Limits(unittest.TestCase):
 
     # -- the limit itself ---------------------------------------------------
     def test_the_sixth_submit_is_refused_with_the_exact_delay_and_admitted_after_it(self):
+        """the sixth submit in 60 s is refused with the exact retry delay, another caller is not,
+        and it is admitted after the delay"""
         s = self.stack.start_server(DOCQ_RATE_LIMIT="5", DOCQ_RATE_WINDOW_S="60")
         _, v6_port = s.start_replica("server-v6", DOCQ_LISTEN="[::1]:0", DOCQ_RATE_LIMIT="5",
                                      DOCQ_RATE_WINDOW_S="60")
@@ -153,6 +155,8 @@ class Limits(unittest.TestCase):
         self.assertEqual(md["ratelimit-remaining"], str(5 - 1 - len(still_counted)))
 
     def test_two_replicas_admit_exactly_50_of_200_concurrent_submits_from_one_caller(self):
+        """two server replicas on one Redis admit exactly 50 of 200 concurrent submits from one
+        caller and queue exactly 50"""
         s = self.stack.start_server(DOCQ_RATE_LIMIT="50", DOCQ_RATE_WINDOW_S="60")
         _, port2 = s.start_replica("server-2", DOCQ_RATE_LIMIT="50", DOCQ_RATE_WINDOW_S="60")
         stubs = [s.stub(new_channel=True), pb_grpc.DocQueueStub(grpc.insecure_channel("127.0.0.1:%d" % port2))]
@@ -176,7 +180,10 @@ class Limits(unittest.TestCase):
         self.assertEqual(self.queued(), 50)
 
     def test_never_more_than_the_limit_in_any_rolling_window_across_a_window_edge(self):
-        """3 per 2 s. Three requests at t = 1.75 s of a fixed 2-s window (Unix
+        """never more than 3 submits in any 2 s window, across a fixed-window edge, and every
+        refusal's delay is exact
+
+        3 per 2 s. Three requests at t = 1.75 s of a fixed 2-s window (Unix
         ms multiples of 2000) are admitted; a fourth at t = 2.1 s, in the next
         fixed window, is refused (a fixed window would admit it); it is
         admitted again once the first of the three is 2 s old. Then a steady
@@ -255,6 +262,7 @@ class Limits(unittest.TestCase):
 
     # -- reads ------------------------------------------------------------------
     def test_reads_have_their_own_limit_and_do_not_use_up_submits(self):
+        """GetStatus and WatchStatus have their own limit and do not use up submits"""
         s = self.stack.start_server(DOCQ_RATE_LIMIT="5", DOCQ_READ_RATE_LIMIT="3",
                                     DOCQ_READ_RATE_WINDOW_S="60")
         stub = s.stub()
@@ -275,6 +283,8 @@ class Limits(unittest.TestCase):
 
     # -- the rich error model in another language ---------------------------------
     def test_a_python_client_generated_from_proto_decodes_retry_info_from_the_status_details(self):
+        """a Python client generated from proto/ decodes RetryInfo and QuotaFailure from the
+        status details"""
         s = self.stack.start_server(DOCQ_RATE_LIMIT="1", DOCQ_RATE_WINDOW_S="30")
         stub = s.stub()
         self.submit(stub, "one")
@@ -295,6 +305,7 @@ class Limits(unittest.TestCase):
 
     # -- who the caller is ----------------------------------------------------------
     def test_x_forwarded_for_names_the_caller_only_behind_a_trusted_proxy(self):
+        """x-forwarded-for names the caller only behind a trusted proxy"""
         s = self.stack.start_server(DOCQ_RATE_LIMIT="1", DOCQ_TRUSTED_PROXIES="127.0.0.1")
         _, port2 = s.start_replica("untrusting", DOCQ_RATE_LIMIT="1", DOCQ_KEY_PREFIX="other")
         trusting = s.stub()
@@ -318,6 +329,7 @@ class Limits(unittest.TestCase):
         return pb_grpc.DocQueueStub(ch)
 
     def test_five_submits_on_five_new_channels_to_ipv6_loopback_with_a_limit_of_2_admit_exactly_2(self):
+        """five submits on five new channels to [::1] with a limit of 2 admit exactly 2"""
         s = self.stack.start_server(DOCQ_RATE_LIMIT="2", DOCQ_LISTEN="[::1]:0")
         admitted, subjects = 0, set()
         for i in range(5):
@@ -331,6 +343,7 @@ class Limits(unittest.TestCase):
         self.assertEqual(subjects, {"::/64"})
 
     def test_an_ipv6_proxy_in_docq_trusted_proxies_has_its_x_forwarded_for_read(self):
+        """an IPv6 proxy in DOCQ_TRUSTED_PROXIES has its x-forwarded-for read"""
         s = self.stack.start_server(DOCQ_RATE_LIMIT="1", DOCQ_LISTEN="[::1]:0", DOCQ_TRUSTED_PROXIES="::1")
         stub = self.ipv6_stub(s.server_port)
         xff = lambda ip: [("x-forwarded-for", ip)]  # noqa: E731
@@ -343,6 +356,7 @@ class Limits(unittest.TestCase):
 
     # -- Redis down ---------------------------------------------------------------------
     def test_with_redis_down_a_limited_submit_is_unavailable_and_not_counted(self):
+        """with Redis down a limited submit is UNAVAILABLE and is not counted"""
         s = self.stack
         s.start_server(DOCQ_RATE_LIMIT="2")
         s.stop_redis()
@@ -363,6 +377,7 @@ class Limits(unittest.TestCase):
 
     # -- the CLI ----------------------------------------------------------------------
     def test_docq_submit_prints_the_retry_delay_and_with_retry_waits_it_out(self):
+        """docq submit prints the retry delay when refused and with --retry waits it out"""
         s = self.stack.start_server(DOCQ_RATE_LIMIT="2", DOCQ_RATE_WINDOW_S="3")
         out = s.cli("submit", "a", "b", "c")
         self.assertEqual(out.returncode, 1, out.stderr)
@@ -414,6 +429,7 @@ class ApiKeys(unittest.TestCase):
         return [("authorization", "Bearer " + self.KEYS[caller])]
 
     def test_a_missing_or_unknown_api_key_is_unauthenticated(self):
+        """a missing or unknown API key is UNAUTHENTICATED and keys are never logged"""
         self.write_keys([("acme", "")])
         s = self.start()
         for md in [None, [("authorization", "Bearer nope")], [("x-api-key", "nope")],
@@ -433,6 +449,7 @@ class ApiKeys(unittest.TestCase):
         self.assertNotIn(self.KEYS["acme"], s.server.text())
 
     def test_each_api_key_has_its_callers_limit_and_its_caller_id_picks_the_shard(self):
+        """each API key has its caller's own limit and its caller id picks the shard"""
         self.write_keys([("acme", "2 60"), ("beta", "")])
         self.start()
         for i in range(2):
@@ -449,7 +466,10 @@ class ApiKeys(unittest.TestCase):
         self.assertEqual((md["ratelimit-limit"], md["ratelimit-remaining"]), ("5", "4"))
         self.assertEqual(r.task_id.split("-")[0], "s%d" % shard_of("beta"))
 
+    @labels("valgrind")
     def test_the_server_reloads_keys_and_stops_with_no_leaks_under_valgrind(self):
+        """the server reloads API keys on SIGHUP and stops on SIGTERM with no leaks under
+        valgrind"""
         from test_shutdown import VALGRIND, leak_summary
         self.write_keys([("acme", "1")])
         s = self.stack.start_server(wrap=VALGRIND, DOCQ_API_KEYS_FILE=self.path)
@@ -476,6 +496,7 @@ class ApiKeys(unittest.TestCase):
         self.assertIn("ERROR SUMMARY: 0 errors", s.server.text())
 
     def test_sighup_reloads_the_keys_file_and_a_broken_file_keeps_the_previous_keys(self):
+        """SIGHUP reloads the API keys file and a broken file keeps the previous keys"""
         self.write_keys([("acme", ""), ("beta", "")])
         s = self.start()
         self.assertEqual(self.code("b", self.bearer("beta")), grpc.StatusCode.OK)
@@ -501,6 +522,7 @@ class Fairness(unittest.TestCase):
         self.addCleanup(self.stack.stop)
 
     def test_a_callers_task_starts_within_a_second_behind_another_callers_2000_queued_tasks(self):
+        """a caller's task starts within a second behind another caller's 2000 queued tasks"""
         keys = {"bulk": "key-bulk", "small": "key-small"}
         self.assertNotEqual(shard_of("bulk"), shard_of("small"))
         path = os.path.join(self.stack.dir, "keys")

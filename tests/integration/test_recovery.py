@@ -16,6 +16,7 @@ class RedisOutage(unittest.TestCase):
         return self.stack.stub().SubmitDoc(pb.SubmitDocRequest(doc_id=doc), timeout=5)
 
     def test_calls_are_unavailable_while_redis_is_down_and_everything_recovers_after(self):
+        """calls are UNAVAILABLE while Redis is down and everything recovers after"""
         s = self.stack.start_all(workers=2)
         before = self.submit("before")
         self.assertEqual(s.wait_terminal(before.task_id).state, pb.Task.SUCCESS)
@@ -46,6 +47,7 @@ class RedisOutage(unittest.TestCase):
         self.assertEqual(s.ai_stats()["duplicate_tasks"], 0)
 
     def test_a_server_started_before_redis_serves_once_redis_is_up(self):
+        """a server started before Redis serves once Redis is up"""
         s = self.stack
         s.start_ai()
         s.start_server()
@@ -64,6 +66,7 @@ class RedisOutage(unittest.TestCase):
             return None
 
     def test_a_worker_killed_mid_task_leaves_its_task_pending_for_its_restart(self):
+        """a worker killed mid-task leaves its task pending, not lost"""
         s = self.stack.start_all(workers=1, ai_args=("--latency-ms", "1000"))
         r = self.submit("crash")
         stub = s.stub()

@@ -11,7 +11,7 @@ import grpc
 
 import probes
 from probes import NOT_SERVING, SERVING, HealthWatch, RequestQueue, metrics_port, scrape
-from stack import PYGEN, Stack, pb, wait_for
+from stack import PYGEN, Stack, labels, pb, wait_for
 from reflection.v1 import reflection_pb2 as v1  # noqa: E402
 from test_shutdown import VALGRIND, leak_summary
 
@@ -61,12 +61,15 @@ class Reflection(unittest.TestCase):
         self.assertEqual((task.doc_id, task.state), (doc, pb.Task.PENDING))
 
     def test_a_client_without_docq_proto_calls_docqueue_through_reflection_v1(self):
+        """a client without docq's proto calls SubmitDoc and GetStatus through reflection v1"""
         self.check_client("v1")
 
     def test_a_client_without_docq_proto_calls_docqueue_through_reflection_v1alpha(self):
+        """a client without docq's proto calls SubmitDoc and GetStatus through reflection v1alpha"""
         self.check_client("v1alpha")
 
     def test_answers_come_in_request_order_with_not_found_for_unknown_names(self):
+        """reflection answers in request order, with NOT_FOUND for unknown symbols and files"""
         ch = grpc.insecure_channel(self.stack.address())
         self.addCleanup(ch.close)
         requests, responses = reflection_stream(ch)
@@ -95,6 +98,7 @@ class Reflection(unittest.TestCase):
         self.assertEqual(responses.code(), grpc.StatusCode.OK)
 
     def test_a_malformed_request_ends_the_stream_with_invalid_argument_and_the_server_keeps_serving(self):
+        """a malformed reflection request is INVALID_ARGUMENT and the server keeps serving"""
         ch = grpc.insecure_channel(self.stack.address())
         self.addCleanup(ch.close)
         raw = ch.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
@@ -110,6 +114,7 @@ class Reflection(unittest.TestCase):
 
 class ReflectionOff(unittest.TestCase):
     def test_with_docq_reflection_0_reflection_is_unimplemented(self):
+        """with DOCQ_REFLECTION=0 reflection is UNIMPLEMENTED"""
         s = Stack().start_redis()
         self.addCleanup(s.stop)
         s.start_server(DOCQ_REFLECTION="0")
@@ -127,7 +132,10 @@ class ReflectionOff(unittest.TestCase):
 
 
 class StreamsAtShutdown(unittest.TestCase):
+    @labels("valgrind")
     def test_the_server_under_valgrind_ends_reflection_and_health_streams_on_sigterm_with_no_leaks(self):
+        """the server under valgrind ends reflection and health streams on SIGTERM with no leaks
+        and no errors"""
         s = Stack().start_redis()
         self.addCleanup(s.stop)
         s.start_server(wrap=VALGRIND)

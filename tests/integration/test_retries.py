@@ -33,6 +33,7 @@ class Retries(unittest.TestCase):
         return [b - a for a, b in zip(times, times[1:])]
 
     def test_a_transient_failure_is_retried_with_a_doubling_jittered_backoff_until_it_succeeds(self):
+        """a transient AI failure is retried with a doubling jittered backoff until it succeeds"""
         s = self.start(("--fail-status", "503", "--fail-first", "3"),
                        DOCQ_RETRY_BASE_MS="300", DOCQ_MAX_ATTEMPTS="5")
         ids = self.submit(*["doc_%d" % i for i in range(6)])
@@ -57,6 +58,7 @@ class Retries(unittest.TestCase):
         self.assertEqual(s.ai_stats()["requests"], 24)
 
     def test_a_task_waiting_for_its_retry_shows_started_with_its_attempts_and_last_error(self):
+        """a task waiting for its retry shows STARTED with its attempts and last error"""
         s = self.start(("--fail-status", "502", "--fail-first", "1"), DOCQ_RETRY_BASE_MS="4000")
         tid, = self.submit("doc_wait")
         t = s.wait_task(tid, lambda t: t.error != "", what="the failure to be recorded")
@@ -71,6 +73,7 @@ class Retries(unittest.TestCase):
         self.assertGreaterEqual(self.gaps(tid)[0], 2.0)
 
     def test_retry_after_from_the_ai_sets_the_wait_before_the_retry(self):
+        """Retry-After from the AI sets the wait before the retry"""
         s = self.start(("--fail-status", "503", "--fail-first", "1", "--retry-after", "2"),
                        DOCQ_RETRY_BASE_MS="50")
         tid, = self.submit("doc_ra")
@@ -80,6 +83,7 @@ class Retries(unittest.TestCase):
         self.assertLessEqual(gap, 2.0 + SLACK)
 
     def test_a_retry_after_beyond_the_retry_maximum_is_cut_to_it(self):
+        """a Retry-After beyond DOCQ_RETRY_MAX_MS is cut to it"""
         s = self.start(("--fail-status", "429", "--fail-first", "1", "--retry-after", "3600"),
                        DOCQ_RETRY_BASE_MS="50", DOCQ_RETRY_MAX_MS="1000")
         tid, = self.submit("doc_ra_long")
@@ -89,6 +93,7 @@ class Retries(unittest.TestCase):
         self.assertLessEqual(gap, 1.0 + SLACK)
 
     def test_a_permanent_ai_failure_ends_the_task_as_failure_at_once(self):
+        """a permanent AI failure ends the task as FAILURE at once"""
         s = self.start(("--fail-status", "404"), DOCQ_RETRY_BASE_MS="50")
         ids = self.submit("doc_a", "doc_b", "doc_c")
         for tid in ids:
@@ -100,6 +105,7 @@ class Retries(unittest.TestCase):
         self.assertEqual(s.ai_stats()["requests"], 3)
 
     def test_a_rejected_document_fails_at_once_while_the_others_succeed(self):
+        """a rejected document fails at once while the others succeed"""
         s = self.start(("--reject-prefix", "bad_", "--reject-status", "400"), DOCQ_RETRY_BASE_MS="50")
         bad, good = self.submit("bad_doc", "good_doc")
         t = s.wait_terminal(bad)
@@ -110,6 +116,8 @@ class Retries(unittest.TestCase):
         self.assertEqual(s.ai_stats()["requests"], 2)
 
     def test_a_task_whose_ai_keeps_failing_transiently_fails_after_max_attempts_saying_so(self):
+        """a task whose AI keeps failing transiently fails after DOCQ_MAX_ATTEMPTS attempts
+        saying so"""
         s = self.start(("--fail-status", "503"), DOCQ_RETRY_BASE_MS="50", DOCQ_MAX_ATTEMPTS="3")
         tid, = self.submit("doc_down")
         t = s.wait_terminal(tid, timeout=30)
@@ -120,12 +128,14 @@ class Retries(unittest.TestCase):
         self.assertEqual(s.ai_stats()["requests"], 3)
 
     def test_http_429_is_retried(self):
+        """HTTP 429 is retried"""
         s = self.start(("--fail-status", "429", "--fail-first", "2"), DOCQ_RETRY_BASE_MS="50")
         tid, = self.submit("doc_429")
         t = s.wait_terminal(tid, timeout=30)
         self.assertEqual((t.state, t.attempts), (pb.Task.SUCCESS, 3), s.logs())
 
     def test_an_ai_call_that_times_out_is_retried(self):
+        """an AI call that times out is retried"""
         s = self.start(("--latency-ms", "2000"), DOCQ_AI_TIMEOUT_MS="300", DOCQ_RETRY_BASE_MS="50",
                        DOCQ_MAX_ATTEMPTS="2")
         tid, = self.submit("doc_slow")
@@ -137,6 +147,7 @@ class Retries(unittest.TestCase):
         wait_for(lambda: s.ai_stats()["requests"] == 2, what="both timed-out calls to reach the AI")
 
     def test_an_unreachable_ai_is_retried_until_it_comes_up(self):
+        """an unreachable AI is retried until it comes up"""
         s = self.stack
         s.start_redis().start_ai()
         port = s.ai_port

@@ -124,6 +124,7 @@ class Scripts(unittest.TestCase):
 
     # -- submit.lua -------------------------------------------------------------
     def test_submit_a_second_submit_with_the_same_id_changes_nothing_and_is_counted_once(self):
+        """submit.lua: a second submit with the same id changes nothing and is counted once"""
         tid = task_id(1)
         first = self.submit(tid, limit=5)
         before = self.r("HGETALL", record(tid))
@@ -137,6 +138,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.r("ZCARD", "docq:{s0}:rate:caller"), 1)
 
     def test_submit_refuses_at_the_limit_stores_nothing_and_names_the_exact_wait(self):
+        """submit.lua: a submit at the limit is refused, stores nothing and names the exact wait"""
         window = 60000
         self.assertEqual(self.submit(task_id(1), limit=2, window_ms=window)[0], 1)
         self.assertEqual(self.submit(task_id(2), limit=2, window_ms=window)[0], 1)
@@ -149,6 +151,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.r("ZCARD", "docq:{s0}:rate:caller"), 2)
 
     def test_submit_lua_is_exactly_what_the_binaries_run(self):
+        """submit.lua in build/gen/lua is exactly the script the binaries run"""
         out = subprocess.run([os.path.join(BIN_DIR, "docq-print-submit-script")], capture_output=True,
                              text=True, timeout=10)
         self.assertEqual(out.returncode, 0, out.stderr)
@@ -156,6 +159,8 @@ class Scripts(unittest.TestCase):
 
     # -- ratelimit.lua ----------------------------------------------------------
     def test_ratelimit_admits_up_to_its_exact_edge_and_refuses_the_next_with_the_exact_wait(self):
+        """ratelimit.lua admits up to its exact edge and refuses the next request with the exact
+        wait"""
         key, window, limit = "docq:{s0}:rate:edge", 60000, 3
         t = self.now_ms()
         # A member exactly one window old when the check runs, or older: out.
@@ -173,6 +178,8 @@ class Scripts(unittest.TestCase):
 
     # -- start.lua and dead_letter.lua -------------------------------------------
     def test_start_counts_deliveries_by_consumer_and_past_the_maximum_writes_nothing(self):
+        """start.lua counts a delivery per new consumer and, past DOCQ_MAX_DELIVERIES, writes
+        nothing"""
         tid, _ = self.queued_task()
         self.assertEqual(self.start(tid, "c1", max_deliveries=2), [1, 0, 1])
         self.assertEqual(self.start(tid, "c1", max_deliveries=2), [2, 0, 1], "the same consumer counts no delivery")
@@ -184,6 +191,8 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.start(task_id(99), "c1"), [-1])
 
     def test_dead_letter_moves_the_task_fails_it_acks_its_entry_publishes_it_and_a_resend_changes_nothing(self):
+        """dead_letter.lua moves the task, fails it, acks its entry and publishes it; sent again
+        it changes nothing"""
         tid, entry = self.queued_task()
         self.start(tid, "c1", max_deliveries=1)
         self.assertEqual(self.start(tid, "c2", max_deliveries=1), [-3, 2])
@@ -211,6 +220,8 @@ class Scripts(unittest.TestCase):
 
     # -- finish.lua, retry.lua, restart.lua ------------------------------------
     def test_finish_a_stale_finish_after_a_takeover_writes_nothing_and_the_new_owner_finishes(self):
+        """finish.lua: a stale finish after a takeover writes nothing and the new owner's finish
+        is written"""
         tid, entry = self.queued_task()
         self.assertEqual(self.start(tid, "c1")[0], 1)
         self.assertEqual(self.start(tid, "c2")[0], 2, "taken over: attempt 2 is the fencing token now")
@@ -229,6 +240,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual((self.field(tid, "result"), self.field(tid, "version")), ("fresh", version))
 
     def test_retry_counts_one_failure_per_attempt_and_refuses_a_stale_attempt(self):
+        """retry.lua counts one failure per attempt and refuses a stale attempt"""
         tid, _ = self.queued_task()
         self.start(tid, "c1")
         self.assertEqual(self.eval("retry", [record(tid)], [1, "boom"]), 1)
@@ -239,6 +251,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.eval("retry", [record(tid)], [2, "late"]), -1)
 
     def test_restart_begins_the_next_attempt_once_and_refuses_after_a_takeover(self):
+        """restart.lua begins the next attempt once and refuses after a takeover"""
         tid, _ = self.queued_task()
         self.start(tid, "c1")
         self.assertEqual(self.eval("restart", [record(tid)], [1]), 2)
@@ -250,6 +263,7 @@ class Scripts(unittest.TestCase):
 
     # -- heartbeat.lua, ack.lua, prune.lua -------------------------------------
     def test_heartbeat_resets_its_own_entries_and_reports_lost_ones(self):
+        """heartbeat.lua resets the idle time of its own entries and reports a lost one"""
         for n in (1, 2):
             self.submit(task_id(n))
         mine, taken = self.read_entries("c1", 2)
@@ -261,12 +275,14 @@ class Scripts(unittest.TestCase):
         self.assertEqual(pending[taken][1], "c2", "the lost entry was left to its new owner")
 
     def test_ack_acknowledges_and_deletes_an_entry_once(self):
+        """ack.lua acknowledges and deletes an entry once"""
         _, entry = self.queued_task()
         self.assertEqual(self.eval("ack", [STREAM], [GROUP, entry]), 1)
         self.assertEqual(self.eval("ack", [STREAM], [GROUP, entry]), 0)
         self.assertEqual((self.r("XLEN", STREAM), self.r("XPENDING", STREAM, GROUP)[0]), (0, 0))
 
     def test_ack_a_redis_error_names_the_real_line_of_the_script(self):
+        """ack.lua: a Redis error inside a script names the script's real line"""
         self.r("SET", "docq:{s0}:string", "x")
         with self.assertRaises(RedisError) as e:
             self.eval("ack", ["docq:{s0}:string"], [GROUP, "1-1"])
@@ -276,6 +292,8 @@ class Scripts(unittest.TestCase):
         self.assertIn("@user_script:%d." % line, str(e.exception))
 
     def test_prune_deletes_idle_or_named_consumers_with_nothing_pending_and_never_one_with_pending_entries(self):
+        """prune.lua deletes idle or named consumers with nothing pending, never one with pending
+        entries"""
         self.queued_task(consumer="c1")
         for c in ("c2", "c3"):
             self.r("XGROUP", "CREATECONSUMER", STREAM, GROUP, c)
@@ -287,6 +305,7 @@ class Scripts(unittest.TestCase):
 
     # -- read.lua, group_read.lua, status.lua ----------------------------------
     def test_read_returns_the_record_and_its_queue_position(self):
+        """read.lua returns the record and its queue position"""
         for n in (1, 2, 3):
             self.submit(task_id(n))
         self.read_entries("c1")
@@ -297,6 +316,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.eval("read", [record(task_id(9)), STREAM], [GROUP]), [[], 0])
 
     def test_group_read_counts_the_entries_the_group_read_and_minus_1_when_unknown(self):
+        """group_read.lua counts the entries the group read, and -1 when that is unknown"""
         self.assertEqual(self.eval("group_read", ["docq:{s0}:none"], [GROUP]), -1)
         self.assertEqual(self.eval("group_read", [STREAM], ["nogroup"]), -1)
         for n in (1, 2, 3):
@@ -305,6 +325,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.eval("group_read", [STREAM], [GROUP]), 2)
 
     def test_status_reads_only_what_the_read_limit_admits(self):
+        """status.lua reads only what the read limit admits"""
         tid = task_id(1)
         self.submit(tid)
         keys = ["docq:{s0}:rate-read:caller", record(tid), STREAM]
@@ -318,6 +339,8 @@ class Scripts(unittest.TestCase):
 
     # -- every script through the C store, after SCRIPT FLUSH ---------------------
     def test_start_retry_restart_and_finish_lua_are_reloaded_by_the_store_after_script_flush(self):
+        """start.lua, retry.lua, restart.lua and finish.lua: after SCRIPT FLUSH between calls the
+        store reloads each and succeeds"""
         self.r("DEL", STREAM)  # docq-store-twice makes its own group.
         out = subprocess.run([os.path.join(BIN_DIR, "docq-store-twice"), str(self.stack.redis_port), "flush"],
                              capture_output=True, text=True, timeout=30)

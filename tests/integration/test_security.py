@@ -87,6 +87,7 @@ class Tls(unittest.TestCase):
         return self.stack.cli(*args, **kw)
 
     def test_tls_serves_clients_that_trust_its_ca_and_no_plaintext_client(self):
+        """TLS serves clients that trust its CA, and no plaintext client or client of another CA"""
         s, pki = self.stack, self.pki
         s.start_server(**tls_env(pki))
         self.assertIn("transport: TLS", s.server.text())
@@ -121,6 +122,8 @@ class Tls(unittest.TestCase):
         self.assertIn("UNAVAILABLE", out.stderr)
 
     def test_mutual_tls_names_the_caller_by_its_certificate_and_refuses_other_clients(self):
+        """mutual TLS names the caller by its certificate, refuses other clients, and docq and
+        docq bench connect with --cacert --cert --key"""
         s, pki = self.stack, self.pki
         s.start_ai().start_server(**tls_env(pki, mutual=True))
         s.start_worker()
@@ -163,6 +166,7 @@ class Tls(unittest.TestCase):
         self.assertIn("does not belong", out.stderr)
 
     def test_an_api_key_still_names_its_caller_over_mutual_tls(self):
+        """an API key still names its caller over mutual TLS"""
         s, pki = self.stack, self.pki
         keys = os.path.join(s.dir, "keys")
         write_keys(keys, {"beta": "key-of-beta"})
@@ -180,6 +184,8 @@ class Tls(unittest.TestCase):
         self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED)
 
     def test_the_plaintext_port_serves_health_checks_and_nothing_else(self):
+        """the plaintext port beside TLS serves health checks as the TLS port does, and nothing
+        else"""
         s, pki = self.stack, self.pki
         s.start_server(**tls_env(pki, mutual=True, DOCQ_PLAINTEXT_LISTEN="127.0.0.1:0"))
         m = wait_for(lambda: re.search(r"plaintext health port on \S+ \(port (\d+)\)", s.server.text()),
@@ -216,6 +222,8 @@ class Tls(unittest.TestCase):
         self.assertEqual(stub.SubmitDoc(pb.SubmitDocRequest(doc_id="x"), timeout=10).state, pb.Task.PENDING)
 
     def test_a_server_with_an_unusable_certificate_file_refuses_to_start_naming_it(self):
+        """a server with an unusable certificate file refuses to start, naming it and never
+        quoting a key"""
         s, pki = self.stack, self.pki
         key_text = read(pki.server.key).decode()
         body = [line for line in key_text.splitlines() if line and not line.startswith("-----")]
@@ -256,6 +264,8 @@ class Ownership(unittest.TestCase):
         return [("authorization", "Bearer " + self.KEYS[caller])]
 
     def test_another_callers_task_is_not_found_by_get_status_or_watch_status(self):
+        """another caller's task is NOT_FOUND to GetStatus and WatchStatus, exactly as an unknown
+        id"""
         s = self.stack
         s.start_ai("--latency-ms", "1500").start_server(DOCQ_API_KEYS_FILE=self.keys)
         stub = s.stub()
@@ -294,6 +304,7 @@ class Ownership(unittest.TestCase):
         self.assertIn("SUCCESS", out.stdout)
 
     def test_tasks_submitted_without_authentication_are_no_authenticated_callers(self):
+        """tasks submitted without authentication are no authenticated caller's"""
         s = self.stack
         s.start_server()
         open_port = s.server_port
@@ -328,6 +339,8 @@ class Limits(unittest.TestCase):
         return msg + b"\x7a" + varint + pad  # Field 15, wire type 2.
 
     def test_a_request_over_max_message_bytes_is_resource_exhausted_and_stores_nothing(self):
+        """a request over DOCQ_MAX_MESSAGE_BYTES (64 KiB by default) is RESOURCE_EXHAUSTED and
+        stores nothing"""
         s = self.stack
         s.start_server(DOCQ_MAX_MESSAGE_BYTES="4096")
         _, default_port = s.start_replica("default")
@@ -343,6 +356,7 @@ class Limits(unittest.TestCase):
         self.assertEqual(code_of(submit, self.submit_bytes("fits", 60000), timeout=10)[0], grpc.StatusCode.OK)
 
     def test_metadata_over_max_metadata_bytes_is_refused_and_the_server_keeps_serving(self):
+        """metadata over DOCQ_MAX_METADATA_BYTES is refused and the server keeps serving"""
         s = self.stack
         s.start_server()
         _, roomy_port = s.start_replica("roomy", DOCQ_MAX_METADATA_BYTES="65536")
@@ -364,6 +378,8 @@ class Limits(unittest.TestCase):
                                  metadata=huge)[0], grpc.StatusCode.NOT_FOUND)
 
     def test_a_caller_gets_at_most_max_watches_per_caller_open_watches(self):
+        """a caller gets at most DOCQ_MAX_WATCHES_PER_CALLER open watches, others are not held
+        back"""
         s = self.stack
         keys = os.path.join(s.dir, "keys")
         write_keys(keys, {"acme": "ka", "beta": "kb"})
@@ -392,6 +408,8 @@ class Limits(unittest.TestCase):
             w.cancel()
 
     def test_a_key_removed_by_sighup_ends_its_open_watches_unauthenticated(self):
+        """a key removed by SIGHUP ends its open watches UNAUTHENTICATED, other keys' watches run
+        on"""
         s = self.stack
         keys = os.path.join(s.dir, "keys")
         write_keys(keys, {"acme": "ka", "beta": "kb"})
@@ -417,6 +435,8 @@ class Limits(unittest.TestCase):
         self.assertEqual(kept.code(), grpc.StatusCode.OK)
 
     def test_a_connection_gets_at_most_max_concurrent_streams_open_calls(self):
+        """a connection gets at most DOCQ_MAX_CONCURRENT_STREAMS open calls, the next waits for a
+        free one"""
         s = self.stack
         s.start_server(DOCQ_MAX_CONCURRENT_STREAMS="4")
         stub = s.stub()
@@ -441,6 +461,7 @@ class Limits(unittest.TestCase):
             w.cancel()
 
     def test_an_ai_answer_over_max_result_bytes_fails_its_task_and_is_not_stored(self):
+        """an AI answer over DOCQ_MAX_RESULT_BYTES fails its task at once and is not stored"""
         s = self.stack
         s.start_ai("--pad-bytes", "300000", "--pad-prefix", "big").start_server()
         s.start_worker(DOCQ_MAX_RESULT_BYTES="100000")
@@ -459,6 +480,8 @@ class Limits(unittest.TestCase):
 
 class Secrets(unittest.TestCase):
     def test_passwords_keys_and_private_keys_never_appear_in_logs_or_errors(self):
+        """Redis passwords, API keys and private keys never appear in any log or error of a run
+        that used them"""
         s = Stack()
         self.addCleanup(s.stop)
         password, wrong_url_pw, wrong_file_pw = ("pw-" + secrets.token_hex(12) for _ in range(3))

@@ -7,7 +7,7 @@ import unittest
 
 import grpc
 
-from stack import Stack, pb, wait_for
+from stack import Stack, labels, pb, wait_for
 from test_watch import Watcher
 
 VALGRIND = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=99"]
@@ -26,7 +26,9 @@ class Shutdown(unittest.TestCase):
         self.stack = Stack()
         self.addCleanup(self.stack.stop)
 
+    @labels("valgrind")
     def test_server_and_worker_stop_on_sigterm_with_no_leaks_under_valgrind(self):
+        """server and worker stop on SIGTERM with no leaks under valgrind"""
         s = self.stack.start_redis().start_ai()
         s.start_server(wrap=VALGRIND)
         w = s.start_worker(wrap=VALGRIND)
@@ -42,7 +44,9 @@ class Shutdown(unittest.TestCase):
             self.assertEqual(leak_summary(p.text()), 0, p.text()[-3000:])
             self.assertIn("ERROR SUMMARY: 0 errors", p.text())
 
+    @labels("valgrind")
     def test_the_server_under_valgrind_ends_open_watches_on_sigterm_with_no_leaks(self):
+        """the server under valgrind ends open watches on SIGTERM with no leaks and no errors"""
         s = self.stack.start_redis().start_ai("--latency-ms", "200")
         s.start_server(wrap=VALGRIND, DOCQ_POSITION_REFRESH_MS="100")
         w = s.start_worker()
@@ -75,6 +79,7 @@ class Shutdown(unittest.TestCase):
         self.assertIn("ERROR SUMMARY: 0 errors", s.server.text())
 
     def test_a_unary_call_in_flight_when_sigterm_arrives_is_answered(self):
+        """a unary call in flight when SIGTERM arrives is answered"""
         s = self.stack.start_redis()
         s.start_server()
         stub = s.stub()
@@ -92,6 +97,7 @@ class Shutdown(unittest.TestCase):
         self.assertIn("docq-server stopped", s.server.text())
 
     def test_a_second_server_on_a_busy_port_fails_instead_of_sharing_it(self):
+        """a second server on a busy port fails instead of sharing it"""
         s = self.stack.start_redis()
         s.start_server()
         other = s._start("server2", [s.server.p.args[0]],

@@ -26,6 +26,8 @@ class Store(unittest.TestCase):
         return calls
 
     def test_retry_restart_and_finish_sent_twice_change_nothing_the_second_time(self):
+        """retry, restart and finish sent twice by one attempt change nothing the second time,
+        and a start sent twice counts one delivery"""
         c = self.run_twice()
         # start: the resend is no new delivery (the record counts 1, whatever
         # XPENDING says); it is a new attempt, whose token the worker uses.

@@ -5,7 +5,7 @@ import time
 import unittest
 
 from probes import metrics_port, scrape
-from stack import Stack, pb, wait_for
+from stack import Stack, labels, pb, wait_for
 from test_shutdown import VALGRIND, leak_summary
 
 # Short timers so that a takeover happens within a test; the worker keeps
@@ -33,6 +33,8 @@ class Takeover(unittest.TestCase):
         worker.wait()
 
     def test_an_ai_call_three_times_longer_than_the_visibility_timeout_is_neither_stolen_nor_repeated(self):
+        """an AI call three times longer than the visibility timeout is neither stolen nor
+        repeated"""
         s = self.start(("--latency-ms", "3000"), workers=2)
         ids = self.submit(*["long_%d" % i for i in range(6)])
         for tid in ids:
@@ -46,6 +48,7 @@ class Takeover(unittest.TestCase):
             self.assertNotIn("no longer pending", w.text())
 
     def test_a_task_of_a_worker_killed_mid_call_is_finished_by_another_worker(self):
+        """a task of a worker killed mid-call is finished by another worker"""
         s = self.start(("--latency-ms", "1500"), workers=1)
         tid, = self.submit("orphan")
         s.wait_task(tid, lambda t: t.state == pb.Task.STARTED, what="the task to start")
@@ -59,6 +62,7 @@ class Takeover(unittest.TestCase):
         self.assertEqual(s.queued_count(), 0)
 
     def test_a_restarted_worker_reclaims_what_its_killed_predecessor_left(self):
+        """a restarted worker reclaims what its killed predecessor left"""
         s = self.start(("--latency-ms", "1500"), workers=1, DOCQ_WORKER_CONCURRENCY="4")
         ids = self.submit("r1", "r2", "r3")
         for tid in ids:
@@ -74,6 +78,7 @@ class Takeover(unittest.TestCase):
         self.assertEqual(s.pending_count(), 0)
 
     def test_a_worker_presumed_dead_that_comes_back_cannot_overwrite_the_newer_outcome(self):
+        """a worker presumed dead that comes back cannot overwrite the newer outcome"""
         s = self.start(("--latency-ms", "1500"), workers=1)
         tid, = self.submit("zombie")
         s.wait_task(tid, lambda t: t.state == pb.Task.STARTED, what="the task to start")
@@ -92,6 +97,8 @@ class Takeover(unittest.TestCase):
         self.assertEqual(s.pending_count(), 0)
 
     def test_redis_disconnects_count_no_delivery_so_a_taken_over_task_is_not_dead_lettered(self):
+        """Redis disconnects count no delivery, so a task taken over after four of them is not
+        dead-lettered"""
         env = dict(FAST, DOCQ_MAX_DELIVERIES="3", DOCQ_WORKER_CONCURRENCY="4")
         s = self.start(("--latency-ms", "120000"), workers=1, **env)
         ids = self.submit("held_1", "held_2", "held_3")
@@ -123,6 +130,8 @@ class Takeover(unittest.TestCase):
         self.assertEqual(s.pending_count(), 0)
 
     def test_an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_and_its_task_fails(self):
+        """an entry delivered more than DOCQ_MAX_DELIVERIES times is dead-lettered and its task
+        fails"""
         env = {"DOCQ_MAX_DELIVERIES": "2"}
         s = self.start(("--latency-ms", "60000"), workers=1, **env)
         tid, = self.submit("poison")
@@ -165,6 +174,7 @@ class Drain(unittest.TestCase):
         return [self.stack.stub().SubmitDoc(pb.SubmitDocRequest(doc_id=d), timeout=5).task_id for d in docs]
 
     def test_sigterm_lets_calls_in_flight_finish_writes_their_outcomes_and_exits_0(self):
+        """SIGTERM lets calls in flight finish, writes their outcomes and exits 0"""
         s = self.stack.start_all(workers=1, ai_args=("--latency-ms", "1500"), **FAST)
         ids = self.submit(*["drain_%d" % i for i in range(5)])
         for tid in ids:
@@ -184,6 +194,7 @@ class Drain(unittest.TestCase):
         self.assertRegex(w.text(), r"worker \S+ stopped")
 
     def test_sigterm_past_the_grace_leaves_tasks_pending_and_another_worker_finishes_them(self):
+        """SIGTERM past the grace leaves tasks pending and another worker finishes them"""
         s = self.stack.start_all(workers=1, ai_args=("--latency-ms", "4000"),
                                  DOCQ_SHUTDOWN_GRACE_MS="300", **FAST)
         ids = self.submit("cut_1", "cut_2", "cut_3")
@@ -206,6 +217,7 @@ class Drain(unittest.TestCase):
         self.assertEqual(s.pending_count(), 0)
 
     def test_a_worker_stopping_while_a_task_waits_for_its_retry_leaves_it_to_another_worker(self):
+        """a worker stopping while a task waits for its retry leaves it to another worker"""
         s = self.stack.start_all(workers=1, ai_args=("--fail-status", "503", "--fail-first", "1"),
                                  DOCQ_RETRY_BASE_MS="20000", DOCQ_RETRY_MAX_MS="20000", **FAST)
         tid, = self.submit("waiting")
@@ -221,7 +233,9 @@ class Drain(unittest.TestCase):
         self.assertEqual(t.state, pb.Task.SUCCESS, s.logs())
         self.assertEqual((t.attempts, t.deliveries), (2, 2))
 
+    @labels("valgrind")
     def test_a_worker_that_reclaimed_and_retried_stops_on_sigterm_with_no_leaks_under_valgrind(self):
+        """a worker that reclaimed and retried stops on SIGTERM with no leaks under valgrind"""
         s = self.stack.start_redis().start_ai("--latency-ms", "800", "--fail-status", "503", "--fail-first", "1")
         s.start_server()
         # A worker killed mid-call leaves an entry for the valgrind worker to reclaim.

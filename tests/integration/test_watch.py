@@ -76,6 +76,7 @@ class Watch(unittest.TestCase):
         self.addCleanup(self.stack.stop)
 
     def test_every_transition_arrives_in_order_for_200_concurrent_watched_tasks(self):
+        """every transition arrives in order for 200 concurrent watched tasks"""
         s = self.stack
         s.start_redis().start_ai("--latency-ms", "500").start_server(DOCQ_POSITION_REFRESH_MS="200")
         stub = s.stub()
@@ -106,6 +107,7 @@ class Watch(unittest.TestCase):
         self.assertEqual(s.open_watches(), 0)
 
     def test_a_retried_task_streams_each_failure_and_attempt_in_order(self):
+        """a retried task streams each failure and attempt to its watchers in order"""
         # The worker's retry path changes the record too (the error, then
         # the next attempt): each of those is a version the watcher sees.
         s = self.stack
@@ -125,6 +127,7 @@ class Watch(unittest.TestCase):
         self.assertIn("503", w.messages[2].error)
 
     def test_a_watch_reopened_with_after_version_gets_only_newer_versions(self):
+        """a watch reopened with after_version gets only newer versions"""
         s = self.stack
         s.start_redis().start_ai("--latency-ms", "800").start_server()
         stub = s.stub()
@@ -152,6 +155,8 @@ class Watch(unittest.TestCase):
         self.assertEqual([(m.version, m.state) for m in fresh.messages], [(3, pb.Task.SUCCESS)])
 
     def test_cancelling_1000_watches_returns_the_watch_count_and_held_bytes_to_zero(self):
+        """cancelling 1000 watches four times returns the open watch count and the held bytes to
+        zero"""
         # What the server accounts for itself, not RSS: how much memory a
         # process keeps after free() depends on the allocator (a fresh
         # Debian 12 root kept 4 MB more than a warm one after the same
@@ -198,6 +203,8 @@ class Watch(unittest.TestCase):
         self.assertEqual(m.task_id, ids[0])
 
     def test_watches_of_large_results_hold_one_copy_each_within_the_watch_result_budget(self):
+        """watches of large results hold one copy each, within DOCQ_WATCH_RESULT_BYTES, as
+        /metrics accounts"""
         s = self.stack
         pad, budget = 1_000_000, 3_500_000
         s.start_redis().start_ai("--pad-bytes", str(pad), "--latency-ms", "100")
@@ -248,6 +255,8 @@ class Watch(unittest.TestCase):
         self.assertGreater(len(again.messages[-1].result), pad)
 
     def test_sigterm_ends_open_watches_with_unavailable_within_the_grace_period(self):
+        """SIGTERM ends open watches with UNAVAILABLE within the grace period and the server
+        exits 0"""
         s = self.stack
         s.start_redis().start_server(DOCQ_SHUTDOWN_GRACE_MS="20000")
         stub = s.stub()
@@ -268,6 +277,7 @@ class Watch(unittest.TestCase):
         self.assertIn("docq-server stopped", s.server.text())
 
     def test_a_redis_restart_during_watches_loses_no_terminal_state(self):
+        """a Redis restart during watches loses no terminal state"""
         s = self.stack
         s.start_redis(persist=True).start_ai("--latency-ms", "1500").start_server()
         stub = s.stub()
@@ -292,6 +302,7 @@ class Watch(unittest.TestCase):
         self.assertEqual(s.ai_stats()["duplicate_tasks"], 0)
 
     def test_the_queue_position_shows_while_pending_and_falls_as_tasks_start(self):
+        """the queue position shows while PENDING, in GetStatus too, and falls as tasks start"""
         s = self.stack = Stack(shards=1)
         self.addCleanup(s.stop)
         s.start_redis().start_ai("--latency-ms", "2000").start_server(DOCQ_POSITION_REFRESH_MS="200")

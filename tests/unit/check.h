@@ -5,15 +5,15 @@
  * count the failure and let the case go on, so one run shows every failed
  * check of a case.
  *
- * Each test file ends with CHECK_MAIN(CHECK_CASE(fn), ...). The executable
- * then runs:
- *   <exe> <case>                  that case; exit 1 if a check failed, 2 if
- *                                 no case has that name;
- *   <exe>                         every case (handy under valgrind);
- *   <exe> --list                  the names of its cases;
- *   <exe> --registered <case>...  exit 1 naming each case of the file that is
- *                                 missing from the list (CMakeLists.txt uses
- *                                 this so that no case is silently skipped).
+ * Each test file ends with CHECK_MAIN(CHECK_CASE(fn, "sentence"), ...): the
+ * sentence, saying what the case checks, is its ctest test's name. The
+ * executable then runs:
+ *   <exe> <case>   that case; exit 1 if a check failed, 2 if no case has that
+ *                  name;
+ *   <exe>          every case (handy under valgrind);
+ *   <exe> --list   one line per case: its name, a tab, its sentence. After
+ *                  each build tests/discover.py registers a ctest test per
+ *                  line, so every case listed here is run.
  * One case per process: ctest runs each case as its own test, so a case may
  * change the environment or crash without affecting the others. */
 #ifndef DOCQ_TEST_CHECK_H
@@ -130,10 +130,11 @@ static inline void check_mem_eq(const char *file, int line, const char *ea, cons
 
 typedef struct check_case {
     const char *name;
+    const char *sentence; /* the ctest test's name */
     void (*run)(void);
 } check_case;
 
-#define CHECK_CASE(fn) {#fn, fn}
+#define CHECK_CASE(fn, sentence) {#fn, sentence, fn}
 
 static inline int check_run_one(const check_case *c) {
     int before = check_failures;
@@ -151,21 +152,8 @@ static inline int check_run(const check_case *cases, size_t n, int argc, char **
         return check_failures ? 1 : 0;
     }
     if (strcmp(argv[1], "--list") == 0) {
-        for (size_t i = 0; i < n; i++) printf("%s\n", cases[i].name);
+        for (size_t i = 0; i < n; i++) printf("%s\t%s\n", cases[i].name, cases[i].sentence);
         return 0;
-    }
-    if (strcmp(argv[1], "--registered") == 0) {
-        int missing = 0;
-        for (size_t i = 0; i < n; i++) {
-            int found = 0;
-            for (int a = 2; a < argc && !found; a++) found = strcmp(argv[a], cases[i].name) == 0;
-            if (!found) {
-                fprintf(stderr, "case '%s' has no ctest test: add it to tests/unit/CMakeLists.txt\n",
-                        cases[i].name);
-                missing++;
-            }
-        }
-        return missing ? 1 : 0;
     }
     for (size_t i = 0; i < n; i++)
         if (strcmp(argv[1], cases[i].name) == 0) return check_run_one(&cases[i]) ? 1 : 0;

@@ -135,7 +135,19 @@ static void nul_in_answer_fails_for_good(void) {
     CHECK_INT_EQ(o.verdict, AI_TRANSIENT); /* An error answer's body is never a result. */
 }
 
-CHECK_MAIN(CHECK_CASE(success_within_limit), CHECK_CASE(over_limit_fails_for_good),
-           CHECK_CASE(statuses_sorted), CHECK_CASE(retry_after_kept_and_capped),
-           CHECK_CASE(error_text_is_one_clean_line), CHECK_CASE(no_answer_is_transient),
-           CHECK_CASE(success_needs_utf8), CHECK_CASE(nul_in_answer_fails_for_good))
+CHECK_MAIN(
+    CHECK_CASE(success_within_limit,
+               "a 2xx answer of UTF-8 within DOCQ_MAX_RESULT_BYTES succeeds, exactly at the limit "
+               "and empty too"),
+    CHECK_CASE(over_limit_fails_for_good,
+               "an AI answer over DOCQ_MAX_RESULT_BYTES fails the task for good, saying so"),
+    CHECK_CASE(statuses_sorted, "429 and 5xx are retried, and other statuses fail for good"),
+    CHECK_CASE(retry_after_kept_and_capped, "Retry-After is kept, up to one day"),
+    CHECK_CASE(error_text_is_one_clean_line,
+               "an error answer's body is quoted as one line of text, cut at a character, or not "
+               "at all"),
+    CHECK_CASE(no_answer_is_transient,
+               "no answer is a transient failure naming the transport error"),
+    CHECK_CASE(success_needs_utf8, "a 2xx body that is not UTF-8 fails for good"),
+    CHECK_CASE(nul_in_answer_fails_for_good,
+               "a 2xx body holding a NUL byte fails for good, naming the offset of the NUL"))

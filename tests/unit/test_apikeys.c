@@ -172,8 +172,22 @@ static void load_reads_a_file_and_names_it(void) {
     CHECK_INT_EQ(err.code, DOCQ_ENOTFOUND);
 }
 
-CHECK_MAIN(CHECK_CASE(sha256_known_vectors), CHECK_CASE(parse_fields_and_defaults),
-           CHECK_CASE(limit_without_window), CHECK_CASE(unknown_key_not_found),
-           CHECK_CASE(empty_file_is_empty_table), CHECK_CASE(bad_lines_name_the_line),
-           CHECK_CASE(nul_bytes_and_unterminated_buffers), CHECK_CASE(a_comment_may_follow_any_field),
-           CHECK_CASE(load_reads_a_file_and_names_it))
+CHECK_MAIN(
+    CHECK_CASE(sha256_known_vectors,
+               "SHA-256 of abc and of the empty string match the standard vectors"),
+    CHECK_CASE(parse_fields_and_defaults,
+               "a keys file gives each key its caller id, its own limit and window or the "
+               "server's, and its line"),
+    CHECK_CASE(limit_without_window, "a key may set its own limit and keep the server's window"),
+    CHECK_CASE(unknown_key_not_found,
+               "an unknown key, and the hash itself sent as a key, are not found"),
+    CHECK_CASE(empty_file_is_empty_table, "an empty or comment-only keys file knows no key"),
+    CHECK_CASE(bad_lines_name_the_line,
+               "a bad keys file is refused naming the line and the fault: fields, limit, window, "
+               "hash, duplicates, caller id"),
+    CHECK_CASE(nul_bytes_and_unterminated_buffers,
+               "the keys parser reads exactly the bytes given and refuses NUL bytes"),
+    CHECK_CASE(a_comment_may_follow_any_field, "a # comment may follow any field without a space"),
+    CHECK_CASE(load_reads_a_file_and_names_it,
+               "loading a keys file reads it, and its errors name the file and line, or say it is "
+               "missing"))

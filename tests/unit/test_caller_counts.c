@@ -53,4 +53,10 @@ static void emptied_counts_leave(void) {
     caller_counts_free(t);
 }
 
-CHECK_MAIN(CHECK_CASE(count_stops_at_max), CHECK_CASE(zero_means_no_limit), CHECK_CASE(emptied_counts_leave))
+CHECK_MAIN(
+    CHECK_CASE(count_stops_at_max,
+               "a caller's count stops at the maximum, other callers count apart, and a release "
+               "makes room"),
+    CHECK_CASE(zero_means_no_limit, "a maximum of 0 means no limit"),
+    CHECK_CASE(emptied_counts_leave,
+               "5000 callers' counts go away when each gives its last one back"))

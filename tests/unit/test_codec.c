@@ -519,11 +519,38 @@ static void task_deliveries_golden_bytes(void) {
     docq__v1__task__free_unpacked(u, NULL);
 }
 
-CHECK_MAIN(CHECK_CASE(task_golden_bytes), CHECK_CASE(task_golden_bytes_read),
-           CHECK_CASE(pending_task_golden_bytes), CHECK_CASE(task_deliveries_golden_bytes),
-           CHECK_CASE(submit_response_golden_bytes), CHECK_CASE(task_round_trip),
-           CHECK_CASE(task_round_trip_multibyte), CHECK_CASE(unset_times_stay_unset),
-           CHECK_CASE(timestamp_from_ms), CHECK_CASE(unpack_refuses_malformed),
-           CHECK_CASE(unpack_refuses_nul_in_string), CHECK_CASE(unpack_empty_and_split),
-           CHECK_CASE(from_msg_refuses_long_ids), CHECK_CASE(from_msg_replaces_previous),
-           CHECK_CASE(status_names), CHECK_CASE(stored_nul_result_never_cut))
+CHECK_MAIN(
+    CHECK_CASE(task_golden_bytes, "a Task encodes to the same bytes as Google's protobuf makes"),
+    CHECK_CASE(task_golden_bytes_read,
+               "a Task encoded by Google's protobuf decodes to the same task"),
+    CHECK_CASE(pending_task_golden_bytes,
+               "a PENDING Task with a version and a queue position encodes to the same bytes as "
+               "Google's protobuf makes and reads back"),
+    CHECK_CASE(task_deliveries_golden_bytes,
+               "a Task with deliveries encodes to the same bytes as Google's protobuf makes and "
+               "reads back"),
+    CHECK_CASE(submit_response_golden_bytes,
+               "a SubmitDocResponse encodes to the same bytes as Google's protobuf makes, gRPC "
+               "framing included"),
+    CHECK_CASE(task_round_trip,
+               "a task packed into a gRPC byte buffer and unpacked again has the same fields"),
+    CHECK_CASE(task_round_trip_multibyte,
+               "a task with a 256-byte multibyte doc_id, the largest attempt count and a far date "
+               "survives the trip"),
+    CHECK_CASE(unset_times_stay_unset, "unset timestamps stay off the wire and read back as 0"),
+    CHECK_CASE(timestamp_from_ms, "milliseconds become Timestamp seconds and nanos"),
+    CHECK_CASE(unpack_refuses_malformed, "malformed bytes and a missing buffer unpack to NULL"),
+    CHECK_CASE(unpack_refuses_nul_in_string,
+               "a message whose string field holds a NUL byte unpacks to NULL instead of being "
+               "cut short"),
+    CHECK_CASE(unpack_empty_and_split,
+               "an empty buffer is a default message and a message split over slices is read "
+               "whole"),
+    CHECK_CASE(from_msg_refuses_long_ids,
+               "a received Task whose task_id or doc_id is too long is refused"),
+    CHECK_CASE(from_msg_replaces_previous,
+               "reading a Task into a task frees and replaces what it held"),
+    CHECK_CASE(status_names, "gRPC status 5 is named NOT_FOUND and codes out of range UNKNOWN"),
+    CHECK_CASE(stored_nul_result_never_cut,
+               "a stored result holding a NUL byte is never sent cut short: the Task says where "
+               "the NUL is"))

@@ -882,19 +882,74 @@ static void redis_password_file(void) {
     unsetenv("DOCQ_REDIS_PASSWORD_FILE");
 }
 
-CHECK_MAIN(CHECK_CASE(defaults_server), CHECK_CASE(defaults_worker), CHECK_CASE(defaults_cli),
-           CHECK_CASE(defaults_worker_reliability), CHECK_CASE(heartbeat_below_visibility),
-           CHECK_CASE(env_overrides_default), CHECK_CASE(env_of_other_binary_ignored),
-           CHECK_CASE(flag_overrides_env), CHECK_CASE(flag_overrides_bad_env),
-           CHECK_CASE(positional_args_in_order), CHECK_CASE(double_dash_ends_flags),
-           CHECK_CASE(too_many_args), CHECK_CASE(help_flag), CHECK_CASE(unknown_flag),
-           CHECK_CASE(flag_of_other_binary), CHECK_CASE(flag_needs_value),
-           CHECK_CASE(bad_env_values), CHECK_CASE(limit_values_accepted),
-           CHECK_CASE(bad_flag_value), CHECK_CASE(redis_url_parse),
-           CHECK_CASE(password_never_shown), CHECK_CASE(help_lists_own_settings),
-           CHECK_CASE(help_truncates), CHECK_CASE(hostport_check),
-           CHECK_CASE(defaults_rate_limits), CHECK_CASE(bool_flag_stands_alone),
-           CHECK_CASE(api_key_never_shown), CHECK_CASE(switch_flag), CHECK_CASE(metrics_listen),
-           CHECK_CASE(security_defaults), CHECK_CASE(tls_settings_go_together),
-           CHECK_CASE(cli_tls_flags), CHECK_CASE(redis_password_file),
-           CHECK_CASE(defaults_worker_redis_bounds))
+CHECK_MAIN(
+    CHECK_CASE(defaults_server,
+               "the server's defaults are listen 0.0.0.0:50051, Redis 127.0.0.1:6379, 16 shards"),
+    CHECK_CASE(defaults_worker,
+               "the worker's defaults include an AI timeout of 300000 ms and 64 AI calls in "
+               "flight"),
+    CHECK_CASE(defaults_cli,
+               "the CLI's defaults are server 127.0.0.1:50051 and a 10000 ms deadline"),
+    CHECK_CASE(defaults_worker_reliability,
+               "the worker's reliability defaults are a 5000 ms heartbeat, a 30000 ms visibility "
+               "timeout, 5 attempts, 10 deliveries"),
+    CHECK_CASE(heartbeat_below_visibility,
+               "a heartbeat longer than a third of the visibility timeout is refused, naming both "
+               "settings and values"),
+    CHECK_CASE(env_overrides_default, "an environment variable overrides the default"),
+    CHECK_CASE(env_of_other_binary_ignored,
+               "a variable of another binary is ignored, even when its value is bad"),
+    CHECK_CASE(flag_overrides_env,
+               "a flag overrides the environment, as --shards 8 and as --shards=8"),
+    CHECK_CASE(flag_overrides_bad_env,
+               "a bad environment value overridden by a flag is not an error"),
+    CHECK_CASE(positional_args_in_order,
+               "positional arguments are collected in order between flags"),
+    CHECK_CASE(double_dash_ends_flags, "-- ends the flags and what follows is arguments"),
+    CHECK_CASE(too_many_args, "more than 16 positional arguments are refused"),
+    CHECK_CASE(help_flag, "--help and -h ask for help, even with a bad environment"),
+    CHECK_CASE(unknown_flag, "an unknown flag is refused, naming it"),
+    CHECK_CASE(flag_of_other_binary,
+               "a flag of another binary is refused, naming it, e.g. --ai-url for the server"),
+    CHECK_CASE(flag_needs_value, "a flag without its value is refused"),
+    CHECK_CASE(bad_env_values,
+               "a bad value is refused with a message naming the variable, the value and what is "
+               "expected"),
+    CHECK_CASE(limit_values_accepted, "values at the limits of their ranges are accepted"),
+    CHECK_CASE(bad_flag_value,
+               "a bad flag value is refused naming the flag, the variable and the value"),
+    CHECK_CASE(redis_url_parse,
+               "Redis URLs parse with host, port, ACL user, password, IPv6 and db, and bad ones "
+               "are refused with the reason"),
+    CHECK_CASE(password_never_shown, "a Redis password never appears in an error message"),
+    CHECK_CASE(help_lists_own_settings,
+               "help lists a binary's own settings only: DOCQ_AI_URL for the worker, not the "
+               "server"),
+    CHECK_CASE(help_truncates, "help into a small buffer is cut and NUL-terminated"),
+    CHECK_CASE(hostport_check, "host:port is checked, port 0 only where allowed"),
+    CHECK_CASE(defaults_rate_limits,
+               "the server limits each caller to 5 SubmitDocs and 600 reads per 60 s by default, "
+               "with no keys or trusted proxies"),
+    CHECK_CASE(bool_flag_stands_alone,
+               "--retry alone turns retrying on without taking the next argument, and DOCQ_RETRY "
+               "takes only true or false words"),
+    CHECK_CASE(api_key_never_shown, "an API key never appears in an error message"),
+    CHECK_CASE(switch_flag,
+               "a switch such as --wait is true by its flag alone, false by default, and refuses "
+               "other words"),
+    CHECK_CASE(metrics_listen,
+               "the metrics endpoint defaults to port 9090 for the server and 9091 for the "
+               "worker, and off or empty turns it off"),
+    CHECK_CASE(security_defaults,
+               "messages are capped at 64 KiB, metadata at 8 KiB, 1000 streams per connection and "
+               "1000 watches per caller, results at 1 MiB, unless set"),
+    CHECK_CASE(tls_settings_go_together,
+               "a TLS certificate needs its key, and client CAs and the plaintext health port "
+               "need TLS"),
+    CHECK_CASE(cli_tls_flags, "the CLI takes --tls, --cacert, --cert, --key and --tls-server-name"),
+    CHECK_CASE(redis_password_file,
+               "DOCQ_REDIS_PASSWORD_FILE gives the Redis password (also of a URL's ACL user), not "
+               "as well as the URL, and errors never quote it"),
+    CHECK_CASE(defaults_worker_redis_bounds,
+               "a dead-letter stream keeps about 100000 entries and idle consumers go after an "
+               "hour by default"))

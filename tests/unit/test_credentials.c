@@ -23,4 +23,10 @@ static void network_targets(void) {
         CHECK_MSG(!docq_client_target_is_loopback(network[i]), "%s taken as loopback", network[i]);
 }
 
-CHECK_MAIN(CHECK_CASE(loopback_targets), CHECK_CASE(network_targets))
+CHECK_MAIN(
+    CHECK_CASE(loopback_targets,
+               "localhost, 127.0.0.0/8, ::1 and Unix sockets are loopback targets, with or "
+               "without a scheme or port"),
+    CHECK_CASE(network_targets,
+               "other addresses, names and address lists are not loopback targets, so a key sent "
+               "there in plaintext is warned about"))

@@ -118,6 +118,14 @@ static void parse_replaces_previous(void) {
     docq_task_clear(&t);
 }
 
-CHECK_MAIN(CHECK_CASE(parse_whole_event), CHECK_CASE(values_are_binary_safe),
-           CHECK_CASE(task_id_read_alone), CHECK_CASE(malformed_events_refused),
-           CHECK_CASE(every_cut_is_refused), CHECK_CASE(parse_replaces_previous))
+CHECK_MAIN(
+    CHECK_CASE(parse_whole_event,
+               "an event payload parses into the task id and every field of the record"),
+    CHECK_CASE(values_are_binary_safe,
+               "event values holding colons, commas and NUL bytes are read whole"),
+    CHECK_CASE(task_id_read_alone, "an event's task id is read without parsing the rest"),
+    CHECK_CASE(malformed_events_refused,
+               "a malformed event is refused with a reason and leaves the task empty"),
+    CHECK_CASE(every_cut_is_refused,
+               "an event cut short anywhere is refused unless the cut falls between whole fields"),
+    CHECK_CASE(parse_replaces_previous, "parsing an event frees and replaces what the task held"))

@@ -106,5 +106,13 @@ static void file_read_limit(void) {
     unlink(path);
 }
 
-CHECK_MAIN(CHECK_CASE(secret_line_endings), CHECK_CASE(secret_refusals_never_quote),
-           CHECK_CASE(not_regular_files_refused), CHECK_CASE(file_read_limit))
+CHECK_MAIN(
+    CHECK_CASE(secret_line_endings,
+               "a secret file gives its one line without the line ending, spaces kept"),
+    CHECK_CASE(secret_refusals_never_quote,
+               "an empty, two-line, NUL-holding or overlong secret file is refused, naming the "
+               "file and never its contents"),
+    CHECK_CASE(not_regular_files_refused,
+               "a directory, a FIFO (at once, without blocking) and a missing file are refused"),
+    CHECK_CASE(file_read_limit,
+               "a file larger than the limit is refused, and one at the limit is read whole"))

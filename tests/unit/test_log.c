@@ -241,7 +241,17 @@ static void error_set_fills(void) {
     CHECK_INT_EQ(strlen(err.msg), sizeof(err.msg) - 1);
 }
 
-CHECK_MAIN(CHECK_CASE(escape_specials), CHECK_CASE(escape_appends),
-           CHECK_CASE(escape_truncates_whole_escapes), CHECK_CASE(level_names),
-           CHECK_CASE(log_line_is_json), CHECK_CASE(log_long_line_stays_json),
-           CHECK_CASE(error_set_fills))
+CHECK_MAIN(
+    CHECK_CASE(escape_specials,
+               "JSON escaping escapes quotes, backslashes, newlines and control characters and "
+               "keeps UTF-8"),
+    CHECK_CASE(escape_appends, "JSON escaping appends to what the buffer holds"),
+    CHECK_CASE(escape_truncates_whole_escapes,
+               "JSON escaping into a small buffer stops between escapes, never inside one"),
+    CHECK_CASE(level_names, "log levels parse from their names and other names are refused"),
+    CHECK_CASE(log_line_is_json,
+               "a log line is one JSON object with ts, level, msg and task_id, below the level "
+               "nothing"),
+    CHECK_CASE(log_long_line_stays_json,
+               "a message too long for a log line is cut and the line is still one JSON object"),
+    CHECK_CASE(error_set_fills, "an error message is formatted, cut to fit and NUL-terminated"))

@@ -138,5 +138,15 @@ static void endpoint_bad_address(void) {
     docq_http_stop(e);
 }
 
-CHECK_MAIN(CHECK_CASE(histogram_cumulative), CHECK_CASE(family_and_samples), CHECK_CASE(buf_grows),
-           CHECK_CASE(process_families), CHECK_CASE(endpoint_serves), CHECK_CASE(endpoint_bad_address))
+CHECK_MAIN(
+    CHECK_CASE(histogram_cumulative,
+               "a histogram is written with cumulative buckets up to +Inf, a bound holding its "
+               "own value, then _sum and _count"),
+    CHECK_CASE(family_and_samples, "a family is written with HELP and TYPE, then its samples"),
+    CHECK_CASE(buf_grows, "the text buffer grows to any size and stays NUL-terminated"),
+    CHECK_CASE(process_families, "the process families are written for this process"),
+    CHECK_CASE(endpoint_serves,
+               "the HTTP endpoint answers GET and HEAD through the handler, 400 for garbage and "
+               "405 for POST"),
+    CHECK_CASE(endpoint_bad_address,
+               "the HTTP endpoint refuses a bad address and a busy port, naming them"))

@@ -141,8 +141,26 @@ static void an_ipv6_proxy_is_trusted_by_its_decoded_peer(void) {
     CHECK_STR_EQ(buf, "2001:db8::5");
 }
 
-CHECK_MAIN(CHECK_CASE(grpc_peers_decode_to_the_address_alone), CHECK_CASE(non_ip_peers_decode_to_themselves),
-           CHECK_CASE(ipv6_callers_are_grouped_by_prefix), CHECK_CASE(an_ipv6_proxy_is_trusted_by_its_decoded_peer),
-           CHECK_CASE(parse_lists), CHECK_CASE(ranges_match),
-           CHECK_CASE(forwarded_for_only_from_trusted_peers), CHECK_CASE(forwarded_for_walks_trusted_hops),
-           CHECK_CASE(forwarded_for_garbage_blames_the_last_trusted_hop), CHECK_CASE(non_ip_peers_are_kept))
+CHECK_MAIN(
+    CHECK_CASE(grpc_peers_decode_to_the_address_alone,
+               "a gRPC peer decodes to its address alone, percent-encoded or not, IPv4-mapped "
+               "IPv6 as IPv4"),
+    CHECK_CASE(non_ip_peers_decode_to_themselves,
+               "a peer that is not an IP peer decodes to itself"),
+    CHECK_CASE(ipv6_callers_are_grouped_by_prefix,
+               "an IPv6 caller is its network masked to DOCQ_IPV6_PREFIX, an IPv4 caller its "
+               "address"),
+    CHECK_CASE(an_ipv6_proxy_is_trusted_by_its_decoded_peer,
+               "an IPv6 proxy is trusted by its decoded peer and its x-forwarded-for is read"),
+    CHECK_CASE(parse_lists,
+               "trusted proxies parse as IPs and CIDR ranges, and bad entries are named"),
+    CHECK_CASE(ranges_match,
+               "an address is trusted only inside a listed range, IPv4-mapped IPv6 as IPv4"),
+    CHECK_CASE(forwarded_for_only_from_trusted_peers,
+               "x-forwarded-for names the caller only when the peer is a trusted proxy"),
+    CHECK_CASE(forwarded_for_walks_trusted_hops,
+               "x-forwarded-for is read right to left past trusted hops, so a forged first entry "
+               "is ignored"),
+    CHECK_CASE(forwarded_for_garbage_blames_the_last_trusted_hop,
+               "a malformed x-forwarded-for entry makes the last trusted hop the caller"),
+    CHECK_CASE(non_ip_peers_are_kept, "a peer that is not an IP address stays the caller"))

@@ -146,5 +146,15 @@ static void answers_questions(void) {
     grpc_shutdown();
 }
 
-CHECK_MAIN(CHECK_CASE(answers_questions), CHECK_CASE(services_listed), CHECK_CASE(symbols_found), CHECK_CASE(closure_has_imports),
-           CHECK_CASE(garbage_refused))
+CHECK_MAIN(
+    CHECK_CASE(answers_questions,
+               "reflection answers list_services, files by symbol and name, and NOT_FOUND for "
+               "unknown symbols"),
+    CHECK_CASE(services_listed,
+               "reflection lists DocQueue, Health and both ServerReflection versions"),
+    CHECK_CASE(symbols_found,
+               "reflection finds the file of services, methods, messages, nested enums and their "
+               "values"),
+    CHECK_CASE(closure_has_imports,
+               "reflection sends a file with its imports, each once, as FileDescriptorProto bytes"),
+    CHECK_CASE(garbage_refused, "a descriptor set that does not parse is refused"))

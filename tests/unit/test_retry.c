@@ -73,6 +73,13 @@ static void random_sequence(void) {
     CHECK_MSG(odd > 400 && odd < 600, "%d odd numbers in 1000", odd);
 }
 
-CHECK_MAIN(CHECK_CASE(transient_statuses), CHECK_CASE(backoff_doubles_to_max),
-           CHECK_CASE(jitter_within_half_to_full), CHECK_CASE(retry_after_raises_wait),
-           CHECK_CASE(random_sequence))
+CHECK_MAIN(
+    CHECK_CASE(transient_statuses, "only HTTP 429 and 5xx answers are transient"),
+    CHECK_CASE(backoff_doubles_to_max,
+               "the backoff step doubles from the base with each failure up to the maximum"),
+    CHECK_CASE(jitter_within_half_to_full,
+               "the jittered wait lies between half the step and the whole step and uses that "
+               "whole range"),
+    CHECK_CASE(retry_after_raises_wait,
+               "a Retry-After raises the wait to what it asks, but never past the maximum"),
+    CHECK_CASE(random_sequence, "the random sequence is repeatable from a seed and spreads"))

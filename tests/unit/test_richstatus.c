@@ -102,5 +102,13 @@ static void retry_delay_capped_and_safe(void) {
     CHECK_INT_EQ(delay_of(5, -999999999), 5000);
 }
 
-CHECK_MAIN(CHECK_CASE(quota_golden_bytes), CHECK_CASE(retry_delay_read_back),
-           CHECK_CASE(retry_delay_missing_or_malformed), CHECK_CASE(retry_delay_capped_and_safe))
+CHECK_MAIN(
+    CHECK_CASE(quota_golden_bytes,
+               "a rate-limit google.rpc.Status encodes to the same bytes as Google's protobuf "
+               "makes"),
+    CHECK_CASE(retry_delay_read_back, "the RetryInfo delay of a status reads back in milliseconds"),
+    CHECK_CASE(retry_delay_missing_or_malformed,
+               "a status without RetryInfo, or malformed bytes, gives no retry delay"),
+    CHECK_CASE(retry_delay_capped_and_safe,
+               "a RetryInfo delay is capped at one hour, and huge or negative seconds and nanos "
+               "neither overflow nor go below 0"))

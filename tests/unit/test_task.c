@@ -558,16 +558,54 @@ static void consumer_names_unique(void) {
     CHECK_INT_EQ(docq_consumer_name(tiny, sizeof(tiny), "docq-worker", 1, &err), DOCQ_EINVAL);
 }
 
-CHECK_MAIN(CHECK_CASE(set_field_deliveries), CHECK_CASE(doc_id_empty), CHECK_CASE(doc_id_max_len), CHECK_CASE(doc_id_too_long),
-           CHECK_CASE(doc_id_c0_control), CHECK_CASE(doc_id_del), CHECK_CASE(doc_id_c1_control),
-           CHECK_CASE(doc_id_bad_utf8), CHECK_CASE(doc_id_multibyte),
-           CHECK_CASE(utf8_valid_allows_controls), CHECK_CASE(task_id_new_parses),
-           CHECK_CASE(task_id_new_differ), CHECK_CASE(random_hex_across_pool_refills),
-           CHECK_CASE(task_id_new_small_buffer),
-           CHECK_CASE(task_id_malformed), CHECK_CASE(task_id_parse_bounds), CHECK_CASE(task_id_shard_reads_the_digits),
-           CHECK_CASE(shard_for_stable), CHECK_CASE(shard_for_in_range),
-           CHECK_CASE(shard_for_spread), CHECK_CASE(state_names),
-           CHECK_CASE(set_field_every_field), CHECK_CASE(set_field_malformed),
-           CHECK_CASE(set_field_unknown_ignored), CHECK_CASE(task_clear_frees),
-           CHECK_CASE(owner_field),
-           CHECK_CASE(consumer_names_unique))
+CHECK_MAIN(
+    CHECK_CASE(set_field_deliveries,
+               "the deliveries field of a stored record is read into the task and a bad one is "
+               "refused"),
+    CHECK_CASE(doc_id_empty, "an empty doc_id is refused as empty"),
+    CHECK_CASE(doc_id_max_len, "a doc_id of exactly 256 bytes is accepted"),
+    CHECK_CASE(doc_id_too_long, "a doc_id of 257 bytes is refused, naming its length"),
+    CHECK_CASE(doc_id_c0_control,
+               "a doc_id with a C0 control character such as U+0001, newline, tab or NUL is "
+               "refused"),
+    CHECK_CASE(doc_id_del, "a doc_id with DEL 0x7f is refused as a control character"),
+    CHECK_CASE(doc_id_c1_control, "a doc_id with a C1 control character such as U+0085 is refused"),
+    CHECK_CASE(doc_id_bad_utf8,
+               "a doc_id that is not valid UTF-8 is refused: stray, truncated, overlong, "
+               "surrogate, above U+10FFFF"),
+    CHECK_CASE(doc_id_multibyte, "a doc_id of multibyte UTF-8 text is accepted"),
+    CHECK_CASE(utf8_valid_allows_controls,
+               "docq_utf8_valid checks only the encoding, so NULs and control characters pass"),
+    CHECK_CASE(task_id_new_parses,
+               "a new task id is s, the shard, a dash and 32 lowercase hex digits, and parses "
+               "back to its shard"),
+    CHECK_CASE(task_id_new_differ, "two new task ids differ"),
+    CHECK_CASE(random_hex_across_pool_refills,
+               "random hex stays lowercase, full length and unrepeated across refills of the "
+               "random pool, and oversize requests are refused"),
+    CHECK_CASE(task_id_new_small_buffer,
+               "a new task id does not fit a buffer that is too small and nothing past it is "
+               "written"),
+    CHECK_CASE(task_id_malformed, "a malformed task id is refused"),
+    CHECK_CASE(task_id_parse_bounds,
+               "a task id is parsed from exactly the bytes given, and any one- to five-digit "
+               "shard parses"),
+    CHECK_CASE(task_id_shard_reads_the_digits,
+               "the shard read from a well-formed task id is the one it was made for, and no "
+               "digits read as shard 0"),
+    CHECK_CASE(shard_for_stable, "a caller always gets the same shard"),
+    CHECK_CASE(shard_for_in_range, "a caller's shard is within 0 to shards - 1"),
+    CHECK_CASE(shard_for_spread, "1000 distinct callers use every one of 16 shards"),
+    CHECK_CASE(state_names,
+               "every state name parses back to its state and other names are refused"),
+    CHECK_CASE(set_field_every_field, "every field of a stored record is read into the task"),
+    CHECK_CASE(set_field_malformed,
+               "a malformed number, state or doc_id in a stored record is refused and leaves the "
+               "task unchanged"),
+    CHECK_CASE(set_field_unknown_ignored, "an unknown field of a stored record is ignored"),
+    CHECK_CASE(task_clear_frees, "clearing a task frees its strings and zeroes it"),
+    CHECK_CASE(owner_field,
+               "the owner field of a stored record is read, and an empty, overlong or NUL-holding "
+               "one is refused"),
+    CHECK_CASE(consumer_names_unique,
+               "two workers with one hostname and pid have distinct consumer names"))
