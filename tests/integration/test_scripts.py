@@ -191,7 +191,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.start(task_id(99), "c1"), [-1])
 
     def test_dead_letter_moves_the_task_fails_it_acks_its_entry_publishes_it_and_a_resend_changes_nothing(self):
-        """dead_letter.lua moves the task, fails it, acks its entry and publishes it; sent again
+        """dead_letter.lua moves the task, fails it, acks its entry and publishes it, and sent again
         it changes nothing"""
         tid, entry = self.queued_task()
         self.start(tid, "c1", max_deliveries=1)
