@@ -266,16 +266,29 @@ static int connection_lost(docq_pipeline *p, docq_redis *r, cmd_state state, int
     return any_in(p, CMD_TO_SEND);
 }
 
+/* The code for an error reply of Redis whose text is msg: DOCQ_EUNAVAIL
+ * when Redis is in a passing state in which it runs no command (LOADING its
+ * data after a restart, BUSY with a long script, MASTERDOWN, TRYAGAIN or
+ * CLUSTERDOWN), so that callers answer UNAVAILABLE and clients retry;
+ * DOCQ_ERR for any other error. */
+static int reply_error_code(const char *msg) {
+    static const char *const passing[] = {"LOADING ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN "};
+    for (size_t i = 0; i < sizeof(passing) / sizeof(passing[0]); i++)
+        if (strncmp(msg, passing[i], strlen(passing[i])) == 0) return DOCQ_EUNAVAIL;
+    return DOCQ_ERR;
+}
+
 /* SCRIPT LOAD s on r's live connection and remember its SHA. Returns DOCQ_OK,
- * DOCQ_ERR with err when Redis refused it, or DOCQ_EUNAVAIL when the
- * connection failed (r->ctx->errstr says how). */
+ * DOCQ_ERR with err when Redis refused it (err->code is reply_error_code's),
+ * or DOCQ_EUNAVAIL when the connection failed (r->ctx->errstr says how). */
 static int load_script(docq_redis *r, const docq_script *s, docq_error *err) {
     const char *argv[] = {"SCRIPT", "LOAD", s->src};
     redisReply *rep = redisCommandArgv(r->ctx, 3, argv, NULL);
     if (!rep) return DOCQ_EUNAVAIL;
     int rc = DOCQ_OK;
     if (rep->type == REDIS_REPLY_ERROR) {
-        rc = docq_error_set(err, DOCQ_ERR, "SCRIPT LOAD: %s", rep->str);
+        docq_error_set(err, reply_error_code(rep->str), "SCRIPT LOAD: %s", rep->str);
+        rc = DOCQ_ERR;
     } else if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
         rc = docq_error_set(err, DOCQ_ERR, "SCRIPT LOAD gave an unexpected reply");
     } else {
@@ -355,7 +368,7 @@ static void take_reply(pipe_cmd *c, docq_redis *r, redisReply *rep) {
         r->shas[c->script->slot][0] = '\0';
     } else {
         docq_error why = {0};
-        docq_error_set(&why, DOCQ_ERR, "%s", rep->str);
+        docq_error_set(&why, reply_error_code(rep->str), "%s", rep->str);
         settle_error(c, &why);
     }
     freeReplyObject(rep);

@@ -51,8 +51,10 @@ redisContext *docq_redis_context(docq_redis *r);
  * one command (see below, whose retry rules apply).
  * Returns the reply (the caller frees it with freeReplyObject), or NULL with
  * err set: DOCQ_EUNAVAIL when Redis cannot be reached (the connection is
- * dropped), DOCQ_ERR when Redis answered an error (err->msg holds its text,
- * e.g. "NOGROUP ...") or memory ran out. */
+ * dropped) or answered that it runs no command for now (LOADING, BUSY,
+ * MASTERDOWN, TRYAGAIN or CLUSTERDOWN: the connection is kept), DOCQ_ERR
+ * when Redis answered another error (err->msg holds its text, e.g.
+ * "NOGROUP ...") or memory ran out. */
 redisReply *docq_redis_command(docq_redis *r, int argc, const char **argv, const size_t *argvlen,
                                docq_error *err);
 

@@ -9,6 +9,7 @@ into a wrong answer, a lost accepted task or a duplicated one.
 Nothing here measures time: bursts run until some condition is seen.
 """
 import random
+import subprocess
 import threading
 import time
 import unittest
@@ -225,6 +226,36 @@ class Pipelining(unittest.TestCase):
         self.assertEqual([(d, code) for d, code, _ in burst.submits if code != grpc.StatusCode.OK], [])
         self.assertEqual([(t, code) for t, code, _ in burst.reads if code != grpc.StatusCode.OK], [])
         self.assert_each_accepted_task_stored_once(burst.accepted)
+
+    def test_redis_busy_or_loading_is_unavailable_not_internal(self):
+        """Redis busy with a long script is UNAVAILABLE naming BUSY, not INTERNAL, and the
+        same call succeeds once it is done
+
+        Redis answers every command with BUSY while a script runs past
+        busy-reply-threshold, and with LOADING while it reads its data
+        after a restart: passing states in which the command did not run,
+        so the client is told to retry."""
+        s = self.stack.start_redis().start_server()
+        stub = s.stub()
+        task_id = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="before"), timeout=10).task_id
+        self.assertEqual(s.redis_cli("CONFIG", "SET", "busy-reply-threshold", "100"), "OK")
+        spin = ("local t = redis.call('TIME'); local stop = tonumber(t[1]) + 3; "
+                "while tonumber(redis.call('TIME')[1]) < stop do end; return 1")
+        busy = subprocess.Popen(["redis-cli", "-p", str(s.redis_port), "EVAL", spin, "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(busy.wait)
+        wait_for(lambda: "BUSY" in s.redis_cli("PING"), what="Redis to answer BUSY")
+        for call in (lambda: stub.SubmitDoc(pb.SubmitDocRequest(doc_id="during"), timeout=10),
+                     lambda: stub.GetStatus(pb.GetStatusRequest(task_id=task_id), timeout=10)):
+            with self.assertRaises(grpc.RpcError) as cm:
+                call()
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, cm.exception.details())
+            self.assertIn("BUSY", cm.exception.details())
+        busy.wait(timeout=30)
+        done = wait_for(lambda: outcome(stub.SubmitDoc.future(pb.SubmitDocRequest(doc_id="after"), timeout=10))[0]
+                        == grpc.StatusCode.OK, what="SubmitDoc to succeed after the script")
+        self.assertTrue(done)
+        self.assertEqual(stub.GetStatus(pb.GetStatusRequest(task_id=task_id), timeout=10).doc_id, "before")
 
 
 if __name__ == "__main__":
