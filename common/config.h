@@ -35,6 +35,8 @@ typedef struct docq_config {
     char redis_url[512];       /* DOCQ_REDIS_URL, as given. */
     docq_redis_addr redis;     /* DOCQ_REDIS_URL, parsed. */
     long redis_timeout_ms;     /* DOCQ_REDIS_TIMEOUT_MS: connect and command timeout. */
+    long redis_min_replicas;   /* DOCQ_REDIS_MIN_REPLICAS: replicas WAITed for per submit burst (0: none). */
+    long redis_wait_ms;        /* DOCQ_REDIS_WAIT_MS: that WAIT's timeout, ms. */
     char ai_url[1024];         /* DOCQ_AI_URL: where the worker POSTs documents. */
     long ai_timeout_ms;        /* DOCQ_AI_TIMEOUT_MS: whole AI call, ms. */
     long ai_connect_timeout_ms;/* DOCQ_AI_CONNECT_TIMEOUT_MS: TCP connect to the AI, ms. */

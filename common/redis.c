@@ -127,6 +127,10 @@ struct docq_pipeline {
     const char **av;           /* Scratch: the argument vector of the command */
     size_t *al;                /* being sent (EVALSHA, SHA and key count first). */
     size_t av_cap;
+    int wait_replicas;         /* docq_pipeline_wait_replicas: 0, no WAIT. */
+    long wait_ms;
+    long long wait_acked;      /* Fewest replicas any answered WAIT counted; LLONG_MAX: none answered. */
+    docq_error wait_err;       /* Set (code != 0) when some write may be on no replica's WAIT. */
 };
 
 /* Make room for need items of size bytes in buf, whose capacity is *cap
@@ -186,7 +190,11 @@ static int queue(docq_pipeline *p, const docq_script *script, int nkeys, int arg
     return (int)p->ncmds++;
 }
 
-docq_pipeline *docq_pipeline_create(void) { return calloc(1, sizeof(docq_pipeline)); }
+docq_pipeline *docq_pipeline_create(void) {
+    docq_pipeline *p = calloc(1, sizeof(docq_pipeline));
+    if (p) p->wait_acked = LLONG_MAX;
+    return p;
+}
 
 void docq_pipeline_reset(docq_pipeline *p) {
     for (size_t i = 0; i < p->ncmds; i++)
@@ -194,6 +202,10 @@ void docq_pipeline_reset(docq_pipeline *p) {
     p->ncmds = 0;
     p->nargs = 0;
     p->nbytes = 0;
+    p->wait_replicas = 0;
+    p->wait_ms = 0;
+    p->wait_acked = LLONG_MAX;
+    memset(&p->wait_err, 0, sizeof(p->wait_err));
 }
 
 /* Free what p holds, not p itself (one-shot pipelines live on the stack). */
@@ -215,6 +227,21 @@ void docq_pipeline_free(docq_pipeline *p) {
 int docq_pipeline_eval(docq_pipeline *p, const docq_script *script, int nkeys, int argc,
                        const char **argv, const size_t *argvlen, docq_error *err) {
     return queue(p, script, nkeys, argc, argv, argvlen, err);
+}
+
+void docq_pipeline_wait_replicas(docq_pipeline *p, int replicas, long ms) {
+    p->wait_replicas = replicas;
+    p->wait_ms = ms;
+}
+
+int docq_pipeline_replicated(const docq_pipeline *p, docq_error *err) {
+    if (p->wait_err.code) return docq_error_set(err, DOCQ_EUNAVAIL, "not confirmed by WAIT: %s", p->wait_err.msg);
+    if (p->wait_acked == LLONG_MAX)
+        return docq_error_set(err, DOCQ_EUNAVAIL, "not confirmed: no WAIT was answered");
+    if (p->wait_acked < p->wait_replicas)
+        return docq_error_set(err, DOCQ_EUNAVAIL, "confirmed on only %lld of %d replicas within %ld ms",
+                              p->wait_acked, p->wait_replicas, p->wait_ms);
+    return DOCQ_OK;
 }
 
 int docq_pipeline_reply(const docq_pipeline *p, int i, const redisReply **rep, docq_error *err) {
@@ -246,13 +273,17 @@ static int any_in(const docq_pipeline *p, cmd_state state) {
 /* The connection failed (or was found dead) while the commands in state
  * were outstanding: each is queued again when the connection had been open
  * before this round and it was not resent for that yet, else it fails with
- * DOCQ_EUNAVAIL. Drops the connection. Returns 1 when some command is to be
- * sent again. */
+ * DOCQ_EUNAVAIL. Drops the connection. When the round's commands had been
+ * sent (state CMD_SENT) and a WAIT is asked for, what they wrote may be
+ * covered by no WAIT (a WAIT on a new connection only covers its own
+ * writes): the pipeline's replication is then unconfirmed, for good.
+ * Returns 1 when some command is to be sent again. */
 static int connection_lost(docq_pipeline *p, docq_redis *r, cmd_state state, int reused) {
     docq_error why = {0};
     docq_error_set(&why, DOCQ_EUNAVAIL, "redis %s:%d: %s", r->addr.host, r->addr.port,
                    r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
     docq_redis_disconnect(r);
+    if (p->wait_replicas && state == CMD_SENT) p->wait_err = why;
     for (size_t i = 0; i < p->ncmds; i++) {
         pipe_cmd *c = &p->cmds[i];
         if (c->state != state) continue;
@@ -374,9 +405,46 @@ static void take_reply(pipe_cmd *c, docq_redis *r, redisReply *rep) {
     freeReplyObject(rep);
 }
 
-/* One round trip: (re)connect, load scripts, send every command to send,
- * read their replies in order. Returns 1 when some command is to be sent
- * again (another round). */
+/* Append WAIT (docq_pipeline_wait_replicas) after the round's commands when
+ * it asks for one and some command was sent. Returns 1 when appended. */
+static int append_wait(docq_pipeline *p, docq_redis *r) {
+    if (!p->wait_replicas || !any_in(p, CMD_SENT)) return 0;
+    if (redisAppendCommand(r->ctx, "WAIT %d %ld", p->wait_replicas, p->wait_ms) == REDIS_OK) return 1;
+    docq_error_set(&p->wait_err, DOCQ_ERR, "out of memory sending WAIT");
+    return 0;
+}
+
+/* Set the socket timeout of r's live connection to ms. Returns REDIS_OK or
+ * REDIS_ERR. */
+static int set_timeout(docq_redis *r, long ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return redisSetTimeout(r->ctx, tv);
+}
+
+/* Read the reply of the WAIT append_wait sent, allowing it its WAIT time on
+ * top of the command timeout, and keep the fewest replicas any WAIT of the
+ * run counted. Returns 1 when some command is to be sent again (the
+ * connection failed: see connection_lost). */
+static int read_wait(docq_pipeline *p, docq_redis *r, int reused) {
+    void *rep = NULL;
+    if (set_timeout(r, r->timeout_ms + p->wait_ms) != REDIS_OK || redisGetReply(r->ctx, &rep) != REDIS_OK ||
+        !rep || set_timeout(r, r->timeout_ms) != REDIS_OK) {
+        if (rep) freeReplyObject(rep);
+        return connection_lost(p, r, CMD_SENT, reused);
+    }
+    redisReply *w = rep;
+    if (w->type == REDIS_REPLY_INTEGER && w->integer < p->wait_acked)
+        p->wait_acked = w->integer;
+    else if (w->type != REDIS_REPLY_INTEGER)
+        docq_error_set(&p->wait_err, DOCQ_EUNAVAIL, "WAIT: %s",
+                       w->type == REDIS_REPLY_ERROR ? w->str : "unexpected reply");
+    freeReplyObject(w);
+    return any_in(p, CMD_TO_SEND);
+}
+
+/* One round trip: (re)connect, load scripts, send every command to send
+ * (and a WAIT after them when asked), read their replies in order. Returns
+ * 1 when some command is to be sent again (another round). */
 static int run_round(docq_pipeline *p, docq_redis *r) {
     docq_error why = {0};
     if (!any_in(p, CMD_TO_SEND)) return 0;
@@ -388,13 +456,14 @@ static int run_round(docq_pipeline *p, docq_redis *r) {
     }
     if (load_scripts(p, r) != DOCQ_OK) return connection_lost(p, r, CMD_TO_SEND, reused);
     append_all(p, r);
+    int waiting = append_wait(p, r);
     for (size_t i = 0; i < p->ncmds; i++) {
         if (p->cmds[i].state != CMD_SENT) continue;
         void *rep = NULL;
         if (redisGetReply(r->ctx, &rep) != REDIS_OK || !rep) return connection_lost(p, r, CMD_SENT, reused);
         take_reply(&p->cmds[i], r, rep);
     }
-    return any_in(p, CMD_TO_SEND);
+    return waiting ? read_wait(p, r, reused) : any_in(p, CMD_TO_SEND);
 }
 
 void docq_pipeline_run(docq_pipeline *p, docq_redis *r) {

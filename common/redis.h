@@ -116,6 +116,24 @@ int docq_pipeline_eval(docq_pipeline *p, const docq_script *script, int nkeys, i
  * pipeline twice without a reset in between sends nothing the second time. */
 void docq_pipeline_run(docq_pipeline *p, docq_redis *r);
 
+/* Ask that the run confirm its writes on replicas: after each round's
+ * commands, on the same connection and in the same round trip, a
+ * `WAIT replicas ms` is sent, which Redis answers once that many replicas
+ * acknowledged every write of the connection so far, or after ms with how
+ * many did. replicas 0 (the default after a reset) sends no WAIT. Calling it
+ * again replaces the request; it applies to the whole pipeline, so one WAIT
+ * covers every command of the batch. Redis replication is asynchronous: a
+ * confirmed write is on that many replicas, not a consensus. */
+void docq_pipeline_wait_replicas(docq_pipeline *p, int replicas, long ms);
+
+/* After docq_pipeline_run with a WAIT asked for: DOCQ_OK when every WAIT of
+ * the run counted at least the replicas asked for, else DOCQ_EUNAVAIL with
+ * err saying why ("confirmed on only K of N replicas within W ms", a WAIT
+ * error, or a connection lost after writes were sent, whose writes no WAIT
+ * can then vouch for). Only commands that succeeded may have written; what
+ * they wrote stays written either way. */
+int docq_pipeline_replicated(const docq_pipeline *p, docq_error *err);
+
 /* The outcome of command i after docq_pipeline_run: DOCQ_OK with *rep its
  * reply (owned by the pipeline until the next reset), or the error that
  * docq_redis_command would have returned (DOCQ_EUNAVAIL, DOCQ_ERR) with err

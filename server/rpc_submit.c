@@ -12,7 +12,9 @@
 /* Identify the caller and validate the request (UNAUTHENTICATED for a
  * missing or unknown key, INVALID_ARGUMENT for a bad doc_id), then queue the
  * one atomic script that checks the caller's rate limit, stores the record
- * and queues the entry in the caller's shard (store.h), under a new task id. */
+ * and queues the entry in the caller's shard (store.h), under a new task id.
+ * With DOCQ_REDIS_MIN_REPLICAS set, the pipeline ends with one WAIT that
+ * covers every submit of the burst (redis.h). */
 rpc_step rpc_submit_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
                             rpc_reply *out) {
     const Docq__V1__SubmitDocRequest *r = (const Docq__V1__SubmitDocRequest *)req;
@@ -37,13 +39,17 @@ rpc_step rpc_submit_prepare(const rpc_call *call, const ProtobufCMessage *req, r
         rpc_reply_store_error(out, &err);
         return RPC_ANSWERED;
     }
+    if (cfg->redis_min_replicas > 0)
+        docq_pipeline_wait_replicas(call->env->pipeline, (int)cfg->redis_min_replicas, cfg->redis_wait_ms);
     return RPC_QUEUED;
 }
 
 /* Answer the task id, or RESOURCE_EXHAUSTED when the limit refused and
  * UNAVAILABLE when Redis is down (nothing was stored or counted in those
- * cases). Every answer that passed the limit check carries the ratelimit-*
- * metadata. */
+ * cases), or UNAVAILABLE saying the task may exist when it was stored but
+ * the burst's WAIT confirmed it on fewer than DOCQ_REDIS_MIN_REPLICAS
+ * replicas (a failover could lose it; a retry makes a new task). Every
+ * answer that passed the limit check carries the ratelimit-* metadata. */
 void rpc_submit_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
                        rpc_reply *out) {
     (void)req;
@@ -63,6 +69,14 @@ void rpc_submit_finish(const rpc_call *call, const ProtobufCMessage *req, const 
     }
     docq_log(DOCQ_LOG_DEBUG, pending->task_id, "submitted by %s", pending->caller.id);
     docq_counter_add(&call->env->metrics->tasks_submitted, 1);
+    if (call->env->cfg->redis_min_replicas > 0 && docq_pipeline_replicated(call->env->pipeline, &err) != DOCQ_OK) {
+        docq_counter_add(&call->env->metrics->submit_unreplicated, 1);
+        rpc_reply_error(out, GRPC_STATUS_UNAVAILABLE,
+                        "task %s stored but %s (DOCQ_REDIS_MIN_REPLICAS): it may exist; retrying makes a new task",
+                        pending->task_id, err.msg);
+        rpc_reply_rate_headers(out, &rate);
+        return;
+    }
     Docq__V1__SubmitDocResponse resp = DOCQ__V1__SUBMIT_DOC_RESPONSE__INIT;
     resp.task_id = (char *)pending->task_id;
     resp.state = DOCQ__V1__TASK__STATE__PENDING;

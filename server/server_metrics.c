@@ -97,6 +97,11 @@ void server_metrics_write(const server_metrics *m, const server_gauges *g, docq_
     }
     docq_metrics_family(out, "docq_tasks_submitted_total", "counter", "Tasks queued by SubmitDoc.");
     docq_metrics_sample(out, "docq_tasks_submitted_total", NULL, (double)docq_counter_get(&m->tasks_submitted));
+    docq_metrics_family(out, "docq_submit_unreplicated_total", "counter",
+                        "SubmitDocs answered UNAVAILABLE although their task was queued: WAIT confirmed it on "
+                        "fewer than DOCQ_REDIS_MIN_REPLICAS replicas.");
+    docq_metrics_sample(out, "docq_submit_unreplicated_total", NULL,
+                        (double)docq_counter_get(&m->submit_unreplicated));
     docq_metrics_family(out, "docq_watches_open", "gauge", "WatchStatus streams open now.");
     docq_metrics_sample(out, "docq_watches_open", NULL, (double)g->watches_open);
     docq_metrics_family(out, "docq_watch_held_bytes", "gauge",

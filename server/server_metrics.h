@@ -34,6 +34,7 @@ typedef struct server_metrics {
     int nrpcs;
     docq_counter rate_limited[RATE_NKINDS]; /* Calls refused by a rate limit. */
     docq_counter tasks_submitted;           /* SubmitDocs that queued a task. */
+    docq_counter submit_unreplicated;       /* Of those, answered UNAVAILABLE: WAIT confirmed too few replicas. */
 } server_metrics;
 
 /* What the page shows besides the counters, read when it is written. */

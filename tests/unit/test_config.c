@@ -114,6 +114,30 @@ static void defaults_worker_redis_bounds(void) {
     CHECK(strstr(err.msg, "DOCQ_DEAD_MAXLEN") != NULL);
 }
 
+static void defaults_redis_durability(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_OK);
+    CHECK_INT_EQ(cfg.redis_min_replicas, 0);
+    CHECK_INT_EQ(cfg.redis_wait_ms, 1000);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--redis-min-replicas", "16", "--redis-wait-ms", "60000"),
+                 DOCQ_OK);
+    CHECK_INT_EQ(cfg.redis_min_replicas, 16);
+    CHECK_INT_EQ(cfg.redis_wait_ms, 60000);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--redis-min-replicas", "17"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_REDIS_MIN_REPLICAS");
+    CHECK_STR_CONTAINS(err.msg, "'17'");
+    CHECK_STR_CONTAINS(err.msg, "integer from 0 to 16");
+    setenv("DOCQ_REDIS_WAIT_MS", "0", 1);
+    CHECK_INT_EQ(LOAD0(&cfg, DOCQ_BIN_SERVER, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "DOCQ_REDIS_WAIT_MS");
+    CHECK_STR_CONTAINS(err.msg, "integer from 1 to 60000");
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_WORKER, &err, "--redis-min-replicas", "1"), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "--redis-min-replicas");
+}
+
 static void heartbeat_below_visibility(void) {
     docq_config cfg;
     docq_error err = {0};
@@ -893,6 +917,9 @@ CHECK_MAIN(
     CHECK_CASE(defaults_worker_reliability,
                "the worker's reliability defaults are a 5000 ms heartbeat, a 30000 ms visibility "
                "timeout, 5 attempts, 10 deliveries"),
+    CHECK_CASE(defaults_redis_durability,
+               "the server waits for no replica by default with a 1000 ms WAIT, and refuses more "
+               "than 16 replicas or a 0 ms wait naming the setting and the range"),
     CHECK_CASE(heartbeat_below_visibility,
                "a heartbeat longer than a third of the visibility timeout is refused, naming both "
                "settings and values"),
