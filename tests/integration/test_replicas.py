@@ -62,6 +62,20 @@ class Replicas(unittest.TestCase):
         self.assertEqual(len({t for t, _ in seen}), 50)
         missing = [t for t, state in seen if state != "PENDING"]
         self.assertEqual(missing, [], "acknowledged but not on the replica yet")
+        # A replica that cannot take writes for a second (frozen): no submit
+        # is answered until it has taken them.
+        self.replica.signal(signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(10) as pool:
+                calls = [pool.submit(self.submit, "frozen-%d" % i) for i in range(10)]
+                time.sleep(1.0)
+                early = sum(c.done() for c in calls)
+                self.replica.signal(signal.SIGCONT)
+                ids = [c.result().task_id for c in calls]
+        finally:
+            self.replica.signal(signal.SIGCONT)
+        self.assertEqual(early, 0, "answered while the replica could not have the task")
+        self.assertEqual([self.on_replica("EXISTS", self.record_key(t)) for t in ids], ["1"] * 10)
 
     def test_with_the_replica_stopped_submitdoc_is_unavailable_saying_the_task_may_exist(self):
         """with DOCQ_REDIS_MIN_REPLICAS=1 and the replica stopped, SubmitDoc is UNAVAILABLE
