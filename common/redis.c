@@ -333,13 +333,14 @@ static int load_script(docq_redis *r, const docq_script *s, docq_error *err) {
 /* Make sure every script of a command to send is loaded on the connection
  * (nothing of the round has been appended yet, so plain commands may run)
  * and copy its SHA into the command: two scripts given one slot by mistake
- * then cost reloads, never the wrong script. A command whose script Redis
- * refuses fails with that error. Returns DOCQ_OK, or DOCQ_EUNAVAIL when the
- * connection failed. */
+ * then cost reloads, never the wrong script. A command sent again after
+ * NOSCRIPT needs no SHA (it goes as EVAL, see take_reply). A command whose
+ * script Redis refuses fails with that error. Returns DOCQ_OK, or
+ * DOCQ_EUNAVAIL when the connection failed. */
 static int load_scripts(docq_pipeline *p, docq_redis *r) {
     for (size_t i = 0; i < p->ncmds; i++) {
         pipe_cmd *c = &p->cmds[i];
-        if (c->state != CMD_TO_SEND || !c->script) continue;
+        if (c->state != CMD_TO_SEND || !c->script || c->resent_noscript) continue;
         int slot = c->script->slot;
         if (!r->shas[slot][0] || r->srcs[slot] != c->script->src) {
             docq_error why = {0};
@@ -364,8 +365,10 @@ static void append_all(docq_pipeline *p, docq_redis *r) {
         char nkeys[16];
         int n = 0;
         if (c->script) {
-            p->av[0] = "EVALSHA", p->al[0] = 7;
-            p->av[1] = c->sha, p->al[1] = 40;
+            int source = c->resent_noscript; /* Sent again after NOSCRIPT: with its source. */
+            p->av[0] = source ? "EVAL" : "EVALSHA", p->al[0] = source ? 4 : 7;
+            p->av[1] = source ? c->script->src : c->sha;
+            p->al[1] = source ? strlen(c->script->src) : 40;
             p->al[2] = (size_t)snprintf(nkeys, sizeof(nkeys), "%d", c->nkeys), p->av[2] = nkeys;
             n = 3;
         }
@@ -386,7 +389,9 @@ static void append_all(docq_pipeline *p, docq_redis *r) {
 
 /* Give command c (CMD_SENT) the reply Redis sent it. A NOSCRIPT error
  * (Redis lost the script since it was loaded: the command did not run)
- * queues it again, once, after forgetting the script's SHA. */
+ * queues it again, once, after forgetting the script's SHA: it is then sent
+ * as EVAL with the script's source, which no NOSCRIPT can refuse, so that a
+ * second SCRIPT FLUSH landing between a reload and the resend costs no call. */
 static void take_reply(pipe_cmd *c, docq_redis *r, redisReply *rep) {
     if (rep->type != REDIS_REPLY_ERROR) {
         c->reply = rep;

@@ -78,7 +78,8 @@ redisReply *docq_redis_eval(docq_redis *r, const docq_script *script, int nkeys,
  *   - every script the pipeline uses is loaded on the connection before
  *     anything is sent (SCRIPT LOAD, once per connection), and a command
  *     answered NOSCRIPT (Redis lost its scripts in between) did not run and
- *     is sent once more after the script is loaded again;
+ *     is sent once more as EVAL with the script's source, which no NOSCRIPT
+ *     can refuse;
  *   - when the connection fails while replies are outstanding (a write or a
  *     read fails or times out), the commands whose replies were read keep
  *     them, and those still outstanding may or may not have run. If the

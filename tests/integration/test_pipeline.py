@@ -35,11 +35,18 @@ def as_caller(ip):
 
 
 def outcome(future):
-    """(status code, response or None) of a finished call."""
+    """(status code, response) of a finished call, or (code, details) when it
+    failed, so that a test failure shows why."""
     try:
         return grpc.StatusCode.OK, future.result()
     except grpc.RpcError as e:
-        return e.code(), None
+        return e.code(), e.details()
+
+
+def failures(calls):
+    """(id, code, details) of each call of calls ((id, code, response or
+    details)) that did not end OK."""
+    return [(i, code, r) for i, code, r in calls if code != grpc.StatusCode.OK]
 
 
 class Burst:
@@ -51,8 +58,8 @@ class Burst:
         self.address, self.wave = address, wave
         self.lock = threading.Lock()
         self.accepted = {}      # task_id -> doc_id, for SubmitDocs answered OK.
-        self.submits = []       # (doc_id, code, task_id or None)
-        self.reads = []         # (task_id, code, task or None)
+        self.submits = []       # (doc_id, code, task_id or the error's details)
+        self.reads = []         # (task_id, code, task or the error's details)
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
 
@@ -86,8 +93,8 @@ class Burst:
             done_get = [(t,) + outcome(f) for (t, _), f in zip(reads, get)]
             with self.lock:
                 for d, code, r in done_sub:
-                    self.submits.append((d, code, r.task_id if r else None))
-                    if r:
+                    self.submits.append((d, code, r.task_id if code == grpc.StatusCode.OK else r))
+                    if code == grpc.StatusCode.OK:
                         self.accepted[r.task_id] = d
                 for t, code, r in done_get:
                     self.reads.append((t, code, r))
@@ -95,6 +102,8 @@ class Burst:
 
 
 class Pipelining(unittest.TestCase):
+    maxDiff = None
+
     def setUp(self):
         self.stack = Stack(shards=SHARDS)
         self.addCleanup(self.stack.stop)
@@ -184,7 +193,7 @@ class Pipelining(unittest.TestCase):
         for c, f in reads:
             code, t = outcome(f)
             codes[c].append(code)
-            if t:
+            if code == grpc.StatusCode.OK:
                 self.assertEqual(t.doc_id, "of-" + c)
         for c in callers:
             self.assertEqual((codes[c].count(grpc.StatusCode.OK), codes[c].count(grpc.StatusCode.RESOURCE_EXHAUSTED)),
@@ -202,12 +211,11 @@ class Pipelining(unittest.TestCase):
             wait_for(lambda: burst.oks_since(killed_at) >= 200, timeout=60,
                      what="SubmitDocs accepted again after the restart")
         self.assertTrue(s.server.alive(), s.logs())
-        bad = [(d, code) for d, code, _ in burst.submits
-               if code not in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE)]
+        bad = [f for f in failures(burst.submits) if f[1] != grpc.StatusCode.UNAVAILABLE]
         self.assertEqual(bad, [])
         for task_id, code, t in burst.reads:
-            self.assertIn(code, (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE), task_id)
-            if t:
+            self.assertIn(code, (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE), (task_id, t))
+            if code == grpc.StatusCode.OK:
                 self.assertEqual((t.task_id, t.doc_id), (task_id, burst.accepted[task_id]))
         self.assert_each_accepted_task_stored_once(burst.accepted)
         for task_id, doc in random.Random(1).sample(sorted(burst.accepted.items()), 100):
@@ -223,8 +231,8 @@ class Pipelining(unittest.TestCase):
                 self.assertEqual(s.redis_cli("SCRIPT", "FLUSH"), "OK")
             seen = len(burst.submits)
             wait_for(lambda: burst.oks_since(seen) >= 100, timeout=60, what="the burst to go on")
-        self.assertEqual([(d, code) for d, code, _ in burst.submits if code != grpc.StatusCode.OK], [])
-        self.assertEqual([(t, code) for t, code, _ in burst.reads if code != grpc.StatusCode.OK], [])
+        self.assertEqual(failures(burst.submits), [])
+        self.assertEqual(failures(burst.reads), [])
         self.assert_each_accepted_task_stored_once(burst.accepted)
 
     def test_redis_busy_or_loading_is_unavailable_not_internal(self):
