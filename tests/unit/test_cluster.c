@@ -173,42 +173,46 @@ static void map_prefers_online_then_any_master(void) {
     docq_cluster_map_free(m);
 }
 
+/* A well-formed online primary. */
+static redisReply *good(void) {
+    return node("10.0.0.1", 7001, "master", "online");
+}
+
 /* Shard lists that are each malformed in one way. */
 static redisReply *malformed(int i) {
     char long_host[300];
     memset(long_host, 'h', sizeof(long_host) - 1);
     long_host[sizeof(long_host) - 1] = '\0';
-    redisReply *good = node("10.0.0.1", 7001, "master", "online");
     switch (i) {
-    case 0: freeReplyObject(good); return num(3);
-    case 1: freeReplyObject(good); return str("CLUSTER SHARDS");
-    case 2: freeReplyObject(good); return arr(1, NULL);
-    case 3: freeReplyObject(good); return arr(1, num(1));
+    case 0: return num(3);
+    case 1: return str("CLUSTER SHARDS");
+    case 2: return arr(1, NULL);
+    case 3: return arr(1, num(1));
     case 4: return arr(1, arr(3, str("slots"), arr(2, num(0), num(1)), str("nodes")));
-    case 5: return arr(1, arr(2, str("nodes"), arr(1, good)));
-    case 6: return arr(1, shard(arr(1, num(0)), arr(1, good)));
-    case 7: return arr(1, shard(arr(2, str("0"), num(1)), arr(1, good)));
-    case 8: return arr(1, shard(arr(2, num(-1), num(1)), arr(1, good)));
-    case 9: return arr(1, shard(arr(2, num(0), num(16384)), arr(1, good)));
-    case 10: return arr(1, shard(arr(2, num(9), num(8)), arr(1, good)));
-    case 11: return arr(1, shard(arr(2, NULL, num(8)), arr(1, good)));
-    case 12: return arr(1, shard(arr(2, num(0), num(1)), good));
-    case 13: freeReplyObject(good); return arr(1, arr(2, str("slots"), arr(2, num(0), num(1))));
-    case 14: freeReplyObject(good); return arr(1, shard(arr(2, num(0), num(1)), arr(1, node("", 7001, "master", "online"))));
-    case 15: freeReplyObject(good); return arr(1, shard(arr(2, num(0), num(1)), arr(1, node("h", 0, "master", "online"))));
-    case 16: freeReplyObject(good); return arr(1, shard(arr(2, num(0), num(1)), arr(1, node("h", 65536, "master", "online"))));
-    case 17: freeReplyObject(good);
+    case 5: return arr(1, arr(2, str("nodes"), arr(1, good())));
+    case 6: return arr(1, shard(arr(1, num(0)), arr(1, good())));
+    case 7: return arr(1, shard(arr(2, str("0"), num(1)), arr(1, good())));
+    case 8: return arr(1, shard(arr(2, num(-1), num(1)), arr(1, good())));
+    case 9: return arr(1, shard(arr(2, num(0), num(16384)), arr(1, good())));
+    case 10: return arr(1, shard(arr(2, num(9), num(8)), arr(1, good())));
+    case 11: return arr(1, shard(arr(2, NULL, num(8)), arr(1, good())));
+    case 12: return arr(1, shard(arr(2, num(0), num(1)), good()));
+    case 13: return arr(1, arr(2, str("slots"), arr(2, num(0), num(1))));
+    case 14: return arr(1, shard(arr(2, num(0), num(1)), arr(1, node("", 7001, "master", "online"))));
+    case 15: return arr(1, shard(arr(2, num(0), num(1)), arr(1, node("h", 0, "master", "online"))));
+    case 16: return arr(1, shard(arr(2, num(0), num(1)), arr(1, node("h", 65536, "master", "online"))));
+    case 17:
         return arr(1, shard(arr(2, num(0), num(1)), arr(1, node(long_host, 7001, "master", "online"))));
-    case 18: freeReplyObject(good);
+    case 18:
         return arr(1, shard(arr(2, num(0), num(1)),
                             arr(1, arr(6, str("ip"), str_len("a\0b", 3), str("port"), num(1), str("role"), str("master")))));
-    case 19: freeReplyObject(good);
+    case 19:
         return arr(1, shard(arr(2, num(0), num(1)), arr(1, arr(4, str("ip"), str("h"), str("role"), str("master")))));
-    case 20: return arr(2, shard(arr(2, num(0), num(10)), arr(1, good)),
+    case 20: return arr(2, shard(arr(2, num(0), num(10)), arr(1, good())),
                         shard(arr(2, num(10), num(20)), arr(1, node("10.0.0.2", 7002, "master", "online"))));
-    case 21: freeReplyObject(good);
+    case 21:
         return arr(1, shard(arr(2, num(0), num(1)), arr(1, arr(3, str("role"), str("master"), NULL))));
-    default: return good;
+    default: return good();
     }
 }
 #define MALFORMED 22
@@ -216,8 +220,8 @@ static redisReply *malformed(int i) {
 static void malformed_replies_refused(void) {
     docq_cluster_map *m = docq_cluster_map_create();
     docq_error err = {0};
-    redisReply *good = three_shards(), *error = new_reply(REDIS_REPLY_ERROR);
-    CHECK_INT_EQ(docq_cluster_map_from_shards(m, good, &err), DOCQ_OK);
+    redisReply *fine = three_shards(), *error = new_reply(REDIS_REPLY_ERROR);
+    CHECK_INT_EQ(docq_cluster_map_from_shards(m, fine, &err), DOCQ_OK);
     for (int i = 0; i < MALFORMED; i++) {
         redisReply *rep = malformed(i);
         err.msg[0] = '\0';
@@ -234,7 +238,7 @@ static void malformed_replies_refused(void) {
     /* A refused reply leaves the map as it was. */
     CHECK_INT_EQ(docq_cluster_map_covered(m), 16384);
     check_owner(m, 12182, "10.0.0.3", 7003);
-    freeReplyObject(good);
+    freeReplyObject(fine);
     freeReplyObject(error);
     docq_cluster_map_free(m);
 }

@@ -1,0 +1,129 @@
+"""A throwaway Redis Cluster for integration tests: real redis-server nodes
+(3 primaries and 3 replicas by default) on free loopback ports, joined with
+`redis-cli --cluster create`, their files in a temporary directory.
+
+Tests call Cluster.stop() through addCleanup *before* start(), so that every
+node started is killed and the directory removed (unless DOCQ_TEST_KEEP=1)
+whatever fails, start() included.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from stack import Proc, free_port, wait_for
+
+
+class Cluster:
+    """Starts, inspects and stops one Redis Cluster."""
+
+    def __init__(self, primaries=3, replicas=1, node_timeout_ms=1500):
+        self.dir = tempfile.mkdtemp(prefix="docq-cluster-")
+        self.primaries, self.replicas = primaries, replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes = {}  # port -> Proc, in start order.
+        self.killed = set()
+        self.start_seconds = None
+
+    def _free_ports(self, n):
+        """n distinct TCP ports that were free a moment ago."""
+        ports = set()
+        while len(ports) < n:
+            ports.add(free_port())
+        return sorted(ports)
+
+    def _start_node(self, port, bus_port):
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                "--cluster-port", str(bus_port), "--cluster-config-file", "nodes-%d.conf" % port,
+                "--cluster-node-timeout", str(self.node_timeout_ms), "--appendonly", "no", "--save", "",
+                "--dir", self.dir]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        self.nodes[port] = Proc("redis-%d" % port, argv, env, os.path.join(self.dir, "redis-%d.log" % port))
+
+    def start(self, timeout=60):
+        """Start the nodes, join them into one cluster and wait until every
+        node says cluster_state:ok. Returns self; start_seconds is how long
+        it took."""
+        began = time.monotonic()
+        count = self.primaries * (1 + self.replicas)
+        ports = self._free_ports(2 * count)
+        for port, bus_port in zip(ports[:count], ports[count:]):
+            self._start_node(port, bus_port)
+        for port in self.nodes:
+            wait_for(lambda p=port: self.cli(p, "PING") == "PONG", what="redis-server :%d to answer" % port)
+        create = subprocess.run(
+            ["redis-cli", "--cluster", "create"] + ["127.0.0.1:%d" % p for p in self.nodes] +
+            ["--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            capture_output=True, text=True, timeout=timeout)
+        if create.returncode != 0:
+            raise AssertionError("redis-cli --cluster create failed:\n%s%s" % (create.stdout, create.stderr))
+        self.wait_ok(timeout)
+        # A replica that never synced from its primary would not stand in
+        # for it (its data counts as too old).
+        wait_for(lambda: all(self.synced(p) for p in self.nodes), timeout=timeout, interval=0.2,
+                 what="every replica to sync from its primary")
+        self.start_seconds = time.monotonic() - began
+        return self
+
+    def live_ports(self):
+        return [p for p in self.nodes if p not in self.killed and self.nodes[p].alive()]
+
+    def cli(self, port, *args, timeout=10):
+        """redis-cli -p port args...: its output, stripped ("" when it fails)."""
+        try:
+            r = subprocess.run(["redis-cli", "-p", str(port)] + [str(a) for a in args],
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return ""
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    def state_ok(self, port):
+        return "cluster_state:ok" in self.cli(port, "CLUSTER", "INFO")
+
+    def synced(self, port):
+        """1 when the node is a primary or a replica whose link is up."""
+        info = self.cli(port, "INFO", "replication")
+        return "role:master" in info or "master_link_status:up" in info
+
+    def wait_ok(self, timeout=30):
+        """Wait until every live node says cluster_state:ok."""
+        wait_for(lambda: all(self.state_ok(p) for p in self.live_ports()), timeout=timeout, interval=0.2,
+                 what="cluster_state:ok on every node")
+
+    def key_slot(self, key, port=None):
+        """The slot the cluster gives key (CLUSTER KEYSLOT)."""
+        return int(self.cli(port or self.live_ports()[0], "-c", "CLUSTER", "KEYSLOT", key))
+
+    def slot_owners(self, port=None):
+        """{slot: "host:port"} of the primaries serving each slot, from
+        CLUSTER NODES as seen by a live node (failed primaries left out)."""
+        owners = {}
+        for line in self.cli(port or self.live_ports()[0], "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            flags = fields[2].split(",")
+            if "master" not in flags or "fail" in flags or "fail?" in flags:
+                continue
+            address = fields[1].split("@")[0]
+            for part in fields[8:]:
+                if part.startswith("["):  # A slot being migrated or imported.
+                    continue
+                start, _, end = part.partition("-")
+                for slot in range(int(start), int(end or start) + 1):
+                    owners[slot] = address
+        return owners
+
+    def kill(self, port):
+        """SIGKILL the node at port."""
+        self.killed.add(port)
+        self.nodes[port].signal(signal.SIGKILL)
+        self.nodes[port].wait()
+
+    def stop(self):
+        """Kill every node and remove the directory (kept with
+        DOCQ_TEST_KEEP=1). Safe to call more than once, or before start()."""
+        for proc in self.nodes.values():
+            proc.kill()
+        if os.environ.get("DOCQ_TEST_KEEP") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
