@@ -66,10 +66,12 @@ class ClusterMap(unittest.TestCase):
         old_port = int(old.rsplit(":", 1)[1])
         began = time.monotonic()
         self.cluster.kill(old_port)
-        ask = [p for p in self.cluster.live_ports()][0]
-        new = wait_for(lambda: self.cluster.slot_owners(ask).get(slot) not in (None, old) and
-                       self.cluster.slot_owners(ask).get(slot), timeout=30, interval=0.2,
-                       what="a replica to be promoted for slot %d" % slot)
+        ask = self.cluster.live_ports()[0]
+
+        def promoted():
+            owner = self.cluster.slot_owners(ask).get(slot)
+            return owner if owner != old else None
+        new = wait_for(promoted, timeout=30, interval=0.2, what="a replica to be promoted for slot %d" % slot)
         self.cluster.wait_ok(30)
         sys.stderr.write("failover of slot %d from %s to %s took %.1f s\n" % (slot, old, new, time.monotonic() - began))
         self.assertIn(int(new.rsplit(":", 1)[1]), self.cluster.live_ports())
