@@ -46,6 +46,18 @@ class Replicas(unittest.TestCase):
     def submit(self, doc="doc-1"):
         return self.stack.stub().SubmitDoc(pb.SubmitDocRequest(doc_id=doc), timeout=10)
 
+    def submit_stored(self, doc="doc-0"):
+        """Submit doc and return its task id once it is stored: answered OK, or
+        UNAVAILABLE because the replica did not confirm it within
+        DOCQ_REDIS_WAIT_MS (a slow machine may take longer than a short
+        wait even with the replica up); any other answer fails the test."""
+        try:
+            return self.submit(doc).task_id
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or "may exist" not in e.details():
+                raise
+            return re.search(r"task (\S+) stored", e.details()).group(1)
+
     def test_every_acknowledged_task_is_on_the_replica_when_submitdoc_answers(self):
         """with DOCQ_REDIS_MIN_REPLICAS=1 and a live replica every acknowledged task is on the
         replica when SubmitDoc answers"""
@@ -82,7 +94,7 @@ class Replicas(unittest.TestCase):
         within DOCQ_REDIS_WAIT_MS saying the task may exist"""
         self.stack.start_server(DOCQ_REDIS_MIN_REPLICAS="1", DOCQ_REDIS_WAIT_MS="300")
         port = metrics_port(self.stack.server)
-        self.submit()
+        self.submit_stored()
         self.stop_replica()
         before = scrape(port)["docq_submit_unreplicated_total"].get()
         started = time.monotonic()
@@ -114,7 +126,7 @@ class Replicas(unittest.TestCase):
         """a submit refused by the rate limit under DOCQ_REDIS_MIN_REPLICAS=1 with the replica
         stopped is still RESOURCE_EXHAUSTED, not UNAVAILABLE"""
         self.stack.start_server(DOCQ_REDIS_MIN_REPLICAS="1", DOCQ_REDIS_WAIT_MS="300", DOCQ_RATE_LIMIT="1")
-        self.submit()
+        self.submit_stored()
         self.stop_replica()
         with self.assertRaises(grpc.RpcError) as raised:
             self.submit()
