@@ -215,3 +215,62 @@ unsigned docq_cluster_map_covered(const docq_cluster_map *m) {
     for (unsigned s = 0; s < DOCQ_CLUSTER_SLOTS; s++) n += m->slot_node[s] != NO_NODE;
     return n;
 }
+
+int docq_cluster_map_set(docq_cluster_map *m, unsigned slot, const char *host, int port, docq_error *err) {
+    cluster_node node;
+    uint16_t idx;
+    size_t len = strlen(host);
+    if (slot >= DOCQ_CLUSTER_SLOTS) return docq_error_set(err, DOCQ_ERR, "slot %u out of range", slot);
+    if (len == 0 || len >= HOST_MAX || port < 1 || port > 65535)
+        return docq_error_set(err, DOCQ_ERR, "bad node address for slot %u", slot);
+    memcpy(node.host, host, len + 1);
+    node.port = port;
+    if (node_index(m, &node, &idx, err) != DOCQ_OK) return DOCQ_ERR;
+    m->slot_node[slot] = idx;
+    return DOCQ_OK;
+}
+
+size_t docq_cluster_map_primaries(const docq_cluster_map *m) { return m->nnodes; }
+
+void docq_cluster_map_primary(const docq_cluster_map *m, size_t i, const char **host, int *port) {
+    *host = m->nodes[i].host;
+    *port = m->nodes[i].port;
+}
+
+/* Parse the decimal number at s[*i..len) into *out, at most max, moving *i
+ * past it. Returns 1 when there was one, else 0. */
+static int parse_number(const char *s, size_t len, size_t *i, long max, long *out) {
+    long v = 0;
+    size_t start = *i;
+    while (*i < len && s[*i] >= '0' && s[*i] <= '9' && *i - start < 6) v = v * 10 + (s[(*i)++] - '0');
+    if (*i == start || v > max) return 0;
+    *out = v;
+    return 1;
+}
+
+int docq_cluster_redirect_parse(const char *msg, size_t len, docq_cluster_redirect *out) {
+    size_t i;
+    long slot, port;
+    if (len > 6 && memcmp(msg, "MOVED ", 6) == 0) {
+        out->ask = 0, i = 6;
+    } else if (len > 4 && memcmp(msg, "ASK ", 4) == 0) {
+        out->ask = 1, i = 4;
+    } else {
+        return DOCQ_ENOTFOUND;
+    }
+    if (!parse_number(msg, len, &i, DOCQ_CLUSTER_SLOTS - 1, &slot) || i >= len || msg[i++] != ' ')
+        return DOCQ_ENOTFOUND;
+    const char *colon = NULL;
+    for (size_t k = i; k < len; k++)
+        if (msg[k] == ':') colon = msg + k; /* The last one: IPv6 hosts hold colons. */
+    if (!colon || (size_t)(colon - msg) - i >= sizeof(out->host)) return DOCQ_ENOTFOUND;
+    size_t hlen = (size_t)(colon - msg) - i, p = (size_t)(colon - msg) + 1;
+    if (memchr(msg + i, '\0', hlen) || memchr(msg + i, ' ', hlen) || !parse_number(msg, len, &p, 65535, &port) ||
+        port < 1 || p != len)
+        return DOCQ_ENOTFOUND;
+    memcpy(out->host, msg + i, hlen);
+    out->host[hlen] = '\0';
+    out->slot = (unsigned)slot;
+    out->port = (int)port;
+    return DOCQ_OK;
+}

@@ -2,9 +2,9 @@
  * from each slot to the primary that serves it.
  *
  * Nothing here talks to Redis: the map is built from a CLUSTER SHARDS reply
- * the caller obtained (Redis 7), so it can be tested, and fuzzed, on
- * replies built by hand. Routing commands by slot is not done yet: docq
- * supports a standalone Redis today. */
+ * the caller obtained (Redis 7) and from MOVED redirections, so it can be
+ * tested, and fuzzed, on replies built by hand. redis.c routes commands
+ * with it. */
 #ifndef DOCQ_CLUSTER_H
 #define DOCQ_CLUSTER_H
 
@@ -61,5 +61,32 @@ int docq_cluster_map_node(const docq_cluster_map *m, unsigned slot, const char *
 
 /* How many slots m covers (16384 for a healthy cluster). */
 unsigned docq_cluster_map_covered(const docq_cluster_map *m);
+
+/* Give slot to the primary at host:port (a MOVED redirection said so).
+ * Returns DOCQ_OK, or DOCQ_ERR when slot is out of range, host is empty or
+ * too long, port is not 1..65535, or memory runs out (m is then unchanged). */
+int docq_cluster_map_set(docq_cluster_map *m, unsigned slot, const char *host, int port, docq_error *err);
+
+/* How many primaries m names; docq_cluster_map_primary gives the i-th
+ * (0 <= i < count): host owned by m, as docq_cluster_map_node. A primary
+ * that lost all its slots to MOVED redirections may still be listed. */
+size_t docq_cluster_map_primaries(const docq_cluster_map *m);
+void docq_cluster_map_primary(const docq_cluster_map *m, size_t i, const char **host, int *port);
+
+/* A redirection error of Redis Cluster: "MOVED <slot> <host>:<port>" (the
+ * slot lives elsewhere for good) or "ASK <slot> <host>:<port>" (ask that
+ * node once, after ASKING: the slot is being moved there). */
+typedef struct docq_cluster_redirect {
+    int ask;            /* 1: ASK, 0: MOVED. */
+    unsigned slot;
+    char host[256];
+    int port;
+} docq_cluster_redirect;
+
+/* Parse the error text msg (len bytes, not NUL-terminated necessarily) as a
+ * redirection into *out. The host may be empty in Redis 7 ("MOVED 3999
+ * :6381": the node that answered), which is returned as is. Returns DOCQ_OK,
+ * or DOCQ_ENOTFOUND when msg is no well-formed redirection. */
+int docq_cluster_redirect_parse(const char *msg, size_t len, docq_cluster_redirect *out);
 
 #endif

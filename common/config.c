@@ -142,7 +142,8 @@ static const setting settings[] = {
     {"DOCQ_LISTEN", S, STR(listen), "0.0.0.0:50051", check_listen,
      "address the gRPC server listens on (host:port; port 0 picks one)"},
     {"DOCQ_REDIS_URL", S | W, STR(redis_url), "redis://127.0.0.1:6379", check_redis_url,
-     "Redis holding queues and tasks: redis://[[user]:password@]host:port[/db]"},
+     "Redis holding queues and tasks: redis://[[user]:password@]host:port[/db]; for a Redis Cluster, "
+     "any node's URL, or several comma-separated (seeds, tried in turn)"},
     {"DOCQ_REDIS_TIMEOUT_MS", S | W, INT(redis_timeout_ms, 10, 600000), "2000", NULL,
      "Redis connect and command timeout, milliseconds"},
     {"DOCQ_REDIS_MIN_REPLICAS", S, INT(redis_min_replicas, 0, 16), "0", NULL,
@@ -557,8 +558,16 @@ int docq_hostport_check(const char *s, int allow_zero, docq_error *err) {
 
 int docq_metrics_listen_off(const char *value) { return value[0] == '\0' || strcmp(value, "off") == 0; }
 
-int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err) {
-    const char *p = url, *end;
+/* Parse one URL of docq_redis_url_parse's list: url up to its first comma. */
+static int redis_url_parse_one(const char *url, docq_redis_addr *out, docq_error *err) {
+    const char *p = url, *end, *comma = strchr(url, ',');
+    char one[512];
+    if (comma) {
+        if ((size_t)(comma - url) >= sizeof(one)) return docq_error_set(err, DOCQ_EINVAL, "URL too long");
+        memcpy(one, url, (size_t)(comma - url));
+        one[comma - url] = '\0';
+        p = one;
+    }
     memset(out, 0, sizeof(*out));
     out->port = 6379;
     if (strncmp(p, "redis://", 8) != 0) return docq_error_set(err, DOCQ_EINVAL, "expected redis://");
@@ -590,6 +599,24 @@ int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err)
         if (errno || *dend || db < 0 || db > 1000000 || !isdigit((unsigned char)slash[1]))
             return docq_error_set(err, DOCQ_EINVAL, "bad database number");
         out->db = (int)db;
+    }
+    return DOCQ_OK;
+}
+
+int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err) {
+    if (redis_url_parse_one(url, out, err) != DOCQ_OK) return DOCQ_EINVAL;
+    for (const char *next = strchr(url, ','); next; next = strchr(next + 1, ',')) {
+        docq_redis_addr seed;
+        docq_error why = {0};
+        if (out->nseeds + 1 >= DOCQ_REDIS_MAX_SEEDS)
+            return docq_error_set(err, DOCQ_EINVAL, "more than %d URLs", DOCQ_REDIS_MAX_SEEDS);
+        if (redis_url_parse_one(next + 1, &seed, &why) != DOCQ_OK)
+            return docq_error_set(err, DOCQ_EINVAL, "URL %d: %s", out->nseeds + 2, why.msg);
+        if (seed.user[0] || seed.password[0] || seed.db)
+            return docq_error_set(err, DOCQ_EINVAL, "URL %d: give the credentials and database once, in "
+                                  "the first URL", out->nseeds + 2);
+        snprintf(out->seeds[out->nseeds].host, sizeof(out->seeds[0].host), "%s", seed.host);
+        out->seeds[out->nseeds++].port = seed.port;
     }
     return DOCQ_OK;
 }

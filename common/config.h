@@ -22,12 +22,21 @@
 #define DOCQ_MAX_ARGS 16
 
 /* A parsed redis://[[user]:password@]host:port[/db] URL. */
+/* DOCQ_REDIS_URL may list up to this many nodes, comma-separated: seeds of
+ * a Redis Cluster, tried in turn until one answers. */
+#define DOCQ_REDIS_MAX_SEEDS 8
+
 typedef struct docq_redis_addr {
     char host[256];     /* Host name or IP address, without brackets. */
     char user[128];     /* Redis 6+ ACL user (AUTH user password); empty: the default user. */
     int port;           /* TCP port, 1..65535 (default 6379). */
     char password[256]; /* Empty when no password was given. */
     int db;             /* Database number (default 0). */
+    int nseeds;         /* How many further nodes the URL list named (a cluster's seeds). */
+    struct {
+        char host[256];
+        int port;
+    } seeds[DOCQ_REDIS_MAX_SEEDS - 1]; /* Those nodes, after the first (host, port above). */
 } docq_redis_addr;
 
 typedef struct docq_config {
@@ -134,7 +143,10 @@ int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq
 size_t docq_config_help(unsigned bin, char *buf, size_t cap);
 
 /* Parse redis://[[user]:password@]host[:port][/db] (also [v6addr]; user@
- * alone when the password comes from a file). Returns DOCQ_OK
+ * alone when the password comes from a file), or a comma-separated list of
+ * up to DOCQ_REDIS_MAX_SEEDS such URLs naming nodes of one Redis Cluster:
+ * the first gives the credentials and database, the others only
+ * redis://host[:port]. Returns DOCQ_OK
  * and fills out, or DOCQ_EINVAL with the reason (the password is never
  * copied into the message). */
 int docq_redis_url_parse(const char *url, docq_redis_addr *out, docq_error *err);

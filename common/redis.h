@@ -1,12 +1,31 @@
-/* redis.h -- one owned, self-reconnecting connection to Redis, scripts and
- * pipelines.
+/* redis.h -- one owned, self-reconnecting connection to Redis (a standalone
+ * node or a Redis Cluster), scripts and pipelines.
  *
  * A docq_redis belongs to one thread at a time (hiredis contexts are not
  * thread-safe). It connects lazily: every command first (re)connects if the
  * connection is down, so a process serves again as soon as Redis is back.
- * After a failed connect it waits DOCQ_REDIS_RETRY_MS before trying again and
- * fails fast meanwhile, so a dead Redis does not stall every request by a
- * connect timeout. */
+ * After a failed connect to a node it waits DOCQ_REDIS_RETRY_MS before trying
+ * that node again and fails fast meanwhile, so a dead Redis does not stall
+ * every request by a connect timeout.
+ *
+ * Cluster mode. The first connect asks the first seed that answers (the
+ * address, then its further seeds: docq_redis_addr) `INFO cluster`. When it
+ * says cluster_enabled:1, the docq_redis loads the slot map (CLUSTER SHARDS,
+ * cluster.h) and becomes one connection per primary: each command goes to
+ * the primary serving the hash slot of its first key (a script's first key;
+ * keyless commands such as PING go to the "home" node, any that answers).
+ * Every docq script and command touches keys of one slot ({sN}), as a
+ * cluster requires. Topology changes are followed:
+ *   - MOVED: the slot map takes the new owner and the command is sent there;
+ *   - ASK: the command is sent once to the named node, after ASKING;
+ *     at most 5 redirections per command, then DOCQ_EUNAVAIL;
+ *   - a connection error, a node that cannot be reached, CLUSTERDOWN or a
+ *     MOVED mark the map stale: it is loaded again from the first node that
+ *     answers before the next command, at most every 100 ms, backing off to
+ *     1 s while no node gives a map covering every slot (meanwhile the old
+ *     map is used). The command that met the error fails with DOCQ_EUNAVAIL
+ *     (or is resent, by the rules of docq_pipeline_run), so callers answer
+ *     UNAVAILABLE and clients retry, as with a standalone Redis down. */
 #ifndef DOCQ_REDIS_H
 #define DOCQ_REDIS_H
 
@@ -36,16 +55,30 @@ docq_redis *docq_redis_create(const docq_redis_addr *addr, long timeout_ms);
 /* Close the connection and free r. NULL is fine. */
 void docq_redis_free(docq_redis *r);
 
-/* Connect now if not connected (AUTH and SELECT included). Returns DOCQ_OK or
+/* Connect now if not connected (AUTH and SELECT included): the node, or in
+ * a cluster the home node (and the slot map). Returns DOCQ_OK or
  * DOCQ_EUNAVAIL with the reason. */
 int docq_redis_connect(docq_redis *r, docq_error *err);
 
-/* Drop the connection (the next command reconnects). */
+/* Drop every connection (the next command reconnects; a cluster's slot map
+ * is then refreshed). */
 void docq_redis_disconnect(docq_redis *r);
 
-/* The live hiredis context, or NULL while disconnected. The context stays
- * owned by r; a caller that sees it fail must call docq_redis_disconnect. */
+/* The live hiredis context of the node (a cluster's home node), or NULL
+ * while disconnected. The context stays owned by r; a caller that sees it
+ * fail must call docq_redis_disconnect. */
 redisContext *docq_redis_context(docq_redis *r);
+
+/* 1 once r found a Redis Cluster behind its address, else 0 (standalone, or
+ * not connected yet). */
+int docq_redis_is_cluster(const docq_redis *r);
+
+/* The live context of the node serving key (len bytes): connected first
+ * (and r made ready, as docq_redis_connect); standalone, the one node.
+ * Owned by r, as docq_redis_context's. Returns NULL with err set
+ * (DOCQ_EUNAVAIL) when that node cannot be reached or no node is known to
+ * serve the key's slot. */
+redisContext *docq_redis_key_context(docq_redis *r, const char *key, size_t len, docq_error *err);
 
 /* Run one command given as an argument vector (binary-safe): a pipeline of
  * one command (see below, whose retry rules apply).

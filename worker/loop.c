@@ -123,13 +123,20 @@ static void recheck_shape(worker_loop *w) {
 
 /* ---- Reading entries ------------------------------------------------------ */
 
+/* 1 when reads name some shards only, in turn, without blocking: with fewer
+ * free slots than shards, or in a Redis Cluster, where one command reaches
+ * one slot, so one shard (see loop.h). */
+static int partial_reads(const worker_loop *w) {
+    return w->nfree < w->nshards || docq_redis_is_cluster(w->rd);
+}
+
 /* Choose the shards of the next read into rs->sent and the COUNT for each,
  * so that the read returns at most nfree entries (see loop.h). Returns 1 when
  * the read should BLOCK: only a read over every shard does, since a read
  * blocked on some shards would leave entries on the others waiting. */
 static int choose_streams(worker_loop *w, long *count) {
     reader *rs = &w->rs;
-    int want = w->nfree < w->nshards ? w->nfree : w->nshards;
+    int want = docq_redis_is_cluster(w->rd) ? 1 : w->nfree < w->nshards ? w->nfree : w->nshards;
     rs->nsent = 0;
     if (rs->scanning) {
         for (int i = 0; i < w->nshards && rs->nsent < want; i++)
@@ -140,14 +147,14 @@ static int choose_streams(worker_loop *w, long *count) {
     for (int i = 0; i < want; i++) rs->sent[rs->nsent++] = (rs->next_shard + i) % w->nshards;
     rs->next_shard = (rs->next_shard + want) % w->nshards;
     *count = w->nfree / want;
-    return want == w->nshards;
+    return want == w->nshards && !docq_redis_is_cluster(w->rd);
 }
 
 /* After a reply with n entries: a round of partial reads over every shard
  * that found nothing pauses the partial reads for READ_POLL_MS. */
 static void note_read(worker_loop *w, int n) {
     reader *rs = &w->rs;
-    if (rs->scanning || n > 0 || rs->nsent == w->nshards) {
+    if (rs->scanning || n > 0 || rs->blocking) {
         rs->empty_reads = 0;
         return;
     }
@@ -161,7 +168,7 @@ static void note_read(worker_loop *w, int n) {
 static int read_wanted(const worker_loop *w) {
     if (!w->redis_ok || w->stopping || w->rs.in_flight || w->nfree == 0) return 0;
     if (recovery_reclaim_due(w)) return 0; /* The reclaim round takes the free slots first. */
-    return w->rs.scanning || w->nfree >= w->nshards || docq_now_ms() >= w->rs.next_read_ms;
+    return w->rs.scanning || !partial_reads(w) || docq_now_ms() >= w->rs.next_read_ms;
 }
 
 /* 1 when the re-read of our pending entries has reached the end of every
@@ -203,14 +210,17 @@ static void send_read(worker_loop *w) {
     for (int i = 0; i < rs->nsent; i++) av[argc++] = rs->scanning ? rs->scan_from[rs->sent[i]] : ">";
     for (int i = 0; i < argc; i++) w->argvlen[i] = strlen(av[i]);
 
-    redisContext *ctx = docq_redis_context(w->rd);
+    docq_error why = {0};
+    const char *key = w->keys[rs->sent[0]];
+    redisContext *ctx = docq_redis_is_cluster(w->rd) ? docq_redis_key_context(w->rd, key, strlen(key), &why)
+                                                     : docq_redis_context(w->rd);
     if (!ctx || redisAppendCommandArgv(ctx, argc, av, w->argvlen) != REDIS_OK || flush_ctx(ctx) != DOCQ_OK) {
-        docq_error why;
         docq_error_set(&why, DOCQ_EUNAVAIL, "sending XREADGROUP: %s",
-                       ctx && ctx->errstr[0] ? ctx->errstr : "connection lost");
+                       ctx && ctx->errstr[0] ? ctx->errstr : why.msg[0] ? why.msg : "connection lost");
         outage_redis_failed(w, &why);
         return;
     }
+    rs->ctx = ctx;
     rs->in_flight = 1;
     rs->blocking = block;
     rs->unblocked = 0;
@@ -280,7 +290,7 @@ static void handle_read_reply(worker_loop *w, const redisReply *rep) {
 
 /* rd is readable: take in what arrived and handle the reply once complete. */
 static void on_rd_ready(worker_loop *w) {
-    redisContext *ctx = docq_redis_context(w->rd);
+    redisContext *ctx = w->rs.ctx;
     void *rep = NULL;
     if (redisBufferRead(ctx) != REDIS_OK || redisGetReplyFromReader(ctx, &rep) != REDIS_OK) {
         docq_error why;
@@ -354,7 +364,7 @@ static int poll_once(worker_loop *w, docq_error *err) {
     unsigned n = 0;
     int rd_i = -1, stop_i = -1;
     if (w->rs.in_flight) {
-        fds[n] = (ai_waitfd){docq_redis_context(w->rd)->fd, 0};
+        fds[n] = (ai_waitfd){w->rs.ctx->fd, 0};
         rd_i = (int)n++;
     }
     if (!w->stopping) {

@@ -34,6 +34,12 @@
  *     stopped; after a round over every shard that found nothing it pauses
  *     100 ms. (Blocking on some shards would leave the others' entries
  *     waiting for the BLOCK to end.)
+ *   - in a Redis Cluster, where a command may only name keys of one slot and
+ *     each shard is a slot of its own: one shard at a time, with COUNT free,
+ *     on the connection to the primary serving it, without blocking, in
+ *     turn; after a round over every shard that found nothing it pauses
+ *     100 ms (so an idle worker sends about 10 reads a second per shard,
+ *     and picks up a new task within about 100 ms).
  *
  * Stopping: when the stop descriptor becomes readable the loop reads and
  * reclaims no new entries and starts no retries (tasks waiting for one are

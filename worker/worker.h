@@ -63,6 +63,8 @@ typedef struct slot {
 /* The XREADGROUP side of the loop, on the rd connection. */
 typedef struct reader {
     int in_flight;                   /* A read was sent on rd; its reply is awaited. */
+    redisContext *ctx;               /* The connection it was sent on (rd's, or in a
+                                      * cluster that of the node serving its shard). */
     int blocking;                    /* That read BLOCKs (until entries come or READ_BLOCK_MS). */
     int unblocked;                   /* CLIENT UNBLOCK was sent for it. */
     int64_t deadline_ms;             /* When to give up waiting for that reply. */

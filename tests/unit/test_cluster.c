@@ -243,7 +243,59 @@ static void malformed_replies_refused(void) {
     docq_cluster_map_free(m);
 }
 
+static void redirects_parsed(void) {
+    docq_cluster_redirect r;
+    const char *moved = "MOVED 3999 127.0.0.1:6381";
+    CHECK_INT_EQ(docq_cluster_redirect_parse(moved, strlen(moved), &r), DOCQ_OK);
+    CHECK_INT_EQ(r.ask, 0);
+    CHECK_INT_EQ(r.slot, 3999);
+    CHECK_STR_EQ(r.host, "127.0.0.1");
+    CHECK_INT_EQ(r.port, 6381);
+    const char *ask = "ASK 16383 ::1:7000";
+    CHECK_INT_EQ(docq_cluster_redirect_parse(ask, strlen(ask), &r), DOCQ_OK);
+    CHECK_INT_EQ(r.ask, 1);
+    CHECK_INT_EQ(r.slot, 16383);
+    CHECK_STR_EQ(r.host, "::1");
+    CHECK_INT_EQ(r.port, 7000);
+    const char *hostless = "MOVED 0 :6380";
+    CHECK_INT_EQ(docq_cluster_redirect_parse(hostless, strlen(hostless), &r), DOCQ_OK);
+    CHECK_STR_EQ(r.host, "");
+    CHECK_INT_EQ(r.port, 6380);
+    static const char *const bad[] = {"MOVED", "MOVED 3999", "MOVED 16384 h:1", "MOVED x h:1", "MOVED 1 h",
+                                      "MOVED 1 h:0", "MOVED 1 h:65536", "MOVED 1 h:1 extra", "ASK 1 a b:1",
+                                      "ERR unknown command", "MOVED 1 h:1x", "NOSCRIPT No matching script",
+                                      "MOVED -1 h:1", "ASK 1 h:"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_MSG(docq_cluster_redirect_parse(bad[i], strlen(bad[i]), &r) == DOCQ_ENOTFOUND, "%s was read", bad[i]);
+    /* Only len bytes count. */
+    CHECK_INT_EQ(docq_cluster_redirect_parse(moved, 10, &r), DOCQ_ENOTFOUND);
+}
+
+static void map_set_by_moved(void) {
+    docq_cluster_map *m = docq_cluster_map_create();
+    docq_error err = {0};
+    const char *host;
+    int port;
+    CHECK_INT_EQ(docq_cluster_map_set(m, 42, "10.0.0.9", 7009, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_cluster_map_node(m, 42, &host, &port), DOCQ_OK);
+    CHECK_STR_EQ(host, "10.0.0.9");
+    CHECK_INT_EQ(port, 7009);
+    CHECK_INT_EQ(docq_cluster_map_covered(m), 1);
+    CHECK_INT_EQ(docq_cluster_map_set(m, 43, "10.0.0.9", 7009, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_cluster_map_primaries(m), 1); /* One node, listed once. */
+    docq_cluster_map_primary(m, 0, &host, &port);
+    CHECK_STR_EQ(host, "10.0.0.9");
+    CHECK_INT_EQ(docq_cluster_map_set(m, 16384, "h", 1, &err), DOCQ_ERR);
+    CHECK_INT_EQ(docq_cluster_map_set(m, 1, "", 1, &err), DOCQ_ERR);
+    CHECK_INT_EQ(docq_cluster_map_set(m, 1, "h", 0, &err), DOCQ_ERR);
+    CHECK_INT_EQ(docq_cluster_map_covered(m), 2);
+    docq_cluster_map_free(m);
+}
+
 CHECK_MAIN(
+    CHECK_CASE(redirects_parsed,
+               "MOVED and ASK redirections are read (IPv6 and empty hosts too) and anything else is refused"),
+    CHECK_CASE(map_set_by_moved, "a MOVED redirection gives its slot to the named primary, and a bad one is refused"),
     CHECK_CASE(crc16_check_value, "the cluster CRC16 of \"123456789\" is 0x31C3, the XMODEM check value"),
     CHECK_CASE(known_slots,
                "key slots match Redis Cluster's: \"foo\" is 12182, the first non-empty {tag} is hashed alone, "

@@ -537,6 +537,38 @@ static void redis_url_parse(void) {
     }
 }
 
+static void redis_url_seeds(void) {
+    docq_redis_addr a;
+    docq_error err = {0};
+    CHECK_INT_EQ(docq_redis_url_parse("redis://u:pw@a:7000/0,redis://b,redis://[::1]:7002", &a, &err), DOCQ_OK);
+    CHECK_STR_EQ(a.host, "a");
+    CHECK_INT_EQ(a.port, 7000);
+    CHECK_STR_EQ(a.user, "u");
+    CHECK_STR_EQ(a.password, "pw");
+    CHECK_INT_EQ(a.nseeds, 2);
+    CHECK_STR_EQ(a.seeds[0].host, "b");
+    CHECK_INT_EQ(a.seeds[0].port, 6379);
+    CHECK_STR_EQ(a.seeds[1].host, "::1");
+    CHECK_INT_EQ(a.seeds[1].port, 7002);
+    static const struct {
+        const char *url, *why;
+    } bad[] = {
+        {"redis://a,redis://:secret@b", "URL 2: give the credentials and database once"},
+        {"redis://a,redis://b/2", "URL 2: give the credentials and database once"},
+        {"redis://a,b:6379", "URL 2: expected redis://"},
+        {"redis://a,", "URL 2: expected redis://"},
+        {"redis://a,redis://b,redis://c:0", "URL 3: port 0"},
+        {"redis://a,redis://b,redis://c,redis://d,redis://e,redis://f,redis://g,redis://h,redis://i",
+         "more than 8 URLs"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = docq_redis_url_parse(bad[i].url, &a, &err);
+        CHECK_MSG(rc == DOCQ_EINVAL, "%s was accepted", bad[i].url);
+        CHECK_MSG(strstr(err.msg, bad[i].why) != NULL, "%s: '%s' lacks '%s'", bad[i].url, err.msg, bad[i].why);
+        CHECK_MSG(strstr(err.msg, "secret") == NULL, "%s: '%s' shows the password", bad[i].url, err.msg);
+    }
+}
+
 static void password_never_shown(void) {
     static const char *urls[] = {
         "redis://:s3cret@cache:70000",
@@ -945,6 +977,9 @@ CHECK_MAIN(
     CHECK_CASE(limit_values_accepted, "values at the limits of their ranges are accepted"),
     CHECK_CASE(bad_flag_value,
                "a bad flag value is refused naming the flag, the variable and the value"),
+    CHECK_CASE(redis_url_seeds,
+               "DOCQ_REDIS_URL takes up to 8 comma-separated cluster seeds, credentials and database in the first "
+               "only"),
     CHECK_CASE(redis_url_parse,
                "Redis URLs parse with host, port, ACL user, password, IPv6 and db, and bad ones "
                "are refused with the reason"),
