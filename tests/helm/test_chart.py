@@ -159,6 +159,30 @@ class ValueSets(unittest.TestCase, Common):
         self.assertEqual(chart.container_env(objs, worker, {"docq-redis-credentials": {"password": "x"}})[
             "DOCQ_AI_URL"], "http://ai.models.svc.cluster.local:8080/process")
 
+    def test_external_redis_cluster(self):
+        """helm lint passes and every rendered object is valid with an external Redis Cluster
+        given by seed nodes, and servers and workers get the seeds as one comma-separated
+        DOCQ_REDIS_URL"""
+        objs = self.lint_and_render(["external-cluster"])
+        server, worker, _ = self.check_common(objs, external_secrets=["docq-redis-cluster"])
+        self.assertEqual(kinds(objs, "StatefulSet") + kinds(objs, "Secret"), [])
+        # Each seed becomes a redis:// URL, in the order given; the password stays a file.
+        seeds = ("redis://redis-cluster-0.redis-cluster.data.svc:6379,"
+                 "redis://redis-cluster-1.redis-cluster.data.svc:6379,redis://[fd00::12]:7000")
+        secrets = {"docq-redis-cluster": {"password": "cluster pw\n"}}
+        for component, w in (("server", server), ("worker", worker)):
+            self.assertEqual(find(objs, "ConfigMap", component)["data"]["DOCQ_REDIS_URL"], seeds)
+            self.assertEqual(chart.container_env(objs, w, secrets)["DOCQ_REDIS_URL"], seeds)
+            assert_redis_password_is_a_mounted_file(self, objs, w, "docq-redis-cluster", "password",
+                                                    "cluster pw", secrets)
+        self.assertEqual(chart.container_env(objs, server, secrets)["DOCQ_REDIS_MIN_REPLICAS"], "1")
+        # One seed node in url instead: DOCQ_REDIS_URL is that URL (database 0 is allowed).
+        objs = chart.render(sets=["redis.bundled.enabled=false", "redis.external.cluster=true",
+                                  "redis.external.url=redis://redis-cluster.data.svc:6379/0"])
+        for component in ("server", "worker"):
+            self.assertEqual(find(objs, "ConfigMap", component)["data"]["DOCQ_REDIS_URL"],
+                             "redis://redis-cluster.data.svc:6379/0")
+
     def test_bundled_redis_off_and_hpa_off(self):
         """helm lint passes and every rendered object is valid with the bundled Redis off and the
         HPA off"""
@@ -319,6 +343,21 @@ class Notes(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         return out.stdout[out.stdout.index("NOTES:"):]
 
+    def test_the_install_notes_name_a_redis_clusters_seeds_and_recommend_waiting_for_a_replica(self):
+        """the install notes name an external Redis Cluster's seed nodes and recommend
+        server.config.redisMinReplicas 1 while it is 0"""
+        cluster = ["redis.bundled.enabled=false", "redis.external.cluster=true",
+                   "redis.external.seeds={r0.data.svc:6379,redis://r1.data.svc:7000}"]
+        notes = self.notes(*cluster)
+        self.assertIn("Redis is an external Redis Cluster, reached through the seed nodes\n"
+                      "  redis://r0.data.svc:6379\n  redis://r1.data.svc:7000\n", notes)
+        self.assertIn("server.config.redisMinReplicas is 0", notes)
+        self.assertIn("set it to 1", notes)
+        self.assertNotIn("bundled", notes)
+        notes = self.notes(*cluster + ["server.config.redisMinReplicas=1"])
+        self.assertIn("Redis is an external Redis Cluster", notes)
+        self.assertNotIn("redisMinReplicas", notes)
+
     def test_the_install_notes_show_grpcurl_commands_for_the_service(self):
         """the install notes show the grpcurl commands that reach the service"""
         notes = self.notes()
@@ -331,6 +370,7 @@ class Notes(unittest.TestCase):
                      "grpcurl -plaintext -d '{\"task_id\":\"TASK_ID\"}' localhost:50051 docq.v1.DocQueue/GetStatus"):
             self.assertIn(line, notes)
         self.assertIn("worker.config.aiUrl is still the default", notes)
+        self.assertIn("Redis is the bundled one: a single pod (docq-redis), no replica, not a Redis\nCluster", notes)
         # With API keys every call but the health check carries one; a set AI URL is not warned of.
         notes = self.notes("server.apiKeys.enabled=true", "server.apiKeys.keys=k", "server.service.port=443",
                            "worker.config.aiUrl=http://ai:80/x")
@@ -412,6 +452,8 @@ class Schema(unittest.TestCase):
                         ("worker.config.aiUrl=ftp://ai", "/worker/config/aiUrl"),
                         ("worker.config.workerConcurrency=0", "/worker/config/workerConcurrency"),
                         ("redis.external.url=redis://:pw@host:6379", "/redis/external/url"),
+                        ("redis.external.url=redis://a:6379\\,redis://b:6379", "/redis/external/url"),
+                        ("redis.external.cluster=yes", "/redis/external/cluster"),
                         ("redis.bundled.appendfsync=sometimes", "/redis/bundled/appendfsync"),
                         ("server.config.maxMessageBytes=1023", "/server/config/maxMessageBytes"),
                         ("server.config.maxMessageBytes=67108865", "/server/config/maxMessageBytes"),
@@ -428,12 +470,37 @@ class Schema(unittest.TestCase):
             with self.subTest(s):
                 self.assert_refused(sets=[s], says=says)
 
+    def test_a_redis_cluster_seed_that_is_not_a_password_free_node_address_is_refused(self):
+        """the values schema refuses Redis Cluster seeds that are not a list of host:port or
+        redis:// addresses without a password"""
+        external = ["redis.bundled.enabled=false", "redis.external.cluster=true"]
+        for s, says in (("redis.external.seeds=redis-0:6379", "at '/redis/external/seeds': got string, want array"),
+                        ("redis.external.seeds[0]=6379", "at '/redis/external/seeds/0': got number, want string"),
+                        ("redis.external.seeds[0].host=redis-0", "at '/redis/external/seeds/0': got object, want string"),
+                        ("redis.external.seeds[0]=redis://:pw@redis-0:6379", "/redis/external/seeds/0"),
+                        ("redis.external.seeds[0]=redis-0:6379/2", "/redis/external/seeds/0"),
+                        ("redis.external.seeds[0]=redis-0:6379\\,redis-1:6379", "/redis/external/seeds/0"),
+                        ("redis.external.seeds={a:6379,a:6379}", "/redis/external/seeds")):
+            with self.subTest(s):
+                self.assert_refused(sets=external + [s], says=says)
+
     def test_combinations_the_schema_cannot_express_fail_the_install_with_a_message(self):
         """value combinations the schema cannot express fail the install with a message"""
         # The templates' fail: helm install and helm template stop (helm lint lets fail pass).
         for s, says in ((["worker.config.heartbeatMs=10001"], "heartbeatMs must be at most a third of worker.config.visibilityTimeoutMs"),
                         (["redis.bundled.enabled=false"], "redis.external.url is required"),
                         (["redis.external.url=redis://r:6379"], "turn the bundled Redis off"),
+                        # The bundled Redis is one node: no cluster settings with it.
+                        (["redis.external.cluster=true"], "the bundled Redis is a single node, not a Redis Cluster"),
+                        (["redis.external.cluster=true", "redis.external.seeds={r0:6379,r1:6379}"],
+                         "the bundled Redis is a single node, not a Redis Cluster"),
+                        (["redis.bundled.enabled=false", "redis.external.cluster=true"], "redis.external.url is required"),
+                        (["redis.bundled.enabled=false", "redis.external.seeds={r0:6379}"],
+                         "set redis.external.cluster=true"),
+                        (["redis.bundled.enabled=false", "redis.external.cluster=true", "redis.external.url=redis://r:6379",
+                          "redis.external.seeds={r0:6379}"], "redis.external.url and redis.external.seeds are both set"),
+                        (["redis.bundled.enabled=false", "redis.external.cluster=true", "redis.external.url=redis://r:6379/2"],
+                         "a database other than 0"),
                         (["server.apiKeys.enabled=true"], "server.apiKeys.existingSecret or server.apiKeys.keys"),
                         (["worker.autoscaling.targetCPUUtilizationPercentage=0"], "targetCPUUtilizationPercentage or lag.enabled"),
                         (["worker.autoscaling.minReplicas=5", "worker.autoscaling.maxReplicas=3"], "minReplicas is above maxReplicas"),

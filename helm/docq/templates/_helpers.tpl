@@ -83,12 +83,22 @@ variable and no URL.
 {{- end -}}
 {{- end -}}
 
-{{/* DOCQ_REDIS_URL: redis://host:port[/db], never with a password. */}}
+{{/*
+DOCQ_REDIS_URL: redis://host:port[/db], never with a password; for a Redis Cluster given
+by redis.external.seeds, the seeds as redis:// URLs joined with commas.
+*/}}
 {{- define "docq.redis.url" -}}
+{{- $e := .Values.redis.external -}}
 {{- if .Values.redis.bundled.enabled -}}
 {{- printf "redis://%s:6379/%d" (include "docq.redis.host" .) (int64 .Values.redis.bundled.db) -}}
+{{- else if $e.seeds -}}
+{{- $urls := list -}}
+{{- range $e.seeds -}}
+{{- $urls = append $urls (ternary . (printf "redis://%s" .) (hasPrefix "redis://" .)) -}}
+{{- end -}}
+{{- join "," $urls -}}
 {{- else -}}
-{{- .Values.redis.external.url -}}
+{{- $e.url -}}
 {{- end -}}
 {{- end -}}
 
@@ -202,11 +212,24 @@ prometheus.io/path: /metrics
 Checks the schema cannot express; they fail the install with a message.
 */}}
 {{- define "docq.validate" -}}
-{{- if and (not .Values.redis.bundled.enabled) (not .Values.redis.external.url) -}}
-{{- fail "redis.external.url is required when redis.bundled.enabled is false" -}}
+{{- $e := .Values.redis.external -}}
+{{- if and .Values.redis.bundled.enabled (or $e.cluster $e.seeds) -}}
+{{- fail "redis.external.cluster or redis.external.seeds is set but redis.bundled.enabled is true: the bundled Redis is a single node, not a Redis Cluster; set redis.bundled.enabled=false to use an external cluster" -}}
 {{- end -}}
-{{- if and .Values.redis.bundled.enabled .Values.redis.external.url -}}
+{{- if and (not .Values.redis.bundled.enabled) (not $e.url) (not $e.seeds) -}}
+{{- fail "redis.external.url is required when redis.bundled.enabled is false (or, for a Redis Cluster, redis.external.seeds)" -}}
+{{- end -}}
+{{- if and .Values.redis.bundled.enabled $e.url -}}
 {{- fail "redis.external.url is set but redis.bundled.enabled is true: turn the bundled Redis off to use an external one" -}}
+{{- end -}}
+{{- if and $e.url $e.seeds -}}
+{{- fail "redis.external.url and redis.external.seeds are both set: give a Redis Cluster's seed nodes in seeds only (url alone is one node)" -}}
+{{- end -}}
+{{- if and $e.seeds (not $e.cluster) -}}
+{{- fail "redis.external.seeds lists the seed nodes of a Redis Cluster: set redis.external.cluster=true (a standalone Redis is redis.external.url)" -}}
+{{- end -}}
+{{- if and $e.cluster (regexMatch "/[0-9]+$" $e.url) (not (regexMatch "/0+$" $e.url)) -}}
+{{- fail "redis.external.url names a database other than 0, which a Redis Cluster does not have: drop it or use /0" -}}
 {{- end -}}
 {{- if gt (mul 3 (int64 .Values.worker.config.heartbeatMs)) (int64 .Values.worker.config.visibilityTimeoutMs) -}}
 {{- fail "worker.config.heartbeatMs must be at most a third of worker.config.visibilityTimeoutMs" -}}
