@@ -254,11 +254,14 @@ def local_env(objs, workload, root, ports, redis_port, ai_base=None, external_se
         if env.get(k):
             port = int(env[k].rsplit(":", 1)[1])
             env[k] = "127.0.0.1:%d" % ports[port]
-    m = re.match(r"^redis://(?:(:[^@]*)@)?[^/]+(/\d+)?$", env["DOCQ_REDIS_URL"])
-    if not m:
-        raise AssertionError("not a redis:// URL: %s" % env["DOCQ_REDIS_URL"])
-    env["DOCQ_REDIS_URL"] = "redis://%s127.0.0.1:%d%s" % (
-        m.group(1) + "@" if m.group(1) is not None else "", redis_port, m.group(2) or "")
+    local_urls = []
+    for url in env["DOCQ_REDIS_URL"].split(","):  # A cluster's seeds: each made local.
+        m = re.match(r"^redis://(?:(:[^@]*)@)?[^/]+(/\d+)?$", url)
+        if not m:
+            raise AssertionError("not a redis:// URL: %s" % env["DOCQ_REDIS_URL"])
+        local_urls.append("redis://%s127.0.0.1:%d%s" % (
+            m.group(1) + "@" if m.group(1) is not None else "", redis_port, m.group(2) or ""))
+    env["DOCQ_REDIS_URL"] = ",".join(local_urls)
     if ai_base and "DOCQ_AI_URL" in env:
         env["DOCQ_AI_URL"] = re.sub(r"^https?://[^/]+", ai_base, env["DOCQ_AI_URL"])
     env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")

@@ -654,9 +654,10 @@ class Binaries(unittest.TestCase):
             pki = Pki(pki_dir)
             tls = {"tls.crt": Pki.read(pki.server.cert).decode(), "tls.key": Pki.read(pki.server.key).decode(),
                    "ca.crt": Pki.read(pki.ca_cert).decode()}
-        secrets = {"docq-redis-credentials": {"password": "pw"}, "redis-auth": {"pw": "pw"}, "docq-tls": tls}
+        secrets = {"docq-redis-credentials": {"password": "pw"}, "redis-auth": {"pw": "pw"}, "docq-tls": tls,
+                   "docq-redis-cluster": {"password": "pw"}}
         for values in ([], ["external-redis"], ["no-bundled-redis-no-hpa"], ["netpol-servicemonitor"],
-                       ["api-keys-lag"], ["tls-mtls"]):
+                       ["api-keys-lag"], ["tls-mtls"], ["external-cluster"]):
             objs = chart.render(values)
             for component in ("server", "worker"):
                 w = find(objs, "Deployment", component)
