@@ -9,7 +9,10 @@
 #                         each script's slot in a connection's SHA cache),
 #                         DOCQ_LUA_COUNT and a check that they fit
 #                         DOCQ_MAX_SCRIPTS (common/redis.h);
-#   <gen>/docq_lua.c      docq_lua_scripts[id], each a docq_script.
+#   <gen>/docq_lua.c      docq_lua_scripts[id], each a docq_script: its
+#                         source, and for a script that publishes events the
+#                         same with SPUBLISH for PUBLISH, which redis.c runs
+#                         in a Redis Cluster (sharded pub/sub).
 #
 # include(cmake/lua.cmake) after GEN_DIR is set: defines DOCQ_LUA_SRCS (the
 # generated .c and .h, to compile into a target) and the command that
@@ -106,8 +109,15 @@ foreach(s ${scripts})
   lua_text(${s} text)
   file(WRITE ${OUT_DIR}/lua/${name}.lua "${text}")
   c_literal("${text}" literal)
+  # In a Redis Cluster, events go out by sharded pub/sub (lib/publish.lua).
+  string(REPLACE "redis.call('PUBLISH'," "redis.call('SPUBLISH'," sharded "${text}")
+  if(sharded STREQUAL text)
+    set(sharded_literal "NULL")
+  else()
+    c_literal("${sharded}" sharded_literal)
+  endif()
   string(APPEND ids "    ${id},  /* common/lua/${name}.lua */\n")
-  string(APPEND bodies "    [${id}] = {${id},\n${literal}},\n")
+  string(APPEND bodies "    [${id}] = {${id},\n${literal},\n${sharded_literal}},\n")
 endforeach()
 
 file(WRITE ${OUT_DIR}/docq_lua.h

@@ -529,11 +529,17 @@ static int reply_error_code(const char *msg) {
     return DOCQ_ERR;
 }
 
-/* SCRIPT LOAD s on c's live connection and remember its SHA. Returns DOCQ_OK,
- * DOCQ_ERR with err when Redis refused it (err->code is reply_error_code's),
- * or DOCQ_EUNAVAIL when the connection failed (c->ctx->errstr says how). */
-static int load_script(redis_conn *c, const docq_script *s, docq_error *err) {
-    const char *argv[] = {"SCRIPT", "LOAD", s->src};
+/* The source of s that r runs: its cluster variant in a Redis Cluster. */
+static const char *script_src(const docq_redis *r, const docq_script *s) {
+    return r->mode == MODE_CLUSTER && s->cluster_src ? s->cluster_src : s->src;
+}
+
+/* SCRIPT LOAD src (the source of script s) on c's live connection and
+ * remember its SHA. Returns DOCQ_OK, DOCQ_ERR with err when Redis refused it
+ * (err->code is reply_error_code's), or DOCQ_EUNAVAIL when the connection
+ * failed (c->ctx->errstr says how). */
+static int load_script(redis_conn *c, const docq_script *s, const char *src, docq_error *err) {
+    const char *argv[] = {"SCRIPT", "LOAD", src};
     redisReply *rep = redisCommandArgv(c->ctx, 3, argv, NULL);
     if (!rep) return DOCQ_EUNAVAIL;
     int rc = DOCQ_OK;
@@ -544,7 +550,7 @@ static int load_script(redis_conn *c, const docq_script *s, docq_error *err) {
         rc = docq_error_set(err, DOCQ_ERR, "SCRIPT LOAD gave an unexpected reply");
     } else {
         memcpy(c->shas[s->slot], rep->str, 41);
-        c->srcs[s->slot] = s->src;
+        c->srcs[s->slot] = src;
     }
     freeReplyObject(rep);
     return rc;
@@ -557,14 +563,15 @@ static int load_script(redis_conn *c, const docq_script *s, docq_error *err) {
  * after NOSCRIPT needs no SHA (it goes as EVAL, see take_reply). A command
  * whose script Redis refuses fails with that error. Returns DOCQ_OK, or
  * DOCQ_EUNAVAIL when the connection failed. */
-static int load_scripts(docq_pipeline *p, redis_conn *rc, int conn) {
+static int load_scripts(docq_pipeline *p, const docq_redis *r, redis_conn *rc, int conn) {
     for (size_t i = 0; i < p->ncmds; i++) {
         pipe_cmd *c = &p->cmds[i];
         if (c->state != CMD_TO_SEND || c->conn != conn || !c->script || c->resent_noscript) continue;
         int slot = c->script->slot;
-        if (!rc->shas[slot][0] || rc->srcs[slot] != c->script->src) {
+        const char *src = script_src(r, c->script);
+        if (!rc->shas[slot][0] || rc->srcs[slot] != src) {
             docq_error why = {0};
-            int st = load_script(rc, c->script, &why);
+            int st = load_script(rc, c->script, src, &why);
             if (st == DOCQ_EUNAVAIL) return st;
             if (st != DOCQ_OK) {
                 settle_error(c, &why);
@@ -578,14 +585,14 @@ static int load_scripts(docq_pipeline *p, redis_conn *rc, int conn) {
 
 /* Append command c to rc's output buffer, after an ASKING when an ASK
  * redirection sent it there. */
-static void append_one(docq_pipeline *p, redis_conn *rc, pipe_cmd *c) {
+static void append_one(docq_pipeline *p, const docq_redis *r, redis_conn *rc, pipe_cmd *c) {
     char nkeys[16];
     int n = 0;
     if (c->script) {
         int source = c->resent_noscript; /* Sent again after NOSCRIPT: with its source. */
         p->av[0] = source ? "EVAL" : "EVALSHA", p->al[0] = source ? 4 : 7;
-        p->av[1] = source ? c->script->src : c->sha;
-        p->al[1] = source ? strlen(c->script->src) : 40;
+        p->av[1] = source ? script_src(r, c->script) : c->sha;
+        p->al[1] = source ? strlen(script_src(r, c->script)) : 40;
         p->al[2] = (size_t)snprintf(nkeys, sizeof(nkeys), "%d", c->nkeys), p->av[2] = nkeys;
         n = 3;
     }
@@ -726,12 +733,12 @@ static int round_send(docq_pipeline *p, docq_redis *r, int conn, int *reused, in
             if (p->cmds[i].state == CMD_TO_SEND && p->cmds[i].conn == conn) settle_error(&p->cmds[i], &why);
         return 0;
     }
-    if (load_scripts(p, rc, conn) != DOCQ_OK) {
+    if (load_scripts(p, r, rc, conn) != DOCQ_OK) {
         connection_lost(p, r, conn, CMD_TO_SEND, *reused);
         return 0;
     }
     for (size_t i = 0; i < p->ncmds; i++)
-        if (p->cmds[i].state == CMD_TO_SEND && p->cmds[i].conn == conn) append_one(p, rc, &p->cmds[i]);
+        if (p->cmds[i].state == CMD_TO_SEND && p->cmds[i].conn == conn) append_one(p, r, rc, &p->cmds[i]);
     *waiting = append_wait(p, rc, conn);
     if (!any_in(p, CMD_SENT, conn)) return 0;
     if (flush(rc->ctx) != REDIS_OK) {

@@ -41,8 +41,10 @@
  * docq_lua_scripts (docq_lua.h, cmake/lua.cmake), whose slots are their
  * enum ids. */
 typedef struct docq_script {
-    int slot;         /* Unique small index, < DOCQ_MAX_SCRIPTS. */
-    const char *src;  /* Lua source. */
+    int slot;                 /* Unique small index, < DOCQ_MAX_SCRIPTS. */
+    const char *src;          /* Lua source. */
+    const char *cluster_src;  /* The source run in a Redis Cluster (events by
+                               * SPUBLISH, not PUBLISH), or NULL: src. */
 } docq_script;
 #define DOCQ_MAX_SCRIPTS 16
 

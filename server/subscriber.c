@@ -28,6 +28,9 @@ struct subscriber {
     const docq_config *cfg;
     subscriber_hooks hub;     /* The watch hub, as server.c wired it. */
     docq_redis *sub;          /* Subscribed to every shard's events channel. */
+    redisContext **ctxs;      /* The distinct connections of sub that hold subscriptions: */
+    int nctxs;                /* one, or in a cluster one per primary (sharded pub/sub). */
+    struct pollfd *fds;       /* poll's: the stop pipe, then each of ctxs. */
     docq_redis *cmd;          /* Snapshots and group progress. */
     pthread_t tid;
     int stop_pipe[2];         /* Written once by subscriber_stop; the thread polls the read end. */
@@ -65,22 +68,72 @@ static void handle_event(subscriber *s, const char *buf, size_t len) {
     docq_task_clear(&t);
 }
 
-/* A reply on the subscribed connection: a message, or a confirmation. */
-static void handle_reply(subscriber *s, redisReply *rep) {
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) return;
-    redisReply *kind = rep->element[0], *payload = rep->element[2];
-    if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "message") == 0 &&
-        payload->type == REDIS_REPLY_STRING)
-        handle_event(s, payload->str, payload->len);
+/* 1 when rep is a pub/sub push whose kind is name. */
+static int push_is(const redisReply *rep, const char *name) {
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 && rep->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(rep->element[0]->str, name) == 0;
 }
 
-/* Connect sub and subscribe to every shard's channel, waiting for each
- * confirmation (messages arriving meanwhile are handled). */
-static int subscribe(subscriber *s, docq_error *err) {
-    int n = (int)s->cfg->shards, rc = DOCQ_OK;
-    if (docq_redis_connect(s->sub, err) != DOCQ_OK) return DOCQ_EUNAVAIL;
-    redisContext *c = docq_redis_context(s->sub);
+/* A reply on a subscribed connection: a message, or a confirmation.
+ * Returns DOCQ_OK, or DOCQ_EUNAVAIL when Redis ended a subscription
+ * ("sunsubscribe": a Redis Cluster moved the channel's slot to another
+ * node, so the subscriptions must be made again where the slots are now). */
+static int handle_reply(subscriber *s, redisReply *rep) {
+    if (push_is(rep, "sunsubscribe")) return DOCQ_EUNAVAIL;
+    if ((push_is(rep, "message") || push_is(rep, "smessage")) && rep->element[2]->type == REDIS_REPLY_STRING)
+        handle_event(s, rep->element[2]->str, rep->element[2]->len);
+    return DOCQ_OK;
+}
+
+/* Read replies on c until `confirmations` confirmations of kind arrived
+ * (messages arriving meanwhile are handled). Returns DOCQ_OK or the
+ * failure. */
+static int await_confirmations(subscriber *s, redisContext *c, const char *kind, int confirmations,
+                               docq_error *err) {
+    int rc = DOCQ_OK;
+    for (int confirmed = 0; rc == DOCQ_OK && confirmed < confirmations;) {
+        redisReply *rep = NULL;
+        if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep)
+            return docq_error_set(err, DOCQ_EUNAVAIL, "%s: %s", kind, c->errstr[0] ? c->errstr : "no reply");
+        if (rep->type == REDIS_REPLY_ERROR)
+            rc = docq_error_set(err, DOCQ_ERR, "%s: %s", kind, rep->str);
+        else if (push_is(rep, kind))
+            confirmed++;
+        else if (handle_reply(s, rep) != DOCQ_OK)
+            rc = docq_error_set(err, DOCQ_EUNAVAIL, "%s: a subscription moved while subscribing", kind);
+        freeReplyObject(rep);
+    }
+    return rc;
+}
+
+/* Remember c among the connections holding subscriptions, once. */
+static void add_ctx(subscriber *s, redisContext *c) {
+    for (int i = 0; i < s->nctxs; i++)
+        if (s->ctxs[i] == c) return;
     redisEnableKeepAlive(c); /* Notice a vanished peer even while no event comes. */
+    s->ctxs[s->nctxs++] = c;
+}
+
+/* Subscribe to shard's channel alone on the node serving it (a Redis
+ * Cluster: SSUBSCRIBE, sharded pub/sub, as the scripts SPUBLISH there).
+ * Returns DOCQ_OK or the failure. */
+static int subscribe_sharded(subscriber *s, int shard, docq_error *err) {
+    char name[CHANNEL_MAX];
+    docq_key_events(name, sizeof(name), s->cfg->key_prefix, shard);
+    redisContext *c = docq_redis_key_context(s->sub, name, strlen(name), err);
+    if (!c) return DOCQ_EUNAVAIL;
+    const char *argv[] = {"SSUBSCRIBE", name};
+    if (redisAppendCommandArgv(c, 2, argv, NULL) != REDIS_OK)
+        return docq_error_set(err, DOCQ_EUNAVAIL, "SSUBSCRIBE: %s", c->errstr);
+    add_ctx(s, c);
+    return await_confirmations(s, c, "ssubscribe", 1, err);
+}
+
+/* Subscribe to every shard's channel with one SUBSCRIBE on sub's one
+ * connection (a standalone Redis). Returns DOCQ_OK or the failure. */
+static int subscribe_all(subscriber *s, docq_error *err) {
+    int n = (int)s->cfg->shards, rc = DOCQ_OK;
+    redisContext *c = docq_redis_context(s->sub);
     const char **argv = malloc(((size_t)n + 1) * sizeof(*argv));
     char *names = malloc((size_t)n * CHANNEL_MAX);
     if (!argv || !names) {
@@ -97,22 +150,20 @@ static int subscribe(subscriber *s, docq_error *err) {
         rc = docq_error_set(err, DOCQ_EUNAVAIL, "SUBSCRIBE: %s", c->errstr);
     free(argv);
     free(names);
-    for (int confirmed = 0; rc == DOCQ_OK && confirmed < n;) {
-        redisReply *rep = NULL;
-        if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
-            rc = docq_error_set(err, DOCQ_EUNAVAIL, "SUBSCRIBE: %s", c->errstr[0] ? c->errstr : "no reply");
-            break;
-        }
-        if (rep->type == REDIS_REPLY_ERROR)
-            rc = docq_error_set(err, DOCQ_ERR, "SUBSCRIBE: %s", rep->str);
-        else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-                 rep->element[0]->type == REDIS_REPLY_STRING && strcmp(rep->element[0]->str, "subscribe") == 0)
-            confirmed++;
-        else
-            handle_reply(s, rep);
-        freeReplyObject(rep);
-    }
-    return rc;
+    add_ctx(s, c);
+    return rc == DOCQ_OK ? await_confirmations(s, c, "subscribe", n, err) : rc;
+}
+
+/* Connect sub and subscribe to every shard's channel, waiting for each
+ * confirmation: with SUBSCRIBE on a standalone Redis, with SSUBSCRIBE on the
+ * node serving each channel's slot in a Redis Cluster. */
+static int subscribe(subscriber *s, docq_error *err) {
+    s->nctxs = 0;
+    if (docq_redis_connect(s->sub, err) != DOCQ_OK) return DOCQ_EUNAVAIL;
+    if (!docq_redis_is_cluster(s->sub)) return subscribe_all(s, err);
+    for (int i = 0; i < (int)s->cfg->shards; i++)
+        if (subscribe_sharded(s, i, err) != DOCQ_OK) return err->code ? err->code : DOCQ_EUNAVAIL;
+    return DOCQ_OK;
 }
 
 /* Read every watched task again and hand it to the hub: what changed while
@@ -182,8 +233,13 @@ static void try_subscribe(subscriber *s) {
     if (subscribe(s, &err) == DOCQ_OK && resync(s, &count, &err) == DOCQ_OK) {
         s->subscribed = 1;
         s->backoff_ms = BACKOFF_MIN_MS;
-        docq_log_info("events: subscribed to %ld channels; %zu watched tasks read again in %lld ms",
-                      s->cfg->shards, count, (long long)(docq_now_ms() - t0));
+        if (docq_redis_is_cluster(s->sub))
+            docq_log_info("events: subscribed to %ld sharded channels on %d Redis Cluster primaries; %zu watched "
+                          "tasks read again in %lld ms", s->cfg->shards, s->nctxs, count,
+                          (long long)(docq_now_ms() - t0));
+        else
+            docq_log_info("events: subscribed to %ld channels; %zu watched tasks read again in %lld ms",
+                          s->cfg->shards, count, (long long)(docq_now_ms() - t0));
         return;
     }
     docq_redis_disconnect(s->sub);
@@ -200,18 +256,33 @@ static void lost(subscriber *s, const char *why) {
     s->retry_at_ms = 0;
 }
 
-/* Handle every reply hiredis has already read. */
-static void drain(subscriber *s) {
-    redisContext *c = docq_redis_context(s->sub);
+/* Handle every reply hiredis has already read on c. Returns DOCQ_OK, or
+ * DOCQ_EUNAVAIL when the subscription was lost (lost() was called). */
+static int drain(subscriber *s, redisContext *c) {
     for (;;) {
         redisReply *rep = NULL;
         if (redisGetReplyFromReader(c, (void **)&rep) != REDIS_OK) {
             lost(s, c->errstr[0] ? c->errstr : "protocol error");
-            return;
+            return DOCQ_EUNAVAIL;
         }
-        if (!rep) return;
-        handle_reply(s, rep);
+        if (!rep) return DOCQ_OK;
+        int rc = handle_reply(s, rep);
         freeReplyObject(rep);
+        if (rc != DOCQ_OK) {
+            lost(s, "Redis Cluster moved a channel's slot to another node");
+            return DOCQ_EUNAVAIL;
+        }
+    }
+}
+
+/* Read what arrived on every subscribed connection that poll found ready
+ * (fds[1..]) and handle it. */
+static void read_ready(subscriber *s, const struct pollfd *fds) {
+    for (int i = 0; s->subscribed && i < s->nctxs; i++) {
+        if (!fds[i].revents) continue;
+        redisContext *c = s->ctxs[i];
+        if (redisBufferRead(c) != REDIS_OK) lost(s, c->errstr[0] ? c->errstr : "connection closed");
+        else drain(s, c);
     }
 }
 
@@ -221,23 +292,20 @@ static void *run(void *arg) {
     for (;;) {
         int64_t now = docq_now_ms();
         if (!s->subscribed && now >= s->retry_at_ms) try_subscribe(s);
-        if (s->subscribed) drain(s);
+        for (int i = 0; s->subscribed && i < s->nctxs; i++) drain(s, s->ctxs[i]);
         now = docq_now_ms();
         int64_t until = next_refresh;
         if (!s->subscribed && s->retry_at_ms < until) until = s->retry_at_ms;
         int timeout = until > now ? (int)(until - now) : 0;
-        struct pollfd fds[2] = {{s->stop_pipe[0], POLLIN, 0}, {-1, POLLIN, 0}};
-        if (s->subscribed) fds[1].fd = docq_redis_context(s->sub)->fd;
-        if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
+        int nfds = 1 + (s->subscribed ? s->nctxs : 0);
+        s->fds[0] = (struct pollfd){s->stop_pipe[0], POLLIN, 0};
+        for (int i = 1; i < nfds; i++) s->fds[i] = (struct pollfd){s->ctxs[i - 1]->fd, POLLIN, 0};
+        if (poll(s->fds, (nfds_t)nfds, timeout) < 0 && errno != EINTR) {
             docq_log_error("events: poll: %s", strerror(errno));
             break;
         }
-        if (fds[0].revents) break;
-        if (s->subscribed && fds[1].revents) {
-            redisContext *c = docq_redis_context(s->sub);
-            if (redisBufferRead(c) != REDIS_OK) lost(s, c->errstr[0] ? c->errstr : "connection closed");
-            else drain(s);
-        }
+        if (s->fds[0].revents) break;
+        if (s->subscribed) read_ready(s, s->fds + 1);
         if (docq_now_ms() >= next_refresh) {
             if (s->subscribed) refresh_positions(s);
             trim_memory(s);
@@ -254,6 +322,8 @@ static void subscriber_free(subscriber *s) {
     if (s->stop_pipe[1] >= 0) close(s->stop_pipe[1]);
     free(s->need);
     free(s->read);
+    free(s->ctxs);
+    free(s->fds);
     free(s);
 }
 
@@ -268,7 +338,9 @@ subscriber *subscriber_start(const docq_config *cfg, const subscriber_hooks *hoo
     s->cmd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
     s->need = calloc((size_t)cfg->shards, 1);
     s->read = calloc((size_t)cfg->shards, sizeof(*s->read));
-    if (!s->sub || !s->cmd || !s->need || !s->read || pipe2(s->stop_pipe, O_CLOEXEC) != 0) {
+    s->ctxs = calloc((size_t)cfg->shards, sizeof(*s->ctxs));
+    s->fds = calloc((size_t)cfg->shards + 1, sizeof(*s->fds));
+    if (!s->sub || !s->cmd || !s->need || !s->read || !s->ctxs || !s->fds || pipe2(s->stop_pipe, O_CLOEXEC) != 0) {
         docq_error_set(err, DOCQ_ERR, "cannot set up the events subscriber: %s", strerror(errno));
         subscriber_free(s);
         return NULL;

@@ -2,7 +2,13 @@
  *
  * One thread per server process, with two Redis connections of its own:
  * `sub`, subscribed to every shard's events channel (P:{sN}:events), and
- * `cmd` for reads. It
+ * `cmd` for reads. In a Redis Cluster the scripts publish with SPUBLISH
+ * (sharded pub/sub: an event travels only to the primary serving its
+ * shard's slot and its replicas), and `sub` holds one connection per
+ * primary, SSUBSCRIBEd to the channels of the shards it serves; when the
+ * cluster moves a slot away (Redis then ends that subscription with
+ * "sunsubscribe") or a node fails, every subscription is made again where
+ * the slots are now, followed by the re-read below. It
  *
  *   - parses each published change of a watched task (events about tasks
  *     nobody here watches are dropped after reading their id) and hands it
