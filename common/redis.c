@@ -409,7 +409,7 @@ static int queue(docq_pipeline *p, const docq_script *script, int nkeys, int arg
 
 docq_pipeline *docq_pipeline_create(void) {
     docq_pipeline *p = calloc(1, sizeof(docq_pipeline));
-    if (p) p->wait_acked = LLONG_MAX;
+    if (p) docq_pipeline_reset(p); /* The state of an empty pipeline: one definition. */
     return p;
 }
 
