@@ -366,7 +366,7 @@ static int first_key(int argc, const char **argv, const size_t *argvlen) {
         if (len == strlen(keyless[i]) && strncasecmp(argv[0], keyless[i], len) == 0) return -1;
     if (len == 10 && strncasecmp(argv[0], "XREADGROUP", len) == 0) {
         for (int i = 1; i + 1 < argc; i++)
-            if (strcasecmp(argv[i], "STREAMS") == 0) return i + 1;
+            if ((argvlen ? argvlen[i] : strlen(argv[i])) == 7 && strncasecmp(argv[i], "STREAMS", 7) == 0) return i + 1;
         return -1;
     }
     if ((len == 6 && strncasecmp(argv[0], "XGROUP", len) == 0) || (len == 5 && strncasecmp(argv[0], "XINFO", len) == 0))
