@@ -49,7 +49,7 @@ class Interop(unittest.TestCase):
             doc = "node_%s" % version
             out = self.run_node(version, doc)
             self.assertIn("docq.v1.DocQueue", out["services"])
-            self.assertEqual(out["methods"], ["SubmitDoc", "GetStatus", "WatchStatus"])
+            self.assertEqual(out["methods"], ["SubmitDoc", "GetStatus", "WatchStatus", "CancelTask", "ListTasks", "DeleteTask"])
             self.assertEqual(out["submitted"]["state"], "PENDING")
             self.assertEqual(out["status"]["task_id"], out["submitted"]["task_id"])
             self.assertEqual(out["status"]["doc_id"], doc)
