@@ -162,7 +162,7 @@ static const setting settings[] = {
      "number of queue streams; a caller's tasks go to one of them"},
     {"DOCQ_GROUP", S | W, STR(group), "workers", check_key_part,
      "consumer group the workers share (the server reads its progress for queue positions)"},
-    {"DOCQ_RESULT_TTL_S", W, INT(result_ttl_s, 1, 315360000), "86400", NULL,
+    {"DOCQ_RESULT_TTL_S", S | W, INT(result_ttl_s, 1, 315360000), "86400", NULL,
      "seconds a finished task's record is kept"},
     {"DOCQ_THREADS", S, INT(threads, 1, 256), "2", NULL,
      "server threads, each polling its own completion queue"},

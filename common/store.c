@@ -37,6 +37,10 @@ uint32_t docq_queue_position(uint64_t seq, int64_t read) {
     return pos > UINT32_MAX ? UINT32_MAX : (uint32_t)pos;
 }
 
+void docq_key_cancels(char *buf, size_t cap, const char *prefix, int shard) {
+    snprintf(buf, cap, "%s:{s%d}:cancels", prefix, shard);
+}
+
 void docq_key_dead(char *buf, size_t cap, const char *prefix, const char *dead, int shard) {
     snprintf(buf, cap, "%s:{s%d}:%s", prefix, shard, dead);
 }
@@ -240,16 +244,17 @@ int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *gro
     return i < 0 ? DOCQ_ERR : DOCQ_OK;
 }
 
-/* The outcome of a READ_LIMITED step: status.lua's reply rep. */
+/* The outcome of a READ_LIMITED step: status.lua's reply rep (or
+ * cancel.lua's, which has its shape). */
 static int limited_read_outcome(const redisReply *rep, const docq_store_ticket *ticket, const char *task_id,
                                 docq_rate_result *rate, docq_task *out, docq_error *err) {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->elements > 2)
-        return docq_error_set(err, DOCQ_ERR, "unexpected reply from status.lua");
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from a read script");
     int rc = docq_rate_from_reply(rep->element[0], &ticket->policy, rate, NULL, err);
     if (rc != DOCQ_OK) return rc;
     if (!rate->admitted)
         return docq_error_set(err, DOCQ_ELIMITED, "rate limit exceeded, retry in %ld ms", rate->retry_ms);
-    if (rep->elements != 2) return docq_error_set(err, DOCQ_ERR, "status.lua admitted but did not read");
+    if (rep->elements != 2) return docq_error_set(err, DOCQ_ERR, "a read script admitted but did not read");
     return read_outcome(rep->element[1], task_id, out, err);
 }
 
@@ -273,6 +278,60 @@ int docq_store_read_result(const docq_pipeline *pl, const docq_store_ticket *tic
         rc = docq_pipeline_reply(pl, ticket->first, &rep, err);
         return rc == DOCQ_OK ? read_outcome(rep, task_id, out, err) : rc;
     }
+}
+
+int docq_store_cancel_queue(docq_pipeline *pl, const char *prefix, const char *group, const char *task_id,
+                            const docq_reader *reader, const char *owner, long ttl_s,
+                            docq_store_ticket *ticket, docq_error *err) {
+    read_args a;
+    docq_rate_args lim;
+    char ckey[96], ttl[24], maxlen[24];
+    int shard = docq_task_id_shard(task_id);
+    docq_rate_policy none = {0, 1};
+    const docq_rate_policy *policy = reader && reader->policy.limit > 0 ? &reader->policy : &none;
+    if (policy->limit > 0 && reader->shard != shard)
+        return docq_error_set(err, DOCQ_EINVAL, "the read limit of a cancel must share the task's shard");
+    /* Without a limit the key is still named (a cluster routes by it) but untouched. */
+    int rc = docq_rate_args_init(&lim, prefix, shard, DOCQ_RATE_READ, reader ? reader->caller : "-", policy, err);
+    if (rc != DOCQ_OK) return rc;
+    read_args_init(&a, prefix, task_id);
+    docq_key_cancels(ckey, sizeof(ckey), prefix, shard);
+    snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
+    snprintf(maxlen, sizeof(maxlen), "%d", DOCQ_CANCELS_MAXLEN);
+    const char *argv[] = {lim.key, a.rkey, a.skey, ckey, lim.limit, lim.window, lim.member, group,
+                          owner ? owner : "", ttl, maxlen, DOCQ_CANCEL_REASON, task_id};
+    ticket->policy = *policy;
+    ticket->shape = READ_LIMITED;
+    ticket->first = docq_pipeline_eval(pl, SCRIPT(CANCEL), 4, 13, argv, NULL, err);
+    return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
+}
+
+int docq_store_cancel_result(const docq_pipeline *pl, const docq_store_ticket *ticket, const char *task_id,
+                             docq_rate_result *rate, docq_task *out, docq_error *err) {
+    return docq_store_read_result(pl, ticket, task_id, rate, out, err);
+}
+
+int docq_store_cancels_queue(docq_pipeline *pl, const char *prefix, int shard, const char *after, long count,
+                             docq_error *err) {
+    char ckey[96], cnt[24];
+    docq_key_cancels(ckey, sizeof(ckey), prefix, shard);
+    snprintf(cnt, sizeof(cnt), "%ld", count);
+    const char *argv[] = {ckey, after, cnt};
+    return docq_pipeline_eval(pl, SCRIPT(CANCELS), 1, 3, argv, NULL, err);
+}
+
+int docq_store_cancels_result(const docq_pipeline *pl, int i, const redisReply **rep, docq_error *err) {
+    int rc = docq_pipeline_reply(pl, i, rep, err);
+    if (rc != DOCQ_OK) return rc;
+    const redisReply *r = *rep;
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING &&
+             r->element[0]->len < 48;
+    for (size_t k = 1; ok && k < r->elements; k++) ok = r->element[k]->type == REDIS_REPLY_STRING;
+    if (!ok) {
+        *rep = NULL;
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from cancels.lua");
+    }
+    return DOCQ_OK;
 }
 
 int docq_store_group_read(docq_redis *r, const char *prefix, int shard, const char *group,

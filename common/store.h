@@ -30,6 +30,11 @@
  *                         times: task_id, doc_id, entry_id, deliveries,
  *                         dead_at. Appended to by docq, trimmed to about
  *                         DOCQ_DEAD_MAXLEN entries (XADD MAXLEN ~).
+ *   P:{sN}:cancels        Stream: the ids of the shard's tasks cancelled while
+ *                         STARTED (field task_id), appended by CancelTask's
+ *                         script and read by the workers holding tasks of the
+ *                         shard, which abort those calls (worker/cancels.c).
+ *                         Trimmed to about DOCQ_CANCELS_MAXLEN entries.
  *   P:{sN}:events         Pub/sub channel (not a key): every script that
  *                         changes a record of the shard publishes the whole
  *                         record there in the same atomic step (event.h).
@@ -132,6 +137,48 @@ int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *gro
                           const docq_reader *reader, docq_store_ticket *ticket, docq_error *err);
 int docq_store_read_result(const docq_pipeline *pl, const docq_store_ticket *ticket, const char *task_id,
                            docq_rate_result *rate, docq_task *out, docq_error *err);
+
+/* Write the cancels stream key of shard into buf: "P:{sN}:cancels". */
+void docq_key_cancels(char *buf, size_t cap, const char *prefix, int shard);
+
+#define DOCQ_CANCELS_MAXLEN 1000                      /* About how many entries a cancels stream keeps. */
+#define DOCQ_CANCEL_REASON "cancelled by the caller"  /* The error a cancelled task shows. */
+
+/* CancelTask's Redis work, one script (common/lua/cancel.lua): count the
+ * call against reader's read limit (as docq_store_read_queue counts a read;
+ * a refused cancel changes nothing) and, when admitted, cancel task_id: a
+ * PENDING or STARTED task becomes CANCELLED (finished_at, error
+ * DOCQ_CANCEL_REASON, the record expiring after ttl_s, a new version
+ * published); a STARTED one is also announced on its shard's cancels stream
+ * for the worker running it. An ended task is left as it is. With owner (an
+ * authenticated caller's id; NULL or "": callers are not authenticated) a
+ * task that owner did not submit is left as it is and reported missing.
+ * The limit key must share the task's shard (reader->shard is the task's):
+ * when it does not, check the limit apart first (docq_rate_check) and pass
+ * reader NULL, as with no limit. Returns DOCQ_EINVAL (nothing queued) when
+ * it does not. The result, as docq_store_read_result's: DOCQ_OK with out
+ * the task as the cancel left it (cleared first) and *rate filled,
+ * DOCQ_ELIMITED, DOCQ_ENOTFOUND, or the errors of docq_redis_eval. Safe to
+ * send twice (a cancel sent again finds the task CANCELLED). */
+int docq_store_cancel_queue(docq_pipeline *pl, const char *prefix, const char *group, const char *task_id,
+                            const docq_reader *reader, const char *owner, long ttl_s,
+                            docq_store_ticket *ticket, docq_error *err);
+int docq_store_cancel_result(const docq_pipeline *pl, const docq_store_ticket *ticket, const char *task_id,
+                             docq_rate_result *rate, docq_task *out, docq_error *err);
+
+/* Queue the read of shard's cancels stream after the entry id after ("":
+ * none seen yet) for up to count entries (common/lua/cancels.lua; reads
+ * only). Returns the command's index, or DOCQ_ERR when out of memory. */
+int docq_store_cancels_queue(docq_pipeline *pl, const char *prefix, int shard, const char *after, long count,
+                             docq_error *err);
+
+/* The outcome of the read queued as command i, once pl has run: DOCQ_OK
+ * with *rep the reply (owned by pl until its reset), an array whose first
+ * element is the id of the last entry read (after itself when none; with
+ * after "", the stream's newest entry, or "0-0") and whose further
+ * elements are the task ids read, oldest first (all checked to be
+ * strings, the id shorter than 48 bytes); or the errors of docq_redis_eval. */
+int docq_store_cancels_result(const docq_pipeline *pl, int i, const redisReply **rep, docq_error *err);
 
 /* How many entries of shard's stream the consumer group has read, into
  * *read; -1 when Redis cannot tell (no stream or group yet). One round trip;

@@ -40,6 +40,19 @@
  *             the record's expiry (DOCQ_RESULT_TTL_S) in one atomic step, and
  *             refuses to write when the record is already terminal or was
  *             started again by a newer attempt (fencing by attempt).
+ *   CANCELLED CancelTask stopped a PENDING or STARTED task (cancel.lua: one
+ *             script sets the state, finished_at, error "cancelled by the
+ *             caller" and the record's expiry). Terminal too. A PENDING
+ *             task's entry stays in the stream: the worker that receives it
+ *             finds the task terminal (start.lua) and only acknowledges it,
+ *             so the AI never sees the task. A STARTED task's id is also
+ *             appended to its shard's cancels stream, which the workers
+ *             holding tasks of that shard read every few hundred ms: the one
+ *             running it aborts its AI call (or drops its pending retry) and
+ *             acknowledges the entry (worker/cancels.c). Every later write of
+ *             the worker (retry, restart, finish, dead-letter) finds the task
+ *             no longer STARTED and writes nothing, so whichever of the cancel
+ *             and the outcome runs first is the only ending.
  *
  * At-least-once: an entry leaves the stream only with its outcome, so a crash
  * anywhere before that leaves it pending and it is delivered again; the
@@ -82,7 +95,8 @@ typedef enum docq_task_state {
     DOCQ_STATE_PENDING = 1,
     DOCQ_STATE_STARTED = 2,
     DOCQ_STATE_SUCCESS = 3,
-    DOCQ_STATE_FAILURE = 4
+    DOCQ_STATE_FAILURE = 4,
+    DOCQ_STATE_CANCELLED = 5
 } docq_task_state;
 
 #define DOCQ_DOC_ID_MAX 256   /* Longest doc_id, in bytes. */
@@ -117,7 +131,7 @@ const char *docq_task_state_name(docq_task_state s);
 /* Parse a state name as stored in Redis. Returns DOCQ_OK or DOCQ_EINVAL. */
 int docq_task_state_parse(const char *name, size_t len, docq_task_state *out);
 
-/* 1 for SUCCESS and FAILURE, else 0. */
+/* 1 for SUCCESS, FAILURE and CANCELLED, else 0. */
 int docq_task_state_terminal(docq_task_state s);
 
 /* Check a client-supplied doc_id: 1 to DOCQ_DOC_ID_MAX bytes of valid UTF-8

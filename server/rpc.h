@@ -60,6 +60,7 @@ typedef struct rpc_pending {
     docq_caller caller;              /* Who called. */
     char task_id[DOCQ_TASK_ID_MAX];  /* The task submitted or read. */
     docq_store_ticket ticket;        /* Where its Redis work is in the pipeline. */
+    docq_rate_result rate;           /* A limit the prepare checked apart (CancelTask; limited 0: none). */
 } rpc_pending;
 
 /* The first half of a pipelined unary handler: check req (owned by the
@@ -148,6 +149,14 @@ void rpc_submit_finish(const rpc_call *call, const ProtobufCMessage *req, const 
 rpc_step rpc_status_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
                             rpc_reply *out);
 void rpc_status_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
+                       rpc_reply *out);
+
+/* CancelTask, pipelined: validate the id, then count the read and cancel
+ * a PENDING or STARTED task; the task as it is then, or NOT_FOUND
+ * (rpc_cancel.c). */
+rpc_step rpc_cancel_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
+                            rpc_reply *out);
+void rpc_cancel_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
                        rpc_reply *out);
 
 /* WatchStatus: validate the id and open a watch (rpc_watch.c, watch.h). A

@@ -57,6 +57,8 @@ static const rpc_def rpcs[] = {
      .prepare = rpc_status_prepare, .finish = rpc_status_finish},
     {.path = "/docq.v1.DocQueue/WatchStatus", .input = &docq__v1__watch_status_request__descriptor,
      .stream = rpc_watch_status},
+    {.path = "/docq.v1.DocQueue/CancelTask", .input = &docq__v1__cancel_task_request__descriptor,
+     .prepare = rpc_cancel_prepare, .finish = rpc_cancel_finish},
     {.path = "/grpc.health.v1.Health/Check", .input = &grpc__health__v1__health_check_request__descriptor,
      .handler = rpc_health_check},
     {.path = "/grpc.health.v1.Health/Watch", .input = &grpc__health__v1__health_check_request__descriptor,

@@ -16,8 +16,9 @@
 --   ARGV[5] ttl_s      DOCQ_RESULT_TTL_S
 --   ARGV[6] maxlen     DOCQ_DEAD_MAXLEN
 -- Returns {deliveries} when dead-lettered, {-1} when the record is missing,
--- {-2} when the task is terminal (so this script sent again after a lost
--- reply changes nothing).
+-- {-2} when the task is terminal (SUCCESS, FAILURE or CANCELLED: any state
+-- but PENDING and STARTED; so this script sent again after a lost reply, or
+-- after a cancel, changes nothing).
 -- lib: publish now deliveries
 local record, stream, dead = KEYS[1], KEYS[2], KEYS[3]
 local group, entry_id, task_id, consumer = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -25,7 +26,7 @@ local ttl, maxlen = ARGV[5], ARGV[6]
 
 local cur = redis.call('HMGET', record, 'state', 'doc_id', 'deliveries', 'consumer')
 if not cur[1] then return {-1} end
-if cur[1] == 'SUCCESS' or cur[1] == 'FAILURE' then return {-2} end
+if cur[1] ~= 'PENDING' and cur[1] ~= 'STARTED' then return {-2} end
 local n = docq_deliveries(cur[3], cur[4], consumer)
 
 local now = docq_now()

@@ -5,7 +5,8 @@
 -- left), then acknowledges and deletes the stream entry. Only a write is a
 -- change (version + 1, published). A stale attempt (the task was taken
 -- over) writes nothing; the entry is still acknowledged when the task is
--- terminal or gone, and left to its newer owner while it is STARTED or
+-- terminal (a cancelled one included: after a cancel the outcome is
+-- dropped) or gone, and left to its newer owner while it is STARTED or
 -- PENDING.
 --   KEYS[1] record     P:{sN}:task:<task_id>
 --   KEYS[2] stream     P:{sN}:tasks

@@ -10,15 +10,18 @@
 --   ARGV[1] max_deliveries  DOCQ_MAX_DELIVERIES
 --   ARGV[2] consumer        the worker's consumer name
 -- Returns {attempt, failures, deliveries} when started, {-1} when the
--- record is missing, {-2} when the task is terminal, {-3, deliveries} when
--- it is to be dead-lettered (nothing written).
+-- record is missing, {-2} when the task is terminal (SUCCESS, FAILURE,
+-- CANCELLED: any state but PENDING and STARTED; the worker then only
+-- acknowledges the entry, so a task cancelled while PENDING never reaches
+-- the AI), {-3, deliveries} when it is to be dead-lettered (nothing
+-- written).
 -- lib: publish now deliveries
 local record = KEYS[1]
 local max_deliveries, consumer = tonumber(ARGV[1]), ARGV[2]
 
 local cur = redis.call('HMGET', record, 'state', 'failures', 'deliveries', 'consumer')
 if not cur[1] then return {-1} end
-if cur[1] == 'SUCCESS' or cur[1] == 'FAILURE' then return {-2} end
+if cur[1] ~= 'PENDING' and cur[1] ~= 'STARTED' then return {-2} end
 local n = docq_deliveries(cur[3], cur[4], consumer)
 if n > max_deliveries then return {-3, n} end
 
