@@ -3,13 +3,15 @@
  *   docq [options] submit DOC_ID [DOC_ID...]   one task id per line on stdout
  *   docq [options] status TASK_ID              the task as a readable block
  *   docq [options] watch TASK_ID               each change as it happens, until the end
+ *   docq [options] cancel TASK_ID              cancel the task; print it as status does
  *   docq [options] submit --wait DOC_ID...     submit, then watch each task in turn
  *
  * A rate-limit refusal prints the delay the server asks for; with --retry,
  * submit waits that long and sends the document again.
  *
  * Exit status: 0 when every call succeeded, 1 when a call failed (one line
- * "docq: STATUS_NAME: details" on stderr) or a watched task ended FAILURE, 2
+ * "docq: STATUS_NAME: details" on stderr) or a watched task ended FAILURE
+ * (or CANCELLED), 2
  * for a usage error or a bad setting. */
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +43,7 @@ typedef struct command {
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_watch(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_cancel(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int watch_tasks(docq_client *c, const docq_config *cfg, const char **ids, int n);
 static int cmd_bench(docq_client *c, const docq_config *cfg, char **args, int nargs);
 
@@ -48,6 +51,7 @@ static const command commands[] = {
     {"submit", 1, DOCQ_MAX_ARGS - 1, cmd_submit},
     {"status", 1, 1, cmd_status},
     {"watch", 1, 1, cmd_watch},
+    {"cancel", 1, 1, cmd_cancel},
     {"bench", 0, 0, cmd_bench},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -67,6 +71,10 @@ static void usage(FILE *out) {
             "  watch TASK_ID                print each change of the task as it happens\n"
             "                               until it ends: a live line on a terminal, else\n"
             "                               one line per change; exit 1 if it fails\n"
+            "                               or is cancelled\n"
+            "  cancel TASK_ID               cancel the task (a running AI call is\n"
+            "                               stopped) and print it as status does; a\n"
+            "                               task that has ended is printed as it is\n"
             "  submit --wait DOC_ID...      submit, then watch each task until it ends\n"
             "  bench                        load-test the server with simulated users\n"
             "                               (the --users ... --json options below)\n"
@@ -76,7 +84,7 @@ static void usage(FILE *out) {
             "%s"
             "\n"
             "exit status: 0 on success, 1 when a call fails or a watched task ends\n"
-            "FAILURE, 2 for a usage error.\n",
+            "FAILURE or CANCELLED, 2 for a usage error.\n",
             help);
 }
 
@@ -210,7 +218,7 @@ static void print_task(const Docq__V1__Task *t) {
     docq_task_state state = (docq_task_state)t->state;
     printf("%-9s %s\n", "task_id:", t->task_id);
     printf("%-9s %s\n", "doc_id:", t->doc_id);
-    if (state >= DOCQ_STATE_UNSPECIFIED && state <= DOCQ_STATE_FAILURE)
+    if (state >= DOCQ_STATE_UNSPECIFIED && state <= DOCQ_STATE_CANCELLED)
         printf("%-9s %s\n", "state:", docq_task_state_name(state));
     else
         printf("%-9s UNKNOWN (%d)\n", "state:", (int)t->state);
@@ -222,21 +230,35 @@ static void print_task(const Docq__V1__Task *t) {
     print_time("started:", t->started_at);
     print_time("finished:", t->finished_at);
     if (state == DOCQ_STATE_SUCCESS || t->result[0]) print_text("result:", t->result);
-    if (state == DOCQ_STATE_FAILURE || t->error[0]) print_text("error:", t->error);
+    if (state == DOCQ_STATE_FAILURE || state == DOCQ_STATE_CANCELLED || t->error[0])
+        print_text("error:", t->error);
+}
+
+/* Call method with req, whose answer is a Task, and print the task. */
+static int call_and_print_task(docq_client *c, const docq_config *cfg, const char *method,
+                               const ProtobufCMessage *req) {
+    ProtobufCMessage *m;
+    docq_rpc_status st;
+    if (call(c, cfg, method, req, &docq__v1__task__descriptor, &m, &st) != DOCQ_OK) return rpc_failed(&st);
+    print_task((Docq__V1__Task *)m);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
 }
 
 static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs) {
     Docq__V1__GetStatusRequest req = DOCQ__V1__GET_STATUS_REQUEST__INIT;
-    ProtobufCMessage *m;
-    docq_rpc_status st;
     (void)nargs;
     req.task_id = args[0];
-    if (call(c, cfg, DOCQ_METHOD_GET_STATUS, &req.base, &docq__v1__task__descriptor, &m, &st) !=
-        DOCQ_OK)
-        return rpc_failed(&st);
-    print_task((Docq__V1__Task *)m);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
+    return call_and_print_task(c, cfg, DOCQ_METHOD_GET_STATUS, &req.base);
+}
+
+/* CancelTask: the task as the cancel left it (CANCELLED, or the state it had
+ * already ended in), printed as status prints it. */
+static int cmd_cancel(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    Docq__V1__CancelTaskRequest req = DOCQ__V1__CANCEL_TASK_REQUEST__INIT;
+    (void)nargs;
+    req.task_id = args[0];
+    return call_and_print_task(c, cfg, DOCQ_METHOD_CANCEL_TASK, &req.base);
 }
 
 /* The load generator makes its own channels; see bench.h. */
