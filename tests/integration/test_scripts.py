@@ -15,6 +15,7 @@ GROUP = "workers"
 STREAM = "docq:{s0}:tasks"
 DEAD = "docq:{s0}:dead"
 EVENTS = "docq:{s0}:events"
+CANCELS = "docq:{s0}:cancels"
 TTL = 3600
 
 
@@ -336,6 +337,94 @@ class Scripts(unittest.TestCase):
         self.assertEqual(len(refused), 1, "a refused read reads nothing")
         self.assertEqual((refused[0][0], refused[0][2]), (0, 1))
         self.assertIsNone(self.r("ZSCORE", keys[0], "m2"), "and is not counted")
+
+    # -- cancel.lua, cancels.lua ---------------------------------------------------
+    def cancel(self, tid, owner="", limit=0, member="m1"):
+        """cancel.lua as CancelTask runs it; returns (rate reply, fields dict or None, position)."""
+        rep = self.eval("cancel", ["docq:{s0}:rate-read:caller", record(tid), STREAM, CANCELS],
+                        [limit, 60000, member, GROUP, owner, TTL, 1000, "cancelled by the caller", tid])
+        if len(rep) == 1:
+            return rep[0], None, None
+        fields, pos = rep[1]
+        return rep[0], dict(zip(fields[::2], fields[1::2])), pos
+
+    def test_cancel_ends_a_pending_task_once_publishes_it_and_leaves_its_entry_for_the_worker_to_ack(self):
+        """cancel.lua ends a PENDING task as CANCELLED once and publishes it, and start.lua then only
+        says it is terminal, so the worker acknowledges the entry"""
+        tid, _ = self.queued_task()
+        sub = Resp(self.stack.redis_port)
+        self.addCleanup(sub.close)
+        sub("SUBSCRIBE", EVENTS)
+        _, h, pos = self.cancel(tid)
+        self.assertEqual((h["state"], h["error"], h["version"], pos), ("CANCELLED", "cancelled by the caller", "2", 0))
+        self.assertTrue(int(h["finished_at"]) >= int(h["created_at"]))
+        self.assertTrue(0 < self.r("TTL", record(tid)) <= TTL)
+        self.assertIn("5:state,9:CANCELLED,", sub.reply()[2])
+        self.assertEqual(self.r("EXISTS", CANCELS), 0, "no worker runs a PENDING task")
+        self.assertEqual(self.cancel(tid, member="m2")[1], h, "sent again: the same record, no new version")
+        self.assertEqual(self.start(tid, "c1"), [-2])
+        self.assertEqual(self.r("XLEN", STREAM), 1, "the entry waits for the worker's ack")
+        self.assertEqual(self.field(tid, "version"), "2")
+
+    def test_cancel_ends_a_started_task_announces_it_and_no_later_write_of_its_worker_changes_it(self):
+        """cancel.lua ends a STARTED task as CANCELLED and announces it on the cancels stream, and
+        retry.lua, restart.lua, finish.lua, dead_letter.lua and start.lua then write nothing"""
+        tid, entry = self.queued_task()
+        self.start(tid, "c1")
+        self.assertEqual(self.eval("retry", [record(tid)], [1, "boom"]), 1)
+        _, h, _ = self.cancel(tid)
+        self.assertEqual((h["state"], h["error"], h["version"], h["attempts"]),
+                         ("CANCELLED", "cancelled by the caller", "4", "1"))
+        announced = self.r("XRANGE", CANCELS, "-", "+")
+        self.assertEqual([e[1] for e in announced], [["task_id", tid]])
+        self.assertEqual(self.cancel(tid, member="m2")[1], h)
+        self.assertEqual(self.r("XLEN", CANCELS), 1, "sent again: announced once")
+        self.assertEqual(self.eval("retry", [record(tid)], [1, "late"]), -1, "no longer STARTED: refused")
+        self.assertEqual(self.eval("restart", [record(tid)], [1]), -1)
+        self.assertEqual(self.dead_letter(tid, entry, "c2"), [-2])
+        self.assertEqual(self.start(tid, "c2"), [-2])
+        self.assertEqual(self.finish(tid, entry, 1, "too late"), 0)
+        self.assertEqual((self.r("XLEN", STREAM), self.r("XPENDING", STREAM, GROUP)[0]), (0, 0),
+                         "the refused finish acknowledges and deletes the entry")
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "result"), self.field(tid, "version")),
+                         ("CANCELLED", None, "4"))
+        self.assertEqual(self.r("XLEN", DEAD), 0)
+
+    def test_cancel_after_the_finish_returns_the_task_as_it_is(self):
+        """cancel.lua after the finish (or on an unknown id) returns the task as it is and announces
+        nothing"""
+        tid, entry = self.queued_task()
+        self.start(tid, "c1")
+        self.assertEqual(self.finish(tid, entry, 1, "answer"), 1)
+        before = dict(zip(*[iter(self.r("HGETALL", record(tid)))] * 2))
+        self.assertEqual(self.cancel(tid)[1], before)
+        self.assertEqual(self.r("EXISTS", CANCELS), 0)
+        self.assertEqual(self.cancel(task_id(99))[1], {})
+
+    def test_cancel_leaves_another_owners_task_and_a_refused_call_untouched(self):
+        """cancel.lua answers another owner's task as a missing one and a call the read limit refuses
+        with nothing, and changes neither"""
+        tid = task_id(1)
+        self.submit(tid, owner="acme")
+        self.assertEqual(self.cancel(tid, owner="beta", limit=5, member="m1")[1], {})
+        self.assertEqual(self.cancel(tid, owner="beta", limit=5, member="m2")[1], {})
+        rate, h, _ = self.cancel(tid, owner="acme", limit=2, member="m3")
+        self.assertEqual((rate[0], rate[2], h), (0, 2, None), "two calls counted already: refused")
+        self.assertIsNone(self.r("ZSCORE", "docq:{s0}:rate-read:caller", "m3"), "and not counted")
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "version")), ("PENDING", "1"))
+        self.assertEqual(self.cancel(tid, owner="acme")[1]["state"], "CANCELLED")
+
+    def test_cancels_reads_the_ids_announced_after_a_given_entry(self):
+        """cancels.lua names where a stream ends and reads the task ids announced after a given
+        entry"""
+        self.assertEqual(self.eval("cancels", [CANCELS], ["", 10]), ["0-0"])
+        self.assertEqual(self.eval("cancels", [CANCELS], ["0-0", 10]), ["0-0"])
+        first = self.r("XADD", CANCELS, "*", "task_id", task_id(1))
+        self.assertEqual(self.eval("cancels", [CANCELS], ["", 10]), [first])
+        ids = [self.r("XADD", CANCELS, "*", "task_id", task_id(n)) for n in (2, 3, 4)]
+        self.assertEqual(self.eval("cancels", [CANCELS], [first, 2]), [ids[1], task_id(2), task_id(3)])
+        self.assertEqual(self.eval("cancels", [CANCELS], [ids[1], 10]), [ids[2], task_id(4)])
+        self.assertEqual(self.eval("cancels", [CANCELS], [ids[2], 10]), [ids[2]])
 
     # -- every script through the C store, after SCRIPT FLUSH ---------------------
     def test_start_retry_restart_and_finish_lua_are_reloaded_by_the_store_after_script_flush(self):
