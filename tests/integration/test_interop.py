@@ -35,6 +35,15 @@ class Interop(unittest.TestCase):
         self.assertEqual(w.messages[-1].state, pb.Task.SUCCESS)
         self.assertIn("processed py_interop", w.messages[-1].result)
 
+    def test_a_python_client_generated_from_proto_cancels_a_task(self):
+        """a Python client generated from proto/ cancels a task and reads it back CANCELLED"""
+        stub = self.stack.stub(new_channel=True)
+        r = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="py_cancel"), timeout=10)
+        t = stub.CancelTask(pb.CancelTaskRequest(task_id=r.task_id), timeout=10)
+        self.assertEqual((t.task_id, t.doc_id, t.state, t.error),
+                         (r.task_id, "py_cancel", pb.Task.CANCELLED, "cancelled by the caller"))
+        self.assertEqual(stub.GetStatus(pb.GetStatusRequest(task_id=r.task_id), timeout=10), t)
+
     def run_node(self, version, doc):
         r = subprocess.run(["node", "client.js", self.stack.address(), version, doc], cwd=NODE_DIR,
                            capture_output=True, text=True, timeout=120)
@@ -43,8 +52,8 @@ class Interop(unittest.TestCase):
 
     @needs("DOCQ_NODE_CLIENT")
     def test_a_node_client_discovers_docqueue_through_reflection_and_reads_its_task_back(self):
-        """a Node.js client discovers DocQueue through reflection v1 and v1alpha, submits and
-        reads its task back"""
+        """a Node.js client discovers DocQueue through reflection v1 and v1alpha, submits, reads its
+        task back and cancels another"""
         for version in ("v1", "v1alpha"):
             doc = "node_%s" % version
             out = self.run_node(version, doc)
@@ -54,6 +63,9 @@ class Interop(unittest.TestCase):
             self.assertEqual(out["status"]["task_id"], out["submitted"]["task_id"])
             self.assertEqual(out["status"]["doc_id"], doc)
             self.assertIn(out["status"]["state"], ("PENDING", "STARTED", "SUCCESS"))
+            self.assertEqual(out["cancelled"]["task_id"], out["cancelled"]["asked"])
+            self.assertEqual((out["cancelled"]["state"], out["cancelled"]["error"]),
+                             ("CANCELLED", "cancelled by the caller"))
             # The same task, seen by the generated Python client, runs to the end.
             self.assertEqual(self.stack.wait_terminal(out["submitted"]["task_id"]).doc_id, doc)
 

@@ -1,6 +1,7 @@
 // A Node.js gRPC client that knows nothing of docq but the server's address:
 // it discovers docq.v1.DocQueue through server reflection (grpc-js-reflection-client,
-// the path grpcurl takes), calls SubmitDoc and reads the task back with GetStatus.
+// the path grpcurl takes), calls SubmitDoc and reads the task back with GetStatus, then
+// submits DOC_ID_cancel and cancels it with CancelTask.
 //
 // Usage: node client.js ADDRESS v1|v1alpha DOC_ID
 // Prints one JSON object with what it saw; exits 0, or 1 with the error on stderr.
@@ -25,6 +26,8 @@ async function main() {
   const client = new pkg.docq.v1.DocQueue(address, insecure);
   const submitted = await call(client, 'SubmitDoc', { doc_id: docId });
   const task = await call(client, 'GetStatus', { task_id: submitted.task_id });
+  const other = await call(client, 'SubmitDoc', { doc_id: docId + '_cancel' });
+  const cancelled = await call(client, 'CancelTask', { task_id: other.task_id });
   client.close();
   console.log(JSON.stringify({
     version,
@@ -32,6 +35,7 @@ async function main() {
     methods,
     submitted: { task_id: submitted.task_id, state: submitted.state },
     status: { task_id: task.task_id, doc_id: task.doc_id, state: task.state, version: task.version },
+    cancelled: { task_id: cancelled.task_id, asked: other.task_id, state: cancelled.state, error: cancelled.error },
   }));
 }
 
