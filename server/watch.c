@@ -50,7 +50,7 @@ struct watch {
     uint64_t sent_version;       /* Version of the last message sent (valid once sent_any). */
     uint32_t sent_position;      /* Its queue_position. */
     unsigned sent_any : 1;       /* A message was sent. */
-    unsigned sent_terminal : 1;  /* The last message sent held SUCCESS or FAILURE. */
+    unsigned sent_terminal : 1;  /* The last message sent held an ending: SUCCESS, FAILURE, CANCELLED. */
 };
 
 struct watched_task {

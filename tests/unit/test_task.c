@@ -353,6 +353,7 @@ static void state_names(void) {
         {DOCQ_STATE_STARTED, "STARTED", 0},
         {DOCQ_STATE_SUCCESS, "SUCCESS", 1},
         {DOCQ_STATE_FAILURE, "FAILURE", 1},
+        {DOCQ_STATE_CANCELLED, "CANCELLED", 1},
     };
     for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
         docq_task_state out = DOCQ_STATE_UNSPECIFIED;
