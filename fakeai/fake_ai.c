@@ -28,8 +28,9 @@
  *   bodies without a doc_id). While it waits for its latency the server watches the connection: a
  *   client that closes it (or shuts down its sending side, or resets it) ends the wait at once,
  *   and the request counts as client_closed, neither ok nor failed, and gets no answer (with
- *   --log-requests 1 a line says so, with the time it had waited). A request whose body carries a task_id adds it to the seen set; if
- *   the id was there already, the request counts as a duplicate. A test that sends every task to
+ *   --log-requests 1 a line says so, with the time it had waited). A request whose body carries
+ *   a task_id adds it to the seen set; if the id was there already, the request counts as a
+ *   duplicate. A test that sends every task to
  *   the AI exactly once therefore expects duplicate_tasks == 0 and distinct_tasks == #tasks.
  *   POST /reset starts a new generation: sequence numbers restart at 1, and requests still in
  *   flight stay in in_flight but are counted neither ok nor failed when they finish.
