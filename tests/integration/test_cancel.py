@@ -14,6 +14,7 @@ import unittest
 
 import grpc
 
+from cluster import Cluster
 from stack import Stack, pb, wait_for
 
 ENDED = (pb.Task.SUCCESS, pb.Task.FAILURE, pb.Task.CANCELLED)
@@ -239,6 +240,38 @@ class Cancel(unittest.TestCase):
         s.stop_redis()
         code, details = code_of(self.cancel, others[1], metadata=as_caller("10.9.3.1"))
         self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, details)
+
+    def test_a_cancel_in_a_redis_cluster_stops_the_running_task_within_a_second(self):
+        """in a Redis Cluster a STARTED task cancelled has its AI call closed within a second, and a
+        PENDING one never reaches the AI"""
+        cluster = Cluster(primaries=3, replicas=0)
+        self.addCleanup(cluster.stop)
+        cluster.start()
+        s = self.stack
+        s.redis_port = cluster.live_ports()[0]
+        s.start_ai("--latency-ms", "6000", "--log-requests", "1")
+        s.start_server(DOCQ_TRUSTED_PROXIES="127.0.0.1")
+        s.start_worker(DOCQ_WORKER_CONCURRENCY="1")
+        running = self.submit("doc_running", metadata=as_caller("10.8.0.1"))
+        wait_for(lambda: s.ai_stats()["in_flight"] == 1, what="the AI call to begin")
+        # The only slot is busy: tasks submitted now stay PENDING until they are cancelled, the
+        # last of them in another shard than the running one.
+        waiting = []
+        while not waiting or s.shard_of(waiting[-1]) == s.shard_of(running):
+            waiting.append(self.submit("doc_%d" % len(waiting), metadata=as_caller("10.8.1.%d" % len(waiting))))
+        self.assertEqual([self.cancel(tid).state for tid in waiting], [pb.Task.CANCELLED] * len(waiting))
+        asked = time.monotonic()
+        self.assertEqual(self.cancel(running).state, pb.Task.CANCELLED)
+        wait_for(lambda: s.ai_stats()["client_closed"] == 1, timeout=10, interval=0.01,
+                 what="the AI service to see the connection closed")
+        self.assertLess(time.monotonic() - asked, 1.0, s.logs())
+        wait_for(lambda: all(tid + '"' in self.worker_log() for tid in waiting), timeout=10,
+                 what="the cancelled PENDING tasks' entries to be acknowledged")
+        self.assertIn("task already finished: acknowledging stream entry", self.worker_log())
+        stats = s.ai_stats()
+        self.assertEqual((stats["requests"], stats["ok"]), (1, 0))
+        self.assertFalse([tid for tid in waiting if tid in s.ai.text()])
+        self.assertEqual({s.task(t).state for t in [running] + waiting}, {pb.Task.CANCELLED})
 
     def test_the_cli_cancels_a_task_and_prints_it_as_status_does(self):
         """docq cancel ID cancels the task and prints it as docq status does"""
