@@ -9,7 +9,9 @@
  *                    answers --fail-status with {"error":"injected failure"} (and Retry-After when
  *                    --retry-after > 0); a doc_id starting with --reject-prefix always answers
  *                    --reject-status with {"error":"rejected document"} (a permanent failure); a
- *                    body without a string doc_id answers 400 {"error":"missing doc_id"}.
+ *                    body without a string doc_id answers 400 {"error":"missing doc_id"}. A doc_id
+ *                    starting with --hold-prefix waits an hour instead of the latency: a call
+ *                    that stays in flight until its client gives up (tests of cancelling).
  *   POST /reset      clears the counters and the set of seen task ids: 200 {"ok":true}.
  *   GET /stats       200 {"requests":R,"ok":O,"failed":F,"distinct_tasks":D,"duplicate_tasks":U,
  *                    "in_flight":I,"max_in_flight":M,"connections":C,"client_closed":K} (C:
@@ -90,6 +92,7 @@
 #define LISTEN_BACKLOG 4096               /* The kernel caps it at net.core.somaxconn. */
 #define ACCEPT_BATCH 64                   /* Accepts per poll round, so a stop is seen promptly. */
 #define LINGER_MS 1000                    /* How long a closing connection drains its input. */
+#define HOLD_MS (3600L * 1000)            /* --hold-prefix: how long such POSTs wait. */
 #define LINGER_MAX_BYTES (2 * 1024 * 1024)
 
 /* ---------------------------------------------------------------------------------------------
@@ -568,6 +571,7 @@ struct fake_config {
     long fail_percent;      /* With fail_status: the chance, in %, that a POST fails (over fail_every). */
     long fail_first;        /* With fail_status: the first N POSTs of each task fail (over the others). */
     const char *reject_prefix; /* doc_ids starting with it get reject_status, or NULL; borrowed. */
+    const char *hold_prefix;   /* doc_ids starting with it wait HOLD_MS, or NULL; borrowed. */
     int reject_status;      /* Status of rejected documents (a permanent failure). */
     long log_requests;      /* 1: log one line per POST answer. */
     const char *port_file;  /* Where to write the bound port, or NULL; borrowed from argv/environ. */
@@ -657,6 +661,11 @@ static int parse_reject_prefix(const char *text, struct fake_config *cfg) {
     return DOCQ_OK;
 }
 
+static int parse_hold_prefix(const char *text, struct fake_config *cfg) {
+    cfg->hold_prefix = *text ? text : NULL;
+    return DOCQ_OK;
+}
+
 static int parse_reject_status(const char *text, struct fake_config *cfg) {
     long status;
     if (parse_count(text, 599, &status) != DOCQ_OK || status < 200) return DOCQ_ERR;
@@ -740,6 +749,9 @@ static const struct option_spec option_specs[] = {
     {"reject-prefix", "FAKEAI_REJECT_PREFIX", "TEXT", "",
      "POSTs whose doc_id starts with TEXT always answer --reject-status (permanent)",
      parse_reject_prefix},
+    {"hold-prefix", "FAKEAI_HOLD_PREFIX", "TEXT", "",
+     "POSTs whose doc_id starts with TEXT wait an hour instead of the latency (until the client leaves)",
+     parse_hold_prefix},
     {"reject-status", "FAKEAI_REJECT_STATUS", "CODE", "422",
      "HTTP status (200-599) of rejected documents", parse_reject_status},
     {"log-requests", "FAKEAI_LOG_REQUESTS", "0|1", "0",
@@ -1103,10 +1115,15 @@ static int should_fail(const struct fake_config *cfg, const struct stats_ticket 
     return ticket->seq % (uint64_t)cfg->fail_every == 0;
 }
 
+/* Whether doc_id starts with prefix (a NULL or empty prefix matches nothing). */
+static int has_prefix(const char *prefix, const struct strbuf *doc_id) {
+    size_t n = prefix ? strlen(prefix) : 0;
+    return n > 0 && doc_id->len >= n && memcmp(doc_id->data, prefix, n) == 0;
+}
+
 /* Whether doc_id is one the server rejects for good (--reject-prefix). */
 static int is_rejected(const struct fake_config *cfg, const struct strbuf *doc_id) {
-    size_t n = cfg->reject_prefix ? strlen(cfg->reject_prefix) : 0;
-    return n > 0 && doc_id->len >= n && memcmp(doc_id->data, cfg->reject_prefix, n) == 0;
+    return has_prefix(cfg->reject_prefix, doc_id);
 }
 
 /* With --pad-bytes, close the summary and add ,"padding":"xxx...(N bytes) to body, for the
@@ -1138,9 +1155,10 @@ static void handle_process(struct fake_server *srv, int fd, const struct http_re
         respond_error(resp, 500, "out of memory");
     } else {
         uint64_t jitter = (ticket.random >> 32) % ((uint64_t)cfg->latency_jitter_ms + 1);
+        long latency = has_doc && has_prefix(cfg->hold_prefix, &doc_id) ? HOLD_MS : cfg->latency_ms + (long)jitter;
         long waited;
         int ok = 0;
-        if (wait_or_client_gone(fd, cfg->latency_ms + (long)jitter, &waited)) {
+        if (wait_or_client_gone(fd, latency, &waited)) {
             resp->client_gone = 1;
             stats_closed(&srv->stats, &ticket);
             if (cfg->log_requests)

@@ -16,7 +16,8 @@ NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "inter
 class Interop(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.stack = Stack().start_all(workers=1, ai_args=("--latency-ms", "300"))
+        # Documents named hold_... stay in the AI's hands until cancelled.
+        cls.stack = Stack().start_all(workers=1, ai_args=("--latency-ms", "300", "--hold-prefix", "hold_"))
 
     @classmethod
     def tearDownClass(cls):
@@ -38,10 +39,10 @@ class Interop(unittest.TestCase):
     def test_a_python_client_generated_from_proto_cancels_a_task(self):
         """a Python client generated from proto/ cancels a task and reads it back CANCELLED"""
         stub = self.stack.stub(new_channel=True)
-        r = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="py_cancel"), timeout=10)
+        r = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="hold_py_cancel"), timeout=10)
         t = stub.CancelTask(pb.CancelTaskRequest(task_id=r.task_id), timeout=10)
         self.assertEqual((t.task_id, t.doc_id, t.state, t.error),
-                         (r.task_id, "py_cancel", pb.Task.CANCELLED, "cancelled by the caller"))
+                         (r.task_id, "hold_py_cancel", pb.Task.CANCELLED, "cancelled by the caller"))
         self.assertEqual(stub.GetStatus(pb.GetStatusRequest(task_id=r.task_id), timeout=10), t)
 
     def run_node(self, version, doc):

@@ -1,7 +1,7 @@
 // A Node.js gRPC client that knows nothing of docq but the server's address:
 // it discovers docq.v1.DocQueue through server reflection (grpc-js-reflection-client,
 // the path grpcurl takes), calls SubmitDoc and reads the task back with GetStatus, then
-// submits DOC_ID_cancel and cancels it with CancelTask.
+// submits hold_DOC_ID (a document the test's AI holds until cancelled) and cancels it with CancelTask.
 //
 // Usage: node client.js ADDRESS v1|v1alpha DOC_ID
 // Prints one JSON object with what it saw; exits 0, or 1 with the error on stderr.
@@ -26,7 +26,7 @@ async function main() {
   const client = new pkg.docq.v1.DocQueue(address, insecure);
   const submitted = await call(client, 'SubmitDoc', { doc_id: docId });
   const task = await call(client, 'GetStatus', { task_id: submitted.task_id });
-  const other = await call(client, 'SubmitDoc', { doc_id: docId + '_cancel' });
+  const other = await call(client, 'SubmitDoc', { doc_id: 'hold_' + docId });
   const cancelled = await call(client, 'CancelTask', { task_id: other.task_id });
   client.close();
   console.log(JSON.stringify({
