@@ -7,14 +7,14 @@
 
 #include "task.h"
 
-static const char *state_names[] = {"STATE_UNSPECIFIED", "PENDING", "STARTED", "SUCCESS", "FAILURE"};
+static const char *state_names[] = {"STATE_UNSPECIFIED", "PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED"};
 
 const char *docq_task_state_name(docq_task_state s) {
-    return (s >= DOCQ_STATE_PENDING && s <= DOCQ_STATE_FAILURE) ? state_names[s] : state_names[0];
+    return (s >= DOCQ_STATE_PENDING && s <= DOCQ_STATE_CANCELLED) ? state_names[s] : state_names[0];
 }
 
 int docq_task_state_parse(const char *name, size_t len, docq_task_state *out) {
-    for (int i = DOCQ_STATE_PENDING; i <= DOCQ_STATE_FAILURE; i++) {
+    for (int i = DOCQ_STATE_PENDING; i <= DOCQ_STATE_CANCELLED; i++) {
         if (strlen(state_names[i]) == len && memcmp(state_names[i], name, len) == 0) {
             *out = (docq_task_state)i;
             return DOCQ_OK;
@@ -24,7 +24,7 @@ int docq_task_state_parse(const char *name, size_t len, docq_task_state *out) {
 }
 
 int docq_task_state_terminal(docq_task_state s) {
-    return s == DOCQ_STATE_SUCCESS || s == DOCQ_STATE_FAILURE;
+    return s == DOCQ_STATE_SUCCESS || s == DOCQ_STATE_FAILURE || s == DOCQ_STATE_CANCELLED;
 }
 
 /* Decode one UTF-8 sequence at s (n bytes available). Returns its length and

@@ -82,7 +82,8 @@ typedef enum docq_task_state {
     DOCQ_STATE_PENDING = 1,
     DOCQ_STATE_STARTED = 2,
     DOCQ_STATE_SUCCESS = 3,
-    DOCQ_STATE_FAILURE = 4
+    DOCQ_STATE_FAILURE = 4,
+    DOCQ_STATE_CANCELLED = 5
 } docq_task_state;
 
 #define DOCQ_DOC_ID_MAX 256   /* Longest doc_id, in bytes. */
@@ -117,7 +118,7 @@ const char *docq_task_state_name(docq_task_state s);
 /* Parse a state name as stored in Redis. Returns DOCQ_OK or DOCQ_EINVAL. */
 int docq_task_state_parse(const char *name, size_t len, docq_task_state *out);
 
-/* 1 for SUCCESS and FAILURE, else 0. */
+/* 1 for SUCCESS, FAILURE and CANCELLED (the states a task ends in), else 0. */
 int docq_task_state_terminal(docq_task_state s);
 
 /* Check a client-supplied doc_id: 1 to DOCQ_DOC_ID_MAX bytes of valid UTF-8
