@@ -179,9 +179,9 @@ class DeleteTask(unittest.TestCase):
 
     def test_a_running_task_is_failed_precondition_and_an_ended_one_is_deleted(self):
         """DeleteTask of a running task is FAILED_PRECONDITION, of an ended one deletes it (GetStatus
-        NOT_FOUND, not listed) and again is NOT_FOUND"""
+        NOT_FOUND, not listed) and again is NOT_FOUND, and of an id of another shard is NOT_FOUND"""
         s = self.stack
-        s.start_ai("--latency-ms", "3000").start_server()
+        s.start_ai("--latency-ms", "3000").start_server(DOCQ_READ_RATE_LIMIT="0")
         s.start_worker()
         stub = s.stub()
         keep = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="keep"), timeout=10).task_id
@@ -207,6 +207,9 @@ class DeleteTask(unittest.TestCase):
             self.assertIn("task_id", details)
         self.assertEqual(code_of(stub.DeleteTask, pb.DeleteTaskRequest(task_id="s999-" + "ab" * 16))[0],
                          grpc.StatusCode.NOT_FOUND)
+        other = "s%d-%s" % ((int(t.split("-")[0][1:]) + 1) % s.shards, "ab" * 16)
+        self.assertEqual(code_of(stub.DeleteTask, pb.DeleteTaskRequest(task_id=other))[0], grpc.StatusCode.NOT_FOUND,
+                         "another shard's id, no read limit")
 
     def test_the_read_limit_counts_list_tasks_and_delete_task(self):
         """the read limit counts ListTasks and DeleteTask (another shard's task id too) and /metrics counts them by
