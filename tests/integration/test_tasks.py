@@ -21,7 +21,7 @@ def code_of(fn, req, **kw):
 
 
 def list_all(stub, page_size=0, states=(), md=None):
-    """Every task ListTasks returns, following next_page_token; (ids, pages)."""
+    """Every task ListTasks returns, following next_page_token: (ids, pages)."""
     ids, token, pages = [], "", 0
     while True:
         r = stub.ListTasks(pb.ListTasksRequest(page_size=page_size, page_token=token, states=list(states)),
