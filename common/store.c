@@ -532,7 +532,8 @@ static int list_outcome(const redisReply *tasks, const redisReply *next, docq_ta
             return docq_error_set(err, DOCQ_ERR, "unexpected reply from list.lua");
         page->n = i + 1;
         int rc = task_from_fields(tasks->element[3 * i + 1], id->str, &page->tasks[i], err);
-        if (rc != DOCQ_OK) return rc == DOCQ_ENOTFOUND ? docq_error_set(err, DOCQ_ERR, "list.lua sent an empty record") : rc;
+        if (rc == DOCQ_ENOTFOUND) return docq_error_set(err, DOCQ_ERR, "list.lua sent an empty record");
+        if (rc != DOCQ_OK) return rc;
         long long p = pos->integer;
         page->tasks[i].queue_position = p > 0 && p <= UINT32_MAX ? (uint32_t)p : 0;
     }
@@ -615,7 +616,7 @@ enum {
 int docq_store_delete_queue(docq_pipeline *pl, const char *prefix, const char *task_id, const docq_reader *reader,
                             const char *owner, docq_store_ticket *ticket, docq_error *err) {
     docq_rate_args lim;
-    char rkey[128], okey[512], req[640];
+    char rkey[128], okey[512], req[640], receipt[128];
     int shard = docq_task_id_shard(task_id);
     int rc = docq_rate_args_init(&lim, prefix, reader->shard, DOCQ_RATE_READ, reader->caller, &reader->policy, err);
     if (rc != DOCQ_OK) return rc;
@@ -631,9 +632,11 @@ int docq_store_delete_queue(docq_pipeline *pl, const char *prefix, const char *t
         (size_t)n >= sizeof(req))
         return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a key");
     docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard);
-    const char *argv[] = {lim.key, rkey, okey, lim.limit, lim.window, lim.member, task_id, owner ? owner : "", req};
+    snprintf(receipt, sizeof(receipt), "%s:{s%d}:deleted:%s", prefix, shard, task_id);
+    const char *argv[] = {lim.key,    rkey,       okey,    receipt,           lim.limit,
+                          lim.window, lim.member, task_id, owner ? owner : "", req};
     ticket->shape = DELETE_SCRIPT;
-    ticket->first = docq_pipeline_eval(pl, SCRIPT(DELETE), 3, 9, argv, NULL, err);
+    ticket->first = docq_pipeline_eval(pl, SCRIPT(DELETE), 4, 10, argv, NULL, err);
     return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
 }
 
@@ -658,9 +661,10 @@ int docq_store_delete_result(const docq_pipeline *pl, const docq_store_ticket *t
     if (rc != DOCQ_OK) return rc;
     if (!rate->admitted)
         return docq_error_set(err, DOCQ_ELIMITED, "rate limit exceeded, retry in %ld ms", rate->retry_ms);
-    const redisReply *o = rep->elements == 3 ? rep->element[1] : NULL, *st = rep->elements == 3 ? rep->element[2] : NULL;
-    if (!o || o->type != REDIS_REPLY_INTEGER || st->type != REDIS_REPLY_STRING)
+    if (rep->elements != 3 || rep->element[1]->type != REDIS_REPLY_INTEGER ||
+        rep->element[2]->type != REDIS_REPLY_STRING)
         return docq_error_set(err, DOCQ_ERR, "unexpected reply from delete.lua");
+    const redisReply *o = rep->element[1], *st = rep->element[2];
     if (o->integer == 1) return DOCQ_OK;
     if (o->integer == 0) return docq_error_set(err, DOCQ_ENOTFOUND, "no such task");
     docq_task_state_parse(st->str, st->len, state);

@@ -47,6 +47,10 @@
  *                         an entry whose record is gone is dropped by the
  *                         list script when it meets it, by a submit when it
  *                         is among the two oldest, and by DeleteTask.
+ *   P:{sN}:deleted:<task_id>  String: DeleteTask's receipt (the member of
+ *                         the call that deleted the task), for 60 s, so that
+ *                         the script sent again after a lost reply answers
+ *                         its own deletion as done.
  *
  * Every key of one task and of its queue share the hash tag {sN}, so each
  * step below, one script of common/lua/ (its file named in the contract),
@@ -337,6 +341,8 @@ int docq_list_token_parse(const char *tok, int64_t *score, char *task_id, docq_e
  * record's owner, or, owner NULL (a caller that is an address), when it is
  * in reader's index (reader submitted it). A task of another shard than
  * reader's is never the caller's: DOCQ_ENOTFOUND, the call only counted.
+ * Sent again after a lost reply (redis.h), it finds its receipt and
+ * answers DOCQ_OK once more.
  * The result: DOCQ_OK (deleted), DOCQ_ENOTFOUND (no such task of the
  * caller), DOCQ_ECONFLICT (it has not ended; *state says where it is),
  * DOCQ_ELIMITED, or the errors of docq_redis_eval; *rate is filled but for

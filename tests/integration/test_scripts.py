@@ -99,7 +99,7 @@ class Scripts(unittest.TestCase):
                           max_bytes, max_scan] + list(states))
 
     def delete(self, tid, owner="", limit=0, member="m"):
-        return self.eval("delete", ["docq:{s0}:rate-read:caller", record(tid), INDEX],
+        return self.eval("delete", ["docq:{s0}:rate-read:caller", record(tid), INDEX, "docq:{s0}:deleted:" + tid],
                          [limit, 60000, member, tid, owner, "docq:{s0}:req:caller:"])
 
     def start(self, tid, consumer, max_deliveries=10):
@@ -233,7 +233,8 @@ class Scripts(unittest.TestCase):
 
     # -- delete.lua ---------------------------------------------------------------
     def test_delete_removes_only_an_ended_task_of_the_caller_with_its_index_entry_and_request_id_key(self):
-        """delete.lua removes only an ended task of the caller, with its index entry and its request_id key"""
+        """delete.lua removes only an ended task of the caller, with its index entry and its request_id key, and
+        answers the same call sent again as done"""
         for n in (1, 2, 3):
             self.submit(task_id(n), owner="acme")
         self.assertEqual(self.delete(task_id(1), owner="acme")[1:], [-1, "PENDING"])
@@ -244,7 +245,10 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.delete(task_id(1), owner="acme")[1:], [1, ""])
         self.assertEqual(self.r("EXISTS", record(task_id(1)), "docq:{s0}:req:caller:r1"), 0)
         self.assertIsNone(self.r("ZSCORE", INDEX, task_id(1)))
-        self.assertEqual(self.delete(task_id(1), owner="acme")[1:], [0, ""], "sent again: gone")
+        self.assertEqual(self.delete(task_id(1), owner="acme", member="m")[1:], [1, ""],
+                         "sent again by the same call: its receipt")
+        self.assertEqual(self.r("GET", "docq:{s0}:deleted:" + task_id(1)), "m")
+        self.assertEqual(self.delete(task_id(1), owner="acme", member="other")[1:], [0, ""], "another call: gone")
         # A caller that is an address: the task must be in its index.
         self.r("HSET", record(task_id(2)), "state", "CANCELLED", "request_id", "r2")
         self.r("SET", "docq:{s0}:req:caller:r2", task_id(3))
