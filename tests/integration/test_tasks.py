@@ -8,7 +8,9 @@ import grpc
 from google.protobuf import empty_pb2
 
 from probes import metrics_port, scrape
-from stack import Stack, pb, wait_for
+import signal
+
+from stack import Stack, labels, pb, wait_for
 
 
 def code_of(fn, req, **kw):
@@ -248,6 +250,39 @@ class DeleteTask(unittest.TestCase):
             labels = {"method": "docq.v1.DocQueue/" + method, "code": code}
             self.assertEqual(after["docq_grpc_requests_total"].value(**labels) -
                              before["docq_grpc_requests_total"].get(0.0, "", **labels), n, (method, code))
+
+    @labels("valgrind")
+    def test_list_tasks_and_delete_task_leave_no_leak_under_valgrind(self):
+        """ListTasks and DeleteTask answers of every kind leave no leak in the server under valgrind"""
+        from test_shutdown import VALGRIND, leak_summary
+        s = self.stack
+        s.start_ai().start_server(wrap=VALGRIND, DOCQ_READ_RATE_LIMIT="12")
+        stub = s.stub()
+        ids = [stub.SubmitDoc(pb.SubmitDocRequest(doc_id="vg_%d" % i), timeout=60).task_id for i in range(5)]
+        s.start_worker()
+        # Read from Redis, not by GetStatus, which would use up the read limit.
+        for t in ids:
+            wait_for(lambda: s.redis_cli("HGET", "docq:{%s}:task:%s" % (t.split("-")[0], t), "state") == "SUCCESS",
+                     timeout=120, what="the task to end")
+        self.assertEqual(list_all(stub, page_size=2, states=[pb.Task.SUCCESS])[0], ids[::-1])
+        stub.DeleteTask(pb.DeleteTaskRequest(task_id=ids[0]), timeout=60)
+        for fn, req in [(stub.ListTasks, pb.ListTasksRequest(page_token="zz")),
+                        (stub.ListTasks, pb.ListTasksRequest(page_size=-1)),
+                        (stub.DeleteTask, pb.DeleteTaskRequest(task_id="nope")),
+                        (stub.DeleteTask, pb.DeleteTaskRequest(task_id=ids[0]))]:
+            self.assertNotEqual(code_of(fn, req)[0], grpc.StatusCode.OK)
+        # Up to the read limit, then one refusal of each.
+        while True:
+            try:
+                stub.ListTasks(pb.ListTasksRequest(), timeout=60)
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                break
+        self.assertEqual(code_of(stub.DeleteTask, pb.DeleteTaskRequest(task_id=ids[1]))[0],
+                         grpc.StatusCode.RESOURCE_EXHAUSTED)
+        s.server.signal(signal.SIGTERM)
+        self.assertEqual(s.server.wait(timeout=60), 0, s.server.text()[-3000:])
+        self.assertEqual(leak_summary(s.server.text()), 0, s.server.text()[-3000:])
 
 
 if __name__ == "__main__":
