@@ -40,8 +40,8 @@
  *                         ListTasks and DeleteTask.
  *   P:{sN}:owned:<caller> Sorted set: the caller's index of its tasks for
  *                         ListTasks, N = the caller's shard (where its tasks
- *                         are). Member a task id, score its submit time in
- *                         microseconds (Redis TIME), raised to one above the
+ *                         are). Member a task id, score its created_at
+ *                         (ms) times 1000, raised to one above the
  *                         index's highest so that each submit sorts above
  *                         every earlier one. Added to by the submit script;
  *                         an entry whose record is gone is dropped by the

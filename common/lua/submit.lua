@@ -49,14 +49,13 @@ redis.call('HSET', record, unpack(f))
 docq_publish_fields(record, f)
 
 -- ListTasks: the caller's index of its tasks (list.lua) gets the new task,
--- scored with the submit time in microseconds raised above the index's
+-- scored with created_at in thousandths of a ms, raised above the index's
 -- newest score, so that every submit sorts after each earlier one (a page
 -- token stays valid however many tasks come). The index's oldest two
 -- entries are dropped when their records are gone, so that it does not
 -- grow with expired tasks.
 local index = KEYS[4]
-local t = redis.call('TIME')
-local score = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local score = now * 1000
 local top = redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')
 if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
 redis.call('ZADD', index, string.format('%d', score), task_id)
