@@ -336,7 +336,9 @@ int docq_list_token_parse(const char *tok, int64_t *score, char *task_id, docq_e
 /* DeleteTask's Redis work, one script (common/lua/delete.lua): count the
  * call against reader's read limit and, when admitted, delete task_id when
  * it is reader's and has ended (SUCCESS, FAILURE, CANCELLED): its record,
- * its entry in reader's index and its request_id key. The task is the
+ * its entry in reader's index and the request key its record names
+ * (request_key, or request_id under "P:{sN}:req:<caller>:") when that key
+ * is reader's and still names the task. The task is the
  * caller's when owner (the caller id of an authenticated caller) is its
  * record's owner, or, owner NULL (a caller that is an address), when it is
  * in reader's index (reader submitted it). A task of another shard than

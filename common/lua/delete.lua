@@ -15,8 +15,8 @@
 --   ARGV[5] owner      the caller id of an authenticated caller: the
 --                      record's owner must be it; '': the caller is an
 --                      address, and the task must be in its index
---   ARGV[6] req_prefix P:{sN}:req:<caller>: (a request_id's key is
---                      req_prefix .. request_id)
+--   ARGV[6] req_prefix P:{sN}:req:<caller>: (every request key of the
+--                      caller starts with it)
 -- Returns {{ok, now, n, wait}} when the limit refuses, else {{ok, now, n,
 -- wait}, outcome, state}: outcome 1 when the task was deleted, 0 when there
 -- is no such task of the caller (nothing written), -1 when the task has not
@@ -32,8 +32,8 @@ local ok, n, wait = docq_rate(limit_key, limit, window, now, member, true)
 local rate = {ok and 1 or 0, now, n, wait}
 if not ok then return {rate} end
 
-local h = redis.call('HMGET', record, 'state', 'owner', 'request_id')
-local state, rec_owner, request_id = h[1], h[2], h[3]
+local h = redis.call('HMGET', record, 'state', 'owner', 'request_key', 'request_id')
+local state, rec_owner, request_key, request_id = h[1], h[2], h[3], h[4]
 if not state then
   if redis.call('GET', receipt) == member then return {rate, 1, ''} end
   return {rate, 0, ''}
@@ -49,11 +49,12 @@ end
 redis.call('DEL', record)
 redis.call('ZREM', index, task_id)
 redis.call('SET', receipt, member, 'PX', 60000)
--- Hook for SubmitDoc's request_id (issue 16): a record that names a
--- request_id has its key P:{sN}:req:<caller>:<request_id> deleted too, when
--- that key still names this task (a later submit may have reused the id).
-if request_id then
-  local k = req_prefix .. request_id
+-- SubmitDoc's request_id (issue 16): the request key the record names
+-- (request_key, the whole key; or request_id, the key being req_prefix ..
+-- request_id) is deleted too, when it is the caller's and still names this
+-- task (a later submit may have reused the request id).
+local k = request_key or (request_id and req_prefix .. request_id)
+if k and string.sub(k, 1, #req_prefix) == req_prefix then
   local t = redis.call('TYPE', k)['ok']
   local names = nil
   if t == 'string' then names = redis.call('GET', k)

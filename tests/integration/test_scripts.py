@@ -257,6 +257,17 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.delete(task_id(3))[1:], [0, ""], "not in the caller's index")
         self.assertEqual(self.delete(task_id(2))[1:], [1, ""])
         self.assertEqual(self.r("GET", "docq:{s0}:req:caller:r2"), task_id(3), "a request_id key of another task stays")
+        # The request key named whole (request_key, a hash, as SubmitDoc writes it), only the caller's.
+        self.r("HSET", record(task_id(6)), "state", "SUCCESS", "owner", "acme",
+               "request_key", "docq:{s0}:req:caller:7231")
+        self.r("HSET", "docq:{s0}:req:caller:7231", "task_id", task_id(6), "doc_id", "doc")
+        self.assertEqual(self.delete(task_id(6), owner="acme")[1:], [1, ""])
+        self.assertEqual(self.r("EXISTS", "docq:{s0}:req:caller:7231"), 0)
+        self.r("HSET", record(task_id(7)), "state", "SUCCESS", "owner", "acme",
+               "request_key", "docq:{s0}:req:callerx:7231")
+        self.r("HSET", "docq:{s0}:req:callerx:7231", "task_id", task_id(7))
+        self.assertEqual(self.delete(task_id(7), owner="acme")[1:], [1, ""])
+        self.assertEqual(self.r("EXISTS", "docq:{s0}:req:callerx:7231"), 1, "another caller's key stays")
         self.r("HSET", record(task_id(4)), "state", "SUCCESS", "owner", "acme")
         self.assertEqual(len(self.delete(task_id(4), owner="acme", limit=1, member="a")), 3)
         self.r("HSET", record(task_id(5)), "state", "SUCCESS", "owner", "acme")
