@@ -5,6 +5,9 @@
  *   docq [options] watch TASK_ID               each change as it happens, until the end
  *   docq [options] cancel TASK_ID              cancel the task; print it as status does
  *   docq [options] submit --wait DOC_ID...     submit, then watch each task in turn
+ *   docq [options] list [--state S]... [--page-size N] [--all]
+ *                                              the caller's tasks, newest first, as a table
+ *   docq [options] delete TASK_ID              delete an ended task now
  *
  * A rate-limit refusal prints the delay the server asks for; with --retry,
  * submit waits that long and sends the document again.
@@ -13,6 +16,7 @@
  * "docq: STATUS_NAME: details" on stderr) or a watched task ended FAILURE
  * (or CANCELLED), 2
  * for a usage error or a bad setting. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +29,7 @@
 #include "client.h"
 #include "codec.h"
 #include "config.h"
+#include "google/protobuf/empty.pb-c.h"
 #include "log.h"
 #include "text.h"
 #include "watch.h"
@@ -46,12 +51,16 @@ static int cmd_watch(docq_client *c, const docq_config *cfg, char **args, int na
 static int cmd_cancel(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int watch_tasks(docq_client *c, const docq_config *cfg, const char **ids, int n);
 static int cmd_bench(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_list(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_delete(docq_client *c, const docq_config *cfg, char **args, int nargs);
 
 static const command commands[] = {
     {"submit", 1, DOCQ_MAX_ARGS - 1, cmd_submit},
     {"status", 1, 1, cmd_status},
     {"watch", 1, 1, cmd_watch},
     {"cancel", 1, 1, cmd_cancel},
+    {"list", 0, 0, cmd_list},
+    {"delete", 1, 1, cmd_delete},
     {"bench", 0, 0, cmd_bench},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -76,6 +85,12 @@ static void usage(FILE *out) {
             "                               stopped) and print it as status does; a\n"
             "                               task that has ended is printed as it is\n"
             "  submit --wait DOC_ID...      submit, then watch each task until it ends\n"
+            "  list                         print the caller's tasks, newest first, one\n"
+            "                               line each: task id, state, doc id, created\n"
+            "                               (UTC); one page (--page-size) unless --all;\n"
+            "                               --state S (repeatable) keeps only those states\n"
+            "  delete TASK_ID               delete an ended task (SUCCESS, FAILURE,\n"
+            "                               CANCELLED) now, its record and its result\n"
             "  bench                        load-test the server with simulated users\n"
             "                               (the --users ... --json options below)\n"
             "\n"
@@ -259,6 +274,78 @@ static int cmd_cancel(docq_client *c, const docq_config *cfg, char **args, int n
     (void)nargs;
     req.task_id = args[0];
     return call_and_print_task(c, cfg, DOCQ_METHOD_CANCEL_TASK, &req.base);
+}
+
+/* Print one task as a line of the list table: task id, state, doc id (its
+ * control characters as spaces), created. */
+static void print_task_line(const Docq__V1__Task *t) {
+    char when[64] = "-";
+    docq_task_state state = (docq_task_state)t->state;
+    if (t->created_at) format_time(t->created_at, when, sizeof(when));
+    printf("%-38s %-9s ", t->task_id,
+           state >= DOCQ_STATE_PENDING && state <= DOCQ_STATE_CANCELLED ? docq_task_state_name(state) : "UNKNOWN");
+    size_t n = strlen(t->doc_id);
+    cli_put_text(stdout, t->doc_id, 0);
+    printf("%*s %s\n", n < 24 ? (int)(24 - n) : 0, "", when);
+}
+
+/* ListTasks, a page at a time: one page of cfg->list_page_size tasks, or
+ * with --all every page until the last, filtered by --state. Prints a
+ * header and one line per task; a note on stderr when more pages follow
+ * unprinted. */
+static int cmd_list(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    (void)args, (void)nargs;
+    Docq__V1__Task__State states[8];
+    size_t nstates = 0;
+    char token[256] = "";
+    for (const char *v = cfg->list_states; *v && nstates < 8;) {
+        size_t len = strcspn(v, ","), i = 0;
+        char name[16];
+        docq_task_state st;
+        for (; i < len && i + 1 < sizeof(name); i++) name[i] = (char)toupper((unsigned char)v[i]);
+        if (docq_task_state_parse(name, i, &st) == DOCQ_OK) states[nstates++] = (Docq__V1__Task__State)st;
+        v += len + (v[len] == ',');
+    }
+    printf("%-38s %-9s %-24s %s\n", "TASK ID", "STATE", "DOC ID", "CREATED");
+    do {
+        Docq__V1__ListTasksRequest req = DOCQ__V1__LIST_TASKS_REQUEST__INIT;
+        ProtobufCMessage *m;
+        docq_rpc_status st;
+        req.page_size = (int32_t)cfg->list_page_size;
+        req.page_token = token;
+        req.n_states = nstates;
+        req.states = states;
+        if (call(c, cfg, DOCQ_METHOD_LIST_TASKS, &req.base, &docq__v1__list_tasks_response__descriptor, &m, &st) !=
+            DOCQ_OK) {
+            fflush(stdout);
+            return rpc_failed(&st);
+        }
+        const Docq__V1__ListTasksResponse *r = (const Docq__V1__ListTasksResponse *)m;
+        for (size_t i = 0; i < r->n_tasks; i++) print_task_line(r->tasks[i]);
+        int fits = strlen(r->next_page_token) < sizeof(token);
+        snprintf(token, sizeof(token), "%s", fits ? r->next_page_token : "");
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (!fits) {
+            fprintf(stderr, "docq: the server sent a page token too long to follow\n");
+            return EXIT_RPC;
+        }
+    } while (token[0] && cfg->list_all);
+    if (token[0]) fprintf(stderr, "docq: more tasks follow: --all lists them all\n");
+    return 0;
+}
+
+/* DeleteTask: print "deleted TASK_ID" once it is gone. */
+static int cmd_delete(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    Docq__V1__DeleteTaskRequest req = DOCQ__V1__DELETE_TASK_REQUEST__INIT;
+    ProtobufCMessage *m;
+    docq_rpc_status st;
+    (void)nargs;
+    req.task_id = args[0];
+    if (call(c, cfg, DOCQ_METHOD_DELETE_TASK, &req.base, &google__protobuf__empty__descriptor, &m, &st) != DOCQ_OK)
+        return rpc_failed(&st);
+    protobuf_c_message_free_unpacked(m, NULL);
+    printf("deleted %s\n", args[0]);
+    return 0;
 }
 
 /* The load generator makes its own channels; see bench.h. */

@@ -107,6 +107,11 @@ typedef struct docq_config {
     char tls_client_key[1024]; /* DOCQ_TLS_CLIENT_KEY (--key): its private key. */
     char tls_server_name[256]; /* DOCQ_TLS_SERVER_NAME: name to check the server's certificate for. */
 
+    /* docq list; see its --help. */
+    char list_states[128];     /* DOCQ_LIST_STATE (--state): state names, comma-separated; "": all. */
+    long list_page_size;       /* DOCQ_LIST_PAGE_SIZE (--page-size): tasks per ListTasks call. */
+    long list_all;             /* DOCQ_LIST_ALL (--all): 1 = follow every page. */
+
     /* docq bench (the CLI's load generator); see its --help. */
     long bench_users;          /* Concurrent users of the closed loop. */
     char bench_duration[32];   /* As given; parsed into bench_duration_ms. */

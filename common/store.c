@@ -86,9 +86,9 @@ static int eval_ints(docq_redis *r, const docq_script *s, int nkeys, int argc, c
 
 /* The arguments of submit.lua (KEYS and ARGV in order). */
 typedef struct submit_args {
-    char rkey[128], skey[96], lkey[512], lim[24], win[24];
-    const char *argv[8];
-    size_t lens[8];
+    char rkey[128], skey[96], lkey[512], okey[512], lim[24], win[24];
+    const char *argv[9];
+    size_t lens[9];
 } submit_args;
 
 /* Fill a for docq_store_submit's arguments. Returns DOCQ_OK, or DOCQ_EINVAL
@@ -102,12 +102,14 @@ static int submit_args_init(submit_args *a, const char *prefix, int shard, const
     docq_key_stream(a->skey, sizeof(a->skey), prefix, shard);
     if (docq_rate_key(a->lkey, sizeof(a->lkey), prefix, shard, DOCQ_RATE_SUBMIT, caller) != DOCQ_OK)
         return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
+    if (docq_key_owned(a->okey, sizeof(a->okey), prefix, shard, caller) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "caller id too long for an index key");
     snprintf(a->lim, sizeof(a->lim), "%ld", limit->limit > 0 ? limit->limit : 0);
     snprintf(a->win, sizeof(a->win), "%ld", limit->window_s * 1000);
-    const char *argv[] = {a->rkey, a->skey, a->lkey, task_id, doc_id, a->lim, a->win, owner};
-    for (int i = 0; i < 8; i++) {
+    const char *argv[] = {a->rkey, a->skey, a->lkey, a->okey, task_id, doc_id, a->lim, a->win, owner};
+    for (int i = 0; i < 9; i++) {
         a->argv[i] = argv[i];
-        a->lens[i] = i == 4 ? doc_len : strlen(argv[i]);
+        a->lens[i] = i == 5 ? doc_len : strlen(argv[i]);
     }
     return DOCQ_OK;
 }
@@ -129,7 +131,7 @@ int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *
     submit_args a;
     int rc = submit_args_init(&a, prefix, shard, task_id, doc_id, doc_len, caller, owner, limit, err);
     if (rc != DOCQ_OK) return rc;
-    redisReply *rep = docq_redis_eval(r, SCRIPT(SUBMIT), 3, 8, a.argv, a.lens, err);
+    redisReply *rep = docq_redis_eval(r, SCRIPT(SUBMIT), 4, 9, a.argv, a.lens, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
     rc = submit_outcome(rep, limit, created_at_ms, rate, err);
     freeReplyObject(rep);
@@ -142,7 +144,7 @@ int docq_store_submit_queue(docq_pipeline *pl, const char *prefix, int shard, co
     submit_args a;
     int rc = submit_args_init(&a, prefix, shard, task_id, doc_id, doc_len, caller, owner, limit, err);
     if (rc != DOCQ_OK) return rc;
-    ticket->first = docq_pipeline_eval(pl, SCRIPT(SUBMIT), 3, 8, a.argv, a.lens, err);
+    ticket->first = docq_pipeline_eval(pl, SCRIPT(SUBMIT), 4, 9, a.argv, a.lens, err);
     ticket->shape = 0;
     ticket->policy = *limit;
     return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
@@ -518,6 +520,214 @@ int docq_consumer_name(char *buf, size_t cap, const char *host, long pid, docq_e
     int n = snprintf(buf, cap, "%s-%ld-%s", host, pid, rnd);
     if (n < 0 || (size_t)n >= cap) return docq_error_set(err, DOCQ_EINVAL, "host name too long for a consumer name");
     return DOCQ_OK;
+}
+
+int docq_key_owned(char *buf, size_t cap, const char *prefix, int shard, const char *caller) {
+    return docq_rate_key(buf, cap, prefix, shard, "owned", caller);
+}
+
+void docq_task_page_clear(docq_task_page *page) {
+    for (size_t i = 0; i < page->n; i++) docq_task_clear(&page->tasks[i]);
+    free(page->tasks);
+    memset(page, 0, sizeof(*page));
+}
+
+int docq_store_list_queue(docq_pipeline *pl, const char *prefix, const char *group, const docq_reader *reader,
+                          const docq_list_query *q, docq_store_ticket *ticket, docq_error *err) {
+    docq_rate_args lim;
+    char okey[512], skey[96], rprefix[96], size[16], after[24], max_bytes[24], max_scan[16];
+    const char *argv[14 + DOCQ_STATE_CANCELLED];
+    if (q->nstates > DOCQ_STATE_CANCELLED) return docq_error_set(err, DOCQ_EINVAL, "too many states");
+    int rc = docq_rate_args_init(&lim, prefix, reader->shard, DOCQ_RATE_READ, reader->caller, &reader->policy, err);
+    if (rc != DOCQ_OK) return rc;
+    if (docq_key_owned(okey, sizeof(okey), prefix, reader->shard, reader->caller) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "caller id too long for an index key");
+    docq_key_stream(skey, sizeof(skey), prefix, reader->shard);
+    snprintf(rprefix, sizeof(rprefix), "%s:{s%d}:task:", prefix, reader->shard);
+    snprintf(size, sizeof(size), "%d", q->page_size);
+    if (q->after_score >= 0)
+        snprintf(after, sizeof(after), "%lld", (long long)q->after_score);
+    else
+        after[0] = '\0';
+    snprintf(max_bytes, sizeof(max_bytes), "%ld", DOCQ_LIST_PAGE_BYTES);
+    snprintf(max_scan, sizeof(max_scan), "%d",
+             2 * q->page_size > DOCQ_LIST_SCAN_MIN ? 2 * q->page_size : DOCQ_LIST_SCAN_MIN);
+    const char *fixed[] = {lim.key, okey, skey, lim.limit, lim.window, lim.member, group, rprefix, size,
+                           after, q->after_score >= 0 ? q->after_id : "", q->owner ? q->owner : "",
+                           max_bytes, max_scan};
+    int argc = 0;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) argv[argc++] = fixed[i];
+    for (size_t i = 0; i < q->nstates; i++) argv[argc++] = docq_task_state_name(q->states[i]);
+    ticket->policy = reader->policy;
+    ticket->shape = 0;
+    ticket->first = docq_pipeline_eval(pl, SCRIPT(LIST), 3, argc, argv, NULL, err);
+    return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
+}
+
+/* Parse a decimal integer of len bytes (digits only, at most 18) into *out. */
+static int parse_score(const char *s, size_t len, int64_t *out) {
+    if (len == 0 || len > 18) return DOCQ_EINVAL;
+    int64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return DOCQ_EINVAL;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return DOCQ_OK;
+}
+
+/* Fill page (cleared) from list.lua's tasks and next, the second and third
+ * elements of its reply. */
+static int list_outcome(const redisReply *tasks, const redisReply *next, docq_task_page *page, docq_error *err) {
+    if (tasks->type != REDIS_REPLY_ARRAY || tasks->elements % 3 || next->type != REDIS_REPLY_ARRAY ||
+        (next->elements != 0 && next->elements != 2))
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from list.lua");
+    size_t n = tasks->elements / 3;
+    if (n > 0 && !(page->tasks = calloc(n, sizeof(docq_task))))
+        return docq_error_set(err, DOCQ_ERR, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *id = tasks->element[3 * i], *pos = tasks->element[3 * i + 2];
+        if (id->type != REDIS_REPLY_STRING || id->len >= DOCQ_TASK_ID_MAX || pos->type != REDIS_REPLY_INTEGER)
+            return docq_error_set(err, DOCQ_ERR, "unexpected reply from list.lua");
+        page->n = i + 1;
+        int rc = task_from_fields(tasks->element[3 * i + 1], id->str, &page->tasks[i], err);
+        if (rc == DOCQ_ENOTFOUND) return docq_error_set(err, DOCQ_ERR, "list.lua sent an empty record");
+        if (rc != DOCQ_OK) return rc;
+        long long p = pos->integer;
+        page->tasks[i].queue_position = p > 0 && p <= UINT32_MAX ? (uint32_t)p : 0;
+    }
+    if (next->elements == 2) {
+        const redisReply *sc = next->element[0], *id = next->element[1];
+        if (sc->type != REDIS_REPLY_STRING || id->type != REDIS_REPLY_STRING || id->len >= DOCQ_TASK_ID_MAX ||
+            parse_score(sc->str, sc->len, &page->next_score) != DOCQ_OK)
+            return docq_error_set(err, DOCQ_ERR, "unexpected next entry from list.lua");
+        memcpy(page->next_id, id->str, id->len + 1);
+        page->more = 1;
+    }
+    return DOCQ_OK;
+}
+
+int docq_store_list_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_rate_result *rate,
+                           docq_task_page *page, docq_error *err) {
+    const redisReply *rep;
+    memset(rate, 0, sizeof(*rate));
+    memset(page, 0, sizeof(*page));
+    int rc = docq_pipeline_reply(pl, ticket->first, &rep, err);
+    if (rc != DOCQ_OK) return rc;
+    if (rep->type != REDIS_REPLY_ARRAY || (rep->elements != 1 && rep->elements != 3))
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from list.lua");
+    rc = docq_rate_from_reply(rep->element[0], &ticket->policy, rate, NULL, err);
+    if (rc != DOCQ_OK) return rc;
+    if (!rate->admitted)
+        return docq_error_set(err, DOCQ_ELIMITED, "rate limit exceeded, retry in %ld ms", rate->retry_ms);
+    if (rep->elements != 3) return docq_error_set(err, DOCQ_ERR, "list.lua admitted but did not list");
+    rc = list_outcome(rep->element[1], rep->element[2], page, err);
+    if (rc != DOCQ_OK) docq_task_page_clear(page);
+    return rc;
+}
+
+void docq_list_token_format(char *buf, size_t cap, int64_t score, const char *task_id) {
+    static const char hex[] = "0123456789abcdef";
+    char text[DOCQ_LIST_TOKEN_MAX / 2];
+    int n = snprintf(text, sizeof(text), "%lld.%s", (long long)score, task_id);
+    size_t j = 0;
+    for (int i = 0; i < n && i < (int)sizeof(text) - 1 && j + 2 < cap; i++) {
+        buf[j++] = hex[(unsigned char)text[i] >> 4];
+        buf[j++] = hex[(unsigned char)text[i] & 15];
+    }
+    if (cap > 0) buf[j < cap ? j : cap - 1] = '\0';
+}
+
+/* The value of a lowercase hex digit, or -1. */
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+int docq_list_token_parse(const char *tok, int64_t *score, char *task_id, docq_error *err) {
+    char text[DOCQ_LIST_TOKEN_MAX / 2];
+    size_t len = strlen(tok);
+    if (len == 0 || len % 2 || len / 2 >= sizeof(text))
+        return docq_error_set(err, DOCQ_EINVAL, "malformed page_token");
+    for (size_t i = 0; i < len; i += 2) {
+        int hi = hex_value(tok[i]), lo = hex_value(tok[i + 1]);
+        if (hi < 0 || lo < 0) return docq_error_set(err, DOCQ_EINVAL, "malformed page_token");
+        text[i / 2] = (char)(hi << 4 | lo);
+    }
+    text[len / 2] = '\0';
+    const char *dot = memchr(text, '.', len / 2);
+    int shard;
+    if (!dot || memchr(text, '\0', len / 2) || parse_score(text, (size_t)(dot - text), score) != DOCQ_OK ||
+        docq_task_id_parse(dot + 1, strlen(dot + 1), &shard, NULL) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "malformed page_token");
+    snprintf(task_id, DOCQ_TASK_ID_MAX, "%s", dot + 1);
+    return DOCQ_OK;
+}
+
+/* The shapes of a queued delete (docq_store_ticket.shape). */
+enum {
+    DELETE_SCRIPT,      /* delete.lua: the limit and the deletion in one. */
+    DELETE_COUNT_ONLY,  /* A task of another shard: ratelimit.lua alone. */
+    DELETE_NOTHING      /* The same without a limit: nothing queued. */
+};
+
+int docq_store_delete_queue(docq_pipeline *pl, const char *prefix, const char *task_id, const docq_reader *reader,
+                            const char *owner, docq_store_ticket *ticket, docq_error *err) {
+    docq_rate_args lim;
+    char rkey[128], okey[512], req[640], receipt[128];
+    int shard = docq_task_id_shard(task_id);
+    int rc = docq_rate_args_init(&lim, prefix, reader->shard, DOCQ_RATE_READ, reader->caller, &reader->policy, err);
+    if (rc != DOCQ_OK) return rc;
+    ticket->policy = reader->policy;
+    if (shard != reader->shard) {
+        /* Not the caller's: only the call is counted (none of it without a limit). */
+        ticket->shape = reader->policy.limit > 0 ? DELETE_COUNT_ONLY : DELETE_NOTHING;
+        ticket->first = ticket->shape == DELETE_NOTHING ? 0 : docq_rate_check_queue(pl, &lim, err);
+        return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
+    }
+    int n = snprintf(req, sizeof(req), "%s:{s%d}:req:%s:", prefix, reader->shard, reader->caller);
+    if (docq_key_owned(okey, sizeof(okey), prefix, reader->shard, reader->caller) != DOCQ_OK || n < 0 ||
+        (size_t)n >= sizeof(req))
+        return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a key");
+    docq_key_task(rkey, sizeof(rkey), prefix, task_id, shard);
+    snprintf(receipt, sizeof(receipt), "%s:{s%d}:deleted:%s", prefix, shard, task_id);
+    const char *argv[] = {lim.key,    rkey,       okey,    receipt,           lim.limit,
+                          lim.window, lim.member, task_id, owner ? owner : "", req};
+    ticket->shape = DELETE_SCRIPT;
+    ticket->first = docq_pipeline_eval(pl, SCRIPT(DELETE), 4, 10, argv, NULL, err);
+    return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
+}
+
+int docq_store_delete_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_rate_result *rate,
+                             docq_task_state *state, docq_error *err) {
+    const redisReply *rep;
+    memset(rate, 0, sizeof(*rate));
+    *state = DOCQ_STATE_UNSPECIFIED;
+    if (ticket->shape == DELETE_NOTHING) {
+        rate->admitted = 1;
+        return docq_error_set(err, DOCQ_ENOTFOUND, "no such task");
+    }
+    if (ticket->shape == DELETE_COUNT_ONLY) {
+        int rc = docq_rate_check_result(pl, ticket->first, &ticket->policy, rate, err);
+        return rc == DOCQ_OK ? docq_error_set(err, DOCQ_ENOTFOUND, "no such task") : rc;
+    }
+    int rc = docq_pipeline_reply(pl, ticket->first, &rep, err);
+    if (rc != DOCQ_OK) return rc;
+    if (rep->type != REDIS_REPLY_ARRAY || (rep->elements != 1 && rep->elements != 3))
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from delete.lua");
+    rc = docq_rate_from_reply(rep->element[0], &ticket->policy, rate, NULL, err);
+    if (rc != DOCQ_OK) return rc;
+    if (!rate->admitted)
+        return docq_error_set(err, DOCQ_ELIMITED, "rate limit exceeded, retry in %ld ms", rate->retry_ms);
+    if (rep->elements != 3 || rep->element[1]->type != REDIS_REPLY_INTEGER ||
+        rep->element[2]->type != REDIS_REPLY_STRING)
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from delete.lua");
+    const redisReply *o = rep->element[1], *st = rep->element[2];
+    if (o->integer == 1) return DOCQ_OK;
+    if (o->integer == 0) return docq_error_set(err, DOCQ_ENOTFOUND, "no such task");
+    docq_task_state_parse(st->str, st->len, state);
+    return docq_error_set(err, DOCQ_ECONFLICT, "task has not ended");
 }
 
 const char *docq_store_submit_script(void) { return SCRIPT(SUBMIT)->src; }

@@ -41,7 +41,21 @@
  *
  *   P:{sN}:rate:<caller>  Sorted set: the caller's SubmitDoc rate limit, a
  *                         sliding log (ratelimit.h), N = the caller's shard.
- *   P:{sN}:rate-read:<caller>  The same for GetStatus and WatchStatus.
+ *   P:{sN}:rate-read:<caller>  The same for GetStatus, WatchStatus,
+ *                         ListTasks and DeleteTask.
+ *   P:{sN}:owned:<caller> Sorted set: the caller's index of its tasks for
+ *                         ListTasks, N = the caller's shard (where its tasks
+ *                         are). Member a task id, score its created_at
+ *                         (ms) times 1000, raised to one above the
+ *                         index's highest so that each submit sorts above
+ *                         every earlier one. Added to by the submit script;
+ *                         an entry whose record is gone is dropped by the
+ *                         list script when it meets it, by a submit when it
+ *                         is among the two oldest, and by DeleteTask.
+ *   P:{sN}:deleted:<task_id>  String: DeleteTask's receipt (the member of
+ *                         the call that deleted the task), for 60 s, so that
+ *                         the script sent again after a lost reply answers
+ *                         its own deletion as done.
  *
  * Every key of one task and of its queue share the hash tag {sN}, so each
  * step below, one script of common/lua/ (its file named in the contract),
@@ -307,6 +321,85 @@ int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char 
  * DOCQ_OK, DOCQ_EINVAL when it does not fit in cap, or DOCQ_ERR when the
  * system has no randomness to give. */
 int docq_consumer_name(char *buf, size_t cap, const char *host, long pid, docq_error *err);
+
+/* Write the key of caller's index of its tasks in shard into buf:
+ * "P:{sN}:owned:<caller>". Returns DOCQ_OK, or DOCQ_EINVAL when it does not
+ * fit cap. */
+int docq_key_owned(char *buf, size_t cap, const char *prefix, int shard, const char *caller);
+
+#define DOCQ_LIST_MAX 1000              /* Largest ListTasks page_size. */
+#define DOCQ_LIST_DEFAULT 50            /* page_size 0. */
+#define DOCQ_LIST_PAGE_BYTES (3L << 20) /* A page stops once its records hold this many bytes (one
+                                         * record at least), to stay within gRPC's default 4 MiB. */
+#define DOCQ_LIST_SCAN_MIN 2000         /* Entries a list step may look at: this, or twice the page
+                                         * size when more (a states filter may skip many). */
+#define DOCQ_LIST_TOKEN_MAX 160         /* Room for a page token and its NUL. */
+
+/* Which page of a caller's tasks docq_store_list_queue reads. */
+typedef struct docq_list_query {
+    int page_size;                     /* 1 to DOCQ_LIST_MAX. */
+    int64_t after_score;               /* Start strictly after the index entry (after_score, */
+    char after_id[DOCQ_TASK_ID_MAX];   /* after_id) in (score desc, id desc) order; -1: newest. */
+    const char *owner;                 /* Only records whose owner is it; NULL: any record. */
+    const docq_task_state *states;     /* Only these states (nstates of them); 0: all. */
+    size_t nstates;
+} docq_list_query;
+
+/* One page of tasks (docq_store_list_result). Free with docq_task_page_clear. */
+typedef struct docq_task_page {
+    docq_task *tasks;                 /* n tasks, newest first (owned). */
+    size_t n;
+    int more;                         /* 1: entries follow (next_*), 0: the last page. */
+    int64_t next_score;               /* The last entry looked at, where the next page starts */
+    char next_id[DOCQ_TASK_ID_MAX];   /* after (not always a task of this page: see states). */
+} docq_task_page;
+
+/* Free what page owns and reset it to all zeros. */
+void docq_task_page_clear(docq_task_page *page);
+
+/* ListTasks's Redis work, one script (common/lua/list.lua): count a read
+ * against reader's read limit and, when admitted, read the page q of
+ * reader's tasks (its index, in its shard), dropping the index entries of
+ * records that are gone. At most DOCQ_LIST_SCAN_MIN (or 2 * page_size)
+ * entries are looked at, so a page may hold fewer than page_size tasks
+ * (none, with a states filter) while more follow. The result: DOCQ_OK with
+ * *page (cleared first) and *rate, DOCQ_ELIMITED with *rate, or the errors
+ * of docq_redis_eval. */
+int docq_store_list_queue(docq_pipeline *pl, const char *prefix, const char *group, const docq_reader *reader,
+                          const docq_list_query *q, docq_store_ticket *ticket, docq_error *err);
+int docq_store_list_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_rate_result *rate,
+                           docq_task_page *page, docq_error *err);
+
+/* Write the page token of the index entry (score, task_id) into buf (at
+ * least DOCQ_LIST_TOKEN_MAX bytes): opaque to clients (hex of
+ * "<score>.<task_id>"). */
+void docq_list_token_format(char *buf, size_t cap, int64_t score, const char *task_id);
+
+/* Parse a page token into *score and task_id (DOCQ_TASK_ID_MAX bytes).
+ * Returns DOCQ_OK, or DOCQ_EINVAL for anything docq_list_token_format
+ * could not have written. Pure. */
+int docq_list_token_parse(const char *tok, int64_t *score, char *task_id, docq_error *err);
+
+/* DeleteTask's Redis work, one script (common/lua/delete.lua): count the
+ * call against reader's read limit and, when admitted, delete task_id when
+ * it is reader's and has ended (SUCCESS, FAILURE, CANCELLED): its record,
+ * its entry in reader's index and the request key its record names
+ * (request_key, or request_id under "P:{sN}:req:<caller>:") when that key
+ * is reader's and still names the task. The task is the
+ * caller's when owner (the caller id of an authenticated caller) is its
+ * record's owner, or, owner NULL (a caller that is an address), when it is
+ * in reader's index (reader submitted it). A task of another shard than
+ * reader's is never the caller's: DOCQ_ENOTFOUND, the call only counted.
+ * Sent again after a lost reply (redis.h), it finds its receipt and
+ * answers DOCQ_OK once more.
+ * The result: DOCQ_OK (deleted), DOCQ_ENOTFOUND (no such task of the
+ * caller), DOCQ_ECONFLICT (it has not ended; *state says where it is),
+ * DOCQ_ELIMITED, or the errors of docq_redis_eval; *rate is filled but for
+ * those errors. */
+int docq_store_delete_queue(docq_pipeline *pl, const char *prefix, const char *task_id, const docq_reader *reader,
+                            const char *owner, docq_store_ticket *ticket, docq_error *err);
+int docq_store_delete_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_rate_result *rate,
+                             docq_task_state *state, docq_error *err);
 
 /* The Lua source of the submit script (for benchmarks that measure what
  * Redis alone can do of SubmitDoc's work). Static storage. */

@@ -159,6 +159,21 @@ rpc_step rpc_cancel_prepare(const rpc_call *call, const ProtobufCMessage *req, r
 void rpc_cancel_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
                        rpc_reply *out);
 
+/* ListTasks, pipelined: check page_size, page_token and states, then count
+ * the read and read a page of the caller's tasks (rpc_list.c). */
+rpc_step rpc_list_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
+                          rpc_reply *out);
+void rpc_list_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
+                     rpc_reply *out);
+
+/* DeleteTask, pipelined: validate the id, then count the call against the
+ * read limit and delete the task when it is the caller's and has ended
+ * (rpc_delete.c). */
+rpc_step rpc_delete_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
+                            rpc_reply *out);
+void rpc_delete_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
+                       rpc_reply *out);
+
 /* WatchStatus: validate the id and open a watch (rpc_watch.c, watch.h). A
  * server-streaming handler: see rpc_stream_handler. */
 rpc_step rpc_watch_status(const rpc_call *call, const ProtobufCMessage *req, rpc_reply *out);

@@ -5,6 +5,7 @@
 --   KEYS[1] record      P:{sN}:task:<task_id>
 --   KEYS[2] stream      P:{sN}:tasks
 --   KEYS[3] limit_key   P:{sN}:rate:<caller> (common/ratelimit.h)
+--   KEYS[4] index       P:{sN}:owned:<caller> (ListTasks; see the end)
 --   ARGV[1] task_id     also the member counted in the limit's log
 --   ARGV[2] doc_id
 --   ARGV[3] limit       0: none
@@ -46,4 +47,20 @@ if owner ~= '' then
 end
 redis.call('HSET', record, unpack(f))
 docq_publish_fields(record, f)
+
+-- ListTasks: the caller's index of its tasks (list.lua) gets the new task,
+-- scored with created_at in thousandths of a ms, raised above the index's
+-- newest score, so that every submit sorts after each earlier one (a page
+-- token stays valid however many tasks come). The index's oldest two
+-- entries are dropped when their records are gone, so that it does not
+-- grow with expired tasks.
+local index = KEYS[4]
+local score = now * 1000
+local top = redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')
+if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
+redis.call('ZADD', index, string.format('%d', score), task_id)
+local rprefix = string.sub(record, 1, #record - #task_id)
+for _, id in ipairs(redis.call('ZRANGE', index, 0, 1)) do
+  if redis.call('EXISTS', rprefix .. id) == 0 then redis.call('ZREM', index, id) end
+end
 return {1, now, n, wait}

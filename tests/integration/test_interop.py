@@ -44,6 +44,26 @@ class Interop(unittest.TestCase):
         self.assertEqual((t.task_id, t.doc_id, t.state, t.error),
                          (r.task_id, "hold_py_cancel", pb.Task.CANCELLED, "cancelled by the caller"))
         self.assertEqual(stub.GetStatus(pb.GetStatusRequest(task_id=r.task_id), timeout=10), t)
+    def test_a_python_client_generated_from_proto_lists_its_tasks_and_deletes_an_ended_one(self):
+        """a Python client generated from proto/ lists its tasks newest first, is refused the deletion of a
+        pending task and deletes an ended one"""
+        s = Stack().start_redis().start_ai().start_server()
+        self.addCleanup(s.stop)
+        stub = s.stub(new_channel=True)
+        ids = [stub.SubmitDoc(pb.SubmitDocRequest(doc_id="py_list_%d" % i), timeout=10).task_id for i in range(3)]
+        page = stub.ListTasks(pb.ListTasksRequest(page_size=2), timeout=10)
+        self.assertEqual([t.task_id for t in page.tasks], ids[:0:-1])
+        self.assertEqual(page.tasks[0].doc_id, "py_list_2")
+        rest = stub.ListTasks(pb.ListTasksRequest(page_size=1, page_token=page.next_page_token), timeout=10)
+        self.assertEqual(([t.task_id for t in rest.tasks], rest.next_page_token), ([ids[0]], ""))
+        with self.assertRaises(grpc.RpcError) as cm:
+            stub.DeleteTask(pb.DeleteTaskRequest(task_id=ids[2]), timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION, "no worker: still PENDING")
+        s.start_worker()
+        s.wait_terminal(ids[2])
+        stub.DeleteTask(pb.DeleteTaskRequest(task_id=ids[2]), timeout=10)
+        listed = [t.task_id for t in stub.ListTasks(pb.ListTasksRequest(), timeout=10).tasks]
+        self.assertEqual(listed, ids[1::-1])
 
     def run_node(self, version, doc):
         r = subprocess.run(["node", "client.js", self.stack.address(), version, doc], cwd=NODE_DIR,
@@ -67,8 +87,13 @@ class Interop(unittest.TestCase):
             self.assertEqual(out["cancelled"]["task_id"], out["cancelled"]["asked"])
             self.assertEqual((out["cancelled"]["state"], out["cancelled"]["error"]),
                              ("CANCELLED", "cancelled by the caller"))
-            # The same task, seen by the generated Python client, runs to the end.
-            self.assertEqual(self.stack.wait_terminal(out["submitted"]["task_id"]).doc_id, doc)
+            self.assertEqual(out["listed"][0], out["submitted"]["task_id"])
+            self.assertEqual((out["ended"], out["deleted"]), ("SUCCESS", True))
+            self.assertEqual((out["status_after_delete"], out["delete_again"]), ("NOT_FOUND", "NOT_FOUND"))
+            # The generated Python client no longer finds the deleted task either.
+            with self.assertRaises(grpc.RpcError) as cm:
+                self.stack.stub().GetStatus(pb.GetStatusRequest(task_id=out["submitted"]["task_id"]), timeout=10)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
 
 
 if __name__ == "__main__":

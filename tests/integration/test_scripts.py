@@ -16,6 +16,7 @@ STREAM = "docq:{s0}:tasks"
 DEAD = "docq:{s0}:dead"
 EVENTS = "docq:{s0}:events"
 CANCELS = "docq:{s0}:cancels"
+INDEX = "docq:{s0}:owned:caller"
 TTL = 3600
 
 
@@ -89,8 +90,18 @@ class Scripts(unittest.TestCase):
         return self.r("EVAL", script(name), len(keys), *keys, *args)
 
     def submit(self, tid, doc="doc", limit=0, window_ms=60000, owner=""):
-        return self.eval("submit", [record(tid), STREAM, "docq:{s0}:rate:caller"],
+        return self.eval("submit", [record(tid), STREAM, "docq:{s0}:rate:caller", INDEX],
                          [tid, doc, limit, window_ms, owner])
+
+    def list(self, page_size=10, after="", after_id="", owner="", states=(), limit=0, member="m",
+             max_bytes=1 << 20, max_scan=1000):
+        return self.eval("list", ["docq:{s0}:rate-read:caller", INDEX, STREAM],
+                         [limit, 60000, member, GROUP, "docq:{s0}:task:", page_size, after, after_id, owner,
+                          max_bytes, max_scan] + list(states))
+
+    def delete(self, tid, owner="", limit=0, member="m"):
+        return self.eval("delete", ["docq:{s0}:rate-read:caller", record(tid), INDEX, "docq:{s0}:deleted:" + tid],
+                         [limit, 60000, member, tid, owner, "docq:{s0}:req:caller:"])
 
     def start(self, tid, consumer, max_deliveries=10):
         return self.eval("start", [record(tid)], [max_deliveries, consumer])
@@ -157,6 +168,113 @@ class Scripts(unittest.TestCase):
                              text=True, timeout=10)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(out.stdout, script("submit"))
+
+    def test_submit_indexes_each_new_task_above_the_newest_and_drops_the_oldest_gone_ones(self):
+        """submit.lua indexes each new task once, scored above the index's newest, and drops the two oldest
+        entries whose records are gone"""
+        self.submit(task_id(1))
+        self.submit(task_id(1))
+        self.assertEqual(self.r("ZRANGE", INDEX, 0, -1), [task_id(1)], "a repeat is not indexed twice")
+        future = (self.now_ms() + 3600 * 1000) * 1000
+        self.r("ZADD", INDEX, future, task_id(1))
+        self.submit(task_id(2))
+        self.assertEqual(int(self.r("ZSCORE", INDEX, task_id(2))), future + 1, "above the newest, whatever the clock")
+        for n in (3, 4, 5):
+            self.submit(task_id(n))
+        before = self.r("ZRANGE", INDEX, 0, -1)
+        self.assertEqual(before, [task_id(n) for n in (1, 2, 3, 4, 5)])
+        self.r("DEL", record(task_id(1)), record(task_id(2)), record(task_id(3)))
+        self.submit(task_id(6))
+        self.assertEqual(self.r("ZRANGE", INDEX, 0, -1), [task_id(n) for n in (3, 4, 5, 6)],
+                         "the two oldest entries whose records are gone are dropped, no more")
+
+    # -- list.lua -----------------------------------------------------------------
+    def test_list_pages_newest_first_through_ties_and_drops_the_entries_of_records_that_are_gone(self):
+        """list.lua pages newest first, through ties in score, and drops the entries of records that are gone"""
+        for n in range(1, 6):
+            self.submit(task_id(n))
+        self.r("ZADD", INDEX, 1000, task_id(1), 2000, task_id(2), 2000, task_id(3), 2000, task_id(4),
+               3000, task_id(5))
+        self.r("DEL", record(task_id(4)))
+        rate, tasks, nxt = self.list(page_size=2)
+        self.assertEqual(rate[0], 1)
+        self.assertEqual(tasks[0::3], [task_id(5), task_id(3)], "task 4's record is gone")
+        self.assertEqual(dict(zip(tasks[1][::2], tasks[1][1::2]))["doc_id"], "doc")
+        self.assertEqual(nxt, ["2000", task_id(3)])
+        self.assertIsNone(self.r("ZSCORE", INDEX, task_id(4)))
+        _, tasks, nxt = self.list(page_size=2, after="2000", after_id=task_id(3))
+        self.assertEqual((tasks[0::3], nxt), ([task_id(2), task_id(1)], []), "the last page has no next entry")
+        _, tasks, nxt = self.list(page_size=5, after="2000", after_id=task_id(9))
+        self.assertEqual(tasks[0::3], [task_id(3), task_id(2), task_id(1)], "a token's entry need not exist")
+        self.read_entries("c1")
+        _, tasks, _ = self.list()
+        self.assertEqual(tasks[2::3], [4, 2, 1, 1], "PENDING tasks have their queue positions")
+
+    def test_list_filters_states_and_owner_and_stops_at_its_scan_and_byte_bounds(self):
+        """list.lua keeps only the states and owner asked for and stops at its scan and byte bounds with the
+        entry to go on from"""
+        for n in range(1, 7):
+            self.submit(task_id(n), owner="acme" if n != 6 else "beta")
+        self.r("HSET", record(task_id(2)), "state", "SUCCESS", "result", "x" * 1000)
+        self.r("HSET", record(task_id(4)), "state", "CANCELLED")
+        _, tasks, nxt = self.list(states=["SUCCESS", "CANCELLED"])
+        self.assertEqual((tasks[0::3], nxt), ([task_id(4), task_id(2)], []))
+        _, tasks, _ = self.list(owner="acme", states=["PENDING"])
+        self.assertEqual(tasks[0::3], [task_id(5), task_id(3), task_id(1)])
+        _, tasks, nxt = self.list(states=["SUCCESS"], max_scan=3)
+        score4 = self.r("ZSCORE", INDEX, task_id(4))
+        self.assertEqual((tasks, nxt), ([], [score4, task_id(4)]), "three entries looked at, none matched")
+        _, tasks, nxt = self.list(max_bytes=500)
+        self.assertEqual(len(tasks) // 3, 5, "up to and including task 2, which passes the byte bound")
+        self.assertEqual(nxt[1], task_id(2))
+        rate, = self.list(limit=1, member="m1")[:1]
+        self.assertEqual(rate[0], 1)
+        refused = self.list(limit=1, member="m2")
+        self.assertEqual((len(refused), refused[0][0]), (1, 0), "a refused list reads nothing")
+
+    # -- delete.lua ---------------------------------------------------------------
+    def test_delete_removes_only_an_ended_task_of_the_caller_with_its_index_entry_and_request_id_key(self):
+        """delete.lua removes only an ended task of the caller, with its index entry and its request_id key, and
+        answers the same call sent again as done"""
+        for n in (1, 2, 3):
+            self.submit(task_id(n), owner="acme")
+        self.assertEqual(self.delete(task_id(1), owner="acme")[1:], [-1, "PENDING"])
+        self.r("HSET", record(task_id(1)), "state", "SUCCESS", "request_id", "r1")
+        self.r("SET", "docq:{s0}:req:caller:r1", task_id(1))
+        self.assertEqual(self.delete(task_id(1), owner="beta")[1:], [0, ""], "another owner's")
+        self.assertEqual(self.delete(task_id(9))[1:], [0, ""], "no such record")
+        self.assertEqual(self.delete(task_id(1), owner="acme")[1:], [1, ""])
+        self.assertEqual(self.r("EXISTS", record(task_id(1)), "docq:{s0}:req:caller:r1"), 0)
+        self.assertIsNone(self.r("ZSCORE", INDEX, task_id(1)))
+        self.assertEqual(self.delete(task_id(1), owner="acme", member="m")[1:], [1, ""],
+                         "sent again by the same call: its receipt")
+        self.assertEqual(self.r("GET", "docq:{s0}:deleted:" + task_id(1)), "m")
+        self.assertEqual(self.delete(task_id(1), owner="acme", member="other")[1:], [0, ""], "another call: gone")
+        # A caller that is an address: the task must be in its index.
+        self.r("HSET", record(task_id(2)), "state", "CANCELLED", "request_id", "r2")
+        self.r("SET", "docq:{s0}:req:caller:r2", task_id(3))
+        self.r("ZREM", INDEX, task_id(3))
+        self.r("HSET", record(task_id(3)), "state", "FAILURE")
+        self.assertEqual(self.delete(task_id(3))[1:], [0, ""], "not in the caller's index")
+        self.assertEqual(self.delete(task_id(2))[1:], [1, ""])
+        self.assertEqual(self.r("GET", "docq:{s0}:req:caller:r2"), task_id(3), "a request_id key of another task stays")
+        # The request key named whole (request_key, a hash, as SubmitDoc writes it), only the caller's.
+        self.r("HSET", record(task_id(6)), "state", "SUCCESS", "owner", "acme",
+               "request_key", "docq:{s0}:req:caller:7231")
+        self.r("HSET", "docq:{s0}:req:caller:7231", "task_id", task_id(6), "doc_id", "doc")
+        self.assertEqual(self.delete(task_id(6), owner="acme")[1:], [1, ""])
+        self.assertEqual(self.r("EXISTS", "docq:{s0}:req:caller:7231"), 0)
+        self.r("HSET", record(task_id(7)), "state", "SUCCESS", "owner", "acme",
+               "request_key", "docq:{s0}:req:callerx:7231")
+        self.r("HSET", "docq:{s0}:req:callerx:7231", "task_id", task_id(7))
+        self.assertEqual(self.delete(task_id(7), owner="acme")[1:], [1, ""])
+        self.assertEqual(self.r("EXISTS", "docq:{s0}:req:callerx:7231"), 1, "another caller's key stays")
+        self.r("HSET", record(task_id(4)), "state", "SUCCESS", "owner", "acme")
+        self.assertEqual(len(self.delete(task_id(4), owner="acme", limit=1, member="a")), 3)
+        self.r("HSET", record(task_id(5)), "state", "SUCCESS", "owner", "acme")
+        refused = self.delete(task_id(5), owner="acme", limit=1, member="b")
+        self.assertEqual((len(refused), refused[0][0]), (1, 0))
+        self.assertEqual(self.r("EXISTS", record(task_id(5))), 1, "a refused delete deletes nothing")
 
     # -- ratelimit.lua ----------------------------------------------------------
     def test_ratelimit_admits_up_to_its_exact_edge_and_refuses_the_next_with_the_exact_wait(self):

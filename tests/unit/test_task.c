@@ -343,6 +343,44 @@ static void shard_for_spread(void) {
     }
 }
 
+static void list_token_round_trip(void) {
+    char tok[DOCQ_LIST_TOKEN_MAX], id[DOCQ_TASK_ID_MAX];
+    const char *tid = "s1023-0123456789abcdef0123456789abcdef";
+    int64_t score = -1;
+    docq_list_token_format(tok, sizeof(tok), 999999999999999999LL, tid);
+    CHECK_INT_EQ(docq_list_token_parse(tok, &score, id, NULL), DOCQ_OK);
+    CHECK(score == 999999999999999999LL);
+    CHECK_STR_EQ(id, tid);
+    docq_list_token_format(tok, sizeof(tok), 0, "s0-00000000000000000000000000000000");
+    CHECK_INT_EQ(docq_list_token_parse(tok, &score, id, NULL), DOCQ_OK);
+    CHECK(score == 0);
+}
+
+static void list_token_malformed(void) {
+    char id[DOCQ_TASK_ID_MAX], tok[DOCQ_LIST_TOKEN_MAX], hex[2 * DOCQ_LIST_TOKEN_MAX];
+    int64_t score;
+    static const char *bad_hex[] = {"", "a", "zz", "3G", "3132", "2E"};
+    for (size_t i = 0; i < sizeof(bad_hex) / sizeof(bad_hex[0]); i++)
+        CHECK_MSG(docq_list_token_parse(bad_hex[i], &score, id, NULL) == DOCQ_EINVAL, "'%s' parsed", bad_hex[i]);
+    /* Well-formed hex of texts docq never writes. */
+    static const char *bad_text[] = {"12", "12.", ".s0-00000000000000000000000000000000",
+                                     "-1.s0-00000000000000000000000000000000",
+                                     "1x.s0-00000000000000000000000000000000",
+                                     "1234567890123456789.s0-00000000000000000000000000000000",
+                                     "1.s0-0000000000000000000000000000000", "1.s0-00000000000000000000000000000000.",
+                                     "1.S0-00000000000000000000000000000000"};
+    for (size_t i = 0; i < sizeof(bad_text) / sizeof(bad_text[0]); i++) {
+        size_t n = strlen(bad_text[i]);
+        for (size_t j = 0; j < n; j++) snprintf(hex + 2 * j, 3, "%02x", (unsigned char)bad_text[i][j]);
+        hex[2 * n] = '\0';
+        CHECK_MSG(docq_list_token_parse(hex, &score, id, NULL) == DOCQ_EINVAL, "'%s' parsed", bad_text[i]);
+    }
+    /* A NUL byte inside. */
+    docq_list_token_format(tok, sizeof(tok), 5, "s0-00000000000000000000000000000000");
+    memcpy(tok, "00", 2);
+    CHECK_INT_EQ(docq_list_token_parse(tok, &score, id, NULL), DOCQ_EINVAL);
+}
+
 static void state_names(void) {
     static const struct {
         docq_task_state s;
@@ -597,6 +635,8 @@ CHECK_MAIN(
     CHECK_CASE(shard_for_stable, "a caller always gets the same shard"),
     CHECK_CASE(shard_for_in_range, "a caller's shard is within 0 to shards - 1"),
     CHECK_CASE(shard_for_spread, "1000 distinct callers use every one of 16 shards"),
+    CHECK_CASE(list_token_round_trip, "a ListTasks page token parses back to the index entry it was made from"),
+    CHECK_CASE(list_token_malformed, "a page token docq could not have written is refused"),
     CHECK_CASE(state_names,
                "every state name parses back to its state and other names are refused"),
     CHECK_CASE(set_field_every_field, "every field of a stored record is read into the task"),
