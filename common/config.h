@@ -53,6 +53,8 @@ typedef struct docq_config {
     long shards;               /* DOCQ_SHARDS: number of queue streams. */
     char group[64];            /* DOCQ_GROUP: the workers' consumer group. */
     long result_ttl_s;         /* DOCQ_RESULT_TTL_S: life of a finished task record. */
+    long request_id_ttl_s;     /* DOCQ_REQUEST_ID_TTL_S: least life of a SubmitDoc request_id. */
+    long max_queue_timeout_s;  /* DOCQ_MAX_QUEUE_TIMEOUT_S: longest SubmitDoc queue_timeout. */
     long threads;              /* DOCQ_THREADS: server completion-queue threads. */
     long rate_limit;           /* DOCQ_RATE_LIMIT: SubmitDocs per caller per window (0: none). */
     long rate_window_s;        /* DOCQ_RATE_WINDOW_S: its rolling window, seconds. */

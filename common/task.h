@@ -89,6 +89,7 @@ typedef enum docq_task_state {
 #define DOCQ_TASK_ID_MAX 48   /* Room for any task id and its NUL. */
 #define DOCQ_MAX_SHARDS 1024
 #define DOCQ_OWNER_MAX 128    /* Room for an owner (a caller id) and its NUL. */
+#define DOCQ_REQUEST_ID_MAX 64 /* Longest request_id, in bytes. */
 
 typedef struct docq_task {
     char task_id[DOCQ_TASK_ID_MAX];
@@ -107,6 +108,8 @@ typedef struct docq_task {
     uint64_t version;       /* Grows by 1 with each change of the record; 1 when submitted. */
     uint64_t seq;           /* The queue entry's number in its stream (entries-added after
                              * its XADD); 0 when unknown. */
+    int64_t deadline_ms;    /* Unix ms after which a task still PENDING expires (its queue
+                             * timeout); 0: none. Never sent to clients. */
     uint32_t queue_position;/* While PENDING: 1 = next to be taken; 0 = not pending or
                              * unknown. Computed, not stored in the record. */
 } docq_task;
@@ -119,6 +122,11 @@ int docq_task_state_parse(const char *name, size_t len, docq_task_state *out);
 
 /* 1 for SUCCESS and FAILURE, else 0. */
 int docq_task_state_terminal(docq_task_state s);
+
+/* Check a client-supplied request_id: 1 to DOCQ_REQUEST_ID_MAX bytes of
+ * printable ASCII (0x20 to 0x7e). Returns DOCQ_OK or DOCQ_EINVAL with a
+ * message saying what is wrong and where. */
+int docq_request_id_validate(const char *s, size_t len, docq_error *err);
 
 /* Check a client-supplied doc_id: 1 to DOCQ_DOC_ID_MAX bytes of valid UTF-8
  * without control characters (C0, DEL, C1). Returns DOCQ_OK or DOCQ_EINVAL

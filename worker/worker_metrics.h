@@ -16,6 +16,7 @@ typedef enum task_outcome {
     OUTCOME_FAILURE,       /* FAILURE written (permanent, or out of attempts). */
     OUTCOME_DEAD_LETTERED, /* Delivered too often: moved to the dead-letter stream, FAILURE. */
     OUTCOME_SUPERSEDED,    /* Not written: another worker took the task over meanwhile. */
+    OUTCOME_EXPIRED,       /* Past its queue_timeout when received: FAILURE, no AI call. */
     OUTCOME_N
 } task_outcome;
 
