@@ -4,6 +4,7 @@
  *   docq [options] status TASK_ID              the task as a readable block
  *   docq [options] watch TASK_ID               each change as it happens, until the end
  *   docq [options] submit --wait DOC_ID...     submit, then watch each task in turn
+ *   docq [options] submit --request-id R DOC_ID  idempotent: R again gets the same task
  *
  * A rate-limit refusal prints the delay the server asks for; with --retry,
  * submit waits that long and sends the document again.
@@ -68,6 +69,9 @@ static void usage(FILE *out) {
             "                               until it ends: a live line on a terminal, else\n"
             "                               one line per change; exit 1 if it fails\n"
             "  submit --wait DOC_ID...      submit, then watch each task until it ends\n"
+            "  submit --request-id R DOC_ID submit idempotently: sending R again (a retry)\n"
+            "                               prints the same task id, never a second task\n"
+            "  submit --queue-timeout 30s DOC_ID...  the tasks fail if still PENDING then\n"
             "  bench                        load-test the server with simulated users\n"
             "                               (the --users ... --json options below)\n"
             "\n"
@@ -122,7 +126,8 @@ static int call(docq_client *c, const docq_config *cfg, const char *method,
  * nothing; the first failed call stops the run, so the ids printed are those
  * of the first documents, one line each. With --retry, a document refused by
  * the rate limit is sent again after the delay the server gave, as often as
- * it takes. With --wait, every task is then watched in turn until it ends. */
+ * it takes. --request-id (one DOC_ID only) and --queue-timeout go into the
+ * request. With --wait, every task is then watched in turn until it ends. */
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs) {
     char ids[DOCQ_MAX_ARGS][DOCQ_TASK_ID_MAX]; /* For --wait. */
     const char *idp[DOCQ_MAX_ARGS];
@@ -133,11 +138,20 @@ static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int n
             return EXIT_USAGE;
         }
     }
+    if (cfg->request_id[0] && nargs > 1) {
+        fprintf(stderr, "docq: --request-id names one task: give one DOC_ID\n");
+        return EXIT_USAGE;
+    }
+    Google__Protobuf__Duration timeout = GOOGLE__PROTOBUF__DURATION__INIT;
+    timeout.seconds = cfg->queue_timeout_ms / 1000;
+    timeout.nanos = (int32_t)(cfg->queue_timeout_ms % 1000) * 1000000;
     for (int i = 0; i < nargs; i++) {
         Docq__V1__SubmitDocRequest req = DOCQ__V1__SUBMIT_DOC_REQUEST__INIT;
         ProtobufCMessage *m;
         docq_rpc_status st;
         req.doc_id = args[i];
+        if (cfg->request_id[0]) req.request_id = (char *)cfg->request_id;
+        if (cfg->queue_timeout_ms > 0) req.queue_timeout = &timeout;
         int rc;
         while ((rc = call(c, cfg, DOCQ_METHOD_SUBMIT_DOC, &req.base,
                           &docq__v1__submit_doc_response__descriptor, &m, &st)) == DOCQ_ELIMITED &&

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "files.h"
 #include "log.h"
+#include "task.h"
 
 /* KIND_OPTSTRING may be empty (its default often is); KIND_BOOL is 0 or 1 and
  * its flag may stand alone (--retry means --retry=1). */
@@ -85,7 +86,7 @@ static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
     return DOCQ_OK;
 }
 
-/* "500ms", "30s", "2m" or a plain number of seconds, into *ms. */
+/* "500ms", "30s", "2m", "1h" or a plain number of seconds, into *ms. */
 static int parse_duration(const char *v, long *ms) {
     char *end;
     errno = 0;
@@ -95,6 +96,8 @@ static int parse_duration(const char *v, long *ms) {
         unit = 1;
     else if (strcmp(end, "m") == 0)
         unit = 60000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600000;
     else if (strcmp(end, "s") != 0 && *end)
         return DOCQ_EINVAL;
     if (errno || end == v || x < 0 || x * unit > 1e12) return DOCQ_EINVAL;
@@ -105,6 +108,18 @@ static int parse_duration(const char *v, long *ms) {
 static int check_bench_duration(docq_config *cfg, const char *v, docq_error *err) {
     if (parse_duration(v, &cfg->bench_duration_ms) != DOCQ_OK || cfg->bench_duration_ms == 0)
         return docq_error_set(err, DOCQ_EINVAL, "expected a duration such as 30s, 500ms or 2m");
+    return DOCQ_OK;
+}
+
+static int check_queue_timeout(docq_config *cfg, const char *v, docq_error *err) {
+    if (parse_duration(v, &cfg->queue_timeout_ms) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "expected a duration such as 30s, 500ms, 2m or 1h");
+    return DOCQ_OK;
+}
+
+static int check_request_id(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    if (*v && docq_request_id_validate(v, strlen(v), err) != DOCQ_OK) return DOCQ_EINVAL;
     return DOCQ_OK;
 }
 
@@ -238,6 +253,11 @@ static const setting settings[] = {
      "submit: when the rate limit refuses a document, wait the delay the server gives and retry"},
     {"DOCQ_WAIT", C, BOOL(wait), "false", NULL,
      "submit: then watch each task until it ends (exit 1 if one fails)"},
+    {"DOCQ_REQUEST_ID", C, OPTSTR(request_id), "", check_request_id,
+     "submit: request_id of the one document (1-64 printable ASCII bytes): sending it again gets the "
+     "same task"},
+    {"DOCQ_QUEUE_TIMEOUT", C, STR(queue_timeout), "0", check_queue_timeout,
+     "submit: a task still PENDING after this long fails (e.g. 30s, 10m, 1h; 0: no limit)"},
     {"DOCQ_BENCH_USERS", C, INT(bench_users, 1, 1000000), "30", NULL,
      "bench: concurrent simulated users (closed loop)"},
     {"DOCQ_BENCH_DURATION", C, STR(bench_duration), "30s", check_bench_duration,

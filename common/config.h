@@ -88,6 +88,9 @@ typedef struct docq_config {
     char api_key[512];         /* DOCQ_API_KEY: the key the CLI sends; empty: none. */
     long retry;                /* DOCQ_RETRY: 1 to wait out rate-limit refusals (CLI). */
     long wait;                 /* DOCQ_WAIT (--wait): 1 = submit, then watch until the end. */
+    char request_id[80];       /* DOCQ_REQUEST_ID (--request-id): submit's request_id; empty: none. */
+    char queue_timeout[32];    /* DOCQ_QUEUE_TIMEOUT (--queue-timeout), as given; parsed into: */
+    long queue_timeout_ms;     /* submit's queue_timeout, ms; 0: none. */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
 
     /* Security and bounded inputs (README "Security"). */
