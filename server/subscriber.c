@@ -24,6 +24,7 @@
 #define CHANNEL_MAX 96
 #define TRIM_AFTER_CLOSED 512  /* Fewest watches ended since the peak that make a memory trim worth it. */
 #define EXPIRY_CHECK_MS 250    /* Shortest pause between two reads of tasks past their queue deadline. */
+#define LONGEST_SLEEP_MS 500   /* Longest poll: a deadline a watch opened meanwhile brought is seen by then. */
 
 struct subscriber {
     const docq_config *cfg;
@@ -339,7 +340,8 @@ static void *run(void *arg) {
             next_expiry_check = now + EXPIRY_CHECK_MS;
         }
         int64_t until = next_refresh;
-        if (s->subscribed) until = expiry_due_at(s, now, until, next_expiry_check);
+        if (s->subscribed) until = expiry_due_at(s, now, until < now + LONGEST_SLEEP_MS ? until : now + LONGEST_SLEEP_MS,
+                                                 next_expiry_check);
         if (!s->subscribed && s->retry_at_ms < until) until = s->retry_at_ms;
         int timeout = until > now ? (int)(until - now) : 0;
         int nfds = 1 + (s->subscribed ? s->nctxs : 0);

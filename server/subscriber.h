@@ -19,10 +19,11 @@
  *     the positions that changed;
  *   - when a followed PENDING task's queue deadline (SubmitDoc's
  *     queue_timeout) passes by the wall clock (which Redis's TIME
- *     shares), reads it at once, then at most every 250 ms while it stays
- *     PENDING (clocks apart): the read script ends it FAILURE and publishes
- *     that, so its watchers see it end without any GetStatus and with no
- *     worker running;
+ *     shares), reads it at once (the thread never sleeps more than 500 ms,
+ *     so a deadline a new watch brought is seen by then), then at most
+ *     every 250 ms while it stays PENDING (clocks apart): the read script
+ *     ends it FAILURE and publishes that, so its watchers see it end
+ *     without any GetStatus and with no worker running;
  *   - when the subscription is (re)established (at start, after Redis
  *     restarted or the connection broke; it retries by itself with a
  *     backoff of 100 ms doubling to 2 s), re-reads every watched task before
