@@ -8,7 +8,14 @@
  *
  *   PENDING   SubmitDoc stores the record and adds the stream entry in one
  *             atomic script: a task is never half-created, and a task that
- *             exists is always queued or finished.
+ *             exists is always queued or finished. With a request_id the
+ *             same script first looks up the caller's request key
+ *             (store.h): a request id already used names its task, and
+ *             the submit answers that task as it is now instead of making
+ *             one (nor counting it against the rate limit), so retries
+ *             of one request, however many arrive at once, make one task.
+ *             With a queue_timeout the record holds a deadline: a task
+ *             still PENDING past it never starts (below).
  *   STARTED   A worker received the entry (XREADGROUP, or XAUTOCLAIM from a
  *             dead worker; either way it is now in the group's pending list
  *             under that worker's name) and, in one script, set started_at,
@@ -35,9 +42,20 @@
  *             entry was delivered more than DOCQ_MAX_DELIVERIES times (a
  *             poison entry: the start script moves it to the shard's
  *             dead-letter stream instead of starting it); error says which.
+ *             Or the task stayed PENDING past its queue deadline: it ends
+ *             FAILURE "expired in queue after N s" in whichever script meets
+ *             it first: the worker's start script (which then starts
+ *             nothing: the worker acknowledges the entry, no AI call), or
+ *             the read script of GetStatus and WatchStatus (the server's
+ *             subscriber reads each watched PENDING task as its deadline
+ *             passes, so a watch ends with no worker running and no
+ *             GetStatus). The entry of a task the read script ended stays
+ *             in the stream until a worker receives it, finds the task
+ *             terminal and acknowledges it.
  *             SUCCESS and FAILURE are terminal: the finishing script writes
  *             the outcome, acknowledges and deletes the stream entry and sets
- *             the record's expiry (DOCQ_RESULT_TTL_S) in one atomic step, and
+ *             the record's expiry (DOCQ_RESULT_TTL_S; a request key naming
+ *             the task is made to outlive the record) in one atomic step, and
  *             refuses to write when the record is already terminal or was
  *             started again by a newer attempt (fencing by attempt).
  *
