@@ -11,7 +11,7 @@ local function docq_read_task(rkey, skey, group, ttl_s)
   local f = redis.call('HGETALL', rkey)
   local pos = 0
   local h = docq_hash(f)
-  if ttl_s and docq_expired(h, docq_now()) then
+  if ttl_s and h['deadline'] and docq_expired(h, docq_now()) then
     docq_expire(rkey, h, docq_now(), ttl_s)
     f = redis.call('HGETALL', rkey)
     h = docq_hash(f)
