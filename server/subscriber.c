@@ -235,14 +235,22 @@ static void expire_due(subscriber *s) {
     free(ids);
 }
 
-/* The monotonic time (docq_now_ms) at which the next expiry check is due,
- * given the hub's earliest deadline, or `until` when none is due before. */
+/* The monotonic time (docq_now_ms, now) at which the hub's earliest queue
+ * deadline passes, but not before next_check; `until` when that is later
+ * or no deadline is known. */
 static int64_t expiry_due_at(subscriber *s, int64_t now, int64_t until, int64_t next_check) {
     int64_t d = s->hub.next_deadline(s->hub.ctx);
     if (d <= 0) return until;
     int64_t at = now + (d - wall_ms());
     if (at < next_check) at = next_check;
     return at < until ? at : until;
+}
+
+/* 1 when a watched task's queue deadline may have passed (the hub's
+ * earliest one is not in the future), else 0. */
+static int expiry_due(subscriber *s) {
+    int64_t d = s->hub.next_deadline(s->hub.ctx);
+    return d > 0 && d <= wall_ms();
 }
 
 /* After a wave of watches has ended, hand the memory they used back to the
@@ -334,14 +342,13 @@ static void *run(void *arg) {
         if (!s->subscribed && now >= s->retry_at_ms) try_subscribe(s);
         for (int i = 0; s->subscribed && i < s->nctxs; i++) drain(s, s->ctxs[i]);
         now = docq_now_ms();
-        if (s->subscribed && now >= next_expiry_check && expiry_due_at(s, now, now + 1, 0) <= now) {
+        if (s->subscribed && now >= next_expiry_check && expiry_due(s)) {
             expire_due(s);
             now = docq_now_ms();
             next_expiry_check = now + EXPIRY_CHECK_MS;
         }
-        int64_t until = next_refresh;
-        if (s->subscribed) until = expiry_due_at(s, now, until < now + LONGEST_SLEEP_MS ? until : now + LONGEST_SLEEP_MS,
-                                                 next_expiry_check);
+        int64_t until = next_refresh < now + LONGEST_SLEEP_MS ? next_refresh : now + LONGEST_SLEEP_MS;
+        if (s->subscribed) until = expiry_due_at(s, now, until, next_expiry_check);
         if (!s->subscribed && s->retry_at_ms < until) until = s->retry_at_ms;
         int timeout = until > now ? (int)(until - now) : 0;
         int nfds = 1 + (s->subscribed ? s->nctxs : 0);
