@@ -17,10 +17,10 @@
 --   ARGV[8] ttl_s       DOCQ_RESULT_TTL_S, for a known task that expires now
 -- Returns {admitted (1 or 0), created_at (now when refused), n, wait, how,
 -- task_id, state}: the first four as docq_rate_from_reply reads them; how
--- is 0 for a new task (task_id = ARGV[1], state PENDING), 1 when the
--- request key already names a task (its id and state now; state '' when
--- its record has expired), 2 when it names one for another doc_id (its
--- id; nothing written). A known request id is not counted by the limit
+-- is 0 for a new task (task_id = ARGV[1], state PENDING, or its state now
+-- when this is a repeat), 1 when the request key already names a task (its
+-- id and state now; state '' when its record has expired), 2 when it names
+-- one for another doc_id (its id; nothing written). A known request id is not counted by the limit
 -- again, nor refused by it. A repeat (the reply was lost and the command
 -- sent again) finds the record, changes nothing and is not counted twice.
 -- An admitted task's record gets version 1 and seq, the entry's number in
@@ -53,10 +53,10 @@ if req then
   end
 end
 
-local old = redis.call('HGET', record, 'created_at')
-if old then
+local old = redis.call('HMGET', record, 'created_at', 'state')
+if old[1] then
   local _, n, wait = docq_rate(limit_key, limit, window, now, task_id, false)
-  return {1, tonumber(old), n, wait, 0, task_id, 'PENDING'}
+  return {1, tonumber(old[1]), n, wait, 0, task_id, old[2] or 'PENDING'}
 end
 local ok, n, wait = docq_rate(limit_key, limit, window, now, task_id, true)
 if not ok then return {0, now, n, wait, 0, task_id, ''} end
