@@ -104,8 +104,8 @@ typedef struct docq_submitted {
     int64_t created_at_ms;           /* The task's creation time (0: its record expired). */
     int known;                       /* 1: the request id named a task already (no new one). */
     char task_id[DOCQ_TASK_ID_MAX];  /* The task: the new one, or the one the request id names. */
-    docq_task_state state;           /* Its state now: PENDING for a new task; for a known one,
-                                      * UNSPECIFIED when its record has expired. */
+    docq_task_state state;           /* Its state now (PENDING for a new task); UNSPECIFIED when
+                                      * the record of a known one has expired. */
 } docq_submitted;
 
 /* Check caller's SubmitDoc limit and, when it admits the request, store a
