@@ -8,14 +8,14 @@
  *   docq [options] list [--state S]... [--page-size N] [--all]
  *                                              the caller's tasks, newest first, as a table
  *   docq [options] delete TASK_ID              delete an ended task now
+ *   docq [options] submit --request-id R DOC_ID  idempotent: R again gets the same task
  *
  * A rate-limit refusal prints the delay the server asks for; with --retry,
  * submit waits that long and sends the document again.
  *
  * Exit status: 0 when every call succeeded, 1 when a call failed (one line
  * "docq: STATUS_NAME: details" on stderr) or a watched task ended FAILURE
- * (or CANCELLED), 2
- * for a usage error or a bad setting. */
+ * (or CANCELLED), 2 for a usage error or a bad setting. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -91,6 +91,9 @@ static void usage(FILE *out) {
             "                               --state S (repeatable) keeps only those states\n"
             "  delete TASK_ID               delete an ended task (SUCCESS, FAILURE,\n"
             "                               CANCELLED) now, its record and its result\n"
+            "  submit --request-id R DOC_ID submit idempotently: sending R again (a retry)\n"
+            "                               prints the same task id, never a second task\n"
+            "  submit --queue-timeout 30s DOC_ID...  the tasks fail if still PENDING then\n"
             "  bench                        load-test the server with simulated users\n"
             "                               (the --users ... --json options below)\n"
             "\n"
@@ -145,7 +148,8 @@ static int call(docq_client *c, const docq_config *cfg, const char *method,
  * nothing; the first failed call stops the run, so the ids printed are those
  * of the first documents, one line each. With --retry, a document refused by
  * the rate limit is sent again after the delay the server gave, as often as
- * it takes. With --wait, every task is then watched in turn until it ends. */
+ * it takes. --request-id (one DOC_ID only) and --queue-timeout go into the
+ * request. With --wait, every task is then watched in turn until it ends. */
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs) {
     char ids[DOCQ_MAX_ARGS][DOCQ_TASK_ID_MAX]; /* For --wait. */
     const char *idp[DOCQ_MAX_ARGS];
@@ -156,11 +160,20 @@ static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int n
             return EXIT_USAGE;
         }
     }
+    if (cfg->request_id[0] && nargs > 1) {
+        fprintf(stderr, "docq: --request-id names one task: give one DOC_ID\n");
+        return EXIT_USAGE;
+    }
+    Google__Protobuf__Duration timeout = GOOGLE__PROTOBUF__DURATION__INIT;
+    timeout.seconds = cfg->queue_timeout_ms / 1000;
+    timeout.nanos = (int32_t)(cfg->queue_timeout_ms % 1000) * 1000000;
     for (int i = 0; i < nargs; i++) {
         Docq__V1__SubmitDocRequest req = DOCQ__V1__SUBMIT_DOC_REQUEST__INIT;
         ProtobufCMessage *m;
         docq_rpc_status st;
         req.doc_id = args[i];
+        if (cfg->request_id[0]) req.request_id = (char *)cfg->request_id;
+        if (cfg->queue_timeout_ms > 0) req.queue_timeout = &timeout;
         int rc;
         while ((rc = call(c, cfg, DOCQ_METHOD_SUBMIT_DOC, &req.base,
                           &docq__v1__submit_doc_response__descriptor, &m, &st)) == DOCQ_ELIMITED &&

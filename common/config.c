@@ -86,7 +86,7 @@ static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
     return DOCQ_OK;
 }
 
-/* "500ms", "30s", "2m" or a plain number of seconds, into *ms. */
+/* "500ms", "30s", "2m", "1h" or a plain number of seconds, into *ms. */
 static int parse_duration(const char *v, long *ms) {
     char *end;
     errno = 0;
@@ -96,6 +96,8 @@ static int parse_duration(const char *v, long *ms) {
         unit = 1;
     else if (strcmp(end, "m") == 0)
         unit = 60000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600000;
     else if (strcmp(end, "s") != 0 && *end)
         return DOCQ_EINVAL;
     if (errno || end == v || x < 0 || x * unit > 1e12) return DOCQ_EINVAL;
@@ -106,6 +108,18 @@ static int parse_duration(const char *v, long *ms) {
 static int check_bench_duration(docq_config *cfg, const char *v, docq_error *err) {
     if (parse_duration(v, &cfg->bench_duration_ms) != DOCQ_OK || cfg->bench_duration_ms == 0)
         return docq_error_set(err, DOCQ_EINVAL, "expected a duration such as 30s, 500ms or 2m");
+    return DOCQ_OK;
+}
+
+static int check_queue_timeout(docq_config *cfg, const char *v, docq_error *err) {
+    if (parse_duration(v, &cfg->queue_timeout_ms) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "expected a duration such as 30s, 500ms, 2m or 1h");
+    return DOCQ_OK;
+}
+
+static int check_request_id(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    if (*v && docq_request_id_validate(v, strlen(v), err) != DOCQ_OK) return DOCQ_EINVAL;
     return DOCQ_OK;
 }
 
@@ -181,7 +195,11 @@ static const setting settings[] = {
     {"DOCQ_GROUP", S | W, STR(group), "workers", check_key_part,
      "consumer group the workers share (the server reads its progress for queue positions)"},
     {"DOCQ_RESULT_TTL_S", S | W, INT(result_ttl_s, 1, 315360000), "86400", NULL,
-     "seconds a finished task's record is kept"},
+     "seconds a finished task's record is kept (the server ends tasks too: cancelled, expired in the queue)"},
+    {"DOCQ_REQUEST_ID_TTL_S", S, INT(request_id_ttl_s, 1, 315360000), "86400", NULL,
+     "seconds a SubmitDoc request_id keeps naming its task (at least as long as the task's record)"},
+    {"DOCQ_MAX_QUEUE_TIMEOUT_S", S, INT(max_queue_timeout_s, 1, 315360000), "604800", NULL,
+     "longest queue_timeout a SubmitDoc may ask for, seconds"},
     {"DOCQ_THREADS", S, INT(threads, 1, 256), "2", NULL,
      "server threads, each polling its own completion queue"},
     {"DOCQ_RATE_LIMIT", S, INT(rate_limit, 0, 1000000000), "5", NULL,
@@ -259,6 +277,11 @@ static const setting settings[] = {
      "list: tasks per page"},
     {"DOCQ_LIST_ALL", C, BOOL(list_all), "false", NULL,
      "list: follow the pages to the last one (else print one page)"},
+    {"DOCQ_REQUEST_ID", C, OPTSTR(request_id), "", check_request_id,
+     "submit: request_id of the one document (1-64 printable ASCII bytes): sending it again gets the "
+     "same task"},
+    {"DOCQ_QUEUE_TIMEOUT", C, STR(queue_timeout), "0", check_queue_timeout,
+     "submit: a task still PENDING after this long fails (e.g. 30s, 10m, 1h; 0: no limit)"},
     {"DOCQ_BENCH_USERS", C, INT(bench_users, 1, 1000000), "30", NULL,
      "bench: concurrent simulated users (closed loop)"},
     {"DOCQ_BENCH_DURATION", C, STR(bench_duration), "30s", check_bench_duration,

@@ -84,18 +84,35 @@ static int eval_ints(docq_redis *r, const docq_script *s, int nkeys, int argc, c
     return rc;
 }
 
+int docq_key_request(char *buf, size_t cap, const char *prefix, int shard, const char *caller,
+                     const char *request_id, size_t len) {
+    int n = snprintf(buf, cap, "%s:{s%d}:req:%s:", prefix, shard, caller);
+    if (n < 0 || (size_t)n + 2 * len >= cap) return DOCQ_EINVAL;
+    static const char hex[] = "0123456789abcdef";
+    char *p = buf + n;
+    for (size_t i = 0; i < len; i++) {
+        *p++ = hex[(unsigned char)request_id[i] >> 4];
+        *p++ = hex[(unsigned char)request_id[i] & 15];
+    }
+    *p = '\0';
+    return DOCQ_OK;
+}
+
 /* The arguments of submit.lua (KEYS and ARGV in order). */
 typedef struct submit_args {
-    char rkey[128], skey[96], lkey[512], okey[512], lim[24], win[24];
-    const char *argv[9];
-    size_t lens[9];
+    char rkey[128], skey[96], lkey[512], okey[512], qkey[640], lim[24], win[24], timeout[24], req_ms[24], ttl[24];
+    const char *argv[13];
+    size_t lens[13];
+    int nkeys, argc;
 } submit_args;
 
-/* Fill a for docq_store_submit's arguments. Returns DOCQ_OK, or DOCQ_EINVAL
- * when the caller id is too long for a key or owner (NULL: none) for a record. */
+/* Fill a for docq_store_submit's arguments, with opts (NULL: none).
+ * Returns DOCQ_OK, or DOCQ_EINVAL when the caller id is too long for a key
+ * or owner (NULL: none) for a record. */
 static int submit_args_init(submit_args *a, const char *prefix, int shard, const char *task_id,
                             const char *doc_id, size_t doc_len, const char *caller, const char *owner,
-                            const docq_rate_policy *limit, docq_error *err) {
+                            const docq_rate_policy *limit, const docq_submit_opts *opts, docq_error *err) {
+    int with_req = opts && opts->request_id && opts->request_id_len > 0;
     if (!owner) owner = "";
     if (strlen(owner) >= DOCQ_OWNER_MAX) return docq_error_set(err, DOCQ_EINVAL, "owner id too long");
     docq_key_task(a->rkey, sizeof(a->rkey), prefix, task_id, shard);
@@ -104,23 +121,53 @@ static int submit_args_init(submit_args *a, const char *prefix, int shard, const
         return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a rate-limit key");
     if (docq_key_owned(a->okey, sizeof(a->okey), prefix, shard, caller) != DOCQ_OK)
         return docq_error_set(err, DOCQ_EINVAL, "caller id too long for an index key");
+    if (with_req && docq_key_request(a->qkey, sizeof(a->qkey), prefix, shard, caller, opts->request_id,
+                                     opts->request_id_len) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "caller id too long for a request key");
     snprintf(a->lim, sizeof(a->lim), "%ld", limit->limit > 0 ? limit->limit : 0);
     snprintf(a->win, sizeof(a->win), "%ld", limit->window_s * 1000);
-    const char *argv[] = {a->rkey, a->skey, a->lkey, a->okey, task_id, doc_id, a->lim, a->win, owner};
-    for (int i = 0; i < 9; i++) {
-        a->argv[i] = argv[i];
-        a->lens[i] = i == 5 ? doc_len : strlen(argv[i]);
+    snprintf(a->timeout, sizeof(a->timeout), "%lld", opts ? (long long)opts->queue_timeout_ms : 0LL);
+    snprintf(a->req_ms, sizeof(a->req_ms), "%lld", opts ? (long long)opts->request_ttl_s * 1000 : 0LL);
+    snprintf(a->ttl, sizeof(a->ttl), "%ld", opts && opts->result_ttl_s > 0 ? opts->result_ttl_s : 86400L);
+    const char *keys[] = {a->rkey, a->skey, a->lkey, a->okey, a->qkey};
+    const char *argv[] = {task_id, doc_id, a->lim, a->win, owner, a->timeout, a->req_ms, a->ttl};
+    a->nkeys = with_req ? 5 : 4;
+    a->argc = 0;
+    for (int i = 0; i < a->nkeys; i++) {
+        a->argv[a->argc] = keys[i];
+        a->lens[a->argc++] = strlen(keys[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        a->argv[a->argc] = argv[i];
+        a->lens[a->argc++] = i == 1 ? doc_len : strlen(argv[i]);
     }
     return DOCQ_OK;
 }
 
-/* The outcome of the submit script's reply rep: see docq_store_submit. */
-static int submit_outcome(const redisReply *rep, const docq_rate_policy *limit, int64_t *created_at_ms,
+/* The outcome of the submit script's reply rep {admitted, created_at, n,
+ * wait, how, task_id, state}: see docq_store_submit_queue. */
+static int submit_outcome(const redisReply *rep, const docq_rate_policy *limit, docq_submitted *out,
                           docq_rate_result *rate, docq_error *err) {
-    int rc = docq_rate_from_reply(rep, limit, rate, created_at_ms, err);
+    memset(out, 0, sizeof(*out));
+    int rc = docq_rate_from_reply(rep, limit, rate, &out->created_at_ms, err);
     if (rc != DOCQ_OK) return rc;
+    if (rep->elements != 7 || rep->element[4]->type != REDIS_REPLY_INTEGER ||
+        rep->element[5]->type != REDIS_REPLY_STRING || rep->element[6]->type != REDIS_REPLY_STRING ||
+        rep->element[5]->len >= sizeof(out->task_id))
+        return docq_error_set(err, DOCQ_ERR, "unexpected reply from submit.lua");
     if (!rate->admitted)
         return docq_error_set(err, DOCQ_ELIMITED, "rate limit exceeded, retry in %ld ms", rate->retry_ms);
+    long long how = rep->element[4]->integer;
+    memcpy(out->task_id, rep->element[5]->str, rep->element[5]->len + 1);
+    if (how == 2)
+        return docq_error_set(err, DOCQ_EEXISTS, "request_id already used for task %s of another doc_id",
+                              out->task_id);
+    out->known = how == 1;
+    const redisReply *st = rep->element[6];
+    out->state = DOCQ_STATE_UNSPECIFIED;
+    if (st->len > 0 && docq_task_state_parse(st->str, st->len, &out->state) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_ERR, "task record %s holds an unknown state", out->task_id);
+    if (st->len == 0) out->created_at_ms = 0;
     return DOCQ_OK;
 }
 
@@ -129,33 +176,37 @@ int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *
                       const docq_rate_policy *limit, int64_t *created_at_ms,
                       docq_rate_result *rate, docq_error *err) {
     submit_args a;
-    int rc = submit_args_init(&a, prefix, shard, task_id, doc_id, doc_len, caller, owner, limit, err);
+    docq_submitted out;
+    int rc = submit_args_init(&a, prefix, shard, task_id, doc_id, doc_len, caller, owner, limit, NULL, err);
     if (rc != DOCQ_OK) return rc;
-    redisReply *rep = docq_redis_eval(r, SCRIPT(SUBMIT), 4, 9, a.argv, a.lens, err);
+    redisReply *rep = docq_redis_eval(r, SCRIPT(SUBMIT), a.nkeys, a.argc, a.argv, a.lens, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
-    rc = submit_outcome(rep, limit, created_at_ms, rate, err);
+    rc = submit_outcome(rep, limit, &out, rate, err);
+    *created_at_ms = out.created_at_ms;
     freeReplyObject(rep);
     return rc;
 }
 
 int docq_store_submit_queue(docq_pipeline *pl, const char *prefix, int shard, const char *task_id,
                             const char *doc_id, size_t doc_len, const char *caller, const char *owner,
-                            const docq_rate_policy *limit, docq_store_ticket *ticket, docq_error *err) {
+                            const docq_rate_policy *limit, const docq_submit_opts *opts,
+                            docq_store_ticket *ticket, docq_error *err) {
     submit_args a;
-    int rc = submit_args_init(&a, prefix, shard, task_id, doc_id, doc_len, caller, owner, limit, err);
+    int rc = submit_args_init(&a, prefix, shard, task_id, doc_id, doc_len, caller, owner, limit, opts, err);
     if (rc != DOCQ_OK) return rc;
-    ticket->first = docq_pipeline_eval(pl, SCRIPT(SUBMIT), 4, 9, a.argv, a.lens, err);
+    ticket->first = docq_pipeline_eval(pl, SCRIPT(SUBMIT), a.nkeys, a.argc, a.argv, a.lens, err);
     ticket->shape = 0;
     ticket->policy = *limit;
     return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
 }
 
-int docq_store_submit_result(const docq_pipeline *pl, const docq_store_ticket *ticket,
-                             int64_t *created_at_ms, docq_rate_result *rate, docq_error *err) {
+int docq_store_submit_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_submitted *out,
+                             docq_rate_result *rate, docq_error *err) {
     const redisReply *rep;
     memset(rate, 0, sizeof(*rate));
+    memset(out, 0, sizeof(*out));
     int rc = docq_pipeline_reply(pl, ticket->first, &rep, err);
-    return rc == DOCQ_OK ? submit_outcome(rep, &ticket->policy, created_at_ms, rate, err) : rc;
+    return rc == DOCQ_OK ? submit_outcome(rep, &ticket->policy, out, rate, err) : rc;
 }
 
 /* Fill out from a record's field/value array (HGETALL's reply). */
@@ -191,22 +242,25 @@ static int read_outcome(const redisReply *rep, const char *task_id, docq_task *o
 
 /* The arguments of read.lua for task_id. */
 typedef struct read_args {
-    char rkey[128], skey[96];
+    char rkey[128], skey[96], ttl[24];
 } read_args;
 
-static void read_args_init(read_args *a, const char *prefix, const char *task_id) {
+/* ttl_s: see docq_store_get; read.lua and status.lua take it as their last
+ * argument, which they leave out to read only. */
+static void read_args_init(read_args *a, const char *prefix, const char *task_id, long ttl_s) {
     int shard = docq_task_id_shard(task_id);
     docq_key_task(a->rkey, sizeof(a->rkey), prefix, task_id, shard);
     docq_key_stream(a->skey, sizeof(a->skey), prefix, shard);
+    snprintf(a->ttl, sizeof(a->ttl), "%ld", ttl_s);
 }
 
-int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id,
+int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id, long ttl_s,
                    docq_task *out, docq_error *err) {
     read_args a;
     docq_task_clear(out);
-    read_args_init(&a, prefix, task_id);
-    const char *argv[] = {a.rkey, a.skey, group};
-    redisReply *rep = docq_redis_eval(r, SCRIPT(READ), 2, 3, argv, NULL, err);
+    read_args_init(&a, prefix, task_id, ttl_s);
+    const char *argv[] = {a.rkey, a.skey, group, a.ttl};
+    redisReply *rep = docq_redis_eval(r, SCRIPT(READ), 2, ttl_s > 0 ? 4 : 3, argv, NULL, err);
     if (!rep) return err ? err->code : DOCQ_ERR;
     int rc = read_outcome(rep, task_id, out, err);
     freeReplyObject(rep);
@@ -221,11 +275,12 @@ enum {
 };
 
 int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *group, const char *task_id,
-                          const docq_reader *reader, docq_store_ticket *ticket, docq_error *err) {
+                          const docq_reader *reader, long ttl_s, docq_store_ticket *ticket, docq_error *err) {
     read_args a;
     docq_rate_args lim;
-    read_args_init(&a, prefix, task_id);
-    const char *read_argv[] = {a.rkey, a.skey, group};
+    read_args_init(&a, prefix, task_id, ttl_s);
+    const char *read_argv[] = {a.rkey, a.skey, group, a.ttl};
+    int read_argc = ttl_s > 0 ? 4 : 3;
     ticket->policy = reader ? reader->policy : (docq_rate_policy){0, 0};
     ticket->shape = READ_ONLY;
     if (ticket->policy.limit > 0) {
@@ -235,13 +290,13 @@ int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *gro
         ticket->shape = reader->shard == docq_task_id_shard(task_id) ? READ_LIMITED : READ_CHECK_FIRST;
     }
     if (ticket->shape == READ_LIMITED) {
-        const char *argv[] = {lim.key, a.rkey, a.skey, lim.limit, lim.window, lim.member, group};
-        ticket->first = docq_pipeline_eval(pl, SCRIPT(STATUS), 3, 7, argv, NULL, err);
+        const char *argv[] = {lim.key, a.rkey, a.skey, lim.limit, lim.window, lim.member, group, a.ttl};
+        ticket->first = docq_pipeline_eval(pl, SCRIPT(STATUS), 3, read_argc + 4, argv, NULL, err);
         return ticket->first < 0 ? DOCQ_ERR : DOCQ_OK;
     }
     if (ticket->shape == READ_CHECK_FIRST && (ticket->first = docq_rate_check_queue(pl, &lim, err)) < 0)
         return DOCQ_ERR;
-    int i = docq_pipeline_eval(pl, SCRIPT(READ), 2, 3, read_argv, NULL, err);
+    int i = docq_pipeline_eval(pl, SCRIPT(READ), 2, read_argc, read_argv, NULL, err);
     if (ticket->shape == READ_ONLY) ticket->first = i;
     return i < 0 ? DOCQ_ERR : DOCQ_OK;
 }
@@ -358,16 +413,21 @@ static int record_refusal(const long long *v, size_t n, docq_error *err) {
 
 int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, docq_start *out,
                      docq_error *err) {
-    char rkey[128], maxd[24];
+    char rkey[128], maxd[24], ttl[24];
     docq_key_task(rkey, sizeof(rkey), q->prefix, task_id, docq_task_id_shard(task_id));
     snprintf(maxd, sizeof(maxd), "%ld", q->max_deliveries);
-    const char *argv[] = {rkey, maxd, q->consumer};
+    snprintf(ttl, sizeof(ttl), "%ld", q->ttl_s);
+    const char *argv[] = {rkey, maxd, q->consumer, ttl};
     long long v[3];
     size_t n;
     memset(out, 0, sizeof(*out));
-    int rc = eval_ints(r, SCRIPT(START), 1, 3, argv, NULL, v, 3, &n, err);
+    int rc = eval_ints(r, SCRIPT(START), 1, 4, argv, NULL, v, 3, &n, err);
     if (rc == DOCQ_OK) rc = record_refusal(v, n, err);
     if (rc != DOCQ_OK) return rc;
+    if (n == 1 && v[0] == -4) {
+        out->expired = 1;
+        return DOCQ_OK;
+    }
     if (n == 2 && v[0] == -3) {
         out->dead = 1;
         out->deliveries = (uint32_t)v[1];

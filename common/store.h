@@ -22,8 +22,11 @@
  *                         seq (the entry's number in its stream:
  *                         entries-added after its XADD), owner (the caller
  *                         id of an authenticated submitter; absent when
- *                         callers are addresses). No expiry until the task
- *                         finishes, then DOCQ_RESULT_TTL_S.
+ *                         callers are addresses), deadline (Unix ms: created_at
+ *                         + queue_timeout; absent: no limit), request_key
+ *                         (the P:{sN}:req:... key naming this task, when
+ *                         submitted with a request_id). No expiry until the
+ *                         task finishes, then DOCQ_RESULT_TTL_S.
  *   P:{sN}:<dead>         Stream: the shard's dead-letter stream (<dead> =
  *                         DOCQ_DEAD_STREAM). One entry per task whose queue
  *                         entry was delivered more than DOCQ_MAX_DELIVERIES
@@ -38,6 +41,16 @@
  *   P:{sN}:events         Pub/sub channel (not a key): every script that
  *                         changes a record of the shard publishes the whole
  *                         record there in the same atomic step (event.h).
+ *
+ *   P:{sN}:req:<caller>:<hex>  Hash: a request id of the caller (<hex>: its
+ *                         bytes in lowercase hex, so that no ':' of either
+ *                         part can make two callers' keys one), N = the
+ *                         caller's shard. Fields task_id, doc_id and until
+ *                         (Unix ms: created_at + DOCQ_REQUEST_ID_TTL_S). No
+ *                         expiry while its task is unfinished; when the task
+ *                         ends, it expires at the later of until and the
+ *                         record's own expiry (lib/ended.lua), so it never
+ *                         goes before the record it names.
  *
  *   P:{sN}:rate:<caller>  Sorted set: the caller's SubmitDoc rate limit, a
  *                         sliding log (ratelimit.h), N = the caller's shard.
@@ -89,6 +102,31 @@ void docq_key_events(char *buf, size_t cap, const char *prefix, int shard);
  * 0 (unknown) when seq is 0 or read is negative. Pure. */
 uint32_t docq_queue_position(uint64_t seq, int64_t read);
 
+/* Write the request key of caller's request_id (len bytes) in shard into
+ * buf: "P:{sN}:req:<caller>:<request_id in lowercase hex>". Returns DOCQ_OK,
+ * or DOCQ_EINVAL when it does not fit cap. */
+int docq_key_request(char *buf, size_t cap, const char *prefix, int shard, const char *caller,
+                     const char *request_id, size_t len);
+
+/* What a SubmitDoc asks beyond its document (docq_store_submit_queue). */
+typedef struct docq_submit_opts {
+    const char *request_id;   /* The caller's request id (1 to DOCQ_REQUEST_ID_MAX bytes), or
+                               * NULL: every submit is a new task. Borrowed until queued. */
+    size_t request_id_len;
+    long request_ttl_s;       /* DOCQ_REQUEST_ID_TTL_S: least life of the request id. */
+    int64_t queue_timeout_ms; /* The queue timeout; 0: none. */
+    long result_ttl_s;        /* DOCQ_RESULT_TTL_S, for a known task that expires meanwhile. */
+} docq_submit_opts;
+
+/* What docq_store_submit_result found. */
+typedef struct docq_submitted {
+    int64_t created_at_ms;           /* The task's creation time (0: its record expired). */
+    int known;                       /* 1: the request id named a task already (no new one). */
+    char task_id[DOCQ_TASK_ID_MAX];  /* The task: the new one, or the one the request id names. */
+    docq_task_state state;           /* Its state now (PENDING for a new task); UNSPECIFIED when
+                                      * the record of a known one has expired. */
+} docq_submitted;
+
 /* Check caller's SubmitDoc limit and, when it admits the request, store a
  * new PENDING task and queue it: one script, one round trip, atomically.
  * owner (a caller id, or NULL or "" for none) is stored in the record's
@@ -106,9 +144,12 @@ int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *
 
 /* Read a task into out (cleared first; free with docq_task_clear), with its
  * queue position in the consumer group `group` while it is PENDING, in one
- * round trip. Returns DOCQ_ENOTFOUND when there is no such record (never
- * created, or finished and expired). */
-int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id,
+ * round trip. With ttl_s > 0 (DOCQ_RESULT_TTL_S), a PENDING task past its
+ * queue deadline is ended FAILURE "expired in queue after N s" first (a
+ * change, published; the record expires after ttl_s) and read so; with 0
+ * it only reads. Returns DOCQ_ENOTFOUND when there is no such record
+ * (never created, or finished and expired). */
+int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id, long ttl_s,
                    docq_task *out, docq_error *err);
 
 /* Pipelined steps (redis.h): a step's _queue function queues its commands
@@ -123,12 +164,22 @@ typedef struct docq_store_ticket {
     docq_rate_policy policy;  /* The limit the step checks (limit 0: none). */
 } docq_store_ticket;
 
-/* docq_store_submit, queued: its result returns as docq_store_submit. */
+/* docq_store_submit, queued, with opts (NULL: none). Its result returns as
+ * docq_store_submit, with out filled on DOCQ_OK. With a request id, in the
+ * same script: when caller's request key (docq_key_request) names a task
+ * already, no task is made and nothing is counted by the limit (nor
+ * refused by it): DOCQ_OK with out->known = 1, that task's id and its
+ * state now (a PENDING one past its deadline is ended first, as
+ * docq_store_get does), or DOCQ_EEXISTS (out->task_id set) when it was
+ * submitted for another doc_id. Otherwise the new task is stored as
+ * docq_store_submit does, with the request key naming it (store.h). With a
+ * queue timeout the record gets its deadline. */
 int docq_store_submit_queue(docq_pipeline *pl, const char *prefix, int shard, const char *task_id,
                             const char *doc_id, size_t doc_len, const char *caller, const char *owner,
-                            const docq_rate_policy *limit, docq_store_ticket *ticket, docq_error *err);
-int docq_store_submit_result(const docq_pipeline *pl, const docq_store_ticket *ticket,
-                             int64_t *created_at_ms, docq_rate_result *rate, docq_error *err);
+                            const docq_rate_policy *limit, const docq_submit_opts *opts,
+                            docq_store_ticket *ticket, docq_error *err);
+int docq_store_submit_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_submitted *out,
+                             docq_rate_result *rate, docq_error *err);
 
 /* Who reads a task, for the read limit of docq_store_read_queue. */
 typedef struct docq_reader {
@@ -139,7 +190,8 @@ typedef struct docq_reader {
 
 /* GetStatus's Redis work: count the read against reader's read limit (key
  * kind DOCQ_RATE_READ, as docq_rate_check counts it) and, when admitted,
- * read task_id as docq_store_get does. When the limit key and the task share
+ * read task_id as docq_store_get does (ending it when past its queue
+ * deadline, with ttl_s as there). When the limit key and the task share
  * a shard (a caller reading its own task), one script does both and a
  * refused read reads nothing; otherwise the check and the read are two
  * commands, both sent (the read's reply is ignored when the limit refuses).
@@ -148,7 +200,7 @@ typedef struct docq_reader {
  * DOCQ_ELIMITED with *rate filled, DOCQ_ENOTFOUND (the read was counted),
  * or the errors of docq_redis_eval. */
 int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *group, const char *task_id,
-                          const docq_reader *reader, docq_store_ticket *ticket, docq_error *err);
+                          const docq_reader *reader, long ttl_s, docq_store_ticket *ticket, docq_error *err);
 int docq_store_read_result(const docq_pipeline *pl, const docq_store_ticket *ticket, const char *task_id,
                            docq_rate_result *rate, docq_task *out, docq_error *err);
 
@@ -221,6 +273,7 @@ typedef struct docq_start {
     uint32_t failures;    /* Transient AI failures recorded before this start. */
     uint32_t deliveries;  /* Real deliveries of the task, this one included. */
     int dead;             /* 1: not started, delivered too often: dead-letter it. */
+    int expired;          /* 1: not started, past its queue deadline: now FAILURE; ack the entry. */
 } docq_start;
 
 /* The worker q->consumer has just received an entry for task_id (read or
@@ -234,6 +287,10 @@ typedef struct docq_start {
  * When the task would be delivered more than q->max_deliveries times,
  * nothing is written: DOCQ_OK with out->dead == 1 and out->deliveries set;
  * the worker then calls docq_store_dead_letter.
+ * When the task is PENDING past its queue deadline, it is not started but
+ * ended FAILURE "expired in queue after N s" (published, expiring after
+ * q->ttl_s): DOCQ_OK with out->expired == 1; the worker acknowledges the
+ * entry and never calls the AI.
  * Returns DOCQ_ENOTFOUND when the record is gone and DOCQ_ECONFLICT when the
  * task is already terminal: in both cases the entry is only to be acked. */
 int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, docq_start *out,

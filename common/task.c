@@ -74,6 +74,20 @@ int docq_doc_id_validate(const char *s, size_t len, docq_error *err) {
     return DOCQ_OK;
 }
 
+int docq_request_id_validate(const char *s, size_t len, docq_error *err) {
+    if (len == 0) return docq_error_set(err, DOCQ_EINVAL, "request_id is empty");
+    if (len > DOCQ_REQUEST_ID_MAX)
+        return docq_error_set(err, DOCQ_EINVAL, "request_id is %zu bytes long, the limit is %d", len,
+                              DOCQ_REQUEST_ID_MAX);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e)
+            return docq_error_set(err, DOCQ_EINVAL,
+                                  "request_id holds byte 0x%02x at byte %zu: only printable ASCII is allowed", c, i);
+    }
+    return DOCQ_OK;
+}
+
 int docq_utf8_valid(const char *s, size_t len) {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
@@ -218,6 +232,8 @@ int docq_task_set_field(docq_task *t, const char *name, size_t nlen, const char 
     } else if (FIELD_IS("seq")) {
         if (parse_i64(val, vlen, &n) != DOCQ_OK) return DOCQ_EINVAL;
         t->seq = (uint64_t)n;
+    } else if (FIELD_IS("deadline")) {
+        return parse_i64(val, vlen, &t->deadline_ms);
     }
     return DOCQ_OK;
 }

@@ -8,7 +8,14 @@
  *
  *   PENDING   SubmitDoc stores the record and adds the stream entry in one
  *             atomic script: a task is never half-created, and a task that
- *             exists is always queued or finished.
+ *             exists is always queued or finished. With a request_id the
+ *             same script first looks up the caller's request key
+ *             (store.h): a request id already used names its task, and
+ *             the submit answers that task as it is now instead of making
+ *             one (nor counting it against the rate limit), so retries
+ *             of one request, however many arrive at once, make one task.
+ *             With a queue_timeout the record holds a deadline: a task
+ *             still PENDING past it never starts (below).
  *   STARTED   A worker received the entry (XREADGROUP, or XAUTOCLAIM from a
  *             dead worker; either way it is now in the group's pending list
  *             under that worker's name) and, in one script, set started_at,
@@ -35,9 +42,20 @@
  *             entry was delivered more than DOCQ_MAX_DELIVERIES times (a
  *             poison entry: the start script moves it to the shard's
  *             dead-letter stream instead of starting it); error says which.
+ *             Or the task stayed PENDING past its queue deadline: it ends
+ *             FAILURE "expired in queue after N s" in whichever script meets
+ *             it first: the worker's start script (which then starts
+ *             nothing: the worker acknowledges the entry, no AI call), or
+ *             the read script of GetStatus and WatchStatus (the server's
+ *             subscriber reads each watched PENDING task as its deadline
+ *             passes, so a watch ends with no worker running and no
+ *             GetStatus). The entry of a task the read script ended stays
+ *             in the stream until a worker receives it, finds the task
+ *             terminal and acknowledges it.
  *             SUCCESS and FAILURE are terminal: the finishing script writes
  *             the outcome, acknowledges and deletes the stream entry and sets
- *             the record's expiry (DOCQ_RESULT_TTL_S) in one atomic step, and
+ *             the record's expiry (DOCQ_RESULT_TTL_S; a request key naming
+ *             the task is made to outlive the record) in one atomic step, and
  *             refuses to write when the record is already terminal or was
  *             started again by a newer attempt (fencing by attempt).
  *   CANCELLED CancelTask stopped a PENDING or STARTED task (cancel.lua: one
@@ -103,6 +121,7 @@ typedef enum docq_task_state {
 #define DOCQ_TASK_ID_MAX 48   /* Room for any task id and its NUL. */
 #define DOCQ_MAX_SHARDS 1024
 #define DOCQ_OWNER_MAX 128    /* Room for an owner (a caller id) and its NUL. */
+#define DOCQ_REQUEST_ID_MAX 64 /* Longest request_id, in bytes. */
 
 typedef struct docq_task {
     char task_id[DOCQ_TASK_ID_MAX];
@@ -121,6 +140,8 @@ typedef struct docq_task {
     uint64_t version;       /* Grows by 1 with each change of the record; 1 when submitted. */
     uint64_t seq;           /* The queue entry's number in its stream (entries-added after
                              * its XADD); 0 when unknown. */
+    int64_t deadline_ms;    /* Unix ms after which a task still PENDING expires (its queue
+                             * timeout); 0: none. Never sent to clients. */
     uint32_t queue_position;/* While PENDING: 1 = next to be taken; 0 = not pending or
                              * unknown. Computed, not stored in the record. */
 } docq_task;
@@ -133,6 +154,11 @@ int docq_task_state_parse(const char *name, size_t len, docq_task_state *out);
 
 /* 1 for SUCCESS, FAILURE and CANCELLED, else 0. */
 int docq_task_state_terminal(docq_task_state s);
+
+/* Check a client-supplied request_id: 1 to DOCQ_REQUEST_ID_MAX bytes of
+ * printable ASCII (0x20 to 0x7e). Returns DOCQ_OK or DOCQ_EINVAL with a
+ * message saying what is wrong and where. */
+int docq_request_id_validate(const char *s, size_t len, docq_error *err);
 
 /* Check a client-supplied doc_id: 1 to DOCQ_DOC_ID_MAX bytes of valid UTF-8
  * without control characters (C0, DEL, C1). Returns DOCQ_OK or DOCQ_EINVAL

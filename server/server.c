@@ -506,6 +506,8 @@ static void hub_positions(void *h, const int64_t *read, int n) { watch_hub_posit
 static int hub_trim_due(void *h, size_t min_closed, size_t *peak, size_t *open) {
     return watch_hub_trim_due(h, min_closed, peak, open);
 }
+static int64_t hub_next_deadline(void *h) { return watch_hub_next_deadline(h); }
+static subscriber_task_id *hub_expired(void *h, int64_t now_ms, size_t *n) { return watch_hub_expired(h, now_ms, n); }
 
 int docq_server_start(docq_server *srv, docq_error *err) {
     grpc_server_start(srv->server);
@@ -518,7 +520,8 @@ int docq_server_start(docq_server *srv, docq_error *err) {
         srv->started_threads++;
     }
     subscriber_hooks hooks = {srv->watch,     hub_watching,  hub_update,  hub_gone,
-                              hub_ids,        hub_pending_shards, hub_positions, hub_trim_due};
+                              hub_ids,        hub_pending_shards, hub_positions, hub_trim_due,
+                              hub_next_deadline, hub_expired};
     srv->sub = subscriber_start(srv->cfg, &hooks, err);
     return srv->sub ? DOCQ_OK : DOCQ_ERR;
 }

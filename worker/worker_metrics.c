@@ -5,7 +5,7 @@
 #include "worker_metrics.h"
 
 static const char *outcome_names[OUTCOME_N] = {"success", "failure", "dead_lettered", "superseded",
-                                                 "cancelled"};
+                                                 "cancelled", "expired"};
 static const char *error_names[AI_ERR_N] = {"connect", "timeout", "http_4xx", "http_5xx",
                                             "http_other", "body", "other"};
 

@@ -18,6 +18,7 @@ typedef enum task_outcome {
     OUTCOME_SUPERSEDED,    /* Not written: another worker took the task over meanwhile, or it was
                             * cancelled just before the outcome was written. */
     OUTCOME_CANCELLED,     /* Cancelled while here: its AI call aborted or its retry dropped. */
+    OUTCOME_EXPIRED,       /* Past its queue_timeout when received: FAILURE, no AI call. */
     OUTCOME_N
 } task_outcome;
 

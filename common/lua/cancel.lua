@@ -31,7 +31,7 @@
 -- cancel left it (fields empty: no such record, or another caller's). Sent
 -- again after a lost reply it finds the task CANCELLED and returns it,
 -- changing nothing, and counts the call once.
--- lib: rate read_task now publish
+-- lib: rate read_task now publish ended
 local limit_key, record, stream, cancels = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local limit, window, member, group = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local owner, ttl, maxlen, reason, task_id = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -46,7 +46,7 @@ if not cur[1] or (owner ~= '' and cur[2] ~= owner) then return {rate, {{}, 0}} e
 if cur[1] == 'PENDING' or cur[1] == 'STARTED' then
   redis.call('HSET', record, 'state', 'CANCELLED', 'finished_at', string.format('%d', now),
     'error', reason)
-  redis.call('EXPIRE', record, ttl)
+  docq_ended(record, now, ttl)
   docq_changed(record)
   if cur[1] == 'STARTED' then
     redis.call('XADD', cancels, 'MAXLEN', '~', maxlen, '*', 'task_id', task_id)

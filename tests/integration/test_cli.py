@@ -289,10 +289,12 @@ class Settings(unittest.TestCase):
         """every binary lists its settings with help"""
         for binary, must in [("docq-server", ["--listen", "DOCQ_REDIS_URL", "DOCQ_SHARDS", "DOCQ_GROUP",
                                               "DOCQ_KEEPALIVE_MS", "DOCQ_MAX_CONNECTION_AGE_MS",
-                                              "DOCQ_POSITION_REFRESH_MS"]),
+                                              "DOCQ_POSITION_REFRESH_MS", "DOCQ_REQUEST_ID_TTL_S",
+                                              "DOCQ_MAX_QUEUE_TIMEOUT_S", "DOCQ_RESULT_TTL_S"]),
                              ("docq-worker", ["--ai-url", "DOCQ_AI_TIMEOUT_MS", "DOCQ_GROUP",
                                               "DOCQ_RESULT_TTL_S"]),
-                             ("docq", ["--server", "DOCQ_SERVER", "--wait", "DOCQ_KEEPALIVE_MS", "watch TASK_ID"])]:
+                             ("docq", ["--server", "DOCQ_SERVER", "--wait", "DOCQ_KEEPALIVE_MS", "watch TASK_ID",
+                                       "--request-id", "--queue-timeout"])]:
             out = run(binary, "--help")
             self.assertEqual(out.returncode, 0, binary)
             for word in must:

@@ -6,6 +6,7 @@ import subprocess
 import unittest
 
 import grpc
+from google.protobuf import duration_pb2
 
 from stack import Stack, needs, pb
 from test_watch import Watcher, check_stream
@@ -24,10 +25,14 @@ class Interop(unittest.TestCase):
         cls.stack.stop()
 
     def test_a_python_client_generated_from_proto_submits_gets_status_and_watches(self):
-        """a Python client generated from proto/ submits, gets status and watches"""
+        """a Python client generated from proto/ submits (with a request_id and a queue_timeout),
+        gets status and watches"""
         stub = self.stack.stub(new_channel=True)
-        r = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="py_interop"), timeout=10)
+        request = pb.SubmitDocRequest(doc_id="py_interop", request_id="py-interop-1",
+                                      queue_timeout=duration_pb2.Duration(seconds=3600))
+        r = stub.SubmitDoc(request, timeout=10)
         self.assertEqual(r.state, pb.Task.PENDING)
+        self.assertEqual(stub.SubmitDoc(request, timeout=10).task_id, r.task_id, "the same request_id: the same task")
         t = stub.GetStatus(pb.GetStatusRequest(task_id=r.task_id), timeout=10)
         self.assertEqual((t.task_id, t.doc_id), (r.task_id, "py_interop"))
         w = Watcher(stub, r.task_id).finish(timeout=60)
@@ -81,6 +86,7 @@ class Interop(unittest.TestCase):
             self.assertIn("docq.v1.DocQueue", out["services"])
             self.assertEqual(out["methods"], ["SubmitDoc", "GetStatus", "WatchStatus", "CancelTask", "ListTasks", "DeleteTask"])
             self.assertEqual(out["submitted"]["state"], "PENDING")
+            self.assertEqual(out["again"]["task_id"], out["submitted"]["task_id"], "the same request_id: the same task")
             self.assertEqual(out["status"]["task_id"], out["submitted"]["task_id"])
             self.assertEqual(out["status"]["doc_id"], doc)
             self.assertIn(out["status"]["state"], ("PENDING", "STARTED", "SUCCESS"))

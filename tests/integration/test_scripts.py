@@ -17,6 +17,7 @@ DEAD = "docq:{s0}:dead"
 EVENTS = "docq:{s0}:events"
 CANCELS = "docq:{s0}:cancels"
 INDEX = "docq:{s0}:owned:caller"
+REQ = "docq:{s0}:req:caller:"
 TTL = 3600
 
 
@@ -102,9 +103,13 @@ class Scripts(unittest.TestCase):
     def delete(self, tid, owner="", limit=0, member="m"):
         return self.eval("delete", ["docq:{s0}:rate-read:caller", record(tid), INDEX, "docq:{s0}:deleted:" + tid],
                          [limit, 60000, member, tid, owner, "docq:{s0}:req:caller:"])
+    def submit_with(self, tid, doc="doc", limit=0, request=None, timeout_ms=0, request_ms=86400000):
+        """submit.lua with a request key (request: its last part) and a queue timeout."""
+        keys = [record(tid), STREAM, "docq:{s0}:rate:caller", INDEX] + ([REQ + request] if request else [])
+        return self.eval("submit", keys, [tid, doc, limit, 60000, "", timeout_ms, request_ms, TTL])
 
     def start(self, tid, consumer, max_deliveries=10):
-        return self.eval("start", [record(tid)], [max_deliveries, consumer])
+        return self.eval("start", [record(tid)], [max_deliveries, consumer, TTL])
 
     def dead_letter(self, tid, entry, consumer):
         return self.eval("dead_letter", [record(tid), STREAM, DEAD], [GROUP, entry, tid, consumer, TTL, 100])
@@ -155,7 +160,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.submit(task_id(1), limit=2, window_ms=window)[0], 1)
         self.assertEqual(self.submit(task_id(2), limit=2, window_ms=window)[0], 1)
         oldest = int(self.r("ZSCORE", "docq:{s0}:rate:caller", task_id(1)))
-        ok, now, n, wait = self.submit(task_id(3), limit=2, window_ms=window)
+        ok, now, n, wait = self.submit(task_id(3), limit=2, window_ms=window)[:4]
         self.assertEqual((ok, n), (0, 2))
         self.assertEqual(wait, oldest + window - now)
         self.assertEqual(self.r("EXISTS", record(task_id(3))), 0)
@@ -275,6 +280,114 @@ class Scripts(unittest.TestCase):
         refused = self.delete(task_id(5), owner="acme", limit=1, member="b")
         self.assertEqual((len(refused), refused[0][0]), (1, 0))
         self.assertEqual(self.r("EXISTS", record(task_id(5))), 1, "a refused delete deletes nothing")
+    def test_submit_a_known_request_id_answers_its_task_and_is_not_counted_again(self):
+        """submit.lua: a known request id answers its task and state, stores nothing and is not
+        counted by the limit again, even at the limit"""
+        first = self.submit_with(task_id(1), limit=1, request="72")
+        self.assertEqual(first[4:], [0, task_id(1), "PENDING"])
+        again = self.submit_with(task_id(2), limit=1, request="72")
+        self.assertEqual(again[0], 1, "admitted although the limit of 1 is used up")
+        self.assertEqual(again[1:3], [first[1], 1], "the task's created_at, one request counted")
+        self.assertEqual(again[4:], [1, task_id(1), "PENDING"])
+        self.assertEqual(self.r("EXISTS", record(task_id(2))), 0)
+        self.assertEqual((self.r("XLEN", STREAM), self.r("ZCARD", "docq:{s0}:rate:caller")), (1, 1))
+        self.assertEqual(self.submit_with(task_id(3), limit=1, request="73")[0], 0, "a new request is refused")
+        self.r("HSET", record(task_id(1)), "state", "SUCCESS")
+        self.assertEqual(self.submit_with(task_id(4), limit=1, request="72")[4:], [1, task_id(1), "SUCCESS"],
+                         "the state as it is now")
+
+    def test_submit_a_known_request_id_with_another_doc_id_writes_nothing(self):
+        """submit.lua: a known request id with another doc_id writes nothing and names the task"""
+        self.submit_with(task_id(1), doc="a", request="72")
+        before = self.r("HGETALL", REQ + "72")
+        self.assertEqual(self.submit_with(task_id(2), doc="b", request="72")[4:], [2, task_id(1), ""])
+        self.assertEqual(self.r("HGETALL", REQ + "72"), before)
+        self.assertEqual((self.r("EXISTS", record(task_id(2))), self.r("XLEN", STREAM)), (0, 1))
+
+    def test_submit_stores_the_deadline_and_the_request_key_without_expiry(self):
+        """submit.lua stores the queue deadline and a request key that does not expire while the
+        task is unfinished"""
+        tid = task_id(1)
+        reply = self.submit_with(tid, request="72", timeout_ms=30000, request_ms=5000)
+        created = reply[1]
+        self.assertEqual(int(self.field(tid, "deadline")), created + 30000)
+        self.assertEqual(self.field(tid, "request_key"), REQ + "72")
+        req = dict(zip(*[iter(self.r("HGETALL", REQ + "72"))] * 2))
+        self.assertEqual(req, {"task_id": tid, "doc_id": "doc", "until": str(created + 5000)})
+        self.assertEqual(self.r("TTL", REQ + "72"), -1)
+        self.assertIsNone(self.field(task_id(2), "deadline"))
+        self.submit_with(task_id(2))
+        self.assertIsNone(self.field(task_id(2), "deadline"), "no timeout: no deadline")
+        self.assertIsNone(self.field(task_id(2), "request_key"))
+
+    def test_finish_makes_the_request_key_outlive_the_record(self):
+        """finish.lua makes the request key expire no sooner than the record, nor than its own
+        DOCQ_REQUEST_ID_TTL_S"""
+        for n, request_ms in ((1, 1000), (2, 3 * TTL * 1000)):
+            tid = task_id(n)
+            self.submit_with(tid, request=str(n), request_ms=request_ms)
+            entry = self.read_entries("c1")[0]
+            self.start(tid, "c1")
+            self.assertEqual(self.finish(tid, entry, 1, "ok"), 1)
+            record_end, req_end = self.r("PEXPIRETIME", record(tid)), self.r("PEXPIRETIME", REQ + str(n))
+            self.assertGreater(record_end, 0)
+            self.assertGreaterEqual(req_end, record_end)
+            if request_ms > TTL * 1000:
+                self.assertGreater(req_end, record_end + TTL * 1000, "its own, longer life is kept")
+
+    def test_start_ends_a_pending_task_past_its_deadline_instead_of_starting_it(self):
+        """start.lua ends a PENDING task past its queue deadline FAILURE instead of starting it,
+        published, with its record's expiry"""
+        tid = task_id(1)
+        self.submit_with(tid, timeout_ms=1, request="9")
+        self.read_entries("c1")
+        time.sleep(0.02)
+        sub = Resp(self.stack.redis_port)
+        self.addCleanup(sub.close)
+        sub("SUBSCRIBE", EVENTS)
+        self.assertEqual(self.start(tid, "c1"), [-4])
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "error"), self.field(tid, "version"),
+                          self.field(tid, "attempts")), ("FAILURE", "expired in queue after 0.001 s", "2", "0"))
+        self.assertIsNotNone(self.field(tid, "finished_at"))
+        self.assertGreater(self.r("TTL", record(tid)), 0)
+        self.assertGreaterEqual(self.r("PEXPIRETIME", REQ + "9"), self.r("PEXPIRETIME", record(tid)))
+        self.assertIn("expired in queue", sub.reply()[2], "the change was published")
+        self.assertEqual(self.start(tid, "c1"), [-2], "sent again: terminal, only to be acknowledged")
+        other = task_id(2)
+        self.submit_with(other, timeout_ms=3600000)
+        self.read_entries("c1")
+        self.assertEqual(self.start(other, "c1")[0], 1, "a deadline not yet passed starts as usual")
+
+    def test_read_ends_a_pending_task_past_its_deadline_only_when_given_the_ttl(self):
+        """read.lua and status.lua end a PENDING task past its queue deadline when given the
+        result TTL, and only read without it"""
+        tid = task_id(1)
+        self.submit_with(tid, timeout_ms=2000)
+        time.sleep(0.01)
+        fields, _ = self.eval("read", [record(tid), STREAM], [GROUP, TTL])
+        self.assertEqual(dict(zip(fields[::2], fields[1::2]))["state"], "PENDING", "not yet past it")
+        for field in ("created_at", "deadline"):
+            self.r("HINCRBY", record(tid), field, -5000)
+        fields, pos = self.eval("read", [record(tid), STREAM], [GROUP])
+        self.assertEqual((dict(zip(fields[::2], fields[1::2]))["state"], pos), ("PENDING", 1), "reads only")
+        fields, pos = self.eval("read", [record(tid), STREAM], [GROUP, TTL])
+        h = dict(zip(fields[::2], fields[1::2]))
+        self.assertEqual((h["state"], h["error"], h["version"], pos), ("FAILURE", "expired in queue after 2 s", "2", 0))
+        self.assertGreater(self.r("TTL", record(tid)), 0)
+        other = task_id(2)
+        self.submit_with(other, timeout_ms=1000)
+        self.r("HINCRBY", record(other), "deadline", -5000)
+        keys = ["docq:{s0}:rate-read:caller", record(other), STREAM]
+        rate, (fields, pos) = self.eval("status", keys, [0, 60000, "m1", GROUP, TTL])
+        self.assertEqual(dict(zip(fields[::2], fields[1::2]))["state"], "FAILURE")
+
+    def test_submit_a_known_request_id_of_a_task_past_its_deadline_answers_failure(self):
+        """submit.lua: a known request id whose task is PENDING past its deadline ends it and
+        answers FAILURE"""
+        self.submit_with(task_id(1), request="72", timeout_ms=1)
+        time.sleep(0.01)
+        self.assertEqual(self.submit_with(task_id(2), request="72")[4:], [1, task_id(1), "FAILURE"])
+        self.assertEqual(self.field(task_id(1), "error"), "expired in queue after 0.001 s")
 
     # -- ratelimit.lua ----------------------------------------------------------
     def test_ratelimit_admits_up_to_its_exact_edge_and_refuses_the_next_with_the_exact_wait(self):

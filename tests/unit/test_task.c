@@ -597,7 +597,50 @@ static void consumer_names_unique(void) {
     CHECK_INT_EQ(docq_consumer_name(tiny, sizeof(tiny), "docq-worker", 1, &err), DOCQ_EINVAL);
 }
 
+static void request_id_bounds(void) {
+    char buf[DOCQ_REQUEST_ID_MAX + 8];
+    docq_error err = {0};
+    CHECK_INT_EQ(docq_request_id_validate(fill(buf, '~', 64), 64, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_request_id_validate(" !", 2, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_request_id_validate("", 0, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "empty");
+    CHECK_INT_EQ(docq_request_id_validate(fill(buf, 'a', 65), 65, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "65 bytes long, the limit is 64");
+    CHECK_INT_EQ(docq_request_id_validate("ab\x1f", 3, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "byte 0x1f at byte 2");
+    CHECK_INT_EQ(docq_request_id_validate("\x7f", 1, &err), DOCQ_EINVAL);
+    CHECK_INT_EQ(docq_request_id_validate("caf\xc3\xa9", 5, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "0xc3 at byte 3");
+    CHECK_INT_EQ(docq_request_id_validate("a\0b", 3, NULL), DOCQ_EINVAL);
+}
+
+static void request_key_is_unambiguous(void) {
+    char a[256], b[256];
+    CHECK_INT_EQ(docq_key_request(a, sizeof(a), "docq", 5, "a:b", "c", 1), DOCQ_OK);
+    CHECK_INT_EQ(docq_key_request(b, sizeof(b), "docq", 5, "a", "b:c", 3), DOCQ_OK);
+    CHECK_STR_EQ(a, "docq:{s5}:req:a:b:63");
+    CHECK_STR_EQ(b, "docq:{s5}:req:a:623a63");
+    CHECK_INT_EQ(docq_key_request(a, 21, "docq", 5, "a", "bc", 2), DOCQ_OK);
+    CHECK_INT_EQ(docq_key_request(a, 20, "docq", 5, "a", "bc", 2), DOCQ_EINVAL);
+}
+
+static void set_field_deadline(void) {
+    docq_task t = {0};
+    CHECK_INT_EQ(docq_task_set_field(&t, "deadline", 8, "1700000000123", 13), DOCQ_OK);
+    CHECK(t.deadline_ms == 1700000000123LL);
+    CHECK_INT_EQ(docq_task_set_field(&t, "deadline", 8, "soon", 4), DOCQ_EINVAL);
+    CHECK_INT_EQ(docq_task_set_field(&t, "request_key", 11, "docq:{s0}:req:a:62", 18), DOCQ_OK);
+    docq_task_clear(&t);
+}
+
 CHECK_MAIN(
+    CHECK_CASE(request_id_bounds,
+               "a request_id of 1 to 64 printable ASCII bytes is accepted and any other is refused "
+               "saying why"),
+    CHECK_CASE(request_key_is_unambiguous,
+               "request keys of two callers never meet, whatever colons their ids hold, and one "
+               "too long for its buffer is refused"),
+    CHECK_CASE(set_field_deadline, "the deadline field of a stored record is read into the task"),
     CHECK_CASE(set_field_deliveries,
                "the deliveries field of a stored record is read into the task and a bad one is "
                "refused"),
