@@ -351,7 +351,7 @@ int docq_store_cancel_queue(docq_pipeline *pl, const char *prefix, const char *g
     /* Without a limit the key is still named (a cluster routes by it) but untouched. */
     int rc = docq_rate_args_init(&lim, prefix, shard, DOCQ_RATE_READ, reader ? reader->caller : "-", policy, err);
     if (rc != DOCQ_OK) return rc;
-    read_args_init(&a, prefix, task_id);
+    read_args_init(&a, prefix, task_id, ttl_s);
     docq_key_cancels(ckey, sizeof(ckey), prefix, shard);
     snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
     snprintf(maxlen, sizeof(maxlen), "%d", DOCQ_CANCELS_MAXLEN);
