@@ -23,6 +23,9 @@
 #define DOCQ_METHOD_SUBMIT_DOC "/docq.v1.DocQueue/SubmitDoc"
 #define DOCQ_METHOD_GET_STATUS "/docq.v1.DocQueue/GetStatus"
 #define DOCQ_METHOD_WATCH_STATUS "/docq.v1.DocQueue/WatchStatus"
+#define DOCQ_METHOD_CANCEL_TASK "/docq.v1.DocQueue/CancelTask"
+#define DOCQ_METHOD_LIST_TASKS "/docq.v1.DocQueue/ListTasks"
+#define DOCQ_METHOD_DELETE_TASK "/docq.v1.DocQueue/DeleteTask"
 
 typedef struct docq_client docq_client;
 

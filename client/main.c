@@ -3,14 +3,20 @@
  *   docq [options] submit DOC_ID [DOC_ID...]   one task id per line on stdout
  *   docq [options] status TASK_ID              the task as a readable block
  *   docq [options] watch TASK_ID               each change as it happens, until the end
+ *   docq [options] cancel TASK_ID              cancel the task; print it as status does
  *   docq [options] submit --wait DOC_ID...     submit, then watch each task in turn
+ *   docq [options] list [--state S]... [--page-size N] [--all]
+ *                                              the caller's tasks, newest first, as a table
+ *   docq [options] delete TASK_ID              delete an ended task now
+ *   docq [options] submit --request-id R DOC_ID  idempotent: R again gets the same task
  *
  * A rate-limit refusal prints the delay the server asks for; with --retry,
  * submit waits that long and sends the document again.
  *
  * Exit status: 0 when every call succeeded, 1 when a call failed (one line
- * "docq: STATUS_NAME: details" on stderr) or a watched task ended FAILURE, 2
- * for a usage error or a bad setting. */
+ * "docq: STATUS_NAME: details" on stderr) or a watched task ended FAILURE
+ * (or CANCELLED), 2 for a usage error or a bad setting. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +29,7 @@
 #include "client.h"
 #include "codec.h"
 #include "config.h"
+#include "google/protobuf/empty.pb-c.h"
 #include "log.h"
 #include "text.h"
 #include "watch.h"
@@ -41,13 +48,19 @@ typedef struct command {
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int cmd_watch(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_cancel(docq_client *c, const docq_config *cfg, char **args, int nargs);
 static int watch_tasks(docq_client *c, const docq_config *cfg, const char **ids, int n);
 static int cmd_bench(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_list(docq_client *c, const docq_config *cfg, char **args, int nargs);
+static int cmd_delete(docq_client *c, const docq_config *cfg, char **args, int nargs);
 
 static const command commands[] = {
     {"submit", 1, DOCQ_MAX_ARGS - 1, cmd_submit},
     {"status", 1, 1, cmd_status},
     {"watch", 1, 1, cmd_watch},
+    {"cancel", 1, 1, cmd_cancel},
+    {"list", 0, 0, cmd_list},
+    {"delete", 1, 1, cmd_delete},
     {"bench", 0, 0, cmd_bench},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -67,7 +80,20 @@ static void usage(FILE *out) {
             "  watch TASK_ID                print each change of the task as it happens\n"
             "                               until it ends: a live line on a terminal, else\n"
             "                               one line per change; exit 1 if it fails\n"
+            "                               or is cancelled\n"
+            "  cancel TASK_ID               cancel the task (a running AI call is\n"
+            "                               stopped) and print it as status does; a\n"
+            "                               task that has ended is printed as it is\n"
             "  submit --wait DOC_ID...      submit, then watch each task until it ends\n"
+            "  list                         print the caller's tasks, newest first, one\n"
+            "                               line each: task id, state, doc id, created\n"
+            "                               (UTC); one page (--page-size) unless --all;\n"
+            "                               --state S (repeatable) keeps only those states\n"
+            "  delete TASK_ID               delete an ended task (SUCCESS, FAILURE,\n"
+            "                               CANCELLED) now, its record and its result\n"
+            "  submit --request-id R DOC_ID submit idempotently: sending R again (a retry)\n"
+            "                               prints the same task id, never a second task\n"
+            "  submit --queue-timeout 30s DOC_ID...  the tasks fail if still PENDING then\n"
             "  bench                        load-test the server with simulated users\n"
             "                               (the --users ... --json options below)\n"
             "\n"
@@ -76,7 +102,7 @@ static void usage(FILE *out) {
             "%s"
             "\n"
             "exit status: 0 on success, 1 when a call fails or a watched task ends\n"
-            "FAILURE, 2 for a usage error.\n",
+            "FAILURE or CANCELLED, 2 for a usage error.\n",
             help);
 }
 
@@ -122,7 +148,8 @@ static int call(docq_client *c, const docq_config *cfg, const char *method,
  * nothing; the first failed call stops the run, so the ids printed are those
  * of the first documents, one line each. With --retry, a document refused by
  * the rate limit is sent again after the delay the server gave, as often as
- * it takes. With --wait, every task is then watched in turn until it ends. */
+ * it takes. --request-id (one DOC_ID only) and --queue-timeout go into the
+ * request. With --wait, every task is then watched in turn until it ends. */
 static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int nargs) {
     char ids[DOCQ_MAX_ARGS][DOCQ_TASK_ID_MAX]; /* For --wait. */
     const char *idp[DOCQ_MAX_ARGS];
@@ -133,11 +160,20 @@ static int cmd_submit(docq_client *c, const docq_config *cfg, char **args, int n
             return EXIT_USAGE;
         }
     }
+    if (cfg->request_id[0] && nargs > 1) {
+        fprintf(stderr, "docq: --request-id names one task: give one DOC_ID\n");
+        return EXIT_USAGE;
+    }
+    Google__Protobuf__Duration timeout = GOOGLE__PROTOBUF__DURATION__INIT;
+    timeout.seconds = cfg->queue_timeout_ms / 1000;
+    timeout.nanos = (int32_t)(cfg->queue_timeout_ms % 1000) * 1000000;
     for (int i = 0; i < nargs; i++) {
         Docq__V1__SubmitDocRequest req = DOCQ__V1__SUBMIT_DOC_REQUEST__INIT;
         ProtobufCMessage *m;
         docq_rpc_status st;
         req.doc_id = args[i];
+        if (cfg->request_id[0]) req.request_id = (char *)cfg->request_id;
+        if (cfg->queue_timeout_ms > 0) req.queue_timeout = &timeout;
         int rc;
         while ((rc = call(c, cfg, DOCQ_METHOD_SUBMIT_DOC, &req.base,
                           &docq__v1__submit_doc_response__descriptor, &m, &st)) == DOCQ_ELIMITED &&
@@ -210,7 +246,7 @@ static void print_task(const Docq__V1__Task *t) {
     docq_task_state state = (docq_task_state)t->state;
     printf("%-9s %s\n", "task_id:", t->task_id);
     printf("%-9s %s\n", "doc_id:", t->doc_id);
-    if (state >= DOCQ_STATE_UNSPECIFIED && state <= DOCQ_STATE_FAILURE)
+    if (state >= DOCQ_STATE_UNSPECIFIED && state <= DOCQ_STATE_CANCELLED)
         printf("%-9s %s\n", "state:", docq_task_state_name(state));
     else
         printf("%-9s UNKNOWN (%d)\n", "state:", (int)t->state);
@@ -222,20 +258,106 @@ static void print_task(const Docq__V1__Task *t) {
     print_time("started:", t->started_at);
     print_time("finished:", t->finished_at);
     if (state == DOCQ_STATE_SUCCESS || t->result[0]) print_text("result:", t->result);
-    if (state == DOCQ_STATE_FAILURE || t->error[0]) print_text("error:", t->error);
+    if (state == DOCQ_STATE_FAILURE || state == DOCQ_STATE_CANCELLED || t->error[0])
+        print_text("error:", t->error);
+}
+
+/* Call method with req, whose answer is a Task, and print the task. */
+static int call_and_print_task(docq_client *c, const docq_config *cfg, const char *method,
+                               const ProtobufCMessage *req) {
+    ProtobufCMessage *m;
+    docq_rpc_status st;
+    if (call(c, cfg, method, req, &docq__v1__task__descriptor, &m, &st) != DOCQ_OK) return rpc_failed(&st);
+    print_task((Docq__V1__Task *)m);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
 }
 
 static int cmd_status(docq_client *c, const docq_config *cfg, char **args, int nargs) {
     Docq__V1__GetStatusRequest req = DOCQ__V1__GET_STATUS_REQUEST__INIT;
+    (void)nargs;
+    req.task_id = args[0];
+    return call_and_print_task(c, cfg, DOCQ_METHOD_GET_STATUS, &req.base);
+}
+
+/* CancelTask: the task as the cancel left it (CANCELLED, or the state it had
+ * already ended in), printed as status prints it. */
+static int cmd_cancel(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    Docq__V1__CancelTaskRequest req = DOCQ__V1__CANCEL_TASK_REQUEST__INIT;
+    (void)nargs;
+    req.task_id = args[0];
+    return call_and_print_task(c, cfg, DOCQ_METHOD_CANCEL_TASK, &req.base);
+}
+
+/* Print one task as a line of the list table: task id, state, doc id (its
+ * control characters as spaces), created. */
+static void print_task_line(const Docq__V1__Task *t) {
+    char when[64] = "-";
+    docq_task_state state = (docq_task_state)t->state;
+    if (t->created_at) format_time(t->created_at, when, sizeof(when));
+    printf("%-38s %-9s ", t->task_id,
+           state >= DOCQ_STATE_PENDING && state <= DOCQ_STATE_CANCELLED ? docq_task_state_name(state) : "UNKNOWN");
+    size_t n = strlen(t->doc_id);
+    cli_put_text(stdout, t->doc_id, 0);
+    printf("%*s %s\n", n < 24 ? (int)(24 - n) : 0, "", when);
+}
+
+/* ListTasks, a page at a time: one page of cfg->list_page_size tasks, or
+ * with --all every page until the last, filtered by --state. Prints a
+ * header and one line per task; a note on stderr when more pages follow
+ * unprinted. */
+static int cmd_list(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    (void)args, (void)nargs;
+    Docq__V1__Task__State states[8];
+    size_t nstates = 0;
+    char token[256] = "";
+    for (const char *v = cfg->list_states; *v && nstates < 8;) {
+        size_t len = strcspn(v, ","), i = 0;
+        char name[16];
+        docq_task_state st;
+        for (; i < len && i + 1 < sizeof(name); i++) name[i] = (char)toupper((unsigned char)v[i]);
+        if (docq_task_state_parse(name, i, &st) == DOCQ_OK) states[nstates++] = (Docq__V1__Task__State)st;
+        v += len + (v[len] == ',');
+    }
+    printf("%-38s %-9s %-24s %s\n", "TASK ID", "STATE", "DOC ID", "CREATED");
+    do {
+        Docq__V1__ListTasksRequest req = DOCQ__V1__LIST_TASKS_REQUEST__INIT;
+        ProtobufCMessage *m;
+        docq_rpc_status st;
+        req.page_size = (int32_t)cfg->list_page_size;
+        req.page_token = token;
+        req.n_states = nstates;
+        req.states = states;
+        if (call(c, cfg, DOCQ_METHOD_LIST_TASKS, &req.base, &docq__v1__list_tasks_response__descriptor, &m, &st) !=
+            DOCQ_OK) {
+            fflush(stdout);
+            return rpc_failed(&st);
+        }
+        const Docq__V1__ListTasksResponse *r = (const Docq__V1__ListTasksResponse *)m;
+        for (size_t i = 0; i < r->n_tasks; i++) print_task_line(r->tasks[i]);
+        int fits = strlen(r->next_page_token) < sizeof(token);
+        snprintf(token, sizeof(token), "%s", fits ? r->next_page_token : "");
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (!fits) {
+            fprintf(stderr, "docq: the server sent a page token too long to follow\n");
+            return EXIT_RPC;
+        }
+    } while (token[0] && cfg->list_all);
+    if (token[0]) fprintf(stderr, "docq: more tasks follow: --all lists them all\n");
+    return 0;
+}
+
+/* DeleteTask: print "deleted TASK_ID" once it is gone. */
+static int cmd_delete(docq_client *c, const docq_config *cfg, char **args, int nargs) {
+    Docq__V1__DeleteTaskRequest req = DOCQ__V1__DELETE_TASK_REQUEST__INIT;
     ProtobufCMessage *m;
     docq_rpc_status st;
     (void)nargs;
     req.task_id = args[0];
-    if (call(c, cfg, DOCQ_METHOD_GET_STATUS, &req.base, &docq__v1__task__descriptor, &m, &st) !=
-        DOCQ_OK)
+    if (call(c, cfg, DOCQ_METHOD_DELETE_TASK, &req.base, &google__protobuf__empty__descriptor, &m, &st) != DOCQ_OK)
         return rpc_failed(&st);
-    print_task((Docq__V1__Task *)m);
     protobuf_c_message_free_unpacked(m, NULL);
+    printf("deleted %s\n", args[0]);
     return 0;
 }
 

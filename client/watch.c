@@ -31,7 +31,7 @@ typedef struct view {
 } view;
 
 static const char *state_name(docq_task_state s) {
-    return s >= DOCQ_STATE_PENDING && s <= DOCQ_STATE_FAILURE ? docq_task_state_name(s) : "UNKNOWN";
+    return s >= DOCQ_STATE_PENDING && s <= DOCQ_STATE_CANCELLED ? docq_task_state_name(s) : "UNKNOWN";
 }
 
 /* One plain line for a change: arrival time (UTC), task id, state,

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "files.h"
 #include "log.h"
+#include "task.h"
 
 /* KIND_OPTSTRING may be empty (its default often is); KIND_BOOL is 0 or 1 and
  * its flag may stand alone (--retry means --retry=1). */
@@ -85,7 +86,7 @@ static int check_log_level(docq_config *cfg, const char *v, docq_error *err) {
     return DOCQ_OK;
 }
 
-/* "500ms", "30s", "2m" or a plain number of seconds, into *ms. */
+/* "500ms", "30s", "2m", "1h" or a plain number of seconds, into *ms. */
 static int parse_duration(const char *v, long *ms) {
     char *end;
     errno = 0;
@@ -95,6 +96,8 @@ static int parse_duration(const char *v, long *ms) {
         unit = 1;
     else if (strcmp(end, "m") == 0)
         unit = 60000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600000;
     else if (strcmp(end, "s") != 0 && *end)
         return DOCQ_EINVAL;
     if (errno || end == v || x < 0 || x * unit > 1e12) return DOCQ_EINVAL;
@@ -108,6 +111,18 @@ static int check_bench_duration(docq_config *cfg, const char *v, docq_error *err
     return DOCQ_OK;
 }
 
+static int check_queue_timeout(docq_config *cfg, const char *v, docq_error *err) {
+    if (parse_duration(v, &cfg->queue_timeout_ms) != DOCQ_OK)
+        return docq_error_set(err, DOCQ_EINVAL, "expected a duration such as 30s, 500ms, 2m or 1h");
+    return DOCQ_OK;
+}
+
+static int check_request_id(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    if (*v && docq_request_id_validate(v, strlen(v), err) != DOCQ_OK) return DOCQ_EINVAL;
+    return DOCQ_OK;
+}
+
 /* "R" or "R/s": calls per second, 0 for a closed loop. */
 static int check_bench_rate(docq_config *cfg, const char *v, docq_error *err) {
     char *end;
@@ -116,6 +131,23 @@ static int check_bench_rate(docq_config *cfg, const char *v, docq_error *err) {
     if (errno || end == v || (*end && strcmp(end, "/s") != 0) || r < 0 || r > 10000000)
         return docq_error_set(err, DOCQ_EINVAL, "expected calls per second, such as 1000/s (0: closed loop)");
     cfg->bench_rate = r;
+    return DOCQ_OK;
+}
+
+/* DOCQ_LIST_STATE: state names (any case), comma-separated. */
+static int check_list_states(docq_config *cfg, const char *v, docq_error *err) {
+    (void)cfg;
+    while (*v) {
+        size_t len = strcspn(v, ",");
+        char name[16];
+        docq_task_state st;
+        size_t i = 0;
+        for (; i < len && i + 1 < sizeof(name); i++) name[i] = (char)toupper((unsigned char)v[i]);
+        if (len == 0 || len >= sizeof(name) || docq_task_state_parse(name, i, &st) != DOCQ_OK)
+            return docq_error_set(err, DOCQ_EINVAL, "expected PENDING, STARTED, SUCCESS, FAILURE or CANCELLED");
+        v += len;
+        if (*v == ',' && *++v == '\0') return docq_error_set(err, DOCQ_EINVAL, "a state name after ','");
+    }
     return DOCQ_OK;
 }
 
@@ -162,8 +194,12 @@ static const setting settings[] = {
      "number of queue streams; a caller's tasks go to one of them"},
     {"DOCQ_GROUP", S | W, STR(group), "workers", check_key_part,
      "consumer group the workers share (the server reads its progress for queue positions)"},
-    {"DOCQ_RESULT_TTL_S", W, INT(result_ttl_s, 1, 315360000), "86400", NULL,
-     "seconds a finished task's record is kept"},
+    {"DOCQ_RESULT_TTL_S", S | W, INT(result_ttl_s, 1, 315360000), "86400", NULL,
+     "seconds a finished task's record is kept (the server ends tasks too: cancelled, expired in the queue)"},
+    {"DOCQ_REQUEST_ID_TTL_S", S, INT(request_id_ttl_s, 1, 315360000), "86400", NULL,
+     "seconds a SubmitDoc request_id keeps naming its task (at least as long as the task's record)"},
+    {"DOCQ_MAX_QUEUE_TIMEOUT_S", S, INT(max_queue_timeout_s, 1, 315360000), "604800", NULL,
+     "longest queue_timeout a SubmitDoc may ask for, seconds"},
     {"DOCQ_THREADS", S, INT(threads, 1, 256), "2", NULL,
      "server threads, each polling its own completion queue"},
     {"DOCQ_RATE_LIMIT", S, INT(rate_limit, 0, 1000000000), "5", NULL,
@@ -234,6 +270,18 @@ static const setting settings[] = {
      "submit: when the rate limit refuses a document, wait the delay the server gives and retry"},
     {"DOCQ_WAIT", C, BOOL(wait), "false", NULL,
      "submit: then watch each task until it ends (exit 1 if one fails)"},
+    {"DOCQ_LIST_STATE", C, OPTSTR(list_states), "", check_list_states,
+     "list: only tasks in this state (PENDING, STARTED, SUCCESS, FAILURE, CANCELLED); repeat the flag, "
+     "or separate states with ',', for several"},
+    {"DOCQ_LIST_PAGE_SIZE", C, INT(list_page_size, 1, 1000), "50", NULL,
+     "list: tasks per page"},
+    {"DOCQ_LIST_ALL", C, BOOL(list_all), "false", NULL,
+     "list: follow the pages to the last one (else print one page)"},
+    {"DOCQ_REQUEST_ID", C, OPTSTR(request_id), "", check_request_id,
+     "submit: request_id of the one document (1-64 printable ASCII bytes): sending it again gets the "
+     "same task"},
+    {"DOCQ_QUEUE_TIMEOUT", C, STR(queue_timeout), "0", check_queue_timeout,
+     "submit: a task still PENDING after this long fails (e.g. 30s, 10m, 1h; 0: no limit)"},
     {"DOCQ_BENCH_USERS", C, INT(bench_users, 1, 1000000), "30", NULL,
      "bench: concurrent simulated users (closed loop)"},
     {"DOCQ_BENCH_DURATION", C, STR(bench_duration), "30s", check_bench_duration,
@@ -335,9 +383,11 @@ static void flag_name(const setting *s, char *buf, size_t cap) {
         }
     }
     const char *p = s->env + 5;
-    /* The load generator's settings are its command's own options:
-     * DOCQ_BENCH_USERS -> --users. */
+    /* The load generator's and the list command's settings are their
+     * command's own options: DOCQ_BENCH_USERS -> --users, DOCQ_LIST_STATE
+     * -> --state. */
     if (strncmp(p, "BENCH_", 6) == 0) p += 6;
+    if (strncmp(p, "LIST_", 5) == 0) p += 5;
     buf[n++] = '-';
     buf[n++] = '-';
     for (; *p && n + 1 < cap; p++) buf[n++] = (*p == '_') ? '-' : (char)tolower((unsigned char)*p);
@@ -401,9 +451,11 @@ static int find_flag(unsigned bin, const char *arg) {
 }
 
 /* Record the flags in argv[1..] into vals (by setting index), collecting
- * positional arguments. Values are validated later, once each. */
+ * positional arguments. Values are validated later, once each. A repeated
+ * --state adds its value to the earlier ones (joined with ',' in states,
+ * states_cap bytes); any other repeated flag replaces the earlier value. */
 static int read_flags(docq_config *cfg, unsigned bin, int argc, char **argv, const char **vals,
-                      docq_error *err) {
+                      char *states, size_t states_cap, docq_error *err) {
     int only_args = 0;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
@@ -428,8 +480,16 @@ static int read_flags(docq_config *cfg, unsigned bin, int argc, char **argv, con
             vals[s] = "true";
             continue;
         }
-        vals[s] = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!vals[s]) return docq_error_set(err, DOCQ_EINVAL, "option '%s' needs a value", a);
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v) return docq_error_set(err, DOCQ_EINVAL, "option '%s' needs a value", a);
+        if (strcmp(settings[s].env, "DOCQ_LIST_STATE") == 0) {
+            size_t len = strlen(states);
+            int n = snprintf(states + len, states_cap - len, "%s%s", len ? "," : "", v);
+            if (n < 0 || (size_t)n >= states_cap - len)
+                return docq_error_set(err, DOCQ_EINVAL, "too many --state options");
+            v = states;
+        }
+        vals[s] = v;
     }
     return DOCQ_OK;
 }
@@ -469,6 +529,7 @@ static int check_security(docq_config *cfg, unsigned bin, docq_error *err) {
 
 int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq_error *err) {
     const char *vals[NSETTINGS];
+    char states[sizeof(cfg->list_states)] = "";
     memset(cfg, 0, sizeof(*cfg));
     /* Every setting gets a value, so that the struct is complete even for
      * settings only other binaries read; the last source wins: default,
@@ -477,7 +538,7 @@ int docq_config_load(docq_config *cfg, unsigned bin, int argc, char **argv, docq
         const char *env = (settings[i].bins & bin) ? getenv(settings[i].env) : NULL;
         vals[i] = env ? env : default_of(&settings[i], bin);
     }
-    int rc = read_flags(cfg, bin, argc, argv, vals, err);
+    int rc = read_flags(cfg, bin, argc, argv, vals, states, sizeof(states), err);
     if (rc != DOCQ_OK) return rc;
     for (size_t i = 0; i < NSETTINGS; i++)
         if (apply(cfg, &settings[i], vals[i], err) != DOCQ_OK) return DOCQ_EINVAL;

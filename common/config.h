@@ -53,6 +53,8 @@ typedef struct docq_config {
     long shards;               /* DOCQ_SHARDS: number of queue streams. */
     char group[64];            /* DOCQ_GROUP: the workers' consumer group. */
     long result_ttl_s;         /* DOCQ_RESULT_TTL_S: life of a finished task record. */
+    long request_id_ttl_s;     /* DOCQ_REQUEST_ID_TTL_S: least life of a SubmitDoc request_id. */
+    long max_queue_timeout_s;  /* DOCQ_MAX_QUEUE_TIMEOUT_S: longest SubmitDoc queue_timeout. */
     long threads;              /* DOCQ_THREADS: server completion-queue threads. */
     long rate_limit;           /* DOCQ_RATE_LIMIT: SubmitDocs per caller per window (0: none). */
     long rate_window_s;        /* DOCQ_RATE_WINDOW_S: its rolling window, seconds. */
@@ -86,6 +88,9 @@ typedef struct docq_config {
     char api_key[512];         /* DOCQ_API_KEY: the key the CLI sends; empty: none. */
     long retry;                /* DOCQ_RETRY: 1 to wait out rate-limit refusals (CLI). */
     long wait;                 /* DOCQ_WAIT (--wait): 1 = submit, then watch until the end. */
+    char request_id[80];       /* DOCQ_REQUEST_ID (--request-id): submit's request_id; empty: none. */
+    char queue_timeout[32];    /* DOCQ_QUEUE_TIMEOUT (--queue-timeout), as given; parsed into: */
+    long queue_timeout_ms;     /* submit's queue_timeout, ms; 0: none. */
     char log_level[16];        /* DOCQ_LOG_LEVEL: debug, info, warn or error. */
 
     /* Security and bounded inputs (README "Security"). */
@@ -106,6 +111,11 @@ typedef struct docq_config {
     char tls_client_cert[1024];/* DOCQ_TLS_CLIENT_CERT (--cert): the CLI's certificate (mTLS). */
     char tls_client_key[1024]; /* DOCQ_TLS_CLIENT_KEY (--key): its private key. */
     char tls_server_name[256]; /* DOCQ_TLS_SERVER_NAME: name to check the server's certificate for. */
+
+    /* docq list; see its --help. */
+    char list_states[128];     /* DOCQ_LIST_STATE (--state): state names, comma-separated; "": all. */
+    long list_page_size;       /* DOCQ_LIST_PAGE_SIZE (--page-size): tasks per ListTasks call. */
+    long list_all;             /* DOCQ_LIST_ALL (--all): 1 = follow every page. */
 
     /* docq bench (the CLI's load generator); see its --help. */
     long bench_users;          /* Concurrent users of the closed loop. */

@@ -15,6 +15,7 @@
 #define DOCQ_EHELP -6      /* --help was asked for (config only). */
 #define DOCQ_ELIMITED -7   /* Refused by a rate limit; the result says when to retry. */
 #define DOCQ_EUNAUTHENTICATED -8 /* The caller could not be identified: no, unknown or unusable credentials. */
+#define DOCQ_EEXISTS -9    /* The name is taken by something else (a request id by another document). */
 
 typedef struct docq_error {
     int code;       /* One of the DOCQ_E* values above, DOCQ_OK when unset. */

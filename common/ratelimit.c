@@ -20,7 +20,7 @@ int docq_rate_key(char *buf, size_t cap, const char *prefix, int shard, const ch
 int docq_rate_from_reply(const redisReply *rep, const docq_rate_policy *p, docq_rate_result *out,
                          int64_t *now_ms, docq_error *err) {
     memset(out, 0, sizeof(*out));
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4)
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4)
         return docq_error_set(err, DOCQ_ERR, "unexpected reply shape from a rate-limit script");
     for (int i = 0; i < 4; i++)
         if (rep->element[i]->type != REDIS_REPLY_INTEGER)

@@ -61,9 +61,10 @@ typedef struct docq_rate_result {
 int docq_rate_key(char *buf, size_t cap, const char *prefix, int shard, const char *kind,
                   const char *caller);
 
-/* Read the reply {ok, now_ms, n, wait_ms} of a script that ran docq_rate
- * into out (for policy p) and *now_ms (may be NULL). Returns DOCQ_OK, or
- * DOCQ_ERR when the reply has another shape. */
+/* Read the reply {ok, now_ms, n, wait_ms, ...} of a script that ran
+ * docq_rate into out (for policy p) and *now_ms (may be NULL); elements
+ * after the fourth are the script's own. Returns DOCQ_OK, or DOCQ_ERR when
+ * the reply has another shape. */
 int docq_rate_from_reply(const redisReply *rep, const docq_rate_policy *p, docq_rate_result *out,
                          int64_t *now_ms, docq_error *err);
 

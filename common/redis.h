@@ -46,7 +46,7 @@ typedef struct docq_script {
     const char *cluster_src;  /* The source run in a Redis Cluster (events by
                                * SPUBLISH, not PUBLISH), or NULL: src. */
 } docq_script;
-#define DOCQ_MAX_SCRIPTS 16
+#define DOCQ_MAX_SCRIPTS 32
 
 typedef struct docq_redis docq_redis;
 

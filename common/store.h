@@ -22,21 +22,53 @@
  *                         seq (the entry's number in its stream:
  *                         entries-added after its XADD), owner (the caller
  *                         id of an authenticated submitter; absent when
- *                         callers are addresses). No expiry until the task
- *                         finishes, then DOCQ_RESULT_TTL_S.
+ *                         callers are addresses), deadline (Unix ms: created_at
+ *                         + queue_timeout; absent: no limit), request_key
+ *                         (the P:{sN}:req:... key naming this task, when
+ *                         submitted with a request_id). No expiry until the
+ *                         task finishes, then DOCQ_RESULT_TTL_S.
  *   P:{sN}:<dead>         Stream: the shard's dead-letter stream (<dead> =
  *                         DOCQ_DEAD_STREAM). One entry per task whose queue
  *                         entry was delivered more than DOCQ_MAX_DELIVERIES
  *                         times: task_id, doc_id, entry_id, deliveries,
  *                         dead_at. Appended to by docq, trimmed to about
  *                         DOCQ_DEAD_MAXLEN entries (XADD MAXLEN ~).
+ *   P:{sN}:cancels        Stream: the ids of the shard's tasks cancelled while
+ *                         STARTED (field task_id), appended by CancelTask's
+ *                         script and read by the workers holding tasks of the
+ *                         shard, which abort those calls (worker/cancels.c).
+ *                         Trimmed to about DOCQ_CANCELS_MAXLEN entries.
  *   P:{sN}:events         Pub/sub channel (not a key): every script that
  *                         changes a record of the shard publishes the whole
  *                         record there in the same atomic step (event.h).
  *
+ *   P:{sN}:req:<caller>:<hex>  Hash: a request id of the caller (<hex>: its
+ *                         bytes in lowercase hex, so that no ':' of either
+ *                         part can make two callers' keys one), N = the
+ *                         caller's shard. Fields task_id, doc_id and until
+ *                         (Unix ms: created_at + DOCQ_REQUEST_ID_TTL_S). No
+ *                         expiry while its task is unfinished; when the task
+ *                         ends, it expires at the later of until and the
+ *                         record's own expiry (lib/ended.lua), so it never
+ *                         goes before the record it names.
+ *
  *   P:{sN}:rate:<caller>  Sorted set: the caller's SubmitDoc rate limit, a
  *                         sliding log (ratelimit.h), N = the caller's shard.
- *   P:{sN}:rate-read:<caller>  The same for GetStatus and WatchStatus.
+ *   P:{sN}:rate-read:<caller>  The same for GetStatus, WatchStatus,
+ *                         ListTasks and DeleteTask.
+ *   P:{sN}:owned:<caller> Sorted set: the caller's index of its tasks for
+ *                         ListTasks, N = the caller's shard (where its tasks
+ *                         are). Member a task id, score its created_at
+ *                         (ms) times 1000, raised to one above the
+ *                         index's highest so that each submit sorts above
+ *                         every earlier one. Added to by the submit script;
+ *                         an entry whose record is gone is dropped by the
+ *                         list script when it meets it, by a submit when it
+ *                         is among the two oldest, and by DeleteTask.
+ *   P:{sN}:deleted:<task_id>  String: DeleteTask's receipt (the member of
+ *                         the call that deleted the task), for 60 s, so that
+ *                         the script sent again after a lost reply answers
+ *                         its own deletion as done.
  *
  * Every key of one task and of its queue share the hash tag {sN}, so each
  * step below, one script of common/lua/ (its file named in the contract),
@@ -70,6 +102,31 @@ void docq_key_events(char *buf, size_t cap, const char *prefix, int shard);
  * 0 (unknown) when seq is 0 or read is negative. Pure. */
 uint32_t docq_queue_position(uint64_t seq, int64_t read);
 
+/* Write the request key of caller's request_id (len bytes) in shard into
+ * buf: "P:{sN}:req:<caller>:<request_id in lowercase hex>". Returns DOCQ_OK,
+ * or DOCQ_EINVAL when it does not fit cap. */
+int docq_key_request(char *buf, size_t cap, const char *prefix, int shard, const char *caller,
+                     const char *request_id, size_t len);
+
+/* What a SubmitDoc asks beyond its document (docq_store_submit_queue). */
+typedef struct docq_submit_opts {
+    const char *request_id;   /* The caller's request id (1 to DOCQ_REQUEST_ID_MAX bytes), or
+                               * NULL: every submit is a new task. Borrowed until queued. */
+    size_t request_id_len;
+    long request_ttl_s;       /* DOCQ_REQUEST_ID_TTL_S: least life of the request id. */
+    int64_t queue_timeout_ms; /* The queue timeout; 0: none. */
+    long result_ttl_s;        /* DOCQ_RESULT_TTL_S, for a known task that expires meanwhile. */
+} docq_submit_opts;
+
+/* What docq_store_submit_result found. */
+typedef struct docq_submitted {
+    int64_t created_at_ms;           /* The task's creation time (0: its record expired). */
+    int known;                       /* 1: the request id named a task already (no new one). */
+    char task_id[DOCQ_TASK_ID_MAX];  /* The task: the new one, or the one the request id names. */
+    docq_task_state state;           /* Its state now (PENDING for a new task); UNSPECIFIED when
+                                      * the record of a known one has expired. */
+} docq_submitted;
+
 /* Check caller's SubmitDoc limit and, when it admits the request, store a
  * new PENDING task and queue it: one script, one round trip, atomically.
  * owner (a caller id, or NULL or "" for none) is stored in the record's
@@ -87,9 +144,12 @@ int docq_store_submit(docq_redis *r, const char *prefix, int shard, const char *
 
 /* Read a task into out (cleared first; free with docq_task_clear), with its
  * queue position in the consumer group `group` while it is PENDING, in one
- * round trip. Returns DOCQ_ENOTFOUND when there is no such record (never
- * created, or finished and expired). */
-int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id,
+ * round trip. With ttl_s > 0 (DOCQ_RESULT_TTL_S), a PENDING task past its
+ * queue deadline is ended FAILURE "expired in queue after N s" first (a
+ * change, published; the record expires after ttl_s) and read so; with 0
+ * it only reads. Returns DOCQ_ENOTFOUND when there is no such record
+ * (never created, or finished and expired). */
+int docq_store_get(docq_redis *r, const char *prefix, const char *group, const char *task_id, long ttl_s,
                    docq_task *out, docq_error *err);
 
 /* Pipelined steps (redis.h): a step's _queue function queues its commands
@@ -104,12 +164,22 @@ typedef struct docq_store_ticket {
     docq_rate_policy policy;  /* The limit the step checks (limit 0: none). */
 } docq_store_ticket;
 
-/* docq_store_submit, queued: its result returns as docq_store_submit. */
+/* docq_store_submit, queued, with opts (NULL: none). Its result returns as
+ * docq_store_submit, with out filled on DOCQ_OK. With a request id, in the
+ * same script: when caller's request key (docq_key_request) names a task
+ * already, no task is made and nothing is counted by the limit (nor
+ * refused by it): DOCQ_OK with out->known = 1, that task's id and its
+ * state now (a PENDING one past its deadline is ended first, as
+ * docq_store_get does), or DOCQ_EEXISTS (out->task_id set) when it was
+ * submitted for another doc_id. Otherwise the new task is stored as
+ * docq_store_submit does, with the request key naming it (store.h). With a
+ * queue timeout the record gets its deadline. */
 int docq_store_submit_queue(docq_pipeline *pl, const char *prefix, int shard, const char *task_id,
                             const char *doc_id, size_t doc_len, const char *caller, const char *owner,
-                            const docq_rate_policy *limit, docq_store_ticket *ticket, docq_error *err);
-int docq_store_submit_result(const docq_pipeline *pl, const docq_store_ticket *ticket,
-                             int64_t *created_at_ms, docq_rate_result *rate, docq_error *err);
+                            const docq_rate_policy *limit, const docq_submit_opts *opts,
+                            docq_store_ticket *ticket, docq_error *err);
+int docq_store_submit_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_submitted *out,
+                             docq_rate_result *rate, docq_error *err);
 
 /* Who reads a task, for the read limit of docq_store_read_queue. */
 typedef struct docq_reader {
@@ -120,7 +190,8 @@ typedef struct docq_reader {
 
 /* GetStatus's Redis work: count the read against reader's read limit (key
  * kind DOCQ_RATE_READ, as docq_rate_check counts it) and, when admitted,
- * read task_id as docq_store_get does. When the limit key and the task share
+ * read task_id as docq_store_get does (ending it when past its queue
+ * deadline, with ttl_s as there). When the limit key and the task share
  * a shard (a caller reading its own task), one script does both and a
  * refused read reads nothing; otherwise the check and the read are two
  * commands, both sent (the read's reply is ignored when the limit refuses).
@@ -129,9 +200,51 @@ typedef struct docq_reader {
  * DOCQ_ELIMITED with *rate filled, DOCQ_ENOTFOUND (the read was counted),
  * or the errors of docq_redis_eval. */
 int docq_store_read_queue(docq_pipeline *pl, const char *prefix, const char *group, const char *task_id,
-                          const docq_reader *reader, docq_store_ticket *ticket, docq_error *err);
+                          const docq_reader *reader, long ttl_s, docq_store_ticket *ticket, docq_error *err);
 int docq_store_read_result(const docq_pipeline *pl, const docq_store_ticket *ticket, const char *task_id,
                            docq_rate_result *rate, docq_task *out, docq_error *err);
+
+/* Write the cancels stream key of shard into buf: "P:{sN}:cancels". */
+void docq_key_cancels(char *buf, size_t cap, const char *prefix, int shard);
+
+#define DOCQ_CANCELS_MAXLEN 1000                      /* About how many entries a cancels stream keeps. */
+#define DOCQ_CANCEL_REASON "cancelled by the caller"  /* The error a cancelled task shows. */
+
+/* CancelTask's Redis work, one script (common/lua/cancel.lua): count the
+ * call against reader's read limit (as docq_store_read_queue counts a read;
+ * a refused cancel changes nothing) and, when admitted, cancel task_id: a
+ * PENDING or STARTED task becomes CANCELLED (finished_at, error
+ * DOCQ_CANCEL_REASON, the record expiring after ttl_s, a new version
+ * published); a STARTED one is also announced on its shard's cancels stream
+ * for the worker running it. An ended task is left as it is. With owner (an
+ * authenticated caller's id; NULL or "": callers are not authenticated) a
+ * task that owner did not submit is left as it is and reported missing.
+ * The limit key must share the task's shard (reader->shard is the task's):
+ * when it does not, check the limit apart first (docq_rate_check) and pass
+ * reader NULL, as with no limit. Returns DOCQ_EINVAL (nothing queued) when
+ * it does not. The result, as docq_store_read_result's: DOCQ_OK with out
+ * the task as the cancel left it (cleared first) and *rate filled,
+ * DOCQ_ELIMITED, DOCQ_ENOTFOUND, or the errors of docq_redis_eval. Safe to
+ * send twice (a cancel sent again finds the task CANCELLED). */
+int docq_store_cancel_queue(docq_pipeline *pl, const char *prefix, const char *group, const char *task_id,
+                            const docq_reader *reader, const char *owner, long ttl_s,
+                            docq_store_ticket *ticket, docq_error *err);
+int docq_store_cancel_result(const docq_pipeline *pl, const docq_store_ticket *ticket, const char *task_id,
+                             docq_rate_result *rate, docq_task *out, docq_error *err);
+
+/* Queue the read of shard's cancels stream after the entry id after ("":
+ * none seen yet) for up to count entries (common/lua/cancels.lua; reads
+ * only). Returns the command's index, or DOCQ_ERR when out of memory. */
+int docq_store_cancels_queue(docq_pipeline *pl, const char *prefix, int shard, const char *after, long count,
+                             docq_error *err);
+
+/* The outcome of the read queued as command i, once pl has run: DOCQ_OK
+ * with *rep the reply (owned by pl until its reset), an array whose first
+ * element is the id of the last entry read (after itself when none; with
+ * after "", the stream's newest entry, or "0-0") and whose further
+ * elements are the task ids read, oldest first (all checked to be
+ * strings, the id shorter than 48 bytes); or the errors of docq_redis_eval. */
+int docq_store_cancels_result(const docq_pipeline *pl, int i, const redisReply **rep, docq_error *err);
 
 /* How many entries of shard's stream the consumer group has read, into
  * *read; -1 when Redis cannot tell (no stream or group yet). One round trip;
@@ -160,6 +273,7 @@ typedef struct docq_start {
     uint32_t failures;    /* Transient AI failures recorded before this start. */
     uint32_t deliveries;  /* Real deliveries of the task, this one included. */
     int dead;             /* 1: not started, delivered too often: dead-letter it. */
+    int expired;          /* 1: not started, past its queue deadline: now FAILURE; ack the entry. */
 } docq_start;
 
 /* The worker q->consumer has just received an entry for task_id (read or
@@ -173,6 +287,10 @@ typedef struct docq_start {
  * When the task would be delivered more than q->max_deliveries times,
  * nothing is written: DOCQ_OK with out->dead == 1 and out->deliveries set;
  * the worker then calls docq_store_dead_letter.
+ * When the task is PENDING past its queue deadline, it is not started but
+ * ended FAILURE "expired in queue after N s" (published, expiring after
+ * q->ttl_s): DOCQ_OK with out->expired == 1; the worker acknowledges the
+ * entry and never calls the AI.
  * Returns DOCQ_ENOTFOUND when the record is gone and DOCQ_ECONFLICT when the
  * task is already terminal: in both cases the entry is only to be acked. */
 int docq_store_start(docq_redis *r, const docq_queue *q, const char *task_id, docq_start *out,
@@ -260,6 +378,85 @@ int docq_store_reclaim(docq_redis *r, const char *prefix, int shard, const char 
  * DOCQ_OK, DOCQ_EINVAL when it does not fit in cap, or DOCQ_ERR when the
  * system has no randomness to give. */
 int docq_consumer_name(char *buf, size_t cap, const char *host, long pid, docq_error *err);
+
+/* Write the key of caller's index of its tasks in shard into buf:
+ * "P:{sN}:owned:<caller>". Returns DOCQ_OK, or DOCQ_EINVAL when it does not
+ * fit cap. */
+int docq_key_owned(char *buf, size_t cap, const char *prefix, int shard, const char *caller);
+
+#define DOCQ_LIST_MAX 1000              /* Largest ListTasks page_size. */
+#define DOCQ_LIST_DEFAULT 50            /* page_size 0. */
+#define DOCQ_LIST_PAGE_BYTES (3L << 20) /* A page stops once its records hold this many bytes (one
+                                         * record at least), to stay within gRPC's default 4 MiB. */
+#define DOCQ_LIST_SCAN_MIN 2000         /* Entries a list step may look at: this, or twice the page
+                                         * size when more (a states filter may skip many). */
+#define DOCQ_LIST_TOKEN_MAX 160         /* Room for a page token and its NUL. */
+
+/* Which page of a caller's tasks docq_store_list_queue reads. */
+typedef struct docq_list_query {
+    int page_size;                     /* 1 to DOCQ_LIST_MAX. */
+    int64_t after_score;               /* Start strictly after the index entry (after_score, */
+    char after_id[DOCQ_TASK_ID_MAX];   /* after_id) in (score desc, id desc) order; -1: newest. */
+    const char *owner;                 /* Only records whose owner is it; NULL: any record. */
+    const docq_task_state *states;     /* Only these states (nstates of them); 0: all. */
+    size_t nstates;
+} docq_list_query;
+
+/* One page of tasks (docq_store_list_result). Free with docq_task_page_clear. */
+typedef struct docq_task_page {
+    docq_task *tasks;                 /* n tasks, newest first (owned). */
+    size_t n;
+    int more;                         /* 1: entries follow (next_*), 0: the last page. */
+    int64_t next_score;               /* The last entry looked at, where the next page starts */
+    char next_id[DOCQ_TASK_ID_MAX];   /* after (not always a task of this page: see states). */
+} docq_task_page;
+
+/* Free what page owns and reset it to all zeros. */
+void docq_task_page_clear(docq_task_page *page);
+
+/* ListTasks's Redis work, one script (common/lua/list.lua): count a read
+ * against reader's read limit and, when admitted, read the page q of
+ * reader's tasks (its index, in its shard), dropping the index entries of
+ * records that are gone. At most DOCQ_LIST_SCAN_MIN (or 2 * page_size)
+ * entries are looked at, so a page may hold fewer than page_size tasks
+ * (none, with a states filter) while more follow. The result: DOCQ_OK with
+ * *page (cleared first) and *rate, DOCQ_ELIMITED with *rate, or the errors
+ * of docq_redis_eval. */
+int docq_store_list_queue(docq_pipeline *pl, const char *prefix, const char *group, const docq_reader *reader,
+                          const docq_list_query *q, docq_store_ticket *ticket, docq_error *err);
+int docq_store_list_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_rate_result *rate,
+                           docq_task_page *page, docq_error *err);
+
+/* Write the page token of the index entry (score, task_id) into buf (at
+ * least DOCQ_LIST_TOKEN_MAX bytes): opaque to clients (hex of
+ * "<score>.<task_id>"). */
+void docq_list_token_format(char *buf, size_t cap, int64_t score, const char *task_id);
+
+/* Parse a page token into *score and task_id (DOCQ_TASK_ID_MAX bytes).
+ * Returns DOCQ_OK, or DOCQ_EINVAL for anything docq_list_token_format
+ * could not have written. Pure. */
+int docq_list_token_parse(const char *tok, int64_t *score, char *task_id, docq_error *err);
+
+/* DeleteTask's Redis work, one script (common/lua/delete.lua): count the
+ * call against reader's read limit and, when admitted, delete task_id when
+ * it is reader's and has ended (SUCCESS, FAILURE, CANCELLED): its record,
+ * its entry in reader's index and the request key its record names
+ * (request_key, or request_id under "P:{sN}:req:<caller>:") when that key
+ * is reader's and still names the task. The task is the
+ * caller's when owner (the caller id of an authenticated caller) is its
+ * record's owner, or, owner NULL (a caller that is an address), when it is
+ * in reader's index (reader submitted it). A task of another shard than
+ * reader's is never the caller's: DOCQ_ENOTFOUND, the call only counted.
+ * Sent again after a lost reply (redis.h), it finds its receipt and
+ * answers DOCQ_OK once more.
+ * The result: DOCQ_OK (deleted), DOCQ_ENOTFOUND (no such task of the
+ * caller), DOCQ_ECONFLICT (it has not ended; *state says where it is),
+ * DOCQ_ELIMITED, or the errors of docq_redis_eval; *rate is filled but for
+ * those errors. */
+int docq_store_delete_queue(docq_pipeline *pl, const char *prefix, const char *task_id, const docq_reader *reader,
+                            const char *owner, docq_store_ticket *ticket, docq_error *err);
+int docq_store_delete_result(const docq_pipeline *pl, const docq_store_ticket *ticket, docq_rate_result *rate,
+                             docq_task_state *state, docq_error *err);
 
 /* The Lua source of the submit script (for benchmarks that measure what
  * Redis alone can do of SubmitDoc's work). Static storage. */

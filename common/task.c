@@ -7,14 +7,15 @@
 
 #include "task.h"
 
-static const char *state_names[] = {"STATE_UNSPECIFIED", "PENDING", "STARTED", "SUCCESS", "FAILURE"};
+static const char *state_names[] = {"STATE_UNSPECIFIED", "PENDING", "STARTED", "SUCCESS", "FAILURE",
+                                     "CANCELLED"};
 
 const char *docq_task_state_name(docq_task_state s) {
-    return (s >= DOCQ_STATE_PENDING && s <= DOCQ_STATE_FAILURE) ? state_names[s] : state_names[0];
+    return (s >= DOCQ_STATE_PENDING && s <= DOCQ_STATE_CANCELLED) ? state_names[s] : state_names[0];
 }
 
 int docq_task_state_parse(const char *name, size_t len, docq_task_state *out) {
-    for (int i = DOCQ_STATE_PENDING; i <= DOCQ_STATE_FAILURE; i++) {
+    for (int i = DOCQ_STATE_PENDING; i <= DOCQ_STATE_CANCELLED; i++) {
         if (strlen(state_names[i]) == len && memcmp(state_names[i], name, len) == 0) {
             *out = (docq_task_state)i;
             return DOCQ_OK;
@@ -24,7 +25,7 @@ int docq_task_state_parse(const char *name, size_t len, docq_task_state *out) {
 }
 
 int docq_task_state_terminal(docq_task_state s) {
-    return s == DOCQ_STATE_SUCCESS || s == DOCQ_STATE_FAILURE;
+    return s == DOCQ_STATE_SUCCESS || s == DOCQ_STATE_FAILURE || s == DOCQ_STATE_CANCELLED;
 }
 
 /* Decode one UTF-8 sequence at s (n bytes available). Returns its length and
@@ -69,6 +70,20 @@ int docq_doc_id_validate(const char *s, size_t len, docq_error *err) {
             return docq_error_set(err, DOCQ_EINVAL,
                                   "doc_id contains control character U+%04X at byte %zu", cp, i);
         i += n;
+    }
+    return DOCQ_OK;
+}
+
+int docq_request_id_validate(const char *s, size_t len, docq_error *err) {
+    if (len == 0) return docq_error_set(err, DOCQ_EINVAL, "request_id is empty");
+    if (len > DOCQ_REQUEST_ID_MAX)
+        return docq_error_set(err, DOCQ_EINVAL, "request_id is %zu bytes long, the limit is %d", len,
+                              DOCQ_REQUEST_ID_MAX);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e)
+            return docq_error_set(err, DOCQ_EINVAL,
+                                  "request_id holds byte 0x%02x at byte %zu: only printable ASCII is allowed", c, i);
     }
     return DOCQ_OK;
 }
@@ -217,6 +232,8 @@ int docq_task_set_field(docq_task *t, const char *name, size_t nlen, const char 
     } else if (FIELD_IS("seq")) {
         if (parse_i64(val, vlen, &n) != DOCQ_OK) return DOCQ_EINVAL;
         t->seq = (uint64_t)n;
+    } else if (FIELD_IS("deadline")) {
+        return parse_i64(val, vlen, &t->deadline_ms);
     }
     return DOCQ_OK;
 }

@@ -8,7 +8,14 @@
  *
  *   PENDING   SubmitDoc stores the record and adds the stream entry in one
  *             atomic script: a task is never half-created, and a task that
- *             exists is always queued or finished.
+ *             exists is always queued or finished. With a request_id the
+ *             same script first looks up the caller's request key
+ *             (store.h): a request id already used names its task, and
+ *             the submit answers that task as it is now instead of making
+ *             one (nor counting it against the rate limit), so retries
+ *             of one request, however many arrive at once, make one task.
+ *             With a queue_timeout the record holds a deadline: a task
+ *             still PENDING past it never starts (below).
  *   STARTED   A worker received the entry (XREADGROUP, or XAUTOCLAIM from a
  *             dead worker; either way it is now in the group's pending list
  *             under that worker's name) and, in one script, set started_at,
@@ -35,11 +42,35 @@
  *             entry was delivered more than DOCQ_MAX_DELIVERIES times (a
  *             poison entry: the start script moves it to the shard's
  *             dead-letter stream instead of starting it); error says which.
+ *             Or the task stayed PENDING past its queue deadline: it ends
+ *             FAILURE "expired in queue after N s" in whichever script meets
+ *             it first: the worker's start script (which then starts
+ *             nothing: the worker acknowledges the entry, no AI call), or
+ *             the read script of GetStatus and WatchStatus (the server's
+ *             subscriber reads each watched PENDING task as its deadline
+ *             passes, so a watch ends with no worker running and no
+ *             GetStatus). The entry of a task the read script ended stays
+ *             in the stream until a worker receives it, finds the task
+ *             terminal and acknowledges it.
  *             SUCCESS and FAILURE are terminal: the finishing script writes
  *             the outcome, acknowledges and deletes the stream entry and sets
- *             the record's expiry (DOCQ_RESULT_TTL_S) in one atomic step, and
+ *             the record's expiry (DOCQ_RESULT_TTL_S; a request key naming
+ *             the task is made to outlive the record) in one atomic step, and
  *             refuses to write when the record is already terminal or was
  *             started again by a newer attempt (fencing by attempt).
+ *   CANCELLED CancelTask stopped a PENDING or STARTED task (cancel.lua: one
+ *             script sets the state, finished_at, error "cancelled by the
+ *             caller" and the record's expiry). Terminal too. A PENDING
+ *             task's entry stays in the stream: the worker that receives it
+ *             finds the task terminal (start.lua) and only acknowledges it,
+ *             so the AI never sees the task. A STARTED task's id is also
+ *             appended to its shard's cancels stream, which the workers
+ *             holding tasks of that shard read every few hundred ms: the one
+ *             running it aborts its AI call (or drops its pending retry) and
+ *             acknowledges the entry (worker/cancels.c). Every later write of
+ *             the worker (retry, restart, finish, dead-letter) finds the task
+ *             no longer STARTED and writes nothing, so whichever of the cancel
+ *             and the outcome runs first is the only ending.
  *
  * At-least-once: an entry leaves the stream only with its outcome, so a crash
  * anywhere before that leaves it pending and it is delivered again; the
@@ -82,13 +113,15 @@ typedef enum docq_task_state {
     DOCQ_STATE_PENDING = 1,
     DOCQ_STATE_STARTED = 2,
     DOCQ_STATE_SUCCESS = 3,
-    DOCQ_STATE_FAILURE = 4
+    DOCQ_STATE_FAILURE = 4,
+    DOCQ_STATE_CANCELLED = 5
 } docq_task_state;
 
 #define DOCQ_DOC_ID_MAX 256   /* Longest doc_id, in bytes. */
 #define DOCQ_TASK_ID_MAX 48   /* Room for any task id and its NUL. */
 #define DOCQ_MAX_SHARDS 1024
 #define DOCQ_OWNER_MAX 128    /* Room for an owner (a caller id) and its NUL. */
+#define DOCQ_REQUEST_ID_MAX 64 /* Longest request_id, in bytes. */
 
 typedef struct docq_task {
     char task_id[DOCQ_TASK_ID_MAX];
@@ -107,6 +140,8 @@ typedef struct docq_task {
     uint64_t version;       /* Grows by 1 with each change of the record; 1 when submitted. */
     uint64_t seq;           /* The queue entry's number in its stream (entries-added after
                              * its XADD); 0 when unknown. */
+    int64_t deadline_ms;    /* Unix ms after which a task still PENDING expires (its queue
+                             * timeout); 0: none. Never sent to clients. */
     uint32_t queue_position;/* While PENDING: 1 = next to be taken; 0 = not pending or
                              * unknown. Computed, not stored in the record. */
 } docq_task;
@@ -117,8 +152,13 @@ const char *docq_task_state_name(docq_task_state s);
 /* Parse a state name as stored in Redis. Returns DOCQ_OK or DOCQ_EINVAL. */
 int docq_task_state_parse(const char *name, size_t len, docq_task_state *out);
 
-/* 1 for SUCCESS and FAILURE, else 0. */
+/* 1 for SUCCESS, FAILURE and CANCELLED, else 0. */
 int docq_task_state_terminal(docq_task_state s);
+
+/* Check a client-supplied request_id: 1 to DOCQ_REQUEST_ID_MAX bytes of
+ * printable ASCII (0x20 to 0x7e). Returns DOCQ_OK or DOCQ_EINVAL with a
+ * message saying what is wrong and where. */
+int docq_request_id_validate(const char *s, size_t len, docq_error *err);
 
 /* Check a client-supplied doc_id: 1 to DOCQ_DOC_ID_MAX bytes of valid UTF-8
  * without control characters (C0, DEL, C1). Returns DOCQ_OK or DOCQ_EINVAL

@@ -9,11 +9,14 @@
  *                    answers --fail-status with {"error":"injected failure"} (and Retry-After when
  *                    --retry-after > 0); a doc_id starting with --reject-prefix always answers
  *                    --reject-status with {"error":"rejected document"} (a permanent failure); a
- *                    body without a string doc_id answers 400 {"error":"missing doc_id"}.
+ *                    body without a string doc_id answers 400 {"error":"missing doc_id"}. A doc_id
+ *                    starting with --hold-prefix waits an hour instead of the latency: a call
+ *                    that stays in flight until its client gives up (tests of cancelling).
  *   POST /reset      clears the counters and the set of seen task ids: 200 {"ok":true}.
  *   GET /stats       200 {"requests":R,"ok":O,"failed":F,"distinct_tasks":D,"duplicate_tasks":U,
- *                    "in_flight":I,"max_in_flight":M,"connections":C} (C: connections accepted
- *                    since the start, never reset).
+ *                    "in_flight":I,"max_in_flight":M,"connections":C,"client_closed":K} (C:
+ *                    connections accepted since the start, never reset; K: requests whose client
+ *                    closed the connection while it waited for the latency).
  *   GET /healthz     200 ok. Any other GET is 404; any other method is 405.
  *
  * Counters
@@ -24,8 +27,12 @@
  *   them for --fail-every 0. With --log-requests 1 each answer is logged with its task_id, its
  *   status and that count. It is in flight from the moment its body has been read until its answer is
  *   decided, and then counts as ok (answered 200) or failed (anything else: injected failures and
- *   bodies without a doc_id). A request whose body carries a task_id adds it to the seen set; if
- *   the id was there already, the request counts as a duplicate. A test that sends every task to
+ *   bodies without a doc_id). While it waits for its latency the server watches the connection: a
+ *   client that closes it (or shuts down its sending side, or resets it) ends the wait at once,
+ *   and the request counts as client_closed, neither ok nor failed, and gets no answer (with
+ *   --log-requests 1 a line says so, with the time it had waited). A request whose body carries
+ *   a task_id adds it to the seen set; if the id was there already, the request counts as a
+ *   duplicate. A test that sends every task to
  *   the AI exactly once therefore expects duplicate_tasks == 0 and distinct_tasks == #tasks.
  *   POST /reset starts a new generation: sequence numbers restart at 1, and requests still in
  *   flight stay in in_flight but are counted neither ok nor failed when they finish.
@@ -85,6 +92,7 @@
 #define LISTEN_BACKLOG 4096               /* The kernel caps it at net.core.somaxconn. */
 #define ACCEPT_BATCH 64                   /* Accepts per poll round, so a stop is seen promptly. */
 #define LINGER_MS 1000                    /* How long a closing connection drains its input. */
+#define HOLD_MS (3600L * 1000)            /* --hold-prefix: how long such POSTs wait. */
 #define LINGER_MAX_BYTES (2 * 1024 * 1024)
 
 /* ---------------------------------------------------------------------------------------------
@@ -452,6 +460,7 @@ struct fake_stats {
     uint64_t in_flight;        /* POSTs begun and not yet finished, whatever their generation. */
     uint64_t max_in_flight;    /* Highest in_flight since the last reset. */
     uint64_t connections;      /* Connections accepted since the start; never reset. */
+    uint64_t client_closed;    /* Of the POSTs, those whose client left during the latency. */
     uint64_t rng;              /* State of the random sequence behind jitter and --fail-percent. */
     struct task_set tasks;     /* Task ids seen in this generation. */
 };
@@ -467,7 +476,7 @@ struct stats_ticket {
 /* A copy of the counters, taken under the lock. */
 struct stats_snapshot {
     uint64_t requests, ok, failed, distinct_tasks, duplicate_tasks, in_flight, max_in_flight;
-    uint64_t connections;
+    uint64_t connections, client_closed;
 };
 
 /* The next number of the splitmix64 sequence in *state. Call with the stats lock held. */
@@ -514,12 +523,21 @@ static void stats_finish(struct fake_stats *stats, const struct stats_ticket *ti
     pthread_mutex_unlock(&stats->lock);
 }
 
+/* Counts a POST begun with stats_begin as given up: its client closed the connection before the
+ * answer (unless a reset came since). */
+static void stats_closed(struct fake_stats *stats, const struct stats_ticket *ticket) {
+    pthread_mutex_lock(&stats->lock);
+    stats->in_flight--;
+    if (ticket->generation == stats->generation) stats->client_closed++;
+    pthread_mutex_unlock(&stats->lock);
+}
+
 /* Starts a new generation: zero counters and an empty task set. in_flight is kept, because
  * the requests it counts will still finish. */
 static void stats_reset(struct fake_stats *stats) {
     pthread_mutex_lock(&stats->lock);
     stats->generation++;
-    stats->requests = stats->ok = stats->failed = stats->duplicate_tasks = 0;
+    stats->requests = stats->ok = stats->failed = stats->duplicate_tasks = stats->client_closed = 0;
     stats->max_in_flight = stats->in_flight;
     task_set_clear(&stats->tasks);
     pthread_mutex_unlock(&stats->lock);
@@ -535,6 +553,7 @@ static void stats_read(struct fake_stats *stats, struct stats_snapshot *out) {
     out->in_flight = stats->in_flight;
     out->max_in_flight = stats->max_in_flight;
     out->connections = stats->connections;
+    out->client_closed = stats->client_closed;
     pthread_mutex_unlock(&stats->lock);
 }
 
@@ -552,6 +571,7 @@ struct fake_config {
     long fail_percent;      /* With fail_status: the chance, in %, that a POST fails (over fail_every). */
     long fail_first;        /* With fail_status: the first N POSTs of each task fail (over the others). */
     const char *reject_prefix; /* doc_ids starting with it get reject_status, or NULL; borrowed. */
+    const char *hold_prefix;   /* doc_ids starting with it wait HOLD_MS, or NULL; borrowed. */
     int reject_status;      /* Status of rejected documents (a permanent failure). */
     long log_requests;      /* 1: log one line per POST answer. */
     const char *port_file;  /* Where to write the bound port, or NULL; borrowed from argv/environ. */
@@ -641,6 +661,11 @@ static int parse_reject_prefix(const char *text, struct fake_config *cfg) {
     return DOCQ_OK;
 }
 
+static int parse_hold_prefix(const char *text, struct fake_config *cfg) {
+    cfg->hold_prefix = *text ? text : NULL;
+    return DOCQ_OK;
+}
+
 static int parse_reject_status(const char *text, struct fake_config *cfg) {
     long status;
     if (parse_count(text, 599, &status) != DOCQ_OK || status < 200) return DOCQ_ERR;
@@ -724,6 +749,9 @@ static const struct option_spec option_specs[] = {
     {"reject-prefix", "FAKEAI_REJECT_PREFIX", "TEXT", "",
      "POSTs whose doc_id starts with TEXT always answer --reject-status (permanent)",
      parse_reject_prefix},
+    {"hold-prefix", "FAKEAI_HOLD_PREFIX", "TEXT", "",
+     "POSTs whose doc_id starts with TEXT wait an hour instead of the latency (until the client leaves)",
+     parse_hold_prefix},
     {"reject-status", "FAKEAI_REJECT_STATUS", "CODE", "422",
      "HTTP status (200-599) of rejected documents", parse_reject_status},
     {"log-requests", "FAKEAI_LOG_REQUESTS", "0|1", "0",
@@ -761,11 +789,12 @@ static void print_help(FILE *out) {
             "Endpoints:\n"
             "  POST <any path>  {\"task_id\":\"...\",\"doc_id\":\"...\"} -> after the latency, 200\n"
             "                   {\"doc_id\":\"...\",\"summary\":\"processed ...\"}, or the injected\n"
-            "                   failure, or 400 {\"error\":\"missing doc_id\"}\n"
+            "                   failure, or 400 {\"error\":\"missing doc_id\"}; nothing when the\n"
+            "                   client closes the connection during the latency (client_closed)\n"
             "  POST /reset      clear the counters and the seen task ids -> 200 {\"ok\":true}\n"
             "  GET /stats       {\"requests\":R,\"ok\":O,\"failed\":F,\"distinct_tasks\":D,\n"
             "                   \"duplicate_tasks\":U,\"in_flight\":I,\"max_in_flight\":M,\n"
-            "                   \"connections\":C}\n"
+            "                   \"connections\":C,\"client_closed\":K}\n"
             "  GET /healthz     200 ok\n"
             "SIGTERM or SIGINT stops the server (exit 0).\n",
             "-h, --help");
@@ -868,6 +897,7 @@ struct http_response {
     struct strbuf body;  /* Owned; freed by response_free. */
     long retry_after;    /* Seconds for a Retry-After header, or 0 for none. */
     const char *allow;   /* Value of an Allow header, or NULL. */
+    int client_gone;     /* The client closed the connection: close it without answering. */
 };
 
 static const char *reason_phrase(int status) {
@@ -1048,6 +1078,34 @@ static void sleep_ms(long ms) {
     }
 }
 
+static long ms_since(const struct timespec *start);
+
+/* Waits ms milliseconds, or until the client at fd closes the connection, shuts down its sending
+ * side or resets it, whichever comes first. Bytes it sends meanwhile (a pipelined request) are
+ * left unread. Returns 1 when the client went away, else 0; *waited_ms gets the time waited. */
+static int wait_or_client_gone(int fd, long ms, long *waited_ms) {
+    struct timespec start;
+    int gone = 0;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        long left = ms - ms_since(&start);
+        if (left <= 0) break;
+        struct pollfd pfd = {fd, POLLRDHUP, 0};
+        int ready = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready < 0 || (ready > 0 && (pfd.revents & POLLNVAL))) {
+            sleep_ms(left);
+            break;
+        }
+        if (ready > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            gone = 1;
+            break;
+        }
+    }
+    *waited_ms = ms_since(&start);
+    return gone;
+}
+
 /* Whether the request holding ticket gets the injected failure (see the essay at the top). */
 static int should_fail(const struct fake_config *cfg, const struct stats_ticket *ticket) {
     if (cfg->fail_status == 0) return 0;
@@ -1057,10 +1115,15 @@ static int should_fail(const struct fake_config *cfg, const struct stats_ticket 
     return ticket->seq % (uint64_t)cfg->fail_every == 0;
 }
 
+/* Whether doc_id starts with prefix (a NULL or empty prefix matches nothing). */
+static int has_prefix(const char *prefix, const struct strbuf *doc_id) {
+    size_t n = prefix ? strlen(prefix) : 0;
+    return n > 0 && doc_id->len >= n && memcmp(doc_id->data, prefix, n) == 0;
+}
+
 /* Whether doc_id is one the server rejects for good (--reject-prefix). */
 static int is_rejected(const struct fake_config *cfg, const struct strbuf *doc_id) {
-    size_t n = cfg->reject_prefix ? strlen(cfg->reject_prefix) : 0;
-    return n > 0 && doc_id->len >= n && memcmp(doc_id->data, cfg->reject_prefix, n) == 0;
+    return has_prefix(cfg->reject_prefix, doc_id);
 }
 
 /* With --pad-bytes, close the summary and add ,"padding":"xxx...(N bytes) to body, for the
@@ -1077,9 +1140,10 @@ static void append_padding(const struct fake_config *cfg, const struct strbuf *d
     body->data[body->len] = '\0';
 }
 
-/* POST <any path>: counts the request, waits for the latency, then answers 200 with a summary,
- * the injected failure, or 400 when the body has no doc_id. */
-static void handle_process(struct fake_server *srv, const struct http_request *req,
+/* POST <any path> on the connection fd: counts the request, waits for the latency, then answers
+ * 200 with a summary, the injected failure, or 400 when the body has no doc_id; or, when the
+ * client closes the connection during the wait, counts that and answers nothing. */
+static void handle_process(struct fake_server *srv, int fd, const struct http_request *req,
                            struct http_response *resp) {
     const struct fake_config *cfg = &srv->config;
     struct strbuf task_id = {0}, doc_id = {0};
@@ -1091,9 +1155,17 @@ static void handle_process(struct fake_server *srv, const struct http_request *r
         respond_error(resp, 500, "out of memory");
     } else {
         uint64_t jitter = (ticket.random >> 32) % ((uint64_t)cfg->latency_jitter_ms + 1);
-        sleep_ms(cfg->latency_ms + (long)jitter);
+        long latency = has_doc && has_prefix(cfg->hold_prefix, &doc_id) ? HOLD_MS : cfg->latency_ms + (long)jitter;
+        long waited;
         int ok = 0;
-        if (!has_doc) {
+        if (wait_or_client_gone(fd, latency, &waited)) {
+            resp->client_gone = 1;
+            stats_closed(&srv->stats, &ticket);
+            if (cfg->log_requests)
+                log_line("info", "client closed the connection before the answer: POST task_id=%s "
+                         "after %ld ms task_requests=%" PRIu64, has_task ? task_id.data : "", waited,
+                         ticket.task_seen);
+        } else if (!has_doc) {
             respond_error(resp, 400, "missing doc_id");
         } else if (is_rejected(cfg, &doc_id)) {
             respond_error(resp, cfg->reject_status, "rejected document");
@@ -1112,10 +1184,12 @@ static void handle_process(struct fake_server *srv, const struct http_request *r
             append_padding(cfg, &doc_id, &resp->body);
             sb_appends(&resp->body, "\"}");
         }
-        stats_finish(&srv->stats, &ticket, ok);
-        if (cfg->log_requests)
-            log_line("info", "answered POST task_id=%s status=%d task_requests=%" PRIu64,
-                     has_task ? task_id.data : "", ok ? 200 : resp->status, ticket.task_seen);
+        if (!resp->client_gone) {
+            stats_finish(&srv->stats, &ticket, ok);
+            if (cfg->log_requests)
+                log_line("info", "answered POST task_id=%s status=%d task_requests=%" PRIu64,
+                         has_task ? task_id.data : "", ok ? 200 : resp->status, ticket.task_seen);
+        }
     }
     sb_free(&task_id);
     sb_free(&doc_id);
@@ -1128,24 +1202,24 @@ static void handle_stats(struct fake_server *srv, struct http_response *resp) {
                "{\"requests\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"failed\":%" PRIu64
                ",\"distinct_tasks\":%" PRIu64 ",\"duplicate_tasks\":%" PRIu64
                ",\"in_flight\":%" PRIu64 ",\"max_in_flight\":%" PRIu64
-               ",\"connections\":%" PRIu64 "}",
+               ",\"connections\":%" PRIu64 ",\"client_closed\":%" PRIu64 "}",
                s.requests, s.ok, s.failed, s.distinct_tasks, s.duplicate_tasks, s.in_flight,
-               s.max_in_flight, s.connections);
+               s.max_in_flight, s.connections, s.client_closed);
 }
 
 static int path_is(const struct http_request *req, const char *path) {
     return strlen(path) == req->path_len && memcmp(req->path, path, req->path_len) == 0;
 }
 
-/* Routes a fully read request to its endpoint and fills resp. */
-static void handle_request(struct fake_server *srv, const struct http_request *req,
+/* Routes a fully read request of the connection fd to its endpoint and fills resp. */
+static void handle_request(struct fake_server *srv, int fd, const struct http_request *req,
                            struct http_response *resp) {
     if (strcmp(req->method, "POST") == 0) {
         if (path_is(req, "/reset")) {
             stats_reset(&srv->stats);
             sb_appends(&resp->body, "{\"ok\":true}");
         } else {
-            handle_process(srv, req, resp);
+            handle_process(srv, fd, req, resp);
         }
     } else if (strcmp(req->method, "GET") == 0) {
         if (path_is(req, "/stats")) {
@@ -1391,8 +1465,12 @@ static void *conn_main(void *arg) {
         if (r == READ_BAD) {
             respond_error(&resp, req.error_status, read_error_message(req.error_status));
         } else {
-            handle_request(c->srv, &req, &resp);
+            handle_request(c->srv, c->fd, &req, &resp);
             keep_alive = req.keep_alive;
+        }
+        if (resp.client_gone) {
+            response_free(&resp);
+            break;
         }
         int sent = send_response(c->fd, &resp, keep_alive, req.minor_version);
         response_free(&resp);

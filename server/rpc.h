@@ -60,6 +60,7 @@ typedef struct rpc_pending {
     docq_caller caller;              /* Who called. */
     char task_id[DOCQ_TASK_ID_MAX];  /* The task submitted or read. */
     docq_store_ticket ticket;        /* Where its Redis work is in the pipeline. */
+    docq_rate_result rate;           /* A limit the prepare checked apart (CancelTask; limited 0: none). */
 } rpc_pending;
 
 /* The first half of a pipelined unary handler: check req (owned by the
@@ -148,6 +149,29 @@ void rpc_submit_finish(const rpc_call *call, const ProtobufCMessage *req, const 
 rpc_step rpc_status_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
                             rpc_reply *out);
 void rpc_status_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
+                       rpc_reply *out);
+
+/* CancelTask, pipelined: validate the id, then count the read and cancel
+ * a PENDING or STARTED task; the task as it is then, or NOT_FOUND
+ * (rpc_cancel.c). */
+rpc_step rpc_cancel_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
+                            rpc_reply *out);
+void rpc_cancel_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
+                       rpc_reply *out);
+
+/* ListTasks, pipelined: check page_size, page_token and states, then count
+ * the read and read a page of the caller's tasks (rpc_list.c). */
+rpc_step rpc_list_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
+                          rpc_reply *out);
+void rpc_list_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
+                     rpc_reply *out);
+
+/* DeleteTask, pipelined: validate the id, then count the call against the
+ * read limit and delete the task when it is the caller's and has ended
+ * (rpc_delete.c). */
+rpc_step rpc_delete_prepare(const rpc_call *call, const ProtobufCMessage *req, rpc_pending *pending,
+                            rpc_reply *out);
+void rpc_delete_finish(const rpc_call *call, const ProtobufCMessage *req, const rpc_pending *pending,
                        rpc_reply *out);
 
 /* WatchStatus: validate the id and open a watch (rpc_watch.c, watch.h). A

@@ -79,7 +79,8 @@ void rpc_reply_read_limited(const rpc_env *env, const docq_caller *caller, const
     docq_reader reader = rpc_reader(env, caller);
     docq_log_debug("read by %s refused by the rate limit", caller->id);
     docq_counter_add(&env->metrics->rate_limited[RATE_KIND_READ], 1);
-    rpc_reply_rate_limited(out, caller, "GetStatus/WatchStatus calls", &reader.policy, rate);
+    rpc_reply_rate_limited(out, caller, "read calls (GetStatus, WatchStatus, ListTasks, DeleteTask)",
+                           &reader.policy, rate);
 }
 
 int rpc_read_allowed(const rpc_call *call, docq_caller *caller, rpc_reply *out) {

@@ -22,7 +22,7 @@ rpc_step rpc_status_prepare(const rpc_call *call, const ProtobufCMessage *req, r
     snprintf(pending->task_id, sizeof(pending->task_id), "%s", r->task_id);
     docq_reader reader = rpc_reader(call->env, &pending->caller);
     if (docq_store_read_queue(call->env->pipeline, cfg->key_prefix, cfg->group, pending->task_id, &reader,
-                              &pending->ticket, &err) != DOCQ_OK) {
+                              cfg->result_ttl_s, &pending->ticket, &err) != DOCQ_OK) {
         rpc_reply_store_error(out, &err);
         return RPC_ANSWERED;
     }

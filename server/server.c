@@ -57,6 +57,12 @@ static const rpc_def rpcs[] = {
      .prepare = rpc_status_prepare, .finish = rpc_status_finish},
     {.path = "/docq.v1.DocQueue/WatchStatus", .input = &docq__v1__watch_status_request__descriptor,
      .stream = rpc_watch_status},
+    {.path = "/docq.v1.DocQueue/CancelTask", .input = &docq__v1__cancel_task_request__descriptor,
+     .prepare = rpc_cancel_prepare, .finish = rpc_cancel_finish},
+    {.path = "/docq.v1.DocQueue/ListTasks", .input = &docq__v1__list_tasks_request__descriptor,
+     .prepare = rpc_list_prepare, .finish = rpc_list_finish},
+    {.path = "/docq.v1.DocQueue/DeleteTask", .input = &docq__v1__delete_task_request__descriptor,
+     .prepare = rpc_delete_prepare, .finish = rpc_delete_finish},
     {.path = "/grpc.health.v1.Health/Check", .input = &grpc__health__v1__health_check_request__descriptor,
      .handler = rpc_health_check},
     {.path = "/grpc.health.v1.Health/Watch", .input = &grpc__health__v1__health_check_request__descriptor,
@@ -500,6 +506,8 @@ static void hub_positions(void *h, const int64_t *read, int n) { watch_hub_posit
 static int hub_trim_due(void *h, size_t min_closed, size_t *peak, size_t *open) {
     return watch_hub_trim_due(h, min_closed, peak, open);
 }
+static int64_t hub_next_deadline(void *h) { return watch_hub_next_deadline(h); }
+static subscriber_task_id *hub_expired(void *h, int64_t now_ms, size_t *n) { return watch_hub_expired(h, now_ms, n); }
 
 int docq_server_start(docq_server *srv, docq_error *err) {
     grpc_server_start(srv->server);
@@ -512,7 +520,8 @@ int docq_server_start(docq_server *srv, docq_error *err) {
         srv->started_threads++;
     }
     subscriber_hooks hooks = {srv->watch,     hub_watching,  hub_update,  hub_gone,
-                              hub_ids,        hub_pending_shards, hub_positions, hub_trim_due};
+                              hub_ids,        hub_pending_shards, hub_positions, hub_trim_due,
+                              hub_next_deadline, hub_expired};
     srv->sub = subscriber_start(srv->cfg, &hooks, err);
     return srv->sub ? DOCQ_OK : DOCQ_ERR;
 }

@@ -23,6 +23,8 @@
 #define BACKOFF_MAX_MS 2000
 #define CHANNEL_MAX 96
 #define TRIM_AFTER_CLOSED 512  /* Fewest watches ended since the peak that make a memory trim worth it. */
+#define EXPIRY_CHECK_MS 250    /* Shortest pause between two reads of tasks past their queue deadline. */
+#define LONGEST_SLEEP_MS 500   /* Longest poll: a deadline a watch opened meanwhile brought is seen by then. */
 
 struct subscriber {
     const docq_config *cfg;
@@ -174,7 +176,7 @@ static int resync(subscriber *s, size_t *count, docq_error *err) {
     int rc = DOCQ_OK;
     for (size_t i = 0; i < n && rc == DOCQ_OK; i++) {
         docq_task t = {0};
-        rc = docq_store_get(s->cmd, s->cfg->key_prefix, s->cfg->group, ids[i], &t, err);
+        rc = docq_store_get(s->cmd, s->cfg->key_prefix, s->cfg->group, ids[i], s->cfg->result_ttl_s, &t, err);
         if (rc == DOCQ_OK) {
             s->hub.update(s->hub.ctx, &t);
         } else if (rc == DOCQ_ENOTFOUND) {
@@ -203,6 +205,52 @@ static void refresh_positions(subscriber *s) {
         }
     }
     s->hub.positions(s->hub.ctx, s->read, n);
+}
+
+/* The wall clock, Unix ms (queue deadlines are Redis TIME ms). */
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Read every watched PENDING task whose queue deadline has passed: the read
+ * script ends it FAILURE (and publishes that); the hub gets the record read
+ * at once as well. */
+static void expire_due(subscriber *s) {
+    size_t n;
+    subscriber_task_id *ids = s->hub.expired(s->hub.ctx, wall_ms(), &n);
+    for (size_t i = 0; i < n; i++) {
+        docq_task t = {0};
+        docq_error err = {0};
+        int rc = docq_store_get(s->cmd, s->cfg->key_prefix, s->cfg->group, ids[i], s->cfg->result_ttl_s, &t, &err);
+        if (rc == DOCQ_OK)
+            s->hub.update(s->hub.ctx, &t);
+        else if (rc == DOCQ_ENOTFOUND)
+            s->hub.gone(s->hub.ctx, ids[i]);
+        else
+            docq_log(DOCQ_LOG_DEBUG, ids[i], "events: cannot read a task past its queue deadline: %s", err.msg);
+        docq_task_clear(&t);
+    }
+    free(ids);
+}
+
+/* The monotonic time (docq_now_ms, now) at which the hub's earliest queue
+ * deadline passes, but not before next_check; `until` when that is later
+ * or no deadline is known. */
+static int64_t expiry_due_at(subscriber *s, int64_t now, int64_t until, int64_t next_check) {
+    int64_t d = s->hub.next_deadline(s->hub.ctx);
+    if (d <= 0) return until;
+    int64_t at = now + (d - wall_ms());
+    if (at < next_check) at = next_check;
+    return at < until ? at : until;
+}
+
+/* 1 when a watched task's queue deadline may have passed (the hub's
+ * earliest one is not in the future), else 0. */
+static int expiry_due(subscriber *s) {
+    int64_t d = s->hub.next_deadline(s->hub.ctx);
+    return d > 0 && d <= wall_ms();
 }
 
 /* After a wave of watches has ended, hand the memory they used back to the
@@ -288,13 +336,19 @@ static void read_ready(subscriber *s, const struct pollfd *fds) {
 
 static void *run(void *arg) {
     subscriber *s = arg;
-    int64_t next_refresh = docq_now_ms() + s->cfg->position_refresh_ms;
+    int64_t next_refresh = docq_now_ms() + s->cfg->position_refresh_ms, next_expiry_check = 0;
     for (;;) {
         int64_t now = docq_now_ms();
         if (!s->subscribed && now >= s->retry_at_ms) try_subscribe(s);
         for (int i = 0; s->subscribed && i < s->nctxs; i++) drain(s, s->ctxs[i]);
         now = docq_now_ms();
-        int64_t until = next_refresh;
+        if (s->subscribed && now >= next_expiry_check && expiry_due(s)) {
+            expire_due(s);
+            now = docq_now_ms();
+            next_expiry_check = now + EXPIRY_CHECK_MS;
+        }
+        int64_t until = next_refresh < now + LONGEST_SLEEP_MS ? next_refresh : now + LONGEST_SLEEP_MS;
+        if (s->subscribed) until = expiry_due_at(s, now, until, next_expiry_check);
         if (!s->subscribed && s->retry_at_ms < until) until = s->retry_at_ms;
         int timeout = until > now ? (int)(until - now) : 0;
         int nfds = 1 + (s->subscribed ? s->nctxs : 0);

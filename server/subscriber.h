@@ -17,6 +17,13 @@
  *     of each shard that has PENDING watched tasks (one round trip per such
  *     shard, however many watchers) and hands it to the hub, which sends
  *     the positions that changed;
+ *   - when a followed PENDING task's queue deadline (SubmitDoc's
+ *     queue_timeout) passes by the wall clock (which Redis's TIME
+ *     shares), reads it at once (the thread never sleeps more than 500 ms,
+ *     so a deadline a new watch brought is seen by then), then at most
+ *     every 250 ms while it stays PENDING (clocks apart): the read script
+ *     ends it FAILURE and publishes that, so its watchers see it end
+ *     without any GetStatus and with no worker running;
  *   - when the subscription is (re)established (at start, after Redis
  *     restarted or the connection broke; it retries by itself with a
  *     backoff of 100 ms doubling to 2 s), re-reads every watched task before
@@ -58,6 +65,10 @@ typedef struct subscriber_hooks {
     void (*positions)(void *ctx, const int64_t *read, int nshards);
     /* 1 when enough watches ended since the peak to give memory back. */
     int (*trim_due)(void *ctx, size_t min_closed, size_t *peak, size_t *open);
+    /* The earliest queue deadline (Unix ms) of a followed PENDING task, or earlier; 0: none. */
+    int64_t (*next_deadline)(void *ctx);
+    /* The ids of followed PENDING tasks past their deadline at now_ms, malloc'd, *n of them. */
+    subscriber_task_id *(*expired)(void *ctx, int64_t now_ms, size_t *n);
 } subscriber_hooks;
 
 /* Start the subscriber thread for cfg (borrowed; it must outlive it),

@@ -50,7 +50,7 @@ struct watch {
     uint64_t sent_version;       /* Version of the last message sent (valid once sent_any). */
     uint32_t sent_position;      /* Its queue_position. */
     unsigned sent_any : 1;       /* A message was sent. */
-    unsigned sent_terminal : 1;  /* The last message sent held SUCCESS or FAILURE. */
+    unsigned sent_terminal : 1;  /* The last message sent held an ending: SUCCESS, FAILURE, CANCELLED. */
 };
 
 struct watched_task {
@@ -80,6 +80,8 @@ struct watch_hub {
     size_t held_bytes;           /* Bytes of packed messages held by the entries. */
     caller_counts *per_caller;   /* Borrowed: open streams of each caller (caller_counts.h). */
     int shutting_down;           /* New watches are refused. */
+    int64_t next_deadline;       /* Unix ms: no watched PENDING task's queue deadline is before
+                                  * it (it may be stale: earlier than any); 0: none known. */
 };
 
 /* -- The index ----------------------------------------------------------- */
@@ -231,6 +233,9 @@ static int merge(watch_hub *h, watched_task *e, docq_task *t) {
     e->known = 1;
     e->over_budget = 0;
     if (e->latest.result_len) hold_result(h, e);
+    if (e->latest.state == DOCQ_STATE_PENDING && e->latest.deadline_ms > 0 &&
+        (h->next_deadline == 0 || e->latest.deadline_ms < h->next_deadline))
+        h->next_deadline = e->latest.deadline_ms;
     return 1;
 }
 
@@ -375,7 +380,7 @@ int watch_open(watch_hub *h, docq_redis *redis, grpc_call *call, const docq_call
         refuse_watch(h, caller, rc, out);
         return DOCQ_ERR;
     }
-    rc = docq_store_get(redis, h->cfg->key_prefix, h->cfg->group, task_id, &snap, &err);
+    rc = docq_store_get(redis, h->cfg->key_prefix, h->cfg->group, task_id, h->cfg->result_ttl_s, &snap, &err);
     /* Another caller's task is answered as an unknown one, before anything
      * of it is sent. */
     if (rc == DOCQ_OK && !access_task_visible(caller, &snap)) rc = DOCQ_ENOTFOUND;
@@ -563,4 +568,37 @@ void watch_hub_positions(watch_hub *h, const int64_t *read, int nshards) {
         }
     }
     pthread_mutex_unlock(&h->lock);
+}
+
+int64_t watch_hub_next_deadline(watch_hub *h) {
+    pthread_mutex_lock(&h->lock);
+    int64_t d = h->next_deadline;
+    pthread_mutex_unlock(&h->lock);
+    return d;
+}
+
+char (*watch_hub_expired(watch_hub *h, int64_t now_ms, size_t *n))[DOCQ_TASK_ID_MAX] {
+    char(*ids)[DOCQ_TASK_ID_MAX] = NULL;
+    size_t cap = 0;
+    *n = 0;
+    pthread_mutex_lock(&h->lock);
+    h->next_deadline = 0;
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        for (watched_task *e = h->buckets[i]; e; e = e->next) {
+            int64_t d = e->latest.deadline_ms;
+            if (!e->known || e->latest.state != DOCQ_STATE_PENDING || d <= 0) continue;
+            if (h->next_deadline == 0 || d < h->next_deadline) h->next_deadline = d;
+            if (d > now_ms) continue;
+            if (*n == cap) {
+                size_t ncap = cap ? cap * 2 : 16;
+                void *p = realloc(ids, ncap * sizeof(*ids));
+                if (!p) continue; /* Out of memory: this one waits for the next round. */
+                ids = p;
+                cap = ncap;
+            }
+            memcpy(ids[(*n)++], e->latest.task_id, DOCQ_TASK_ID_MAX);
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return ids;
 }

@@ -138,4 +138,16 @@ int watch_hub_pending_shards(watch_hub *h, unsigned char *need, int nshards);
  * shard whose position changed is offered to its watches. */
 void watch_hub_positions(watch_hub *h, const int64_t *read, int nshards);
 
+/* The earliest queue deadline (Unix ms) of a watched PENDING task, or
+ * earlier (tasks that ended or stopped being watched since may still count
+ * until watch_hub_expired runs); 0 when none is known. Cheap: no scan. */
+int64_t watch_hub_next_deadline(watch_hub *h);
+
+/* The ids of every watched PENDING task whose queue deadline is at or
+ * before now_ms (Unix ms), as a malloc'd array of *n ids (free it), or NULL
+ * with *n = 0; recomputes what watch_hub_next_deadline returns. Reading
+ * those tasks (docq_store_get with a ttl) ends them FAILURE, and the
+ * change reaches their watches as any other. */
+char (*watch_hub_expired(watch_hub *h, int64_t now_ms, size_t *n))[DOCQ_TASK_ID_MAX];
+
 #endif

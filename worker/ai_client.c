@@ -158,6 +158,17 @@ int ai_client_start(ai_client *c, const char *body, size_t len, void *user, docq
     return DOCQ_OK;
 }
 
+int ai_client_abort(ai_client *c, void *user) {
+    for (ai_call *call = c->calls; call; call = call->next) {
+        if (call->user != user) continue;
+        /* Removing a handle mid-transfer makes curl close its connection
+         * and drop any message it queued for the handle. */
+        call_free(c, call);
+        return 1;
+    }
+    return 0;
+}
+
 int ai_client_in_flight(const ai_client *c) { return c->in_flight; }
 
 int ai_client_poll(ai_client *c, ai_waitfd *fds, unsigned nfds, int timeout_ms, docq_error *err) {

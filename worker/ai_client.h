@@ -72,6 +72,13 @@ void ai_client_free(ai_client *c);
  * in which case no result will ever be reported for user. */
 int ai_client_start(ai_client *c, const char *body, size_t len, void *user, docq_error *err);
 
+/* Abort the call started with user, if one is in flight: curl drops the
+ * transfer and closes its connection, so the AI service sees the client
+ * gone at once (no keep-alive reuse of a half-done exchange). Its result is
+ * never reported, even when it had finished and was not yet collected.
+ * Returns 1 when a call was aborted, 0 when none had that user. */
+int ai_client_abort(ai_client *c, void *user);
+
 /* Calls started and not yet collected with ai_client_next. */
 int ai_client_in_flight(const ai_client *c);
 

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cancels.h"
 #include "clock.h"
 #include "log.h"
 #include "loop.h"
@@ -96,7 +97,8 @@ static void redis_recover(worker_loop *w) {
     docq_error why = {0};
     if (docq_redis_connect(w->cmd, &why) != DOCQ_OK || docq_redis_connect(w->rd, &why) != DOCQ_OK ||
         fetch_client_id(w, &why) != DOCQ_OK || check_shape(w, &why) != DOCQ_OK ||
-        (w->refused.code == DOCQ_OK && create_groups(w, &why) != DOCQ_OK)) {
+        (w->refused.code == DOCQ_OK && create_groups(w, &why) != DOCQ_OK) ||
+        (w->refused.code == DOCQ_OK && cancels_mark(w, &why) != DOCQ_OK)) {
         long wait_ms = w->backoff_ms;
         outage_redis_failed(w, &why);
         docq_log_debug("redis still unusable, next try in %ld ms: %s", wait_ms, why.msg);
@@ -348,6 +350,7 @@ static int poll_timeout(const worker_loop *w) {
     int64_t now = docq_now_ms(), until = now + READ_BLOCK_MS;
     if (w->redis_ok && tasks_next_retry_ms(w) < until) until = tasks_next_retry_ms(w);
     if (w->redis_ok && recovery_next_ms(w) < until) until = recovery_next_ms(w);
+    if (w->redis_ok && cancels_next_ms(w) < until) until = cancels_next_ms(w);
     if (w->rs.in_flight && w->rs.deadline_ms < until) until = w->rs.deadline_ms;
     if (w->redis_ok && !w->stopping && !w->rs.in_flight && w->nfree > 0 &&
         w->rs.next_read_ms < until)
@@ -425,6 +428,7 @@ int worker_loop_run(worker_loop *w, docq_error *err) {
         if (w->redis_ok && !w->shape_seen && docq_now_ms() >= w->shape_check_at_ms)
             recheck_shape(w);
         if (loop_done(w)) break;
+        if (w->redis_ok) cancels_poll(w);
         if (w->redis_ok) tasks_flush_writes(w);
         if (w->redis_ok) tasks_start_due_retries(w);
         recovery_heartbeat(w);
@@ -493,7 +497,9 @@ worker_loop *worker_loop_create(const docq_config *cfg, int stop_fd, docq_error 
     }
     w->cmd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
     w->rd = docq_redis_create(&cfg->redis, cfg->redis_timeout_ms);
-    if (!w->cmd || !w->rd || alloc_tables(w) != DOCQ_OK || recovery_init(w) != DOCQ_OK) goto oom;
+    if (!w->cmd || !w->rd || alloc_tables(w) != DOCQ_OK || recovery_init(w) != DOCQ_OK ||
+        cancels_init(w) != DOCQ_OK)
+        goto oom;
     ai_client_options opts = {cfg->ai_url, cfg->ai_connect_timeout_ms, cfg->ai_timeout_ms,
                               (size_t)cfg->max_result_bytes, cfg->concurrency};
     w->ai = ai_client_create(&opts, err);
@@ -525,5 +531,6 @@ void worker_loop_free(worker_loop *w) {
     free(w->rs.scan_done);
     free(w->rs.scan_from);
     recovery_free(w);
+    cancels_free(w);
     free(w);
 }

@@ -8,16 +8,19 @@
  *   1. while Redis is unusable, tries again to connect both Redis
  *      connections (with a backoff of 100 ms growing to 2 s), re-creates the
  *      consumer groups and then re-reads its own pending entries;
- *   2. writes the outcomes and transient-failure records that are waiting
+ *   2. when due (every 300 ms while a slot is busy), reads the cancels
+ *      streams of the shards it holds tasks of and stops the tasks
+ *      cancelled meanwhile (see Cancelling, below);
+ *   3. writes the outcomes and transient-failure records that are waiting
  *      (kept in their slots until Redis takes them, so nothing decided is
  *      lost while Redis is down), and starts the retries whose backoff is
  *      over;
- *   3. when due (every DOCQ_HEARTBEAT_MS), refreshes the claim on every busy
+ *   4. when due (every DOCQ_HEARTBEAT_MS), refreshes the claim on every busy
  *      slot's entry and, with free slots, reclaims entries that other
  *      workers abandoned (recovery.c), cutting a blocked read short first;
- *   4. unless stopping, sends one XREADGROUP for as many entries as it has
+ *   5. unless stopping, sends one XREADGROUP for as many entries as it has
  *      free slots on the `rd` connection, without waiting for the reply;
- *   5. waits in ai_client_poll for AI traffic, the reply on `rd`, the stop
+ *   6. waits in ai_client_poll for AI traffic, the reply on `rd`, the stop
  *      descriptor or the next timer, then starts the tasks read
  *      (docq_store_start on the `cmd` connection, then the AI call) and
  *      handles the calls that completed.
@@ -40,6 +43,21 @@
  *     turn; after a round over every shard that found nothing it pauses
  *     100 ms (so an idle worker sends about 10 reads a second per shard,
  *     and picks up a new task within about 100 ms).
+ *
+ * Cancelling: CancelTask ends a STARTED task as CANCELLED in Redis and
+ * appends its id to its shard's cancels stream (P:{sN}:cancels), in one
+ * script. The heartbeat is too slow to carry that (DOCQ_HEARTBEAT_MS, 5 s by
+ * default), and a blocking read of the cancels streams on `rd` would share
+ * the connection with the XREADGROUP (and a Redis Cluster with one slot per
+ * shard allows no read over several shards), so the loop polls: every 300 ms
+ * while it has busy slots it reads, without blocking, the entries each busy
+ * shard's cancels stream got since the last it saw, all in one pipeline on
+ * `cmd` (routed by slot in a cluster). A slot whose task is named ends at
+ * once: its AI call is aborted (curl_multi_remove_handle: the AI service
+ * sees the connection closed), or its pending retry or unwritten outcome is
+ * dropped; its entry is acknowledged and the slot freed. No retry, no
+ * dead-letter: every fenced write of the task finds it no longer STARTED
+ * (cancels.c). An idle worker sends nothing for this.
  *
  * Stopping: when the stop descriptor becomes readable the loop reads and
  * reclaims no new entries and starts no retries (tasks waiting for one are

@@ -337,8 +337,8 @@ static int dead_letter_task(worker_loop *w, int shard, const char *id, const cha
     return DOCQ_OK;
 }
 
-/* Start the task of entry id: mark it STARTED (or dead-letter it) and call
- * the AI. doc_id is the entry's (NULL when it has none). Returns DOCQ_OK, or
+/* Start the task of entry id: mark it STARTED (or dead-letter it, or
+ * acknowledge it when it expired in the queue) and call the AI. doc_id is the entry's (NULL when it has none). Returns DOCQ_OK, or
  * DOCQ_EUNAVAIL after a Redis failure. */
 static int start_task(worker_loop *w, int shard, const char *id, const char *task_id,
                       const char *doc_id, size_t doc_len) {
@@ -362,6 +362,12 @@ static int start_task(worker_loop *w, int shard, const char *id, const char *tas
     if (st.dead) {
         slot_release(w, s);
         return dead_letter_task(w, shard, id, task_id);
+    }
+    if (st.expired) {
+        slot_release(w, s);
+        docq_counter_add(&w->metrics.tasks[OUTCOME_EXPIRED], 1);
+        return ack_entry(w, shard, id, task_id, DOCQ_LOG_INFO,
+                         "task FAILURE: still PENDING past its queue_timeout, expired without an AI call");
     }
     slot_fill(s, shard, id, task_id, &st);
     if (!doc_id || docq_doc_id_validate(doc_id, doc_len, &why) != DOCQ_OK) {

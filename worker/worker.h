@@ -6,10 +6,12 @@
  *   tasks.c     a task's life in a slot: start, AI call, retries with
  *               backoff, outcome;
  *   recovery.c  the heartbeat on this worker's entries and the reclaiming of
- *               dead workers' entries.
+ *               dead workers' entries;
+ *   cancels.c   reading the cancels streams: a task cancelled while it runs
+ *               here is stopped (its AI call aborted) within a second.
  *
  * Each part declares its functions in its own header (loop.h, outage.h,
- * tasks.h, recovery.h); this one holds only the state they share.
+ * tasks.h, recovery.h, cancels.h); this one holds only the state they share.
  * Everything here belongs to the one thread that runs worker_loop_run. */
 #ifndef DOCQ_WORKER_WORKER_H
 #define DOCQ_WORKER_WORKER_H
@@ -93,6 +95,17 @@ typedef struct recovery_state {
     int *lost;                          /* ...and what the heartbeat found. */
 } recovery_state;
 
+/* Reading the cancels streams (cancels.c). */
+typedef struct cancels_state {
+    int marked;                  /* Every shard's starting point is known (cancels_mark). */
+    int64_t next_poll_ms;        /* Monotonic time of the next read. */
+    char (*after)[ENTRY_ID_MAX]; /* Per shard: the last entry of its cancels stream seen. */
+    int *shards;                 /* Scratch: the shards of one read... */
+    int *cmds;                   /* ...and their commands in pl. */
+    unsigned char *busy;         /* Scratch, per shard: a slot holds one of its tasks. */
+    docq_pipeline *pl;           /* The reads, run on the cmd connection. */
+} cancels_state;
+
 struct worker_loop {
     const docq_config *cfg;   /* Borrowed from main. */
     docq_queue queue;         /* The queue settings, pointing into cfg. */
@@ -113,6 +126,7 @@ struct worker_loop {
     size_t *argvlen;
     reader rs;
     recovery_state recovery;  /* Heartbeat and reclaim timers (recovery.c). */
+    cancels_state cancels;    /* Where each shard's cancels stream was read up to (cancels.c). */
     uint64_t rng;             /* State of the jitter's random sequence. */
     int redis_ok;             /* Both connections up and the groups exist. */
     int down_logged;          /* An outage was logged; log when it ends. */

@@ -4,7 +4,8 @@
 
 #include "worker_metrics.h"
 
-static const char *outcome_names[OUTCOME_N] = {"success", "failure", "dead_lettered", "superseded"};
+static const char *outcome_names[OUTCOME_N] = {"success", "failure", "dead_lettered", "superseded",
+                                                 "cancelled", "expired"};
 static const char *error_names[AI_ERR_N] = {"connect", "timeout", "http_4xx", "http_5xx",
                                             "http_other", "body", "other"};
 
@@ -60,8 +61,9 @@ static void write_one(docq_buf *out, const char *name, const char *type, const c
 
 void worker_metrics_write(const worker_metrics *m, docq_buf *out) {
     write_labelled(out, "docq_tasks_total",
-                   "Tasks this worker ended, by outcome (superseded: another worker took the task over "
-                   "and this one's outcome was not written).",
+                   "Tasks this worker ended, by outcome (superseded: another worker took the task over, "
+                   "or it was cancelled, and this one's outcome was not written; cancelled: "
+                   "CancelTask stopped it here).",
                    "outcome", outcome_names, m->tasks, OUTCOME_N);
     docq_metrics_family(out, "docq_ai_request_duration_seconds", "histogram",
                         "Duration of each AI call (retries included), whatever its end.");

@@ -15,7 +15,10 @@ typedef enum task_outcome {
     OUTCOME_SUCCESS,       /* SUCCESS written. */
     OUTCOME_FAILURE,       /* FAILURE written (permanent, or out of attempts). */
     OUTCOME_DEAD_LETTERED, /* Delivered too often: moved to the dead-letter stream, FAILURE. */
-    OUTCOME_SUPERSEDED,    /* Not written: another worker took the task over meanwhile. */
+    OUTCOME_SUPERSEDED,    /* Not written: another worker took the task over meanwhile, or it was
+                            * cancelled just before the outcome was written. */
+    OUTCOME_CANCELLED,     /* Cancelled while here: its AI call aborted or its retry dropped. */
+    OUTCOME_EXPIRED,       /* Past its queue_timeout when received: FAILURE, no AI call. */
     OUTCOME_N
 } task_outcome;
 

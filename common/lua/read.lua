@@ -3,8 +3,10 @@
 --   KEYS[1] record     P:{sN}:task:<task_id>
 --   KEYS[2] stream     P:{sN}:tasks
 --   ARGV[1] group      DOCQ_GROUP
+--   ARGV[2] ttl_s      DOCQ_RESULT_TTL_S, for a task that expires now
 -- Returns docq_read_task's {fields, position}: fields empty when there is
 -- no record; position 0 unless the task is PENDING and its place is known.
--- Reads only.
+-- Reads only, but for a PENDING task past its queue deadline, which it
+-- ends FAILURE first (docq_expire: version + 1, published).
 -- lib: read_task
-return docq_read_task(KEYS[1], KEYS[2], ARGV[1])
+return docq_read_task(KEYS[1], KEYS[2], ARGV[1], ARGV[2])

@@ -7,7 +7,8 @@
 --   KEYS[1] record     P:{sN}:task:<task_id>
 --   ARGV[1] attempt    the worker's fencing token
 -- Returns the new attempt (the new fencing token), or -1 when the task
--- moved on (taken over, or terminal; nothing written).
+-- moved on (taken over, or terminal: CANCELLED while it waited, too;
+-- nothing written).
 -- lib: publish now
 local record = KEYS[1]
 local attempt = ARGV[1]

@@ -9,7 +9,7 @@
 --   ARGV[1] attempt    the worker's fencing token
 --   ARGV[2] error
 -- Returns the new failure count, or -1 when the task is not STARTED by that
--- attempt (nothing written).
+-- attempt (taken over, or ended: finished or CANCELLED; nothing written).
 -- lib: publish
 local record = KEYS[1]
 local attempt, err = ARGV[1], ARGV[2]

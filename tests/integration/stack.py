@@ -349,10 +349,10 @@ class Stack:
         return out
 
     def wait_terminal(self, task_id, timeout=30):
-        """Poll GetStatus until the task is SUCCESS or FAILURE; return it."""
+        """Poll GetStatus until the task has ended (SUCCESS, FAILURE or CANCELLED); return it."""
         stub = self.stub()
 
         def done():
             t = stub.GetStatus(pb.GetStatusRequest(task_id=task_id), timeout=5)
-            return t if t.state in (pb.Task.SUCCESS, pb.Task.FAILURE) else None
+            return t if t.state in (pb.Task.SUCCESS, pb.Task.FAILURE, pb.Task.CANCELLED) else None
         return wait_for(done, timeout=timeout, interval=0.1, what="task %s to finish" % task_id)

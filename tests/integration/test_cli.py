@@ -40,6 +40,45 @@ class Cli(unittest.TestCase):
         self.assertIn("processed doc_1", st.stdout)
         self.assertRegex(st.stdout, r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
+    def test_docq_list_prints_a_page_or_every_page_filtered_by_state_and_docq_delete_deletes_an_ended_task(self):
+        """docq list prints a table of one page or with --all every page, --state filters, and docq delete
+        deletes an ended task and refuses a pending one"""
+        s = self.stack.start_redis().start_ai("--reject-prefix", "bad").start_server()
+        worker = s.start_worker()
+        done = s.cli("submit", "doc_a", "bad_b").stdout.split()
+        for tid in done:
+            s.wait_terminal(tid)
+        worker.kill()
+        pending = s.cli("submit", "doc_c", "doc_d", "doc_e").stdout.split()
+        ids = (done + pending)[::-1]
+        out = s.cli("list", "--page-size", "2")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["TASK", "ID", "STATE", "DOC", "ID", "CREATED"])
+        self.assertEqual([line.split()[0] for line in lines[1:]], ids[:2])
+        self.assertIn("--all", out.stderr)
+        out = s.cli("list", "--all", "--page-size", "2")
+        rows = [line.split() for line in out.stdout.splitlines()[1:]]
+        self.assertEqual([r[0] for r in rows], ids)
+        self.assertEqual(rows[-1][1:3], ["SUCCESS", "doc_a"])
+        self.assertRegex(rows[-1][3], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertEqual(out.stderr, "")
+        out = s.cli("list", "--state", "failure", "--state", "SUCCESS")
+        self.assertEqual([line.split()[0] for line in out.stdout.splitlines()[1:]], done[::-1])
+        out = s.cli("list", "--state", "DONE")
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("DOCQ_LIST_STATE", out.stderr)
+        out = s.cli("delete", pending[0])
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("FAILED_PRECONDITION", out.stderr)
+        out = s.cli("delete", done[0])
+        self.assertEqual((out.returncode, out.stdout), (0, "deleted %s\n" % done[0]), out.stderr)
+        out = s.cli("list", "--all")
+        self.assertNotIn(done[0], out.stdout)
+        out = s.cli("delete", done[0])
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("NOT_FOUND", out.stderr)
+
     def test_docq_status_of_an_unknown_id_prints_not_found_and_fails(self):
         """docq status of an unknown id prints NOT_FOUND and fails"""
         s = self.stack.start_redis().start_server()
@@ -250,10 +289,12 @@ class Settings(unittest.TestCase):
         """every binary lists its settings with help"""
         for binary, must in [("docq-server", ["--listen", "DOCQ_REDIS_URL", "DOCQ_SHARDS", "DOCQ_GROUP",
                                               "DOCQ_KEEPALIVE_MS", "DOCQ_MAX_CONNECTION_AGE_MS",
-                                              "DOCQ_POSITION_REFRESH_MS"]),
+                                              "DOCQ_POSITION_REFRESH_MS", "DOCQ_REQUEST_ID_TTL_S",
+                                              "DOCQ_MAX_QUEUE_TIMEOUT_S", "DOCQ_RESULT_TTL_S"]),
                              ("docq-worker", ["--ai-url", "DOCQ_AI_TIMEOUT_MS", "DOCQ_GROUP",
                                               "DOCQ_RESULT_TTL_S"]),
-                             ("docq", ["--server", "DOCQ_SERVER", "--wait", "DOCQ_KEEPALIVE_MS", "watch TASK_ID"])]:
+                             ("docq", ["--server", "DOCQ_SERVER", "--wait", "DOCQ_KEEPALIVE_MS", "watch TASK_ID",
+                                       "--request-id", "--queue-timeout"])]:
             out = run(binary, "--help")
             self.assertEqual(out.returncode, 0, binary)
             for word in must:

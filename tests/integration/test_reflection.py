@@ -50,8 +50,9 @@ class Reflection(unittest.TestCase):
         doc = "refl_%s" % version
         out = self.run_client(version, doc)
         self.assertEqual(out["services"], SERVICES)
-        self.assertEqual(out["files"], ["docq/v1/docq.proto", "google/protobuf/timestamp.proto"])
-        self.assertEqual(out["methods"], ["SubmitDoc", "GetStatus", "WatchStatus"])
+        self.assertEqual(out["files"], ["docq/v1/docq.proto", "google/protobuf/duration.proto",
+                                        "google/protobuf/empty.proto", "google/protobuf/timestamp.proto"])
+        self.assertEqual(out["methods"], ["SubmitDoc", "GetStatus", "WatchStatus", "CancelTask", "ListTasks", "DeleteTask"])
         self.assertEqual(out["not_found"], [grpc.StatusCode.NOT_FOUND.value[0]] * 2)
         self.assertEqual(out["answers_on_one_stream"], 4)
         self.assertEqual(out["end_of_stream"], "OK")
@@ -144,7 +145,7 @@ class StreamsAtShutdown(unittest.TestCase):
         # A reflection stream with one answer read and the stream left open...
         requests, responses = reflection_stream(ch)
         requests.put(v1.ServerReflectionRequest(file_containing_symbol="docq.v1.DocQueue"))
-        self.assertEqual(len(next(responses).file_descriptor_response.file_descriptor_proto), 2)
+        self.assertEqual(len(next(responses).file_descriptor_response.file_descriptor_proto), 4)
         # ...one that ended, one malformed, a health watch open, a page scraped.
         done_q, done = reflection_stream(ch, "v1alpha")
         done_q.put(v1.ServerReflectionRequest(list_services=""))

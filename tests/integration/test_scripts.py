@@ -15,6 +15,9 @@ GROUP = "workers"
 STREAM = "docq:{s0}:tasks"
 DEAD = "docq:{s0}:dead"
 EVENTS = "docq:{s0}:events"
+CANCELS = "docq:{s0}:cancels"
+INDEX = "docq:{s0}:owned:caller"
+REQ = "docq:{s0}:req:caller:"
 TTL = 3600
 
 
@@ -88,11 +91,25 @@ class Scripts(unittest.TestCase):
         return self.r("EVAL", script(name), len(keys), *keys, *args)
 
     def submit(self, tid, doc="doc", limit=0, window_ms=60000, owner=""):
-        return self.eval("submit", [record(tid), STREAM, "docq:{s0}:rate:caller"],
+        return self.eval("submit", [record(tid), STREAM, "docq:{s0}:rate:caller", INDEX],
                          [tid, doc, limit, window_ms, owner])
 
+    def list(self, page_size=10, after="", after_id="", owner="", states=(), limit=0, member="m",
+             max_bytes=1 << 20, max_scan=1000):
+        return self.eval("list", ["docq:{s0}:rate-read:caller", INDEX, STREAM],
+                         [limit, 60000, member, GROUP, "docq:{s0}:task:", page_size, after, after_id, owner,
+                          max_bytes, max_scan] + list(states))
+
+    def delete(self, tid, owner="", limit=0, member="m"):
+        return self.eval("delete", ["docq:{s0}:rate-read:caller", record(tid), INDEX, "docq:{s0}:deleted:" + tid],
+                         [limit, 60000, member, tid, owner, "docq:{s0}:req:caller:"])
+    def submit_with(self, tid, doc="doc", limit=0, request=None, timeout_ms=0, request_ms=86400000):
+        """submit.lua with a request key (request: its last part) and a queue timeout."""
+        keys = [record(tid), STREAM, "docq:{s0}:rate:caller", INDEX] + ([REQ + request] if request else [])
+        return self.eval("submit", keys, [tid, doc, limit, 60000, "", timeout_ms, request_ms, TTL])
+
     def start(self, tid, consumer, max_deliveries=10):
-        return self.eval("start", [record(tid)], [max_deliveries, consumer])
+        return self.eval("start", [record(tid)], [max_deliveries, consumer, TTL])
 
     def dead_letter(self, tid, entry, consumer):
         return self.eval("dead_letter", [record(tid), STREAM, DEAD], [GROUP, entry, tid, consumer, TTL, 100])
@@ -143,7 +160,7 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.submit(task_id(1), limit=2, window_ms=window)[0], 1)
         self.assertEqual(self.submit(task_id(2), limit=2, window_ms=window)[0], 1)
         oldest = int(self.r("ZSCORE", "docq:{s0}:rate:caller", task_id(1)))
-        ok, now, n, wait = self.submit(task_id(3), limit=2, window_ms=window)
+        ok, now, n, wait = self.submit(task_id(3), limit=2, window_ms=window)[:4]
         self.assertEqual((ok, n), (0, 2))
         self.assertEqual(wait, oldest + window - now)
         self.assertEqual(self.r("EXISTS", record(task_id(3))), 0)
@@ -156,6 +173,221 @@ class Scripts(unittest.TestCase):
                              text=True, timeout=10)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(out.stdout, script("submit"))
+
+    def test_submit_indexes_each_new_task_above_the_newest_and_drops_the_oldest_gone_ones(self):
+        """submit.lua indexes each new task once, scored above the index's newest, and drops the two oldest
+        entries whose records are gone"""
+        self.submit(task_id(1))
+        self.submit(task_id(1))
+        self.assertEqual(self.r("ZRANGE", INDEX, 0, -1), [task_id(1)], "a repeat is not indexed twice")
+        future = (self.now_ms() + 3600 * 1000) * 1000
+        self.r("ZADD", INDEX, future, task_id(1))
+        self.submit(task_id(2))
+        self.assertEqual(int(self.r("ZSCORE", INDEX, task_id(2))), future + 1, "above the newest, whatever the clock")
+        for n in (3, 4, 5):
+            self.submit(task_id(n))
+        before = self.r("ZRANGE", INDEX, 0, -1)
+        self.assertEqual(before, [task_id(n) for n in (1, 2, 3, 4, 5)])
+        self.r("DEL", record(task_id(1)), record(task_id(2)), record(task_id(3)))
+        self.submit(task_id(6))
+        self.assertEqual(self.r("ZRANGE", INDEX, 0, -1), [task_id(n) for n in (3, 4, 5, 6)],
+                         "the two oldest entries whose records are gone are dropped, no more")
+
+    # -- list.lua -----------------------------------------------------------------
+    def test_list_pages_newest_first_through_ties_and_drops_the_entries_of_records_that_are_gone(self):
+        """list.lua pages newest first, through ties in score, and drops the entries of records that are gone"""
+        for n in range(1, 6):
+            self.submit(task_id(n))
+        self.r("ZADD", INDEX, 1000, task_id(1), 2000, task_id(2), 2000, task_id(3), 2000, task_id(4),
+               3000, task_id(5))
+        self.r("DEL", record(task_id(4)))
+        rate, tasks, nxt = self.list(page_size=2)
+        self.assertEqual(rate[0], 1)
+        self.assertEqual(tasks[0::3], [task_id(5), task_id(3)], "task 4's record is gone")
+        self.assertEqual(dict(zip(tasks[1][::2], tasks[1][1::2]))["doc_id"], "doc")
+        self.assertEqual(nxt, ["2000", task_id(3)])
+        self.assertIsNone(self.r("ZSCORE", INDEX, task_id(4)))
+        _, tasks, nxt = self.list(page_size=2, after="2000", after_id=task_id(3))
+        self.assertEqual((tasks[0::3], nxt), ([task_id(2), task_id(1)], []), "the last page has no next entry")
+        _, tasks, nxt = self.list(page_size=5, after="2000", after_id=task_id(9))
+        self.assertEqual(tasks[0::3], [task_id(3), task_id(2), task_id(1)], "a token's entry need not exist")
+        self.read_entries("c1")
+        _, tasks, _ = self.list()
+        self.assertEqual(tasks[2::3], [4, 2, 1, 1], "PENDING tasks have their queue positions")
+
+    def test_list_filters_states_and_owner_and_stops_at_its_scan_and_byte_bounds(self):
+        """list.lua keeps only the states and owner asked for and stops at its scan and byte bounds with the
+        entry to go on from"""
+        for n in range(1, 7):
+            self.submit(task_id(n), owner="acme" if n != 6 else "beta")
+        self.r("HSET", record(task_id(2)), "state", "SUCCESS", "result", "x" * 1000)
+        self.r("HSET", record(task_id(4)), "state", "CANCELLED")
+        _, tasks, nxt = self.list(states=["SUCCESS", "CANCELLED"])
+        self.assertEqual((tasks[0::3], nxt), ([task_id(4), task_id(2)], []))
+        _, tasks, _ = self.list(owner="acme", states=["PENDING"])
+        self.assertEqual(tasks[0::3], [task_id(5), task_id(3), task_id(1)])
+        _, tasks, nxt = self.list(states=["SUCCESS"], max_scan=3)
+        score4 = self.r("ZSCORE", INDEX, task_id(4))
+        self.assertEqual((tasks, nxt), ([], [score4, task_id(4)]), "three entries looked at, none matched")
+        _, tasks, nxt = self.list(max_bytes=500)
+        self.assertEqual(len(tasks) // 3, 5, "up to and including task 2, which passes the byte bound")
+        self.assertEqual(nxt[1], task_id(2))
+        rate, = self.list(limit=1, member="m1")[:1]
+        self.assertEqual(rate[0], 1)
+        refused = self.list(limit=1, member="m2")
+        self.assertEqual((len(refused), refused[0][0]), (1, 0), "a refused list reads nothing")
+
+    # -- delete.lua ---------------------------------------------------------------
+    def test_delete_removes_only_an_ended_task_of_the_caller_with_its_index_entry_and_request_id_key(self):
+        """delete.lua removes only an ended task of the caller, with its index entry and its request_id key, and
+        answers the same call sent again as done"""
+        for n in (1, 2, 3):
+            self.submit(task_id(n), owner="acme")
+        self.assertEqual(self.delete(task_id(1), owner="acme")[1:], [-1, "PENDING"])
+        self.r("HSET", record(task_id(1)), "state", "SUCCESS", "request_id", "r1")
+        self.r("SET", "docq:{s0}:req:caller:r1", task_id(1))
+        self.assertEqual(self.delete(task_id(1), owner="beta")[1:], [0, ""], "another owner's")
+        self.assertEqual(self.delete(task_id(9))[1:], [0, ""], "no such record")
+        self.assertEqual(self.delete(task_id(1), owner="acme")[1:], [1, ""])
+        self.assertEqual(self.r("EXISTS", record(task_id(1)), "docq:{s0}:req:caller:r1"), 0)
+        self.assertIsNone(self.r("ZSCORE", INDEX, task_id(1)))
+        self.assertEqual(self.delete(task_id(1), owner="acme", member="m")[1:], [1, ""],
+                         "sent again by the same call: its receipt")
+        self.assertEqual(self.r("GET", "docq:{s0}:deleted:" + task_id(1)), "m")
+        self.assertEqual(self.delete(task_id(1), owner="acme", member="other")[1:], [0, ""], "another call: gone")
+        # A caller that is an address: the task must be in its index.
+        self.r("HSET", record(task_id(2)), "state", "CANCELLED", "request_id", "r2")
+        self.r("SET", "docq:{s0}:req:caller:r2", task_id(3))
+        self.r("ZREM", INDEX, task_id(3))
+        self.r("HSET", record(task_id(3)), "state", "FAILURE")
+        self.assertEqual(self.delete(task_id(3))[1:], [0, ""], "not in the caller's index")
+        self.assertEqual(self.delete(task_id(2))[1:], [1, ""])
+        self.assertEqual(self.r("GET", "docq:{s0}:req:caller:r2"), task_id(3), "a request_id key of another task stays")
+        # The request key named whole (request_key, a hash, as SubmitDoc writes it), only the caller's.
+        self.r("HSET", record(task_id(6)), "state", "SUCCESS", "owner", "acme",
+               "request_key", "docq:{s0}:req:caller:7231")
+        self.r("HSET", "docq:{s0}:req:caller:7231", "task_id", task_id(6), "doc_id", "doc")
+        self.assertEqual(self.delete(task_id(6), owner="acme")[1:], [1, ""])
+        self.assertEqual(self.r("EXISTS", "docq:{s0}:req:caller:7231"), 0)
+        self.r("HSET", record(task_id(7)), "state", "SUCCESS", "owner", "acme",
+               "request_key", "docq:{s0}:req:callerx:7231")
+        self.r("HSET", "docq:{s0}:req:callerx:7231", "task_id", task_id(7))
+        self.assertEqual(self.delete(task_id(7), owner="acme")[1:], [1, ""])
+        self.assertEqual(self.r("EXISTS", "docq:{s0}:req:callerx:7231"), 1, "another caller's key stays")
+        self.r("HSET", record(task_id(4)), "state", "SUCCESS", "owner", "acme")
+        self.assertEqual(len(self.delete(task_id(4), owner="acme", limit=1, member="a")), 3)
+        self.r("HSET", record(task_id(5)), "state", "SUCCESS", "owner", "acme")
+        refused = self.delete(task_id(5), owner="acme", limit=1, member="b")
+        self.assertEqual((len(refused), refused[0][0]), (1, 0))
+        self.assertEqual(self.r("EXISTS", record(task_id(5))), 1, "a refused delete deletes nothing")
+    def test_submit_a_known_request_id_answers_its_task_and_is_not_counted_again(self):
+        """submit.lua: a known request id answers its task and state, stores nothing and is not
+        counted by the limit again, even at the limit"""
+        first = self.submit_with(task_id(1), limit=1, request="72")
+        self.assertEqual(first[4:], [0, task_id(1), "PENDING"])
+        again = self.submit_with(task_id(2), limit=1, request="72")
+        self.assertEqual(again[0], 1, "admitted although the limit of 1 is used up")
+        self.assertEqual(again[1:3], [first[1], 1], "the task's created_at, one request counted")
+        self.assertEqual(again[4:], [1, task_id(1), "PENDING"])
+        self.assertEqual(self.r("EXISTS", record(task_id(2))), 0)
+        self.assertEqual((self.r("XLEN", STREAM), self.r("ZCARD", "docq:{s0}:rate:caller")), (1, 1))
+        self.assertEqual(self.submit_with(task_id(3), limit=1, request="73")[0], 0, "a new request is refused")
+        self.r("HSET", record(task_id(1)), "state", "SUCCESS")
+        self.assertEqual(self.submit_with(task_id(4), limit=1, request="72")[4:], [1, task_id(1), "SUCCESS"],
+                         "the state as it is now")
+
+    def test_submit_a_known_request_id_with_another_doc_id_writes_nothing(self):
+        """submit.lua: a known request id with another doc_id writes nothing and names the task"""
+        self.submit_with(task_id(1), doc="a", request="72")
+        before = self.r("HGETALL", REQ + "72")
+        self.assertEqual(self.submit_with(task_id(2), doc="b", request="72")[4:], [2, task_id(1), ""])
+        self.assertEqual(self.r("HGETALL", REQ + "72"), before)
+        self.assertEqual((self.r("EXISTS", record(task_id(2))), self.r("XLEN", STREAM)), (0, 1))
+
+    def test_submit_stores_the_deadline_and_the_request_key_without_expiry(self):
+        """submit.lua stores the queue deadline and a request key that does not expire while the
+        task is unfinished"""
+        tid = task_id(1)
+        reply = self.submit_with(tid, request="72", timeout_ms=30000, request_ms=5000)
+        created = reply[1]
+        self.assertEqual(int(self.field(tid, "deadline")), created + 30000)
+        self.assertEqual(self.field(tid, "request_key"), REQ + "72")
+        req = dict(zip(*[iter(self.r("HGETALL", REQ + "72"))] * 2))
+        self.assertEqual(req, {"task_id": tid, "doc_id": "doc", "until": str(created + 5000)})
+        self.assertEqual(self.r("TTL", REQ + "72"), -1)
+        self.assertIsNone(self.field(task_id(2), "deadline"))
+        self.submit_with(task_id(2))
+        self.assertIsNone(self.field(task_id(2), "deadline"), "no timeout: no deadline")
+        self.assertIsNone(self.field(task_id(2), "request_key"))
+
+    def test_finish_makes_the_request_key_outlive_the_record(self):
+        """finish.lua makes the request key expire no sooner than the record, nor than its own
+        DOCQ_REQUEST_ID_TTL_S"""
+        for n, request_ms in ((1, 1000), (2, 3 * TTL * 1000)):
+            tid = task_id(n)
+            self.submit_with(tid, request=str(n), request_ms=request_ms)
+            entry = self.read_entries("c1")[0]
+            self.start(tid, "c1")
+            self.assertEqual(self.finish(tid, entry, 1, "ok"), 1)
+            record_end, req_end = self.r("PEXPIRETIME", record(tid)), self.r("PEXPIRETIME", REQ + str(n))
+            self.assertGreater(record_end, 0)
+            self.assertGreaterEqual(req_end, record_end)
+            if request_ms > TTL * 1000:
+                self.assertGreater(req_end, record_end + TTL * 1000, "its own, longer life is kept")
+
+    def test_start_ends_a_pending_task_past_its_deadline_instead_of_starting_it(self):
+        """start.lua ends a PENDING task past its queue deadline FAILURE instead of starting it,
+        published, with its record's expiry"""
+        tid = task_id(1)
+        self.submit_with(tid, timeout_ms=1, request="9")
+        self.read_entries("c1")
+        time.sleep(0.02)
+        sub = Resp(self.stack.redis_port)
+        self.addCleanup(sub.close)
+        sub("SUBSCRIBE", EVENTS)
+        self.assertEqual(self.start(tid, "c1"), [-4])
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "error"), self.field(tid, "version"),
+                          self.field(tid, "attempts")), ("FAILURE", "expired in queue after 0.001 s", "2", "0"))
+        self.assertIsNotNone(self.field(tid, "finished_at"))
+        self.assertGreater(self.r("TTL", record(tid)), 0)
+        self.assertGreaterEqual(self.r("PEXPIRETIME", REQ + "9"), self.r("PEXPIRETIME", record(tid)))
+        self.assertIn("expired in queue", sub.reply()[2], "the change was published")
+        self.assertEqual(self.start(tid, "c1"), [-2], "sent again: terminal, only to be acknowledged")
+        other = task_id(2)
+        self.submit_with(other, timeout_ms=3600000)
+        self.read_entries("c1")
+        self.assertEqual(self.start(other, "c1")[0], 1, "a deadline not yet passed starts as usual")
+
+    def test_read_ends_a_pending_task_past_its_deadline_only_when_given_the_ttl(self):
+        """read.lua and status.lua end a PENDING task past its queue deadline when given the
+        result TTL, and only read without it"""
+        tid = task_id(1)
+        self.submit_with(tid, timeout_ms=2000)
+        time.sleep(0.01)
+        fields, _ = self.eval("read", [record(tid), STREAM], [GROUP, TTL])
+        self.assertEqual(dict(zip(fields[::2], fields[1::2]))["state"], "PENDING", "not yet past it")
+        for field in ("created_at", "deadline"):
+            self.r("HINCRBY", record(tid), field, -5000)
+        fields, pos = self.eval("read", [record(tid), STREAM], [GROUP])
+        self.assertEqual((dict(zip(fields[::2], fields[1::2]))["state"], pos), ("PENDING", 1), "reads only")
+        fields, pos = self.eval("read", [record(tid), STREAM], [GROUP, TTL])
+        h = dict(zip(fields[::2], fields[1::2]))
+        self.assertEqual((h["state"], h["error"], h["version"], pos), ("FAILURE", "expired in queue after 2 s", "2", 0))
+        self.assertGreater(self.r("TTL", record(tid)), 0)
+        other = task_id(2)
+        self.submit_with(other, timeout_ms=1000)
+        self.r("HINCRBY", record(other), "deadline", -5000)
+        keys = ["docq:{s0}:rate-read:caller", record(other), STREAM]
+        rate, (fields, pos) = self.eval("status", keys, [0, 60000, "m1", GROUP, TTL])
+        self.assertEqual(dict(zip(fields[::2], fields[1::2]))["state"], "FAILURE")
+
+    def test_submit_a_known_request_id_of_a_task_past_its_deadline_answers_failure(self):
+        """submit.lua: a known request id whose task is PENDING past its deadline ends it and
+        answers FAILURE"""
+        self.submit_with(task_id(1), request="72", timeout_ms=1)
+        time.sleep(0.01)
+        self.assertEqual(self.submit_with(task_id(2), request="72")[4:], [1, task_id(1), "FAILURE"])
+        self.assertEqual(self.field(task_id(1), "error"), "expired in queue after 0.001 s")
 
     # -- ratelimit.lua ----------------------------------------------------------
     def test_ratelimit_admits_up_to_its_exact_edge_and_refuses_the_next_with_the_exact_wait(self):
@@ -336,6 +568,94 @@ class Scripts(unittest.TestCase):
         self.assertEqual(len(refused), 1, "a refused read reads nothing")
         self.assertEqual((refused[0][0], refused[0][2]), (0, 1))
         self.assertIsNone(self.r("ZSCORE", keys[0], "m2"), "and is not counted")
+
+    # -- cancel.lua, cancels.lua ---------------------------------------------------
+    def cancel(self, tid, owner="", limit=0, member="m1"):
+        """cancel.lua as CancelTask runs it; returns (rate reply, fields dict or None, position)."""
+        rep = self.eval("cancel", ["docq:{s0}:rate-read:caller", record(tid), STREAM, CANCELS],
+                        [limit, 60000, member, GROUP, owner, TTL, 1000, "cancelled by the caller", tid])
+        if len(rep) == 1:
+            return rep[0], None, None
+        fields, pos = rep[1]
+        return rep[0], dict(zip(fields[::2], fields[1::2])), pos
+
+    def test_cancel_ends_a_pending_task_once_publishes_it_and_leaves_its_entry_for_the_worker_to_ack(self):
+        """cancel.lua ends a PENDING task as CANCELLED once and publishes it, and start.lua then only
+        says it is terminal, so the worker acknowledges the entry"""
+        tid, _ = self.queued_task()
+        sub = Resp(self.stack.redis_port)
+        self.addCleanup(sub.close)
+        sub("SUBSCRIBE", EVENTS)
+        _, h, pos = self.cancel(tid)
+        self.assertEqual((h["state"], h["error"], h["version"], pos), ("CANCELLED", "cancelled by the caller", "2", 0))
+        self.assertTrue(int(h["finished_at"]) >= int(h["created_at"]))
+        self.assertTrue(0 < self.r("TTL", record(tid)) <= TTL)
+        self.assertIn("5:state,9:CANCELLED,", sub.reply()[2])
+        self.assertEqual(self.r("EXISTS", CANCELS), 0, "no worker runs a PENDING task")
+        self.assertEqual(self.cancel(tid, member="m2")[1], h, "sent again: the same record, no new version")
+        self.assertEqual(self.start(tid, "c1"), [-2])
+        self.assertEqual(self.r("XLEN", STREAM), 1, "the entry waits for the worker's ack")
+        self.assertEqual(self.field(tid, "version"), "2")
+
+    def test_cancel_ends_a_started_task_announces_it_and_no_later_write_of_its_worker_changes_it(self):
+        """cancel.lua ends a STARTED task as CANCELLED and announces it on the cancels stream, and
+        retry.lua, restart.lua, finish.lua, dead_letter.lua and start.lua then write nothing"""
+        tid, entry = self.queued_task()
+        self.start(tid, "c1")
+        self.assertEqual(self.eval("retry", [record(tid)], [1, "boom"]), 1)
+        _, h, _ = self.cancel(tid)
+        self.assertEqual((h["state"], h["error"], h["version"], h["attempts"]),
+                         ("CANCELLED", "cancelled by the caller", "4", "1"))
+        announced = self.r("XRANGE", CANCELS, "-", "+")
+        self.assertEqual([e[1] for e in announced], [["task_id", tid]])
+        self.assertEqual(self.cancel(tid, member="m2")[1], h)
+        self.assertEqual(self.r("XLEN", CANCELS), 1, "sent again: announced once")
+        self.assertEqual(self.eval("retry", [record(tid)], [1, "late"]), -1, "no longer STARTED: refused")
+        self.assertEqual(self.eval("restart", [record(tid)], [1]), -1)
+        self.assertEqual(self.dead_letter(tid, entry, "c2"), [-2])
+        self.assertEqual(self.start(tid, "c2"), [-2])
+        self.assertEqual(self.finish(tid, entry, 1, "too late"), 0)
+        self.assertEqual((self.r("XLEN", STREAM), self.r("XPENDING", STREAM, GROUP)[0]), (0, 0),
+                         "the refused finish acknowledges and deletes the entry")
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "result"), self.field(tid, "version")),
+                         ("CANCELLED", None, "4"))
+        self.assertEqual(self.r("XLEN", DEAD), 0)
+
+    def test_cancel_after_the_finish_returns_the_task_as_it_is(self):
+        """cancel.lua after the finish (or on an unknown id) returns the task as it is and announces
+        nothing"""
+        tid, entry = self.queued_task()
+        self.start(tid, "c1")
+        self.assertEqual(self.finish(tid, entry, 1, "answer"), 1)
+        before = dict(zip(*[iter(self.r("HGETALL", record(tid)))] * 2))
+        self.assertEqual(self.cancel(tid)[1], before)
+        self.assertEqual(self.r("EXISTS", CANCELS), 0)
+        self.assertEqual(self.cancel(task_id(99))[1], {})
+
+    def test_cancel_leaves_another_owners_task_and_a_refused_call_untouched(self):
+        """cancel.lua answers another owner's task as a missing one and a call the read limit refuses
+        with nothing, and changes neither"""
+        tid = task_id(1)
+        self.submit(tid, owner="acme")
+        self.assertEqual(self.cancel(tid, owner="beta", limit=5, member="m1")[1], {})
+        self.assertEqual(self.cancel(tid, owner="beta", limit=5, member="m2")[1], {})
+        rate, h, _ = self.cancel(tid, owner="acme", limit=2, member="m3")
+        self.assertEqual((rate[0], rate[2], h), (0, 2, None), "two calls counted already: refused")
+        self.assertIsNone(self.r("ZSCORE", "docq:{s0}:rate-read:caller", "m3"), "and not counted")
+        self.assertEqual((self.field(tid, "state"), self.field(tid, "version")), ("PENDING", "1"))
+        self.assertEqual(self.cancel(tid, owner="acme")[1]["state"], "CANCELLED")
+
+    def test_cancels_reads_the_ids_announced_after_a_given_entry(self):
+        """cancels.lua names where a stream ends and reads the task ids announced after a given
+        entry"""
+        self.assertEqual(self.eval("cancels", [CANCELS], ["", 10]), ["0-0"])
+        self.assertEqual(self.eval("cancels", [CANCELS], ["0-0", 10]), ["0-0"])
+        first = self.r("XADD", CANCELS, "*", "task_id", task_id(1))
+        self.assertEqual(self.eval("cancels", [CANCELS], ["", 10]), [first])
+        ids = [self.r("XADD", CANCELS, "*", "task_id", task_id(n)) for n in (2, 3, 4)]
+        self.assertEqual(self.eval("cancels", [CANCELS], [first, 2]), [ids[1], task_id(2), task_id(3)])
+        self.assertEqual(self.eval("cancels", [CANCELS], [ids[1], 10]), [ids[2], task_id(4)])
+        self.assertEqual(self.eval("cancels", [CANCELS], [ids[2], 10]), [ids[2]])
 
     # -- every script through the C store, after SCRIPT FLUSH ---------------------
     def test_start_retry_restart_and_finish_lua_are_reloaded_by_the_store_after_script_flush(self):

@@ -640,6 +640,37 @@ static void help_lists_own_settings(void) {
     CHECK_STR_NOT_CONTAINS(buf, "DOCQ_SHARDS");
 }
 
+static void list_flags(void) {
+    docq_config cfg;
+    docq_error err;
+    clean_env();
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "list"), DOCQ_OK);
+    CHECK_STR_EQ(cfg.list_states, "");
+    CHECK_INT_EQ(cfg.list_page_size, 50);
+    CHECK_INT_EQ(cfg.list_all, 0);
+    /* --state repeats add up; other flags of list are its own words. */
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "list", "--state", "success", "--state=FAILURE,cancelled",
+                      "--page-size", "1000", "--all"), DOCQ_OK);
+    CHECK_STR_EQ(cfg.list_states, "success,FAILURE,cancelled");
+    CHECK_INT_EQ(cfg.list_page_size, 1000);
+    CHECK_INT_EQ(cfg.list_all, 1);
+    CHECK_INT_EQ(cfg.nargs, 1);
+    setenv("DOCQ_LIST_STATE", "PENDING", 1);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "list"), DOCQ_OK);
+    CHECK_STR_EQ(cfg.list_states, "PENDING");
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "list", "--state", "STARTED"), DOCQ_OK);
+    CHECK_STR_EQ(cfg.list_states, "STARTED");
+    clean_env();
+    static const char *bad[] = {"DONE", "SUCCESS,", ",SUCCESS", "SUCCESS,,FAILURE", "STATE_UNSPECIFIED"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_MSG(LOAD(&cfg, DOCQ_BIN_CLI, &err, "list", "--state", bad[i]) == DOCQ_EINVAL, "'%s' taken", bad[i]);
+        CHECK_STR_CONTAINS(err.msg, "DOCQ_LIST_STATE");
+    }
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "list", "--page-size", "1001"), DOCQ_EINVAL);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_CLI, &err, "list", "--page-size", "0"), DOCQ_EINVAL);
+    CHECK_INT_EQ(LOAD(&cfg, DOCQ_BIN_SERVER, &err, "--state", "PENDING"), DOCQ_EINVAL);
+}
+
 static void switch_flag(void) {
     docq_config cfg;
     docq_error err;
@@ -996,6 +1027,9 @@ CHECK_MAIN(
                "--retry alone turns retrying on without taking the next argument, and DOCQ_RETRY "
                "takes only true or false words"),
     CHECK_CASE(api_key_never_shown, "an API key never appears in an error message"),
+    CHECK_CASE(list_flags,
+               "docq list's --state adds up when repeated and takes only state names, and --page-size "
+               "takes 1 to 1000"),
     CHECK_CASE(switch_flag,
                "a switch such as --wait is true by its flag alone, false by default, and refuses "
                "other words"),

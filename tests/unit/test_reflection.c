@@ -60,12 +60,14 @@ static void closure_has_imports(void) {
     docq_reflection_index *idx = load();
     if (!idx) return;
     int docq = docq_reflection_file_by_name(idx, "docq/v1/docq.proto");
-    int ts = docq_reflection_file_by_name(idx, "google/protobuf/timestamp.proto");
+    const char *imports[] = {"google/protobuf/duration.proto", "google/protobuf/empty.proto",
+                             "google/protobuf/timestamp.proto"};
     int out[16];
     size_t n = docq_reflection_closure(idx, docq, out, 16);
-    CHECK_INT_EQ(n, 2);
+    CHECK_INT_EQ(n, 4);
     CHECK_INT_EQ(out[0], docq);
-    CHECK_INT_EQ(out[1], ts);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_MSG(out[i + 1] == docq_reflection_file_by_name(idx, imports[i]), "import %s", imports[i]);
     /* Each file's bytes parse back as its FileDescriptorProto. */
     size_t len;
     const uint8_t *bytes = docq_reflection_file_bytes(idx, docq, &len);
@@ -121,7 +123,7 @@ static void answers_questions(void) {
     if (idx && (r = ask(idx, &req))) {
         CHECK_INT_EQ(r->message_response_case,
                      GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE);
-        CHECK_INT_EQ(r->file_descriptor_response->n_file_descriptor_proto, 2);
+        CHECK_INT_EQ(r->file_descriptor_response->n_file_descriptor_proto, 4); /* docq.proto and 3 imports. */
         protobuf_c_message_free_unpacked(&r->base, NULL);
     }
     req.file_containing_symbol = (char *)"docq.v1.Missing";

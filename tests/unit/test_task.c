@@ -343,6 +343,44 @@ static void shard_for_spread(void) {
     }
 }
 
+static void list_token_round_trip(void) {
+    char tok[DOCQ_LIST_TOKEN_MAX], id[DOCQ_TASK_ID_MAX];
+    const char *tid = "s1023-0123456789abcdef0123456789abcdef";
+    int64_t score = -1;
+    docq_list_token_format(tok, sizeof(tok), 999999999999999999LL, tid);
+    CHECK_INT_EQ(docq_list_token_parse(tok, &score, id, NULL), DOCQ_OK);
+    CHECK(score == 999999999999999999LL);
+    CHECK_STR_EQ(id, tid);
+    docq_list_token_format(tok, sizeof(tok), 0, "s0-00000000000000000000000000000000");
+    CHECK_INT_EQ(docq_list_token_parse(tok, &score, id, NULL), DOCQ_OK);
+    CHECK(score == 0);
+}
+
+static void list_token_malformed(void) {
+    char id[DOCQ_TASK_ID_MAX], tok[DOCQ_LIST_TOKEN_MAX], hex[2 * DOCQ_LIST_TOKEN_MAX];
+    int64_t score;
+    static const char *bad_hex[] = {"", "a", "zz", "3G", "3132", "2E"};
+    for (size_t i = 0; i < sizeof(bad_hex) / sizeof(bad_hex[0]); i++)
+        CHECK_MSG(docq_list_token_parse(bad_hex[i], &score, id, NULL) == DOCQ_EINVAL, "'%s' parsed", bad_hex[i]);
+    /* Well-formed hex of texts docq never writes. */
+    static const char *bad_text[] = {"12", "12.", ".s0-00000000000000000000000000000000",
+                                     "-1.s0-00000000000000000000000000000000",
+                                     "1x.s0-00000000000000000000000000000000",
+                                     "1234567890123456789.s0-00000000000000000000000000000000",
+                                     "1.s0-0000000000000000000000000000000", "1.s0-00000000000000000000000000000000.",
+                                     "1.S0-00000000000000000000000000000000"};
+    for (size_t i = 0; i < sizeof(bad_text) / sizeof(bad_text[0]); i++) {
+        size_t n = strlen(bad_text[i]);
+        for (size_t j = 0; j < n; j++) snprintf(hex + 2 * j, 3, "%02x", (unsigned char)bad_text[i][j]);
+        hex[2 * n] = '\0';
+        CHECK_MSG(docq_list_token_parse(hex, &score, id, NULL) == DOCQ_EINVAL, "'%s' parsed", bad_text[i]);
+    }
+    /* A NUL byte inside. */
+    docq_list_token_format(tok, sizeof(tok), 5, "s0-00000000000000000000000000000000");
+    memcpy(tok, "00", 2);
+    CHECK_INT_EQ(docq_list_token_parse(tok, &score, id, NULL), DOCQ_EINVAL);
+}
+
 static void state_names(void) {
     static const struct {
         docq_task_state s;
@@ -353,6 +391,7 @@ static void state_names(void) {
         {DOCQ_STATE_STARTED, "STARTED", 0},
         {DOCQ_STATE_SUCCESS, "SUCCESS", 1},
         {DOCQ_STATE_FAILURE, "FAILURE", 1},
+        {DOCQ_STATE_CANCELLED, "CANCELLED", 1},
     };
     for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
         docq_task_state out = DOCQ_STATE_UNSPECIFIED;
@@ -558,7 +597,50 @@ static void consumer_names_unique(void) {
     CHECK_INT_EQ(docq_consumer_name(tiny, sizeof(tiny), "docq-worker", 1, &err), DOCQ_EINVAL);
 }
 
+static void request_id_bounds(void) {
+    char buf[DOCQ_REQUEST_ID_MAX + 8];
+    docq_error err = {0};
+    CHECK_INT_EQ(docq_request_id_validate(fill(buf, '~', 64), 64, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_request_id_validate(" !", 2, &err), DOCQ_OK);
+    CHECK_INT_EQ(docq_request_id_validate("", 0, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "empty");
+    CHECK_INT_EQ(docq_request_id_validate(fill(buf, 'a', 65), 65, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "65 bytes long, the limit is 64");
+    CHECK_INT_EQ(docq_request_id_validate("ab\x1f", 3, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "byte 0x1f at byte 2");
+    CHECK_INT_EQ(docq_request_id_validate("\x7f", 1, &err), DOCQ_EINVAL);
+    CHECK_INT_EQ(docq_request_id_validate("caf\xc3\xa9", 5, &err), DOCQ_EINVAL);
+    CHECK_STR_CONTAINS(err.msg, "0xc3 at byte 3");
+    CHECK_INT_EQ(docq_request_id_validate("a\0b", 3, NULL), DOCQ_EINVAL);
+}
+
+static void request_key_is_unambiguous(void) {
+    char a[256], b[256];
+    CHECK_INT_EQ(docq_key_request(a, sizeof(a), "docq", 5, "a:b", "c", 1), DOCQ_OK);
+    CHECK_INT_EQ(docq_key_request(b, sizeof(b), "docq", 5, "a", "b:c", 3), DOCQ_OK);
+    CHECK_STR_EQ(a, "docq:{s5}:req:a:b:63");
+    CHECK_STR_EQ(b, "docq:{s5}:req:a:623a63");
+    CHECK_INT_EQ(docq_key_request(a, 21, "docq", 5, "a", "bc", 2), DOCQ_OK);
+    CHECK_INT_EQ(docq_key_request(a, 20, "docq", 5, "a", "bc", 2), DOCQ_EINVAL);
+}
+
+static void set_field_deadline(void) {
+    docq_task t = {0};
+    CHECK_INT_EQ(docq_task_set_field(&t, "deadline", 8, "1700000000123", 13), DOCQ_OK);
+    CHECK(t.deadline_ms == 1700000000123LL);
+    CHECK_INT_EQ(docq_task_set_field(&t, "deadline", 8, "soon", 4), DOCQ_EINVAL);
+    CHECK_INT_EQ(docq_task_set_field(&t, "request_key", 11, "docq:{s0}:req:a:62", 18), DOCQ_OK);
+    docq_task_clear(&t);
+}
+
 CHECK_MAIN(
+    CHECK_CASE(request_id_bounds,
+               "a request_id of 1 to 64 printable ASCII bytes is accepted and any other is refused "
+               "saying why"),
+    CHECK_CASE(request_key_is_unambiguous,
+               "request keys of two callers never meet, whatever colons their ids hold, and one "
+               "too long for its buffer is refused"),
+    CHECK_CASE(set_field_deadline, "the deadline field of a stored record is read into the task"),
     CHECK_CASE(set_field_deliveries,
                "the deliveries field of a stored record is read into the task and a bad one is "
                "refused"),
@@ -596,6 +678,8 @@ CHECK_MAIN(
     CHECK_CASE(shard_for_stable, "a caller always gets the same shard"),
     CHECK_CASE(shard_for_in_range, "a caller's shard is within 0 to shards - 1"),
     CHECK_CASE(shard_for_spread, "1000 distinct callers use every one of 16 shards"),
+    CHECK_CASE(list_token_round_trip, "a ListTasks page token parses back to the index entry it was made from"),
+    CHECK_CASE(list_token_malformed, "a page token docq could not have written is refused"),
     CHECK_CASE(state_names,
                "every state name parses back to its state and other names are refused"),
     CHECK_CASE(set_field_every_field, "every field of a stored record is read into the task"),
