@@ -5,15 +5,19 @@
 Tests call Cluster.stop() through addCleanup *before* start(), so that every
 node started is killed and the directory removed (unless DOCQ_TEST_KEEP=1)
 whatever fails, start() included.
+
+ClusterStack is a Stack (stack.py) whose Redis is such a cluster: docq is
+given one primary's address and must find the others itself.
 """
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
-from stack import Proc, free_port, wait_for
+from stack import Proc, Stack, free_port, wait_for
 
 
 class Cluster:
@@ -96,23 +100,70 @@ class Cluster:
         """The slot the cluster gives key (CLUSTER KEYSLOT)."""
         return int(self.cli(port or self.live_ports()[0], "-c", "CLUSTER", "KEYSLOT", key))
 
-    def slot_owners(self, port=None):
-        """{slot: "host:port"} of the primaries serving each slot, from
-        CLUSTER NODES as seen by a live node (failed primaries left out)."""
-        owners = {}
+    def primaries(self, port=None):
+        """{"host:port": (node id, [slot ranges as CLUSTER NODES writes them])}
+        of the primaries CLUSTER NODES lists, as seen by a live node (failed
+        primaries left out)."""
+        out = {}
         for line in self.cli(port or self.live_ports()[0], "CLUSTER", "NODES").splitlines():
             fields = line.split()
             flags = fields[2].split(",")
             if "master" not in flags or "fail" in flags or "fail?" in flags:
                 continue
-            address = fields[1].split("@")[0]
-            for part in fields[8:]:
+            out[fields[1].split("@")[0]] = (fields[0], fields[8:])
+        return out
+
+    def primary_ports(self, port=None):
+        """The ports of the live primaries, in order."""
+        return sorted(int(a.rsplit(":", 1)[1]) for a in self.primaries(port))
+
+    def slot_owners(self, port=None):
+        """{slot: "host:port"} of the primaries serving each slot, from
+        CLUSTER NODES as seen by a live node (failed primaries left out)."""
+        owners = {}
+        for address, (_, ranges) in self.primaries(port).items():
+            for part in ranges:
                 if part.startswith("["):  # A slot being migrated or imported.
                     continue
                 start, _, end = part.partition("-")
                 for slot in range(int(start), int(end or start) + 1):
                     owners[slot] = address
         return owners
+
+    def node_id(self, port):
+        return self.cli(port, "CLUSTER", "MYID")
+
+    def move_slot(self, slot, dst_port, batch=10, pause=0.1):
+        """Move slot from the primary serving it to the primary at dst_port
+        the way redis-cli --cluster reshard does, but slowly: IMPORTING on
+        the destination, MIGRATING on the source, then MIGRATE of batch keys
+        at a time with a pause between batches (while the slot is split,
+        the source answers ASK for the keys already moved), and at last
+        SETSLOT NODE on the destination, the source and the other primaries.
+        Returns the number of keys moved."""
+        src_port = int(self.slot_owners()[slot].rsplit(":", 1)[1])
+        src_id, dst_id = self.node_id(src_port), self.node_id(dst_port)
+
+        def ok(port, *args):
+            out = self.cli(port, *args, timeout=30)
+            if out not in ("OK", "NOKEY"):
+                raise AssertionError("redis-cli -p %d %s: %r" % (port, " ".join(map(str, args)), out))
+        ok(dst_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        ok(src_port, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        moved = 0
+        while True:
+            keys = self.cli(src_port, "CLUSTER", "GETKEYSINSLOT", slot, batch).split()
+            if not keys:
+                break
+            ok(src_port, "MIGRATE", "127.0.0.1", dst_port, "", 0, 10000, "KEYS", *keys)
+            moved += len(keys)
+            time.sleep(pause)
+        ok(dst_port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        ok(src_port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        for port in self.primary_ports():
+            if port not in (src_port, dst_port):
+                ok(port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        return moved
 
     def kill(self, port):
         """SIGKILL the node at port."""
@@ -127,3 +178,43 @@ class Cluster:
             proc.kill()
         if os.environ.get("DOCQ_TEST_KEEP") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClusterStack(Stack):
+    """A Stack whose Redis is a Cluster: start_redis() starts it and points
+    DOCQ_REDIS_URL at its first primary; redis_cli() follows redirections
+    (redis-cli -c) from a live node, and all_keys() (so task_keys()) scans
+    every live primary. stop() stops the cluster too."""
+
+    def __init__(self, shards=4, result_ttl_s=86400, replicas=1):
+        super().__init__(shards=shards, result_ttl_s=result_ttl_s)
+        self.cluster = Cluster(replicas=replicas)
+
+    def start_redis(self, persist=False, password=None):
+        if persist or password:
+            raise NotImplementedError("a ClusterStack has neither persistence nor a password")
+        self.cluster.start()
+        sys.stderr.write("cluster of %d nodes started in %.1f s\n" % (len(self.cluster.nodes),
+                                                                     self.cluster.start_seconds))
+        self.redis_port = self.cluster.primary_ports()[0]
+        return self
+
+    def stop_redis(self):
+        raise NotImplementedError("kill a node instead: ClusterStack.cluster.kill(port)")
+
+    def redis_target(self):
+        return ["-c", "-p", str(self.cluster.live_ports()[0])]
+
+    def all_keys(self):
+        return [k for port in self.cluster.primary_ports() for k in self.cluster.cli(port, "--scan").split()]
+
+    def keys_by_primary(self, pattern=":task:"):
+        """{primary port: number of keys holding pattern}, over the live primaries."""
+        return {port: sum(pattern in k for k in self.cluster.cli(port, "--scan").split())
+                for port in self.cluster.primary_ports()}
+
+    def stop(self):
+        try:
+            super().stop()
+        finally:
+            self.cluster.stop()

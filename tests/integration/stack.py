@@ -194,18 +194,25 @@ class Stack:
         self.redis.signal(signal.SIGKILL)
         self.redis.wait()
 
+    def redis_target(self):
+        """redis-cli's arguments that name the Redis to ask."""
+        return ["-p", str(self.redis_port)]
+
     def redis_cli(self, *args):
         # The password goes in the environment, not on a command line.
         env = dict(os.environ, REDISCLI_AUTH=self.redis_password) if self.redis_password else None
-        r = subprocess.run(["redis-cli", "-p", str(self.redis_port)] + [str(a) for a in args],
+        r = subprocess.run(["redis-cli"] + self.redis_target() + [str(a) for a in args],
                            capture_output=True, text=True, env=env)
         return r.stdout.strip()
+
+    def all_keys(self):
+        """Every key in Redis (SCAN)."""
+        return self.redis_cli("--scan").split()
 
     def task_keys(self):
         """Every key in Redis but the deployment's shape record and the registry
         of deployments, which a server writes when it starts: what requests left."""
-        keys = self.redis_cli("--scan").split()
-        return sorted(k for k in keys if k != "docq-deployments" and not k.endswith(":shape"))
+        return sorted(k for k in self.all_keys() if k != "docq-deployments" and not k.endswith(":shape"))
 
     def start_ai(self, *extra, port=0):
         port_file = os.path.join(self.dir, "ai.port")

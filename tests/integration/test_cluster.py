@@ -9,7 +9,7 @@ import time
 import unittest
 
 from cluster import Cluster
-from stack import BIN_DIR, wait_for
+from stack import BIN_DIR, labels, wait_for
 
 TASK_ID = "0123456789abcdef0123456789abcdef"
 # docq's keys of 16 shards, and a few others with and without hash tags.
@@ -50,6 +50,7 @@ class ClusterMap(unittest.TestCase):
             self.assertEqual(node, owners[slot], key)
         return routes
 
+    @labels("cluster")
     def test_slot_map_routes_every_key_to_the_node_the_cluster_names(self):
         """docq's slot map from CLUSTER SHARDS routes every key to the node the cluster names"""
         routes = self.check_routes(KEYS, self.cluster.live_ports()[0])
@@ -58,6 +59,7 @@ class ClusterMap(unittest.TestCase):
             self.assertEqual(routes["docq:{s%d}:tasks" % s], routes["docq:{s%d}:task:%s" % (s, TASK_ID)])
         self.assertEqual(len({routes["docq:{s%d}:tasks" % s][1] for s in range(16)}), 3)
 
+    @labels("cluster")
     def test_slot_map_built_after_a_failover_names_the_promoted_replica(self):
         """after the primary serving {s0} is killed and its replica promoted, a slot map built afresh
         routes {s0} to the new primary"""

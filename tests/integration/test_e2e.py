@@ -10,8 +10,10 @@ from stack import Stack, pb, wait_for
 
 
 class EndToEnd(unittest.TestCase):
+    STACK = Stack  # test_cluster_core.py runs some of these tests on a Redis Cluster.
+
     def setUp(self):
-        self.stack = Stack()
+        self.stack = self.STACK()
         self.addCleanup(self.stack.stop)
 
     def fail_with_logs(self, msg):

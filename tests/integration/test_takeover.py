@@ -14,8 +14,10 @@ FAST = {"DOCQ_VISIBILITY_TIMEOUT_MS": "1000", "DOCQ_HEARTBEAT_MS": "200"}
 
 
 class Takeover(unittest.TestCase):
+    STACK = Stack  # test_cluster_core.py runs some of these tests on a Redis Cluster.
+
     def setUp(self):
-        self.stack = Stack()
+        self.stack = self.STACK()
         self.addCleanup(self.stack.stop)
 
     def start(self, ai_args, workers=1, **worker_env):

@@ -71,8 +71,10 @@ def check_stream(test, msgs, where):
 
 
 class Watch(unittest.TestCase):
+    STACK = Stack  # test_cluster_core.py runs some of these tests on a Redis Cluster.
+
     def setUp(self):
-        self.stack = Stack()
+        self.stack = self.STACK()
         self.addCleanup(self.stack.stop)
 
     def test_every_transition_arrives_in_order_for_200_concurrent_watched_tasks(self):

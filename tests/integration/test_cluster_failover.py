@@ -1,0 +1,225 @@
+"""docq on a real Redis Cluster that changes under load: a primary SIGKILLed (its
+replica takes over) and a shard's slot moved to another primary key by key (ASK
+redirections while it is split). 16 callers, one per shard (API keys), submit
+through two servers while two workers run; every acknowledged task must end
+SUCCESS and nothing may stay pending."""
+import hashlib
+import os
+import sys
+import threading
+import time
+import unittest
+
+import grpc
+
+from cluster import ClusterStack
+from stack import labels, pb, pb_grpc, wait_for
+from test_ratelimit import shard_of
+
+SHARDS = 16
+OUTAGE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def callers_one_per_shard(shards=SHARDS):
+    """{caller id: API key}: for each shard, the first caller-N whose id
+    picks it (docq_shard_for), so that the load reaches every shard."""
+    chosen = {}
+    n = 0
+    while len(chosen) < shards:
+        chosen.setdefault(shard_of("caller-%d" % n, shards), "caller-%d" % n)
+        n += 1
+    return {chosen[s]: "key-%s-%d" % (chosen[s], s) for s in range(shards)}
+
+
+class Load:
+    """Each caller submits in a thread of its own, through the servers in
+    turn, with a pause between submits, until stop(). Keeps every answer:
+    acked [(monotonic time, caller, task id)], errors [(time, caller, code,
+    details)]."""
+
+    def __init__(self, addresses, keys, pause=0.1, timeout=3.0):
+        self.keys, self.pause, self.timeout = keys, pause, timeout
+        self.channels = [grpc.insecure_channel(a) for a in addresses]
+        self.acked, self.errors = [], []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.began = time.monotonic()
+        self.ended = None
+        self.threads = [threading.Thread(target=self.run, args=(c,), daemon=True) for c in keys]
+        for t in self.threads:
+            t.start()
+
+    def run(self, caller):
+        stubs = [pb_grpc.DocQueueStub(ch) for ch in self.channels]
+        md = [("authorization", "Bearer " + self.keys[caller])]
+        n = 0
+        while not self.done.is_set():
+            try:
+                r = stubs[n % len(stubs)].SubmitDoc(pb.SubmitDocRequest(doc_id="%s-%d" % (caller, n)),
+                                                    timeout=self.timeout, metadata=md)
+                with self.lock:
+                    self.acked.append((time.monotonic(), caller, r.task_id))
+            except grpc.RpcError as e:
+                with self.lock:
+                    self.errors.append((time.monotonic(), caller, e.code(), e.details()))
+            n += 1
+            self.done.wait(self.pause)
+
+    def stop(self):
+        self.done.set()
+        for t in self.threads:
+            t.join(30)
+        self.ended = time.monotonic()
+        for ch in self.channels:
+            ch.close()
+
+    def acked_by(self, caller):
+        return [t for t, c, _ in self.acked if c == caller]
+
+    def longest_gap(self, caller):
+        """(seconds, start) of the longest time the caller went without an
+        acknowledged submit, from the start of the load to its end."""
+        times = [self.began] + sorted(self.acked_by(caller)) + [self.ended]
+        return max((b - a, a) for a, b in zip(times, times[1:]))
+
+
+class ClusterUnderLoad(unittest.TestCase):
+    def setUp(self):
+        self.keys = callers_one_per_shard()
+
+    def start(self, replicas=1, ai_latency_ms=50, **server_env):
+        """A ClusterStack with two servers (API keys) and two workers."""
+        s = self.stack = ClusterStack(shards=SHARDS, replicas=replicas)
+        self.addCleanup(s.stop)
+        path = os.path.join(s.dir, "keys")
+        with open(path, "w") as f:
+            for caller, key in self.keys.items():
+                f.write("%s %s\n" % (caller, hashlib.sha256(key.encode()).hexdigest()))
+        s.start_redis().start_ai("--latency-ms", str(ai_latency_ms))
+        s.start_server(DOCQ_API_KEYS_FILE=path, **server_env)
+        _, port2 = s.start_replica("server-2", DOCQ_API_KEYS_FILE=path, **server_env)
+        self.addresses = [s.address(), "127.0.0.1:%d" % port2]
+        fast = {"DOCQ_VISIBILITY_TIMEOUT_MS": "3000", "DOCQ_HEARTBEAT_MS": "500"}
+        s.start_worker(**fast)
+        s.start_worker(**fast)
+        return s
+
+    def check_all_succeed(self, load, timeout=180):
+        """Every acknowledged task ends SUCCESS (GetStatus by its owner),
+        within timeout; then nothing is queued or pending."""
+        s = self.stack
+        stubs = [pb_grpc.DocQueueStub(grpc.insecure_channel(a)) for a in self.addresses]
+        left = {tid: caller for _, caller, tid in load.acked}
+        self.assertEqual(len(left), len(load.acked))
+        deadline = time.monotonic() + timeout
+        lost, failed, last_error = [], [], None
+        while left and time.monotonic() < deadline:
+            for n, (tid, caller) in enumerate(list(left.items())):
+                md = [("authorization", "Bearer " + self.keys[caller])]
+                try:
+                    t = stubs[n % 2].GetStatus(pb.GetStatusRequest(task_id=tid), timeout=5, metadata=md)
+                except grpc.RpcError as e:
+                    if e.code() == grpc.StatusCode.NOT_FOUND:
+                        lost.append(tid)
+                        del left[tid]
+                    last_error = (e.code(), e.details())
+                    continue
+                if t.state == pb.Task.SUCCESS:
+                    del left[tid]
+                elif t.state == pb.Task.FAILURE:
+                    failed.append((tid, t.error))
+                    del left[tid]
+            if left:
+                time.sleep(0.5)
+        self.assertEqual(lost, [], "acknowledged tasks NOT_FOUND (lost)\n" + s.logs())
+        self.assertEqual(failed, [], s.logs())
+        self.assertEqual(left, {}, "tasks not finished after %d s (last GetStatus error %s)\n%s" % (
+            timeout, last_error, s.logs()))
+        wait_for(lambda: s.pending_count() == 0 and s.queued_count() == 0, timeout=30,
+                 what="no entry left pending or queued")
+
+    def outage_errors(self, load):
+        """The submit errors other than UNAVAILABLE and DEADLINE_EXCEEDED."""
+        return [(round(t - load.began, 2), c, code, d) for t, c, code, d in load.errors
+                if code not in OUTAGE_CODES]
+
+    @labels("cluster")
+    def test_a_killed_primary_pauses_its_shards_under_10_s_and_loses_no_acknowledged_task(self):
+        """on a Redis cluster with DOCQ_REDIS_MIN_REPLICAS=1 a SIGKILLed primary pauses submits for
+        less than 10 s, fails them only UNAVAILABLE or DEADLINE_EXCEEDED and loses no acknowledged
+        task"""
+        # Two replicas per primary, so that the promoted one still has a
+        # replica to confirm new tasks (WAIT 1).
+        s = self.start(replicas=2, DOCQ_REDIS_MIN_REPLICAS="1")
+        load = Load(self.addresses, self.keys)
+        try:
+            wait_for(lambda: all(load.acked_by(c) for c in self.keys), timeout=30,
+                     what="every caller's first acknowledged submit")
+            time.sleep(2)
+            by_primary = s.keys_by_primary()
+            victim = max(by_primary, key=by_primary.get)
+            owned = [slot for slot, node in s.cluster.slot_owners().items() if node.endswith(":%d" % victim)]
+            victim_callers = [c for c in self.keys
+                              if s.cluster.key_slot(s.stream_key(shard_of(c))) in set(owned)]
+            killed_at = time.monotonic()
+            s.cluster.kill(victim)
+            sys.stderr.write("killed primary :%d holding %d of %d task keys (%s) at %.1f s of load\n" % (
+                victim, by_primary[victim], sum(by_primary.values()), by_primary, killed_at - load.began))
+            promoted = wait_for(lambda: all(o != "127.0.0.1:%d" % victim and o for o in
+                                            (s.cluster.slot_owners().get(slot) for slot in owned)),
+                                timeout=60, interval=0.2, what="a replica to take over the killed primary's slots")
+            sys.stderr.write("the cluster promoted a replica %.1f s after the kill\n" % (
+                time.monotonic() - killed_at))
+            self.assertTrue(promoted)
+            time.sleep(15)
+        finally:
+            load.stop()
+        gaps = {c: load.longest_gap(c) for c in self.keys}
+        worst = max(gaps, key=lambda c: gaps[c][0])
+        sys.stderr.write("submits: %d acknowledged, %d failed (%s)\n" % (
+            len(load.acked), len(load.errors), sorted({e[2].name for e in load.errors})))
+        sys.stderr.write("measured pause: longest gap between acknowledged submits %.2f s (caller %s, "
+                         "from %.1f s after the kill); callers of the killed primary: %s\n" % (
+                             gaps[worst][0], worst, gaps[worst][1] - killed_at,
+                             ", ".join("%s %.2f s" % (c, gaps[c][0]) for c in victim_callers)))
+        self.assertTrue(victim_callers)
+        self.assertEqual(self.outage_errors(load), [], s.logs())
+        self.assertLess(gaps[worst][0], 10, (worst, s.logs()))
+        self.check_all_succeed(load)
+
+    @labels("cluster")
+    def test_moving_a_shards_slot_to_another_primary_under_load_loses_and_leaves_nothing(self):
+        """on a Redis cluster moving a shard's slot key by key to another primary under load loses no
+        task and leaves nothing pending"""
+        s = self.start(ai_latency_ms=200)
+        load = Load(self.addresses, self.keys)
+        try:
+            wait_for(lambda: all(load.acked_by(c) for c in self.keys), timeout=30,
+                     what="every caller's first acknowledged submit")
+            time.sleep(2)
+            slot = s.cluster.key_slot(s.stream_key(0))
+            src = s.cluster.slot_owners()[slot]
+            dst = [p for p in s.cluster.primary_ports() if not src.endswith(":%d" % p)][0]
+            began = time.monotonic()
+            moved = s.cluster.move_slot(slot, dst, batch=5, pause=0.2)
+            sys.stderr.write("moved slot %d ({s0}) from %s to :%d: %d keys in %.1f s\n" % (
+                slot, src, dst, moved, time.monotonic() - began))
+            self.assertGreater(moved, 10)
+            self.assertEqual(s.cluster.slot_owners()[slot], "127.0.0.1:%d" % dst)
+            time.sleep(5)
+        finally:
+            load.stop()
+        caller0 = [c for c in self.keys if shard_of(c) == 0][0]
+        sys.stderr.write("submits: %d acknowledged, %d failed (%s); longest gap of %s (shard 0) %.2f s\n" % (
+            len(load.acked), len(load.errors), sorted({e[2].name for e in load.errors}), caller0,
+            load.longest_gap(caller0)[0]))
+        self.assertEqual(self.outage_errors(load), [], s.logs())
+        # The shard kept being served after the move.
+        self.assertTrue([t for t in load.acked_by(caller0) if t > load.ended - 3])
+        self.check_all_succeed(load)
+        keys0 = s.cluster.cli(dst, "CLUSTER", "COUNTKEYSINSLOT", slot)
+        self.assertGreater(int(keys0), moved)
+
+
+if __name__ == "__main__":
+    unittest.main()
