@@ -100,7 +100,7 @@ class Cluster:
         """The slot the cluster gives key (CLUSTER KEYSLOT)."""
         return int(self.cli(port or self.live_ports()[0], "-c", "CLUSTER", "KEYSLOT", key))
 
-    def primaries(self, port=None):
+    def primary_nodes(self, port=None):
         """{"host:port": (node id, [slot ranges as CLUSTER NODES writes them])}
         of the primaries CLUSTER NODES lists, as seen by a live node (failed
         primaries left out)."""
@@ -115,13 +115,13 @@ class Cluster:
 
     def primary_ports(self, port=None):
         """The ports of the live primaries, in order."""
-        return sorted(int(a.rsplit(":", 1)[1]) for a in self.primaries(port))
+        return sorted(int(a.rsplit(":", 1)[1]) for a in self.primary_nodes(port))
 
     def slot_owners(self, port=None):
         """{slot: "host:port"} of the primaries serving each slot, from
         CLUSTER NODES as seen by a live node (failed primaries left out)."""
         owners = {}
-        for address, (_, ranges) in self.primaries(port).items():
+        for address, (_, ranges) in self.primary_nodes(port).items():
             for part in ranges:
                 if part.startswith("["):  # A slot being migrated or imported.
                     continue
