@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from stack import Proc, Stack, free_port, wait_for
+from stack import Proc, Stack, free_port, shard_for, wait_for
 
 
 class Cluster:
@@ -182,7 +182,9 @@ class Cluster:
 
 class ClusterStack(Stack):
     """A Stack whose Redis is a Cluster: start_redis() starts it and points
-    DOCQ_REDIS_URL at its first primary; redis_cli() follows redirections
+    DOCQ_REDIS_URL at a primary that does not serve the shard of the caller
+    127.0.0.1 (so that even a test of that one caller needs docq to route
+    its commands to another node); redis_cli() follows redirections
     (redis-cli -c) from a live node, and all_keys() (so task_keys()) scans
     every live primary. stop() stops the cluster too."""
 
@@ -196,7 +198,9 @@ class ClusterStack(Stack):
         self.cluster.start()
         sys.stderr.write("cluster of %d nodes started in %.1f s\n" % (len(self.cluster.nodes),
                                                                      self.cluster.start_seconds))
-        self.redis_port = self.cluster.primary_ports()[0]
+        slot = self.cluster.key_slot(self.stream_key(shard_for("127.0.0.1", self.shards)))
+        owner = self.cluster.slot_owners()[slot]
+        self.redis_port = [p for p in self.cluster.primary_ports() if owner != "127.0.0.1:%d" % p][0]
         return self
 
     def stop_redis(self):

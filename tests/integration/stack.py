@@ -70,6 +70,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def shard_for(caller, shards):
+    """docq_shard_for: the shard of a caller id, FNV-1a (64 bits) of it mod shards."""
+    h = 14695981039346656037
+    for b in caller.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h % shards
+
+
 def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
     """Poll cond() until it returns a truthy value; return it or fail."""
     deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ import unittest
 
 import grpc
 
-from stack import Stack, labels, pb, pb_grpc, wait_for
+from stack import Stack, labels, pb, pb_grpc, shard_for, wait_for
 from google.rpc import error_details_pb2, status_pb2
 
 SHARDS = 4
@@ -32,11 +32,7 @@ def sleep_until_ms(t):
 
 
 def shard_of(caller, shards=SHARDS):
-    """docq_shard_for: FNV-1a (64 bits) of the caller id, mod shards."""
-    h = 14695981039346656037
-    for b in caller.encode():
-        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return h % shards
+    return shard_for(caller, shards)
 
 
 def metadata(pairs):
