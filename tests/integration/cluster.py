@@ -133,14 +133,16 @@ class Cluster:
     def node_id(self, port):
         return self.cli(port, "CLUSTER", "MYID")
 
-    def move_slot(self, slot, dst_port, batch=10, pause=0.1):
+    def move_slot(self, slot, dst_port, batch=10, pause=0.1, settle=1.0):
         """Move slot from the primary serving it to the primary at dst_port
         the way redis-cli --cluster reshard does, but slowly: IMPORTING on
         the destination, MIGRATING on the source, then MIGRATE of batch keys
         at a time with a pause between batches (while the slot is split,
-        the source answers ASK for the keys already moved), and at last
-        SETSLOT NODE on the destination, the source and the other primaries.
-        Returns the number of keys moved."""
+        the source answers ASK for the keys already moved, TRYAGAIN for a
+        command whose keys are split), settle more seconds with every key
+        moved and the slot still migrating (the source answers ASK for every
+        key), and at last SETSLOT NODE on the destination, the source and
+        the other primaries. Returns the number of keys moved."""
         src_port = int(self.slot_owners()[slot].rsplit(":", 1)[1])
         src_id, dst_id = self.node_id(src_port), self.node_id(dst_port)
 
@@ -158,6 +160,7 @@ class Cluster:
             ok(src_port, "MIGRATE", "127.0.0.1", dst_port, "", 0, 10000, "KEYS", *keys)
             moved += len(keys)
             time.sleep(pause)
+        time.sleep(settle)
         ok(dst_port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         ok(src_port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         for port in self.primary_ports():
