@@ -2,7 +2,8 @@
 replica takes over) and a shard's slot moved to another primary key by key (ASK
 redirections while it is split). 16 callers, one per shard (API keys), submit
 through two servers while two workers run; every acknowledged task must end
-SUCCESS and nothing may stay pending."""
+SUCCESS and nothing may stay pending. And the same changes while tasks are
+watched: every watch still ends with the task's last version."""
 import hashlib
 import os
 import re
@@ -15,6 +16,7 @@ import grpc
 
 from cluster import ClusterStack
 from stack import labels, pb, pb_grpc, shard_for, wait_for
+from test_watch import Watcher, check_stream
 
 SHARDS = 16
 OUTAGE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -242,6 +244,80 @@ class ClusterUnderLoad(unittest.TestCase):
         self.assertTrue([t for t in load.acked_by(caller0) if t > load.ended - 3])
         self.check_all_succeed(load)
         self.assertGreater(int(s.cluster.cli(dst, "CLUSTER", "COUNTKEYSINSLOT", slot)), moved)
+
+
+class ClusterWatches(unittest.TestCase):
+    FAST = {"DOCQ_VISIBILITY_TIMEOUT_MS": "3000", "DOCQ_HEARTBEAT_MS": "500"}
+
+    def setUp(self):
+        self.stack = ClusterStack(shards=SHARDS)
+        self.addCleanup(self.stack.stop)
+
+    def submit_watched(self, callers, ai_latency_ms, **worker_env):
+        """Submit one task per caller (x-forwarded-for addresses through a
+        trusted proxy), watch each, then start a worker; returns {task id:
+        Watcher} once a task has started."""
+        s = self.stack
+        s.start_redis().start_ai("--latency-ms", str(ai_latency_ms))
+        s.start_server(DOCQ_TRUSTED_PROXIES="127.0.0.1")
+        stub = s.stub()
+        ids = [stub.SubmitDoc(pb.SubmitDocRequest(doc_id="doc_%d" % i), timeout=10,
+                              metadata=[("x-forwarded-for", c)]).task_id for i, c in enumerate(callers)]
+        watchers = {tid: Watcher(stub, tid) for tid in ids}
+        wait_for(lambda: all(w.messages for w in watchers.values()), what="every watch's first message")
+        s.start_worker(**dict(self.FAST, **worker_env))
+        wait_for(lambda: any(m.state == pb.Task.STARTED for w in watchers.values() for m in w.messages),
+                 timeout=30, what="a task to start")
+        return watchers
+
+    def check_watches(self, watchers):
+        """Every watch ends OK with SUCCESS, by the rules of check_stream,
+        its last message the task's last version; nothing stays pending."""
+        s = self.stack
+        for tid, w in watchers.items():
+            w.finish(timeout=120)
+            self.assertEqual(w.code, grpc.StatusCode.OK, (tid, w.details, s.logs()))
+            check_stream(self, w.messages, tid)
+            self.assertEqual(w.messages[-1].state, pb.Task.SUCCESS, (tid, w.messages))
+            self.assertEqual(w.messages[-1].version, s.task(tid).version, (tid, w.messages))
+        wait_for(lambda: s.pending_count() == 0 and s.queued_count() == 0, timeout=30,
+                 what="no entry left pending or queued")
+        # The server subscribed again where the shards are now.
+        self.assertGreaterEqual(s.server.text().count("events: subscribed to"), 2, s.server.text()[-4000:])
+
+    @labels("cluster")
+    def test_watches_of_tasks_on_a_killed_primary_end_with_their_last_version(self):
+        """on a Redis cluster watches of tasks running when their primary is SIGKILLed end with
+        SUCCESS and the task's last version"""
+        s = self.stack
+        watchers = self.submit_watched(["10.0.%d.%d" % (i // 8, i % 8) for i in range(48)], ai_latency_ms=3000)
+        wait_for(lambda: all(any(m.state == pb.Task.STARTED for m in w.messages) for w in watchers.values()),
+                 timeout=30, what="every task to start")
+        by_primary = s.keys_by_primary()
+        victim = max(by_primary, key=by_primary.get)
+        s.cluster.kill(victim)
+        sys.stderr.write("killed primary :%d holding %d of %d task keys, every AI call in flight\n" % (
+            victim, by_primary[victim], sum(by_primary.values())))
+        self.check_watches(watchers)
+
+    @labels("cluster")
+    def test_watches_of_a_shard_whose_slot_moves_end_with_their_last_version(self):
+        """on a Redis cluster watches of a shard's tasks end with SUCCESS and the task's last version
+        while its slot moves to another primary"""
+        s = self.stack
+        caller = [a for a in ("10.1.0.%d" % i for i in range(256)) if shard_for(a, SHARDS) == 0][0]
+        # One AI call at a time: the tasks start and finish before, during and after the move.
+        watchers = self.submit_watched([caller] * 12, ai_latency_ms=500, DOCQ_WORKER_CONCURRENCY="1")
+        slot = s.cluster.key_slot(s.stream_key(0))
+        src = s.cluster.slot_owners()[slot]
+        dst = [p for p in s.cluster.primary_ports() if not src.endswith(":%d" % p)][0]
+        moved = s.cluster.move_slot(slot, dst, batch=2, pause=0.3, settle=1.0)
+        done = sum(w.messages[-1].state == pb.Task.SUCCESS for w in watchers.values() if w.messages)
+        sys.stderr.write("moved slot %d ({s0}) from %s to :%d: %d keys; %d of 12 tasks done\n" % (
+            slot, src, dst, moved, done))
+        self.assertLess(done, 12)
+        self.check_watches(watchers)
+
 
 if __name__ == "__main__":
     unittest.main()
