@@ -113,6 +113,24 @@ class Cluster:
             out[fields[1].split("@")[0]] = (fields[0], fields[8:])
         return out
 
+    def replicas_of(self, port=None):
+        """{primary port: [ports of its live replicas]}, from CLUSTER NODES."""
+        lines = [l.split() for l in self.cli(port or self.live_ports()[0], "CLUSTER", "NODES").splitlines()]
+        port_of = {f[0]: int(f[1].split("@")[0].rsplit(":", 1)[1]) for f in lines}
+        out = {port_of[f[0]]: [] for f in lines if "master" in f[2].split(",")}
+        for f in lines:
+            flags = f[2].split(",")
+            if "slave" in flags and "fail" not in flags and f[3] in port_of:
+                out.setdefault(port_of[f[3]], []).append(port_of[f[0]])
+        return out
+
+    def read_replica(self, port, *args):
+        """Run a read command on the replica at port (after READONLY, so
+        that it answers for its primary's slots); its output."""
+        r = subprocess.run(["redis-cli", "-p", str(port)], input="READONLY\n%s\n" % " ".join(map(str, args)),
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+
     def primary_ports(self, port=None):
         """The ports of the live primaries, in order."""
         return sorted(int(a.rsplit(":", 1)[1]) for a in self.primary_nodes(port))

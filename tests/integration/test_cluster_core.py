@@ -8,6 +8,7 @@ Stack (their STACK attribute): each such test here calls the standalone test
 by name under a sentence of its own."""
 import json
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -16,7 +17,7 @@ import test_ratelimit
 import test_takeover
 import test_watch
 from cluster import ClusterStack
-from stack import labels, pb
+from stack import free_port, labels, pb
 from test_watch import Watcher, check_stream
 
 SHARDS = 16
@@ -81,6 +82,47 @@ class ClusterCore(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as cm:
             list(stub.WatchStatus(pb.WatchStatusRequest(task_id="s3-" + "cd" * 16), timeout=5))
         self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    @labels("cluster")
+    def test_a_server_and_a_worker_whose_first_seed_is_down_find_the_cluster_from_the_next(self):
+        """on a Redis cluster a server and a worker whose first seed is down find the cluster from
+        the next seed"""
+        s = self.stack.start_redis().start_ai()
+        seeds = "redis://127.0.0.1:%d,redis://127.0.0.1:%d" % (free_port(), s.redis_port)
+        s.start_server(DOCQ_REDIS_URL=seeds)
+        s.start_worker(DOCQ_REDIS_URL=seeds)
+        r = s.stub().SubmitDoc(pb.SubmitDocRequest(doc_id="seeded"), timeout=10)
+        self.assertEqual(s.wait_terminal(r.task_id).state, pb.Task.SUCCESS, s.logs())
+
+    @labels("cluster")
+    def test_every_acknowledged_task_is_on_a_replica_of_its_primary_when_submitdoc_answers(self):
+        """on a Redis cluster with DOCQ_REDIS_MIN_REPLICAS=1 every acknowledged task of 50 concurrent
+        callers is on the replica of its shard's primary when SubmitDoc answers"""
+        s = self.stack.start_redis()
+        s.start_server(DOCQ_TRUSTED_PROXIES="127.0.0.1", DOCQ_REDIS_MIN_REPLICAS="1", DOCQ_REDIS_WAIT_MS="5000")
+        owners, replicas = s.cluster.slot_owners(), s.cluster.replicas_of()
+        primary = {n: int(owners[s.cluster.key_slot(s.stream_key(n))].rsplit(":", 1)[1]) for n in range(SHARDS)}
+        stub = s.stub()
+        for port in s.cluster.primary_ports():
+            s.cluster.cli(port, "CONFIG", "RESETSTAT")
+
+        # Each check runs as soon as its own answer arrives, while other
+        # submits are still in flight.
+        def submit_and_check(i):
+            tid = stub.SubmitDoc(pb.SubmitDocRequest(doc_id="doc_%d" % i), timeout=20,
+                                 metadata=[("x-forwarded-for", "10.0.1.%d" % i)]).task_id
+            key = "docq:{s%d}:task:%s" % (s.shard_of(tid), tid)
+            return tid, primary[s.shard_of(tid)], [s.cluster.read_replica(r, "HGET", key, "state")
+                                                   for r in replicas[primary[s.shard_of(tid)]]]
+        with ThreadPoolExecutor(50) as pool:
+            seen = list(pool.map(submit_and_check, range(50)))
+        self.assertEqual(len({t for t, _, _ in seen}), 50)
+        self.assertEqual(len({p for _, p, _ in seen}), 3)
+        missing = [(t, states) for t, _, states in seen if states != ["PENDING"]]
+        self.assertEqual(missing, [], "acknowledged but not on the replica yet")
+        # The WAIT went to each primary that stored tasks, after its submits.
+        for port in s.cluster.primary_ports():
+            self.assertIn("cmdstat_wait:", s.cluster.cli(port, "INFO", "commandstats"), port)
 
 
 class ClusterEndToEnd(test_e2e.EndToEnd):
