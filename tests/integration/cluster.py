@@ -10,6 +10,7 @@ ClusterStack is a Stack (stack.py) whose Redis is such a cluster: docq is
 given one primary's address and must find the others itself.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -68,6 +69,9 @@ class Cluster:
         # for it (its data counts as too old).
         wait_for(lambda: all(self.synced(p) for p in self.nodes), timeout=timeout, interval=0.2,
                  what="every replica to sync from its primary")
+        if self.replicas:
+            for port in self.primary_ports():
+                self.wait_streaming(port)
         self.start_seconds = time.monotonic() - began
         return self
 
@@ -90,6 +94,32 @@ class Cluster:
         """1 when the node is a primary or a replica whose link is up."""
         info = self.cli(port, "INFO", "replication")
         return "role:master" in info or "master_link_status:up" in info
+
+    def wait_streaming(self, port, timeout=30):
+        """Wait until the primary at port streams its writes to all its
+        replicas: after a full sync without disk a Redis 7.0 primary holds
+        its writes back until the replica's first REPLCONF ACK, up to a
+        second later, and a failover meanwhile loses them (seen: a replica
+        elected with "offset 0" lost every task of its primary). A key of
+        the primary's is written, WAITed for on every replica and deleted."""
+        owners = self.slot_owners()
+        key = next(k for k in ("cluster-probe-{%d}" % n for n in range(1000))
+                   if owners[self.key_slot(k)] == "127.0.0.1:%d" % port)
+        r = subprocess.run(["redis-cli", "-p", str(port)], capture_output=True, text=True, timeout=timeout + 5,
+                           input="SET %s 1\nWAIT %d %d\nDEL %s\n" % (key, self.replicas, timeout * 1000, key))
+        if r.stdout.split()[1:2] != [str(self.replicas)]:
+            raise AssertionError("the replicas of :%d did not confirm a write: %r" % (port, r.stdout))
+
+    def wait_replicated(self, port, timeout=30):
+        """Wait until every replica of the primary at port has acknowledged
+        all its writes (their offsets, as the primary last heard them, reach
+        its own): a failover then loses nothing of what it holds."""
+        def caught_up():
+            info = self.cli(port, "INFO", "replication")
+            own = re.search(r"master_repl_offset:(\d+)", info)
+            offsets = [int(o) for o in re.findall(r"^slave\d+:.*offset=(\d+)", info, re.M)]
+            return own and offsets and all(o >= int(own.group(1)) for o in offsets)
+        wait_for(caught_up, timeout=timeout, interval=0.1, what="the replicas of :%d to catch up" % port)
 
     def wait_ok(self, timeout=30):
         """Wait until every live node says cluster_state:ok."""

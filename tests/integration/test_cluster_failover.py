@@ -306,6 +306,9 @@ class ClusterWatches(unittest.TestCase):
                  timeout=30, what="every task to start")
         by_primary = s.keys_by_primary()
         victim = max(by_primary, key=by_primary.get)
+        # Without DOCQ_REDIS_MIN_REPLICAS a failover loses what the replica
+        # had not received yet (README, Durability): not what this tests.
+        s.cluster.wait_replicated(victim)
         s.cluster.kill(victim)
         sys.stderr.write("killed primary :%d holding %d of %d task keys, every AI call in flight\n" % (
             victim, by_primary[victim], sum(by_primary.values())))
