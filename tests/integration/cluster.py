@@ -24,10 +24,13 @@ from stack import Proc, Stack, free_port, shard_for, wait_for
 class Cluster:
     """Starts, inspects and stops one Redis Cluster."""
 
-    def __init__(self, primaries=3, replicas=1, node_timeout_ms=1500):
+    def __init__(self, primaries=3, replicas=1, node_timeout_ms=1500, full_coverage=True):
+        """full_coverage=False: the nodes serve their slots while some other
+        slot has no live primary (cluster-require-full-coverage no)."""
         self.dir = tempfile.mkdtemp(prefix="docq-cluster-")
         self.primaries, self.replicas = primaries, replicas
         self.node_timeout_ms = node_timeout_ms
+        self.full_coverage = full_coverage
         self.nodes = {}  # port -> Proc, in start order.
         self.killed = set()
         self.start_seconds = None
@@ -42,7 +45,8 @@ class Cluster:
     def _start_node(self, port, bus_port):
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                 "--cluster-port", str(bus_port), "--cluster-config-file", "nodes-%d.conf" % port,
-                "--cluster-node-timeout", str(self.node_timeout_ms), "--appendonly", "no", "--save", "",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+                "--cluster-require-full-coverage", "yes" if self.full_coverage else "no", "--appendonly", "no", "--save", "",
                 "--dir", self.dir]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         self.nodes[port] = Proc("redis-%d" % port, argv, env, os.path.join(self.dir, "redis-%d.log" % port))
@@ -239,9 +243,9 @@ class ClusterStack(Stack):
     (redis-cli -c) from a live node, and all_keys() (so task_keys()) scans
     every live primary. stop() stops the cluster too."""
 
-    def __init__(self, shards=4, result_ttl_s=86400, replicas=1):
+    def __init__(self, shards=4, result_ttl_s=86400, **cluster_args):
         super().__init__(shards=shards, result_ttl_s=result_ttl_s)
-        self.cluster = Cluster(replicas=replicas)
+        self.cluster = Cluster(**cluster_args)
 
     def start_redis(self, persist=False, password=None):
         if persist or password:

@@ -333,5 +333,52 @@ class ClusterWatches(unittest.TestCase):
         self.check_watches(watchers)
 
 
+
+class ClusterPartialOutage(unittest.TestCase):
+    @labels("cluster")
+    def test_a_primary_down_for_good_stops_only_its_own_shards(self):
+        """on a Redis cluster serving without full coverage a primary down for good stops only its
+        own shards: the tasks of the other shards still succeed"""
+        # No replicas, and cluster-require-full-coverage no: the other
+        # primaries go on serving their slots, as Redis allows.
+        s = self.stack = ClusterStack(shards=SHARDS, replicas=0, full_coverage=False)
+        self.addCleanup(s.stop)
+        s.start_redis().start_ai().start_server(DOCQ_TRUSTED_PROXIES="127.0.0.1")
+        s.start_worker(DOCQ_VISIBILITY_TIMEOUT_MS="3000", DOCQ_HEARTBEAT_MS="500")
+        owners = s.cluster.slot_owners()
+        callers = ["10.0.0.%d" % i for i in range(64)]
+        node = {c: owners[s.cluster.key_slot(s.stream_key(shard_for(c, SHARDS)))] for c in callers}
+        # Not the seed, nor the primary of 127.0.0.1's shard (the watches'
+        # caller, whose read limit is counted there).
+        local = owners[s.cluster.key_slot(s.stream_key(shard_for("127.0.0.1", SHARDS)))]
+        victim = [p for p in s.cluster.primary_ports() if p != s.redis_port and local != "127.0.0.1:%d" % p][0]
+        healthy = [c for c in callers if node[c] != "127.0.0.1:%d" % victim][:20]
+        stub = s.stub()
+
+        def submit(caller, doc):
+            return stub.SubmitDoc(pb.SubmitDocRequest(doc_id=doc), timeout=10,
+                                  metadata=[("x-forwarded-for", caller)]).task_id
+
+        def state(caller, tid):
+            return stub.GetStatus(pb.GetStatusRequest(task_id=tid), timeout=10,
+                                  metadata=[("x-forwarded-for", caller)]).state
+        first = submit(healthy[0], "before")
+        wait_for(lambda: state(healthy[0], first) == pb.Task.SUCCESS, timeout=30, what="the first task")
+        s.cluster.kill(victim)
+        wait_for(lambda: "fail" in s.cluster.cli(s.redis_port, "CLUSTER", "NODES"), timeout=30, interval=0.2,
+                 what="the cluster to mark the killed primary failed")
+        # Submits, reads and watches of the other shards are served by the
+        # server, and their tasks run, by the worker.
+        ids = [(c, submit(c, "after_%d" % i)) for i, c in enumerate(healthy)]
+        watchers = [Watcher(stub, tid) for _, tid in ids]
+        for c, tid in ids:
+            wait_for(lambda: state(c, tid) == pb.Task.SUCCESS, timeout=30,
+                     what="task %s of a live primary's shard to succeed\n%s" % (tid, s.logs()))
+        for (_, tid), w in zip(ids, watchers):
+            w.finish(timeout=30)
+            self.assertEqual(w.code, grpc.StatusCode.OK, (tid, w.details))
+            self.assertEqual(w.messages[-1].state, pb.Task.SUCCESS, (tid, w.messages, s.logs()))
+
+
 if __name__ == "__main__":
     unittest.main()
