@@ -33,6 +33,10 @@ struct subscriber {
     redisContext **ctxs;      /* The distinct connections of sub that hold subscriptions: */
     int nctxs;                /* one, or in a cluster one per primary (sharded pub/sub). */
     struct pollfd *fds;       /* poll's: the stop pipe, then each of ctxs. */
+    unsigned char *missing;   /* Cluster, per shard: not subscribed, its primary unreachable. */
+    int nmissing;
+    int64_t missing_at_ms;    /* The next try to subscribe the missing shards. */
+    long missing_backoff_ms;
     docq_redis *cmd;          /* Snapshots and group progress. */
     pthread_t tid;
     int stop_pipe[2];         /* Written once by subscriber_stop; the thread polls the read end. */
@@ -118,11 +122,13 @@ static void add_ctx(subscriber *s, redisContext *c) {
 
 /* Subscribe to shard's channel alone on the node serving it (a Redis
  * Cluster: SSUBSCRIBE, sharded pub/sub, as the scripts SPUBLISH there).
- * Returns DOCQ_OK or the failure. */
-static int subscribe_sharded(subscriber *s, int shard, docq_error *err) {
+ * Returns DOCQ_OK or the failure; *unreachable is 1 when that node could
+ * not be reached at all (no subscription was touched), else 0. */
+static int subscribe_sharded(subscriber *s, int shard, int *unreachable, docq_error *err) {
     char name[CHANNEL_MAX];
     docq_key_events(name, sizeof(name), s->cfg->key_prefix, shard);
     redisContext *c = docq_redis_key_context(s->sub, name, strlen(name), err);
+    *unreachable = c == NULL;
     if (!c) return DOCQ_EUNAVAIL;
     const char *argv[] = {"SSUBSCRIBE", name};
     if (redisAppendCommandArgv(c, 2, argv, NULL) != REDIS_OK)
@@ -161,20 +167,29 @@ static int subscribe_all(subscriber *s, docq_error *err) {
  * node serving each channel's slot in a Redis Cluster. */
 static int subscribe(subscriber *s, docq_error *err) {
     s->nctxs = 0;
+    s->nmissing = 0;
+    memset(s->missing, 0, (size_t)s->cfg->shards);
     if (docq_redis_connect(s->sub, err) != DOCQ_OK) return DOCQ_EUNAVAIL;
     if (!docq_redis_is_cluster(s->sub)) return subscribe_all(s, err);
-    for (int i = 0; i < (int)s->cfg->shards; i++)
-        if (subscribe_sharded(s, i, err) != DOCQ_OK) return err->code ? err->code : DOCQ_EUNAVAIL;
-    return DOCQ_OK;
+    for (int i = 0; i < (int)s->cfg->shards; i++) {
+        int unreachable;
+        if (subscribe_sharded(s, i, &unreachable, err) == DOCQ_OK) continue;
+        if (!unreachable) return err->code ? err->code : DOCQ_EUNAVAIL;
+        s->missing[i] = 1; /* Its primary cannot be reached: the others go on. */
+        s->nmissing++;
+    }
+    return s->nmissing < (int)s->cfg->shards ? DOCQ_OK : DOCQ_EUNAVAIL;
 }
 
 /* Read every watched task again and hand it to the hub: what changed while
- * no subscription was listening is delivered now. */
-static int resync(subscriber *s, size_t *count, docq_error *err) {
+ * no subscription was listening is delivered now. Only the tasks of the
+ * shards in shards[] (1: read) are read when shards is not NULL. */
+static int resync(subscriber *s, const unsigned char *shards, size_t *count, docq_error *err) {
     size_t n;
     subscriber_task_id *ids = s->hub.ids(s->hub.ctx, &n);
     int rc = DOCQ_OK;
     for (size_t i = 0; i < n && rc == DOCQ_OK; i++) {
+        if (shards && !shards[docq_task_id_shard(ids[i])]) continue;
         docq_task t = {0};
         rc = docq_store_get(s->cmd, s->cfg->key_prefix, s->cfg->group, ids[i], s->cfg->result_ttl_s, &t, err);
         if (rc == DOCQ_OK) {
@@ -278,9 +293,14 @@ static void try_subscribe(subscriber *s) {
     docq_error err = {0};
     size_t count = 0;
     int64_t t0 = docq_now_ms();
-    if (subscribe(s, &err) == DOCQ_OK && resync(s, &count, &err) == DOCQ_OK) {
+    if (subscribe(s, &err) == DOCQ_OK && resync(s, NULL, &count, &err) == DOCQ_OK) {
         s->subscribed = 1;
         s->backoff_ms = BACKOFF_MIN_MS;
+        s->missing_backoff_ms = BACKOFF_MIN_MS;
+        s->missing_at_ms = docq_now_ms() + BACKOFF_MIN_MS;
+        if (s->nmissing > 0)
+            docq_log_warn("events: %d of %ld shards not subscribed, their primary unreachable (%s); the others "
+                          "are; trying those again", s->nmissing, s->cfg->shards, err.msg);
         if (docq_redis_is_cluster(s->sub))
             docq_log_info("events: subscribed to %ld sharded channels on %d Redis Cluster primaries; %zu watched "
                           "tasks read again in %lld ms", s->cfg->shards, s->nctxs, count,
@@ -294,6 +314,38 @@ static void try_subscribe(subscriber *s) {
     docq_log_warn("events: cannot subscribe, next try in %ld ms: %s", s->backoff_ms, err.msg);
     s->retry_at_ms = docq_now_ms() + s->backoff_ms;
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+static void lost(subscriber *s, const char *why);
+
+/* Subscribe the shards whose primary was unreachable (a Redis Cluster),
+ * when their time has come, and re-read their watched tasks; back off while
+ * they stay unreachable. A subscription that breaks meanwhile is lost(). */
+static void retry_missing(subscriber *s) {
+    if (!s->subscribed || s->nmissing == 0 || docq_now_ms() < s->missing_at_ms) return;
+    unsigned char *now_in = calloc((size_t)s->cfg->shards, 1);
+    docq_error err = {0};
+    size_t count = 0;
+    int added = 0, broken = 0;
+    for (int i = 0; now_in && !broken && i < (int)s->cfg->shards; i++) {
+        int unreachable;
+        if (!s->missing[i]) continue;
+        if (subscribe_sharded(s, i, &unreachable, &err) != DOCQ_OK) {
+            broken = !unreachable;
+            continue;
+        }
+        s->missing[i] = 0, now_in[i] = 1;
+        s->nmissing--, added++;
+    }
+    if (!now_in || broken || (added && resync(s, now_in, &count, &err) != DOCQ_OK)) {
+        free(now_in);
+        lost(s, err.msg[0] ? err.msg : "out of memory");
+        return;
+    }
+    free(now_in);
+    if (added) docq_log_info("events: %d more shards subscribed; %zu watched tasks read again", added, count);
+    s->missing_at_ms = docq_now_ms() + s->missing_backoff_ms;
+    s->missing_backoff_ms = s->missing_backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->missing_backoff_ms * 2;
 }
 
 /* The subscription broke: drop it; try again at once (then with backoff). */
@@ -340,6 +392,7 @@ static void *run(void *arg) {
     for (;;) {
         int64_t now = docq_now_ms();
         if (!s->subscribed && now >= s->retry_at_ms) try_subscribe(s);
+        retry_missing(s);
         for (int i = 0; s->subscribed && i < s->nctxs; i++) drain(s, s->ctxs[i]);
         now = docq_now_ms();
         if (s->subscribed && now >= next_expiry_check && expiry_due(s)) {
@@ -350,6 +403,7 @@ static void *run(void *arg) {
         int64_t until = next_refresh < now + LONGEST_SLEEP_MS ? next_refresh : now + LONGEST_SLEEP_MS;
         if (s->subscribed) until = expiry_due_at(s, now, until, next_expiry_check);
         if (!s->subscribed && s->retry_at_ms < until) until = s->retry_at_ms;
+        if (s->subscribed && s->nmissing > 0 && s->missing_at_ms < until) until = s->missing_at_ms;
         int timeout = until > now ? (int)(until - now) : 0;
         int nfds = 1 + (s->subscribed ? s->nctxs : 0);
         s->fds[0] = (struct pollfd){s->stop_pipe[0], POLLIN, 0};
@@ -378,6 +432,7 @@ static void subscriber_free(subscriber *s) {
     free(s->read);
     free(s->ctxs);
     free(s->fds);
+    free(s->missing);
     free(s);
 }
 
@@ -394,7 +449,8 @@ subscriber *subscriber_start(const docq_config *cfg, const subscriber_hooks *hoo
     s->read = calloc((size_t)cfg->shards, sizeof(*s->read));
     s->ctxs = calloc((size_t)cfg->shards, sizeof(*s->ctxs));
     s->fds = calloc((size_t)cfg->shards + 1, sizeof(*s->fds));
-    if (!s->sub || !s->cmd || !s->need || !s->read || !s->ctxs || !s->fds || pipe2(s->stop_pipe, O_CLOEXEC) != 0) {
+    s->missing = calloc((size_t)cfg->shards, 1);
+    if (!s->sub || !s->cmd || !s->need || !s->read || !s->ctxs || !s->fds || !s->missing || pipe2(s->stop_pipe, O_CLOEXEC) != 0) {
         docq_error_set(err, DOCQ_ERR, "cannot set up the events subscriber: %s", strerror(errno));
         subscriber_free(s);
         return NULL;

@@ -94,7 +94,7 @@ static void cancel_slot(worker_loop *w, slot *s) {
          * finds the task terminal and acknowledges it. */
         docq_error why = {0};
         if (docq_store_ack(w->cmd, w->cfg->key_prefix, s->shard, w->cfg->group, s->entry_id, &why) != DOCQ_OK)
-            outage_redis_failed(w, &why);
+            outage_shard_failed(w, s->shard, &why);
     }
     slot_release(w, s);
 }
@@ -140,11 +140,12 @@ void cancels_poll(worker_loop *w) {
     for (int k = 0; k < n; k++) {
         const redisReply *rep;
         docq_error why = {0};
-        if (docq_store_cancels_result(c->pl, c->cmds[k], &rep, &why) != DOCQ_OK) {
-            outage_redis_failed(w, &why);
-            break;
-        }
         int shard = c->shards[k];
+        if (docq_store_cancels_result(c->pl, c->cmds[k], &rep, &why) != DOCQ_OK) {
+            outage_shard_failed(w, shard, &why);
+            if (!w->redis_ok) break;
+            continue;
+        }
         memcpy(c->after[shard], rep->element[0]->str, rep->element[0]->len + 1);
         if (rep->elements > CANCELS_READ_MAX) c->next_poll_ms = now; /* More may wait. */
         for (size_t j = 1; j < rep->elements; j++)

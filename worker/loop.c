@@ -42,18 +42,24 @@ static int fetch_client_id(worker_loop *w, docq_error *err) {
 }
 
 /* XGROUP CREATE <stream> <group> 0 MKSTREAM on every shard; a group that
- * exists already (BUSYGROUP) is fine. */
+ * exists already (BUSYGROUP) is fine. In a Redis Cluster a shard whose
+ * primary fails is only paused (outage_shard_failed): it fails only when
+ * every shard does. */
 static int create_groups(worker_loop *w, docq_error *err) {
+    int cluster = docq_redis_is_cluster(w->cmd), made = 0;
     for (int i = 0; i < w->nshards; i++) {
         const char *argv[] = {"XGROUP", "CREATE", w->keys[i], w->cfg->group, "0", "MKSTREAM"};
         redisReply *rep = docq_redis_command(w->cmd, 6, argv, NULL, err);
-        if (rep) {
-            freeReplyObject(rep);
-        } else if (err->code != DOCQ_ERR || strncmp(err->msg, "BUSYGROUP", 9) != 0) {
+        if (rep || (err->code == DOCQ_ERR && strncmp(err->msg, "BUSYGROUP", 9) == 0)) {
+            if (rep) freeReplyObject(rep);
+            made++;
+        } else if (!cluster) {
             return err->code;
+        } else {
+            outage_shard_failed(w, i, err);
         }
     }
-    return DOCQ_OK;
+    return made ? DOCQ_OK : err->code;
 }
 
 /* Start re-reading our own pending entries from the beginning of each stream. */
@@ -132,13 +138,35 @@ static int partial_reads(const worker_loop *w) {
     return w->nfree < w->nshards || docq_redis_is_cluster(w->rd);
 }
 
+/* choose_streams in a Redis Cluster: the next shard in turn (while
+ * scanning, the next not re-read yet) whose primary is not paused by an
+ * outage, with COUNT nfree; none (rs->nsent 0) when every one is paused. A
+ * paused shard's re-read of our own pending entries is given up: the
+ * reclaim rounds take them once idle. Never blocks. */
+static int choose_one_shard(worker_loop *w, long *count) {
+    reader *rs = &w->rs;
+    rs->nsent = 0;
+    for (int k = 0; k < w->nshards && rs->nsent == 0; k++) {
+        int i = (rs->next_shard + k) % w->nshards;
+        if (outage_shard_down(w, i)) {
+            if (rs->scanning) rs->scan_done[i] = 1;
+        } else if (!rs->scanning || !rs->scan_done[i]) {
+            rs->sent[rs->nsent++] = i;
+            if (!rs->scanning) rs->next_shard = (i + 1) % w->nshards;
+        }
+    }
+    *count = w->nfree;
+    return 0;
+}
+
 /* Choose the shards of the next read into rs->sent and the COUNT for each,
  * so that the read returns at most nfree entries (see loop.h). Returns 1 when
  * the read should BLOCK: only a read over every shard does, since a read
  * blocked on some shards would leave entries on the others waiting. */
 static int choose_streams(worker_loop *w, long *count) {
     reader *rs = &w->rs;
-    int want = docq_redis_is_cluster(w->rd) ? 1 : w->nfree < w->nshards ? w->nfree : w->nshards;
+    if (docq_redis_is_cluster(w->rd)) return choose_one_shard(w, count);
+    int want = w->nfree < w->nshards ? w->nfree : w->nshards;
     rs->nsent = 0;
     if (rs->scanning) {
         for (int i = 0; i < w->nshards && rs->nsent < want; i++)
@@ -181,6 +209,19 @@ static int scan_finished(const worker_loop *w) {
     return 1;
 }
 
+/* The read in flight (or being sent) failed: in a Redis Cluster, where it
+ * names one shard, only that shard pauses (and rd is dropped: its reply will
+ * never be read); else Redis is unusable. */
+static void read_failed(worker_loop *w, const docq_error *why) {
+    if (!docq_redis_is_cluster(w->rd) || w->rs.nsent != 1) {
+        outage_redis_failed(w, why);
+        return;
+    }
+    docq_redis_disconnect(w->rd);
+    w->rs.in_flight = 0;
+    outage_shard_failed(w, w->rs.sent[0], why);
+}
+
 /* Write the whole output buffer of ctx to the socket. */
 static int flush_ctx(redisContext *ctx) {
     int done = 0;
@@ -200,6 +241,10 @@ static void send_read(worker_loop *w) {
         docq_log_debug("own pending entries re-read");
     }
     int block = choose_streams(w, &count);
+    if (rs->nsent == 0) { /* A cluster whose every primary is paused: look again later. */
+        rs->next_read_ms = docq_now_ms() + READ_POLL_MS;
+        return;
+    }
     int argc = 0;
     snprintf(rs->count_arg, sizeof(rs->count_arg), "%ld", count);
     snprintf(rs->block_arg, sizeof(rs->block_arg), "%d", READ_BLOCK_MS);
@@ -219,7 +264,7 @@ static void send_read(worker_loop *w) {
     if (!ctx || redisAppendCommandArgv(ctx, argc, av, w->argvlen) != REDIS_OK || flush_ctx(ctx) != DOCQ_OK) {
         docq_error_set(&why, DOCQ_EUNAVAIL, "sending XREADGROUP: %s",
                        ctx && ctx->errstr[0] ? ctx->errstr : why.msg[0] ? why.msg : "connection lost");
-        outage_redis_failed(w, &why);
+        read_failed(w, &why);
         return;
     }
     rs->ctx = ctx;
@@ -274,7 +319,7 @@ static void handle_read_reply(worker_loop *w, const redisReply *rep) {
             return;
         }
         docq_error_set(&why, DOCQ_ERR, "XREADGROUP: %s", rep->str);
-        outage_redis_failed(w, &why);
+        read_failed(w, &why);
         return;
     }
     if (rep->type == REDIS_REPLY_ARRAY) {
@@ -283,10 +328,11 @@ static void handle_read_reply(worker_loop *w, const redisReply *rep) {
     } else if (rep->type != REDIS_REPLY_NIL) {
         docq_error why;
         docq_error_set(&why, DOCQ_ERR, "unexpected reply type %d to XREADGROUP", rep->type);
-        outage_redis_failed(w, &why);
+        read_failed(w, &why);
         return;
     }
     outage_redis_worked(w);
+    if (docq_redis_is_cluster(w->rd) && w->rs.nsent == 1) outage_shard_worked(w, w->rs.sent[0]);
     note_read(w, n);
 }
 
@@ -298,7 +344,7 @@ static void on_rd_ready(worker_loop *w) {
         docq_error why;
         docq_error_set(&why, DOCQ_EUNAVAIL, "reading XREADGROUP reply: %s",
                        ctx->errstr[0] ? ctx->errstr : "connection lost");
-        outage_redis_failed(w, &why);
+        read_failed(w, &why);
         return;
     }
     if (!rep) return; /* Only part of the reply is here. */
@@ -382,7 +428,7 @@ static int poll_once(worker_loop *w, docq_error *err) {
         docq_error why;
         docq_error_set(&why, DOCQ_EUNAVAIL, "no reply to XREADGROUP within %ld ms",
                        READ_BLOCK_MS + w->cfg->redis_timeout_ms);
-        outage_redis_failed(w, &why);
+        read_failed(w, &why);
     }
     tasks_collect_results(w);
     return DOCQ_OK;
@@ -470,8 +516,9 @@ static int alloc_tables(worker_loop *w) {
     w->rs.sent = calloc((size_t)n, sizeof(*w->rs.sent));
     w->rs.scan_done = calloc((size_t)n, sizeof(*w->rs.scan_done));
     w->rs.scan_from = calloc((size_t)n, sizeof(*w->rs.scan_from));
+    w->shard_out = calloc((size_t)n, sizeof(*w->shard_out));
     if (!w->slots || !w->free_list || !w->keys || !w->argv || !w->argvlen || !w->rs.sent ||
-        !w->rs.scan_done || !w->rs.scan_from)
+        !w->rs.scan_done || !w->rs.scan_from || !w->shard_out)
         return DOCQ_ERR;
     for (int i = 0; i < w->nslots; i++) w->free_list[i] = w->nslots - 1 - i;
     w->nfree = w->nslots;
@@ -530,6 +577,7 @@ void worker_loop_free(worker_loop *w) {
     free(w->rs.sent);
     free(w->rs.scan_done);
     free(w->rs.scan_from);
+    free(w->shard_out);
     recovery_free(w);
     cancels_free(w);
     free(w);

@@ -29,3 +29,34 @@ void outage_redis_failed(worker_loop *w, const docq_error *why) {
     redis_log_down(w, why);
     redis_schedule_retry(w);
 }
+
+void outage_shard_failed(worker_loop *w, int shard, const docq_error *why) {
+    if (!docq_redis_is_cluster(w->cmd) || shard < 0 || shard >= w->nshards) {
+        outage_redis_failed(w, why);
+        return;
+    }
+    shard_outage *o = &w->shard_out[shard];
+    if (!o->logged)
+        docq_log_warn("redis: shard %d unusable (its primary), the other shards go on; retrying: %s", shard,
+                      why->msg);
+    o->logged = 1;
+    if (o->backoff_ms < OUTAGE_BACKOFF_MIN_MS) o->backoff_ms = OUTAGE_BACKOFF_MIN_MS;
+    o->down_until_ms = docq_now_ms() + o->backoff_ms;
+    o->backoff_ms = o->backoff_ms * 2 > OUTAGE_BACKOFF_MAX_MS ? OUTAGE_BACKOFF_MAX_MS : o->backoff_ms * 2;
+    if (w->rs.in_flight && w->rs.nsent == 1 && w->rs.sent[0] == shard) {
+        docq_redis_disconnect(w->rd); /* Its reply will never be read. */
+        w->rs.in_flight = 0;
+    }
+}
+
+void outage_shard_worked(worker_loop *w, int shard) {
+    shard_outage *o = &w->shard_out[shard];
+    if (o->logged) docq_log_info("redis: shard %d usable again", shard);
+    o->logged = 0;
+    o->backoff_ms = OUTAGE_BACKOFF_MIN_MS;
+    o->down_until_ms = 0;
+}
+
+int outage_shard_down(const worker_loop *w, int shard) {
+    return w->shard_out[shard].down_until_ms && docq_now_ms() < w->shard_out[shard].down_until_ms;
+}

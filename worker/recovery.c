@@ -70,7 +70,7 @@ static int heartbeat_shard(worker_loop *w, slot **owners, int n) {
     int st = docq_store_heartbeat(w->cmd, w->cfg->key_prefix, owners[0]->shard, w->cfg->group,
                                   w->consumer, rec->ids, (size_t)n, rec->lost, &why);
     if (st != DOCQ_OK) {
-        outage_redis_failed(w, &why);
+        outage_shard_failed(w, owners[0]->shard, &why);
         return st;
     }
     for (int i = 0; i < n; i++) {
@@ -92,9 +92,10 @@ static void prune_idle_consumers(worker_loop *w) {
     long long deleted;
     int shard = rec->next_prune;
     rec->next_prune = (shard + 1) % w->nshards;
+    if (outage_shard_down(w, shard)) return;
     if (docq_store_prune(w->cmd, w->cfg->key_prefix, shard, w->cfg->group, NULL, w->cfg->consumer_idle_ms,
                          &deleted, &why) != DOCQ_OK) {
-        outage_redis_failed(w, &why);
+        outage_shard_failed(w, shard, &why);
         return;
     }
     outage_redis_worked(w);
@@ -114,10 +115,11 @@ void recovery_heartbeat(worker_loop *w) {
     qsort(rec->owners, (size_t)n, sizeof(*rec->owners), by_shard);
     for (int start = 0, end; start < n; start = end) {
         for (end = start + 1; end < n && rec->owners[end]->shard == rec->owners[start]->shard;) end++;
-        if (heartbeat_shard(w, rec->owners + start, end - start) != DOCQ_OK) return;
+        if (outage_shard_down(w, rec->owners[start]->shard)) continue;
+        if (heartbeat_shard(w, rec->owners + start, end - start) != DOCQ_OK && !w->redis_ok) return;
     }
     if (n > 0) outage_redis_worked(w);
-    prune_idle_consumers(w);
+    if (w->redis_ok) prune_idle_consumers(w);
 }
 
 int recovery_reclaim_due(const worker_loop *w) {
@@ -136,7 +138,7 @@ static int reclaim_shard(worker_loop *w, int shard, int *calls) {
         if (docq_store_reclaim(w->cmd, w->cfg->key_prefix, shard, w->cfg->group, w->consumer,
                                w->cfg->visibility_timeout_ms, cursor, w->nfree, &entries,
                                &why) != DOCQ_OK) {
-            outage_redis_failed(w, &why);
+            outage_shard_failed(w, shard, &why);
             return DOCQ_EUNAVAIL;
         }
         outage_redis_worked(w);
@@ -154,8 +156,11 @@ void recovery_reclaim(worker_loop *w) {
     recovery_state *rec = &w->recovery;
     int calls = 0;
     rec->next_reclaim_ms = docq_now_ms() + w->cfg->heartbeat_ms;
-    for (int k = 0; k < w->nshards && w->nfree > 0 && calls < RECLAIM_CALLS_MAX; k++)
-        if (reclaim_shard(w, (rec->next_shard + k) % w->nshards, &calls) != DOCQ_OK) return;
+    for (int k = 0; k < w->nshards && w->nfree > 0 && calls < RECLAIM_CALLS_MAX; k++) {
+        int shard = (rec->next_shard + k) % w->nshards;
+        if (outage_shard_down(w, shard)) continue;
+        if (reclaim_shard(w, shard, &calls) != DOCQ_OK && !w->redis_ok) return;
+    }
     rec->next_shard = (rec->next_shard + 1) % w->nshards;
 }
 

@@ -145,7 +145,7 @@ static int write_outcome(worker_loop *w, slot *s) {
         docq_log(DOCQ_LOG_WARN, s->task_id, "%s outcome of attempt %u not written: %s",
                  docq_task_state_name(s->outcome), s->attempt, why.msg);
     } else {
-        outage_redis_failed(w, &why);
+        outage_shard_failed(w, s->shard, &why);
         return rc;
     }
     outage_redis_worked(w);
@@ -163,7 +163,7 @@ static int write_retry(worker_loop *w, slot *s) {
     int rc = docq_store_retry(w->cmd, cfg->key_prefix, s->task_id, s->attempt, s->error,
                               strlen(s->error), &failures, &why);
     if (rc != DOCQ_OK && rc != DOCQ_ECONFLICT) {
-        outage_redis_failed(w, &why);
+        outage_shard_failed(w, s->shard, &why);
         return rc;
     }
     outage_redis_worked(w);
@@ -192,8 +192,9 @@ static int write_slot(worker_loop *w, slot *s) {
 }
 
 void tasks_flush_writes(worker_loop *w) {
-    for (int i = 0; i < w->nslots && w->nwriting > 0; i++)
-        if (w->slots[i].state == SLOT_WRITING && write_slot(w, &w->slots[i]) != DOCQ_OK) return;
+    for (int i = 0; i < w->nslots && w->nwriting > 0 && w->redis_ok; i++)
+        if (w->slots[i].state == SLOT_WRITING && !outage_shard_down(w, w->slots[i].shard))
+            write_slot(w, &w->slots[i]); /* A failure ends the loop unless only its shard stopped. */
 }
 
 void tasks_collect_results(worker_loop *w) {
@@ -203,7 +204,7 @@ void tasks_collect_results(worker_loop *w) {
         docq_histogram_observe_ns(&w->metrics.ai_latency, (uint64_t)(docq_now_ms() - s->started_ms) * 1000000u);
         slot_decide(w, s, &r);
         ai_result_clear(&r);
-        if (w->redis_ok) write_slot(w, s);
+        if (w->redis_ok && !outage_shard_down(w, s->shard)) write_slot(w, s);
     }
 }
 
@@ -248,13 +249,13 @@ void tasks_start_due_retries(worker_loop *w) {
     int64_t now = docq_now_ms();
     for (int i = 0; i < w->nslots && w->nwaiting > 0 && w->redis_ok; i++) {
         slot *s = &w->slots[i];
-        if (s->state != SLOT_WAITING || s->retry_at_ms > now) continue;
+        if (s->state != SLOT_WAITING || s->retry_at_ms > now || outage_shard_down(w, s->shard)) continue;
         docq_error why = {0};
         uint32_t next;
         int rc = docq_store_restart(w->cmd, w->cfg->key_prefix, s->task_id, s->attempt, &next, &why);
         if (rc != DOCQ_OK && rc != DOCQ_ECONFLICT) {
-            outage_redis_failed(w, &why);
-            return;
+            outage_shard_failed(w, s->shard, &why);
+            continue; /* The loop ends unless only this shard's primary failed (a cluster). */
         }
         outage_redis_worked(w);
         if (rc == DOCQ_ECONFLICT) {
@@ -296,7 +297,7 @@ static int ack_entry(worker_loop *w, int shard, const char *id, const char *task
     docq_error why = {0};
     docq_log(level, task_id, "%s: acknowledging stream entry %s", reason, id);
     if (docq_store_ack(w->cmd, w->cfg->key_prefix, shard, w->cfg->group, id, &why) != DOCQ_OK) {
-        outage_redis_failed(w, &why);
+        outage_shard_failed(w, shard, &why);
         return DOCQ_EUNAVAIL;
     }
     outage_redis_worked(w);
@@ -326,7 +327,7 @@ static int dead_letter_task(worker_loop *w, int shard, const char *id, const cha
     if (rc == DOCQ_ENOTFOUND || rc == DOCQ_ECONFLICT)
         return ack_entry(w, shard, id, task_id, DOCQ_LOG_INFO, why.msg);
     if (rc != DOCQ_OK) {
-        outage_redis_failed(w, &why);
+        outage_shard_failed(w, shard, &why);
         return DOCQ_EUNAVAIL;
     }
     docq_counter_add(&w->metrics.dead_lettered, 1);
@@ -355,7 +356,7 @@ static int start_task(worker_loop *w, int shard, const char *id, const char *tas
         slot_release(w, s);
         if (rc == DOCQ_ENOTFOUND || rc == DOCQ_ECONFLICT)
             return ack_entry(w, shard, id, task_id, DOCQ_LOG_INFO, why.msg);
-        outage_redis_failed(w, &why);
+        outage_shard_failed(w, shard, &why);
         return DOCQ_EUNAVAIL;
     }
     outage_redis_worked(w);

@@ -83,6 +83,14 @@ typedef struct reader {
     char block_arg[24];
 } reader;
 
+/* In a Redis Cluster, one shard's primary being unreachable stops only that
+ * shard (outage.h): its state. */
+typedef struct shard_outage {
+    int64_t down_until_ms;    /* No command of the shard before this time (0: up). */
+    long backoff_ms;          /* The next such pause. */
+    int logged;               /* Its outage was logged; log when it ends. */
+} shard_outage;
+
 /* Heartbeat and reclaim timers (recovery.c). */
 typedef struct recovery_state {
     int64_t next_heartbeat_ms;          /* Monotonic time of the next heartbeat. */
@@ -135,6 +143,7 @@ struct worker_loop {
     int shape_wait_logged;    /* "waiting for a server to record the shape" was logged. */
     int64_t shape_check_at_ms;/* Until shape_seen: no new check before this time. */
     docq_error refused;       /* Our settings conflict with the recorded shape: stop, exit 2. */
+    shard_outage *shard_out;  /* Per shard, in a Redis Cluster: its primary's outage (outage.h). */
     long backoff_ms;          /* The next wait before reconnecting. */
     int64_t retry_at_ms;      /* No reconnect before this time. */
     int stopping;             /* Stop asked: no new reads, no new attempts. */
