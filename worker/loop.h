@@ -42,7 +42,8 @@
  *     on the connection to the primary serving it, without blocking, in
  *     turn; after a round over every shard that found nothing it pauses
  *     100 ms (so an idle worker sends about 10 reads a second per shard,
- *     and picks up a new task within about 100 ms).
+ *     and picks up a new task within about 100 ms). A shard whose primary
+ *     cannot be reached is paused alone (outage.h) and skipped meanwhile.
  *
  * Cancelling: CancelTask ends a STARTED task as CANCELLED in Redis and
  * appends its id to its shard's cancels stream (P:{sN}:cancels), in one
