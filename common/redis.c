@@ -295,6 +295,7 @@ typedef struct pipe_cmd {
     int ask;                   /* >= 0: ASK redirected it there: send it there once, after ASKING. */
     int asking;                /* 1 while an ASKING sent before it awaits its reply. */
     int redirects;             /* MOVED and ASK redirections followed. */
+    int rerouted;              /* Cluster: 1 once routed again after its node could not be reached. */
     cmd_state state;
     int resent_noscript;       /* 1 once queued again after NOSCRIPT. */
     int resent_lost;           /* 1 once queued again after a lost connection. */
@@ -728,9 +729,20 @@ static int round_send(docq_pipeline *p, docq_redis *r, int conn, int *reused, in
     *reused = rc->ctx != NULL;
     *waiting = 0;
     if (conn_connect(r, rc, &why) != DOCQ_OK) {
+        /* In a cluster the node may have failed over: each command is routed
+         * once more after the map is refreshed (when the refresh is due),
+         * and fails if it lands on an unreachable node again. */
         if (r->mode == MODE_CLUSTER) r->map_stale = 1;
-        for (size_t i = 0; i < p->ncmds; i++)
-            if (p->cmds[i].state == CMD_TO_SEND && p->cmds[i].conn == conn) settle_error(&p->cmds[i], &why);
+        for (size_t i = 0; i < p->ncmds; i++) {
+            pipe_cmd *c = &p->cmds[i];
+            if (c->state != CMD_TO_SEND || c->conn != conn) continue;
+            if (r->mode == MODE_CLUSTER && !c->rerouted) {
+                c->rerouted = 1;
+                c->ask = -1;
+            } else {
+                settle_error(c, &why);
+            }
+        }
         return 0;
     }
     if (load_scripts(p, r, rc, conn) != DOCQ_OK) {
@@ -795,7 +807,8 @@ static void fail_all(docq_pipeline *p, const docq_error *err) {
 
 /* Rounds follow each other until every command has its outcome: each
  * command is sent at most once more for NOSCRIPT, once more for a lost
- * connection and MAX_REDIRECTS more times for MOVED/ASK, so this ends. In a
+ * connection, MAX_REDIRECTS more times for MOVED/ASK and routed once more
+ * after its node could not be reached, so this ends. In a
  * cluster each round sends to every node concerned before reading any
  * reply, so the nodes work in parallel. */
 void docq_pipeline_run(docq_pipeline *p, docq_redis *r) {

@@ -23,9 +23,12 @@
  *     MOVED mark the map stale: it is loaded again from the first node that
  *     answers before the next command, at most every 100 ms, backing off to
  *     1 s while no node gives a map covering every slot (meanwhile the old
- *     map is used). The command that met the error fails with DOCQ_EUNAVAIL
- *     (or is resent, by the rules of docq_pipeline_run), so callers answer
- *     UNAVAILABLE and clients retry, as with a standalone Redis down. */
+ *     map is used). A command whose node cannot be reached is routed once
+ *     more after that refresh (a failover may have given its slot to a
+ *     replica); otherwise the command that met the error fails with
+ *     DOCQ_EUNAVAIL (or is resent, by the rules of docq_pipeline_run), so
+ *     callers answer UNAVAILABLE and clients retry, as with a standalone
+ *     Redis down. */
 #ifndef DOCQ_REDIS_H
 #define DOCQ_REDIS_H
 
